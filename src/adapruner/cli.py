@@ -1,0 +1,55 @@
+"""The ``adapruner`` command line: one sub-command per pipeline stage.
+
+Each sub-command lives in :mod:`adapruner.commands.<name>` and exposes ``add_parser(subparsers)``
+and ``run(args) -> int``. User mistakes surface as :class:`~adapruner.errors.AdaprunerError` and
+are printed as a single ``error: ...`` line (exit status 2), never as a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from adapruner.errors import AdaprunerError
+
+# Order = order in `adapruner --help`.
+COMMANDS = ("models", "eval", "prune", "search", "finetune", "stats", "report")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The top-level parser with every available sub-command registered."""
+    parser = argparse.ArgumentParser(
+        prog="adapruner",
+        description="Structured pruning of LLMs with searched calibration data and importance metrics.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(f"adapruner.commands.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"adapruner.commands.{name}":
+                continue  # stage not built yet
+            raise
+        sub_parser = module.add_parser(sub)
+        sub_parser.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args._run(args) or 0)
+    except AdaprunerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
