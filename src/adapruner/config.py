@@ -1,0 +1,101 @@
+"""The configuration of one pruning run: which metric, which calibration data, how to allocate.
+
+A :class:`PruneConfig` is what a search finds (``best_config.json``) and what
+``adapruner prune --config`` applies to another model or ratio. It is plain JSON on disk.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from adapruner.errors import AdaprunerError
+
+AGGREGATIONS = ("sum", "mean", "max", "prod", "last")
+
+
+@dataclass
+class MetricConfig:
+    """An importance metric and its coefficients.
+
+    ``name`` is one of :data:`adapruner.importance.METRICS`. For ``adapruner`` the score is
+    ``alpha1 * align_vec * I_vec + alpha2 * align_el * I_el`` (paper Eq. 5; see
+    importance/metrics.py for which term each alignment factor scales and why).
+    ``aggregation`` combines the scores of a unit's members (q, k, v, o rows/columns ...).
+    """
+
+    name: str = "element1"
+    alpha1: float = 0.5
+    alpha2: float = 0.5
+    align_vec: float = 1.0
+    align_el: float = 1.0
+    aggregation: str = "sum"
+    flap_bias_compensation: bool = False
+
+
+@dataclass
+class CalibrationConfig:
+    """Which calibration samples: ``indices`` into the book-text window pool built with
+    ``pool_seed`` and ``seq_len``; ``None`` indices means ``num_samples`` random windows drawn
+    with ``seed``."""
+
+    source: str = "books"
+    seq_len: int = 128
+    num_samples: int = 10
+    pool_seed: int = 0
+    seed: int = 0
+    indices: list[int] | None = None
+
+
+@dataclass
+class AllocationConfig:
+    """How the parameter budget is spread: ``mode`` uniform|global; ``layers`` = [first, last)
+    decoder layers that may be pruned (None = skip the first 4 and last 2 like the paper);
+    ``attention`` heads|kv|none; channel counts rounded to ``round_to``."""
+
+    mode: str = "uniform"
+    layers: list[int] | None = None
+    attention: str = "heads"
+    round_to: int = 8
+
+
+@dataclass
+class PruneConfig:
+    """Everything that decides a pruning, apart from the model and the ratio."""
+
+    metric: MetricConfig = field(default_factory=MetricConfig)
+    calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
+    allocation: AllocationConfig = field(default_factory=AllocationConfig)
+
+    def to_json(self) -> dict:
+        """A JSON-serialisable dict."""
+        return asdict(self)
+
+    @staticmethod
+    def from_json(data: dict) -> "PruneConfig":
+        """Build from a dict, rejecting unknown keys with a clear error."""
+        parts = {}
+        for name, cls in (("metric", MetricConfig), ("calibration", CalibrationConfig),
+                          ("allocation", AllocationConfig)):
+            raw = data.get(name, {}) or {}
+            known = {f.name for f in fields(cls)}
+            unknown = set(raw) - known
+            if unknown:
+                raise AdaprunerError(
+                    f"unknown key(s) {sorted(unknown)} in '{name}' of the pruning config; valid: {sorted(known)}")
+            parts[name] = cls(**raw)
+        return PruneConfig(**parts)
+
+    @staticmethod
+    def load(path: str | Path) -> "PruneConfig":
+        """Read a config JSON file (e.g. a search's ``best_config.json``)."""
+        path = Path(path)
+        if not path.is_file():
+            raise AdaprunerError(f"config file {path} not found; pass the best_config.json a search wrote")
+        try:
+            data = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise AdaprunerError(f"config file {path} is not valid JSON ({exc.msg} at line {exc.lineno})") from None
+        # A search's best_config.json wraps the config with its provenance.
+        return PruneConfig.from_json(data.get("config", data))
