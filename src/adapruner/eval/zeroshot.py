@@ -1,0 +1,139 @@
+"""Zero-shot commonsense accuracy through lm-evaluation-harness, offline and on an in-memory model.
+
+The seven tasks of the paper (BoolQ, PIQA, HellaSwag, WinoGrande, ARC-e, ARC-c, OBQA) are built
+as harness tasks whose prompts are the harness's own standard ones (``doc_to_text`` /
+``doc_to_choice`` / ``doc_to_target`` copied from lm_eval/tasks/*.yaml, or the harness's Python
+functions imported for HellaSwag and WinoGrande), while the documents come from the local files
+converted by :mod:`adapruner.data.zeroshot` (``dataset_path: json``). The model is wrapped with
+``HFLM(pretrained=model_object)`` so a pruned model is evaluated without saving it first.
+
+Summary average (LLM-Pruner's convention, confirmed by its authors in horseee/LLM-Pruner#25):
+``acc_norm`` for every task where the harness reports it (PIQA, HellaSwag, ARC-e, ARC-c, OBQA)
+and ``acc`` for BoolQ and WinoGrande, which only have ``acc``. Both metrics are always reported.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import torch
+
+from adapruner.data.zeroshot import SOURCES, check_tasks, converted_jsonl
+from adapruner.errors import AdaprunerError
+
+# The metric that enters the summary average for each task (see module docstring).
+AVERAGE_METRIC = {
+    "boolq": "acc", "piqa": "acc_norm", "hellaswag": "acc_norm", "winogrande": "acc",
+    "arc_easy": "acc_norm", "arc_challenge": "acc_norm", "openbookqa": "acc_norm",
+}
+
+_ACC = {"metric": "acc", "aggregation": "mean", "higher_is_better": True}
+_ACC_NORM = {"metric": "acc_norm", "aggregation": "mean", "higher_is_better": True}
+
+
+def _prompt(task: str) -> dict:
+    """The harness's standard zero-shot prompt and metrics of ``task`` (lm-eval 0.4.x yaml)."""
+    if task == "boolq":  # super_glue/boolq/default.yaml
+        return dict(doc_to_text="{{passage}}\nQuestion: {{question}}?\nAnswer:", doc_to_target="label",
+                    doc_to_choice=["no", "yes"], metric_list=[_ACC], metadata={"version": 2.0})
+    if task == "piqa":  # piqa/piqa.yaml
+        return dict(doc_to_text="Question: {{goal}}\nAnswer:", doc_to_target="label",
+                    doc_to_choice="{{[sol1, sol2]}}", metric_list=[_ACC, _ACC_NORM], metadata={"version": 1.0})
+    if task == "hellaswag":  # hellaswag/hellaswag.yaml with its utils.process_docs
+        from lm_eval.tasks.hellaswag.utils import process_docs
+        return dict(process_docs=process_docs, doc_to_text="{{query}}", doc_to_target="{{label}}",
+                    doc_to_choice="choices", metric_list=[_ACC, _ACC_NORM], metadata={"version": 1.0})
+    if task == "winogrande":  # winogrande/default.yaml: partial evaluation (score the continuation)
+        from lm_eval.tasks.winogrande import preprocess_winogrande as w
+        return dict(doc_to_text=w.doc_to_text, doc_to_target=w.doc_to_target, doc_to_choice=w.doc_to_choice,
+                    metric_list=[_ACC], metadata={"version": 1.0})
+    if task in ("arc_easy", "arc_challenge"):  # arc/arc_easy.yaml
+        return dict(doc_to_text="Question: {{question}}\nAnswer:",
+                    doc_to_target="{{choices.label.index(answerKey)}}", doc_to_choice="{{choices.text}}",
+                    metric_list=[_ACC, _ACC_NORM], metadata={"version": 1.0})
+    if task == "openbookqa":  # openbookqa/openbookqa.yaml
+        return dict(doc_to_text="question_stem", doc_to_target="{{choices.label.index(answerKey.lstrip())}}",
+                    doc_to_choice="{{choices.text}}", metric_list=[_ACC, _ACC_NORM], metadata={"version": 1.0})
+    raise AdaprunerError(f"unknown zero-shot task {task}")
+
+
+def task_config(task: str, data_dir: Path) -> dict:
+    """A harness ``TaskConfig`` dict for ``task`` reading the converted local JSONL."""
+    path = converted_jsonl(task, data_dir)
+    split = SOURCES[task].split
+    return dict(task=task, dataset_path="json", dataset_kwargs={"data_files": {split: str(path)}},
+                output_type="multiple_choice", test_split=split, num_fewshot=0, **_prompt(task))
+
+
+def build_tasks(tasks: list[str], data_dir: Path) -> list:
+    """Harness ``ConfigurableTask`` objects for ``tasks`` (documents loaded from local files)."""
+    from lm_eval.api.task import ConfigurableTask
+
+    return [ConfigurableTask(config=task_config(t, data_dir)) for t in check_tasks(tasks)]
+
+
+def _clean(x) -> float | None:
+    """A JSON-safe float (the harness reports 'N/A' or NaN for missing stderr)."""
+    try:
+        x = float(x)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(x) else x
+
+
+def run_zeroshot(model, tokenizer, tasks: list[str], data_dir: Path, limit: int | None,
+                 batch_size: int) -> dict:
+    """Zero-shot accuracy of an in-memory causal LM on ``tasks`` read from ``data_dir``.
+
+    Returns ``{task: {acc, acc_stderr, acc_norm, acc_norm_stderr, n, average_metric}, "average":
+    {metric, value, tasks}, "protocol": {...}}``; ``acc_norm`` is None where the harness does not
+    define it. ``limit`` evaluates only the first ``limit`` documents of each task (None = all).
+    """
+    import lm_eval
+    from lm_eval.evaluator import simple_evaluate
+    from lm_eval.models.huggingface import HFLM
+    from lm_eval.tasks import TaskManager
+
+    tasks = check_tasks(list(tasks))
+    if limit is not None and limit < 1:
+        raise AdaprunerError(f"--limit must be at least 1 (got {limit}); omit it to evaluate every document")
+    if batch_size < 1:
+        raise AdaprunerError(f"--batch-size must be at least 1 (got {batch_size})")
+    data_dir = Path(data_dir)
+    device = str(next(model.parameters()).device)
+    was_training = model.training
+    model.eval()
+    lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, device=device)
+    start = time.time()
+    with torch.no_grad():
+        out = simple_evaluate(model=lm, tasks=build_tasks(tasks, data_dir), limit=limit, num_fewshot=None,
+                              task_manager=TaskManager(include_defaults=False), log_samples=False)
+    model.train(was_training)
+    seconds = time.time() - start
+    result: dict = {}
+    for t in tasks:
+        r = out["results"][t]
+        n = out.get("n-samples", {}).get(t, {}).get("effective")
+        result[t] = {
+            "acc": _clean(r.get("acc,none")), "acc_stderr": _clean(r.get("acc_stderr,none")),
+            "acc_norm": _clean(r.get("acc_norm,none")), "acc_norm_stderr": _clean(r.get("acc_norm_stderr,none")),
+            "n": n, "average_metric": AVERAGE_METRIC[t],
+        }
+    values = [result[t][AVERAGE_METRIC[t]] for t in tasks]
+    result["average"] = {
+        "value": sum(values) / len(values),
+        "metric": "acc_norm where the harness reports it (piqa, hellaswag, arc_easy, arc_challenge, "
+                  "openbookqa), acc otherwise (boolq, winogrande); LLM-Pruner's convention",
+        "tasks": tasks,
+    }
+    result["protocol"] = {
+        "harness": "lm-evaluation-harness", "lm_eval_version": lm_eval.__version__,
+        "limit": limit, "num_fewshot": 0, "batch_size": batch_size,
+        "task_versions": {t: out.get("versions", {}).get(t) for t in tasks},
+        "splits": {t: SOURCES[t].split for t in tasks},
+        "source_files": {t: list(SOURCES[t].files) for t in tasks},
+        "seconds": round(seconds, 1),
+    }
+    return result
