@@ -1,0 +1,230 @@
+"""One model loader used by every command: alias, local directory, GGUF file or hub id.
+
+``load_model(spec)`` decides what ``spec`` names, in this order: a bundled alias
+(``adapruner models``), an existing local directory (a Hugging Face checkpoint, e.g. a pruned
+model saved by adapruner), an existing ``.gguf`` file (converted once into the cache, see
+:mod:`adapruner.models.gguf_cache`), and finally a hub id ``org/name``. Anything else is a
+one-line :class:`~adapruner.errors.AdaprunerError`.
+
+Placement: ``device="cpu"`` or ``"cuda"`` puts the whole model on that device. ``"auto"`` uses
+the GPU when there is one, and when the model (counted on the meta device, times the dtype's
+size) does not fit in the free memory of one GPU it is spread over all GPUs (and CPU RAM if
+need be) with accelerate's ``device_map="auto"``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlparse
+
+import torch
+
+from adapruner.errors import AdaprunerError
+from adapruner.models.aliases import ALIASES, alias_gguf_path, package_version
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+_HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
+# Fraction of a GPU's free memory the weights may take before we spread them over devices:
+# activations, the KV cache and gradients (importance estimation) need the rest.
+_GPU_FILL = 0.7
+
+
+@dataclass
+class LoadedModel:
+    """A causal LM in eval mode with its tokenizer, the spec it came from and the local path read.
+
+    ``source`` is one of ``alias``, ``directory``, ``gguf`` or ``hub``; ``path`` is the directory
+    the weights were read from (the GGUF cache entry for aliases and GGUF files; the hub id for
+    hub models).
+    """
+
+    model: torch.nn.Module
+    tokenizer: object
+    spec: str
+    path: str
+    source: str = "directory"
+    info: dict = field(default_factory=dict)
+
+
+def fix_special_tokens(tokenizer, config=None) -> None:
+    """Give ``tokenizer`` a pad token (its EOS) when it has none, and a BOS/EOS from ``config``.
+
+    Padding is used only for batching and masked out of every loss, so EOS is a safe pad.
+    """
+    if config is not None:
+        for role in ("bos", "eos"):
+            token_id = getattr(config, f"{role}_token_id", None)
+            if isinstance(token_id, list):
+                token_id = token_id[0] if token_id else None
+            if getattr(tokenizer, f"{role}_token", None) is None and token_id is not None:
+                token = tokenizer.convert_ids_to_tokens(int(token_id))
+                if token is not None:
+                    setattr(tokenizer, f"{role}_token", token)
+    if tokenizer.pad_token is None and tokenizer.eos_token is not None:
+        tokenizer.pad_token = tokenizer.eos_token
+
+
+def resolve_spec(spec: str) -> tuple[str, str]:
+    """Classify ``spec`` as ``(kind, value)`` with kind alias|directory|gguf|hub, or raise."""
+    if not spec or not spec.strip():
+        raise AdaprunerError("no model given; pass --model with an alias (adapruner models), a directory, a .gguf file or a hub id")
+    spec = spec.strip()
+    if spec in ALIASES:
+        return "alias", spec
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise AdaprunerError(f"{spec} is a directory but not a Hugging Face checkpoint (no config.json)")
+        return "directory", str(path)
+    if path.is_file():
+        if path.suffix.lower() != ".gguf":
+            raise AdaprunerError(f"{spec} is a file but not a .gguf file; pass a checkpoint directory or a .gguf file")
+        return "gguf", str(path)
+    looks_like_path = (spec.lower().endswith(".gguf") or spec.startswith((".", "/", "~"))
+                       or spec.count("/") > 1 or "\\" in spec)
+    if looks_like_path:
+        raise AdaprunerError(f"no such file or directory: {spec}")
+    if _HUB_ID.match(spec):
+        return "hub", spec
+    raise AdaprunerError(
+        f"unknown model '{spec}': not an alias ({', '.join(sorted(ALIASES))}; see `adapruner models`), "
+        "an existing directory or .gguf file, or a hub id 'org/name'"
+    )
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the Hugging Face endpoint accepts a TCP connection within ``timeout`` seconds.
+
+    The hub client retries a dead network for ~25 s before failing; this probe makes the
+    offline case fail at once. Behind a proxy we cannot probe cheaply and let the client try.
+    """
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return False
+    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return True
+    url = urlparse(constants.ENDPOINT)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        with socket.create_connection((url.hostname, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _hub_error(spec: str, exc: Exception | None = None) -> AdaprunerError:
+    return AdaprunerError(
+        f"cannot download '{spec}' from the Hugging Face hub (no network?); pass a local directory, "
+        "a .gguf file or an alias (adapruner models)"
+        + (f" [{str(exc).splitlines()[0][:200]}]" if exc is not None and str(exc) else "")
+    )
+
+
+def _resolve_device(device: str) -> str:
+    if device not in ("auto", "cpu", "cuda") and not device.startswith("cuda:"):
+        raise AdaprunerError(f"unknown device '{device}'; choose auto, cpu or cuda")
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise AdaprunerError("--device cuda was requested but no CUDA GPU is visible; use --device cpu")
+    return device
+
+
+def _parameter_bytes(config, dtype: torch.dtype, trust_remote_code: bool) -> int:
+    """Size of the model's weights in ``dtype``, counted on the meta device (no memory used)."""
+    from transformers import AutoModelForCausalLM
+
+    with torch.device("meta"):
+        skeleton = AutoModelForCausalLM.from_config(config, trust_remote_code=trust_remote_code)
+    n = sum(p.numel() for p in skeleton.parameters())
+    return n * torch.empty((), dtype=dtype).element_size()
+
+
+def _placement(config, dtype: torch.dtype, device: str, requested: str, trust_remote_code: bool) -> dict:
+    """``from_pretrained`` keyword arguments that put the weights where ``device`` says."""
+    if device == "cpu":
+        return {}
+    if requested == "auto":
+        free, _ = torch.cuda.mem_get_info()
+        if _parameter_bytes(config, dtype, trust_remote_code) > _GPU_FILL * free:
+            return {"device_map": "auto"}
+    return {"device_map": {"": torch.device(device if ":" in device else "cuda:0")}}
+
+
+def load_model(spec: str, device: str = "auto", dtype: str = "float32",
+               trust_remote_code: bool = False) -> LoadedModel:
+    """Load a causal LM and its tokenizer from an alias, a local directory, a GGUF file or a hub id.
+
+    The model is returned in eval mode with weights in ``dtype`` (float32, bfloat16 or float16)
+    on ``device`` (auto, cpu or cuda; see the module docstring for multi-GPU placement). GGUF
+    files and aliases are converted once into the cache and read from there afterwards. The
+    tokenizer always has a pad token (EOS when it defines none). Every failure a user can cause
+    is a one-line :class:`AdaprunerError`.
+    """
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    if dtype not in DTYPES:
+        raise AdaprunerError(f"unknown dtype '{dtype}'; choose one of {', '.join(sorted(DTYPES))}")
+    torch_dtype = DTYPES[dtype]
+    kind, value = resolve_spec(spec)
+    requested = device
+    device = _resolve_device(device)
+    info: dict = {"source": kind}
+
+    if kind == "alias":
+        alias = ALIASES[value]
+        gguf = alias_gguf_path(value)
+        path, converted = _ensure(gguf, alias=value, version=package_version(alias))
+        info.update(gguf=str(gguf), package=alias.package, package_version=package_version(alias),
+                    converted_now=converted)
+    elif kind == "gguf":
+        gguf = Path(value)
+        path, converted = _ensure(gguf)
+        info.update(gguf=str(gguf), converted_now=converted)
+    else:
+        path = value
+
+    hub_kwargs: dict = {}
+    if kind == "hub":
+        # Without a network, still use a copy already in the local hub cache.
+        hub_kwargs["local_files_only"] = not _hub_reachable()
+    common = dict(trust_remote_code=trust_remote_code, **hub_kwargs)
+
+    try:
+        config = AutoConfig.from_pretrained(path, **common)
+        tokenizer = AutoTokenizer.from_pretrained(path, **common)
+    except OSError as exc:
+        if kind == "hub":
+            raise _hub_error(value, exc) from exc
+        raise AdaprunerError(f"cannot read the checkpoint in {path}: {str(exc).splitlines()[0]}") from exc
+    except ValueError as exc:
+        raise AdaprunerError(f"cannot load '{spec}': {str(exc).splitlines()[0]}"
+                             " (pass --trust-remote-code only if you trust its code)") from exc
+
+    placement = _placement(config, torch_dtype, device, requested, trust_remote_code)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(path, config=config, dtype=torch_dtype, **placement, **common)
+    except OSError as exc:
+        if kind == "hub":
+            raise _hub_error(value, exc) from exc
+        raise AdaprunerError(f"cannot read the weights in {path}: {str(exc).splitlines()[0]}") from exc
+    except ValueError as exc:
+        raise AdaprunerError(f"cannot load '{spec}' as a causal LM: {str(exc).splitlines()[0]}") from exc
+
+    fix_special_tokens(tokenizer, model.config)
+    model.eval()
+    info.update(device=device, dtype=dtype, device_map=placement.get("device_map") if placement else None)
+    if isinstance(info["device_map"], dict):
+        info["device_map"] = {k: str(v) for k, v in info["device_map"].items()}
+    return LoadedModel(model=model, tokenizer=tokenizer, spec=spec, path=str(path), source=kind, info=info)
+
+
+def _ensure(gguf: Path, alias: str | None = None, version: str | None = None) -> tuple[Path, bool]:
+    from adapruner.models.gguf_cache import ensure_converted
+
+    return ensure_converted(gguf, alias=alias, version=version)
