@@ -1,0 +1,71 @@
+"""Masked pruning: zero the removed structures without copying a weight.
+
+A removed query head contributes to the layer output only through its columns of o_proj, and a
+removed MLP channel only through its column of down_proj. Multiplying the *input* of those
+output-side linears by a 0/1 vector therefore gives exactly the function of the physically
+pruned layer (the rows of q/k/v/gate/up that feed only removed structures become dead). The
+masks are forward pre-hooks: applying and removing them is instant, so a search can evaluate many
+trial plans on one model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn as nn
+
+from adapruner.pruning.adapters import adapter_for
+from adapruner.pruning.structure import PruningPlan
+
+
+@dataclass
+class MaskHandle:
+    """The hooks of one :func:`apply_masks` call; ``remove()`` (or leaving a ``with``) undoes them."""
+
+    hooks: list = field(default_factory=list)
+
+    def remove(self) -> None:
+        """Detach every mask hook (idempotent)."""
+        for hook in self.hooks:
+            hook.remove()
+        self.hooks.clear()
+
+    def __enter__(self) -> "MaskHandle":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.remove()
+
+
+def _input_mask_hook(mask: torch.Tensor):
+    def hook(module, args):
+        return (args[0] * mask.to(dtype=args[0].dtype, device=args[0].device),) + tuple(args[1:])
+
+    return hook
+
+
+def apply_masks(model: nn.Module, plan: PruningPlan) -> MaskHandle:
+    """Make ``model`` compute as if ``plan`` had been applied, by masking output-side inputs.
+
+    Returns a :class:`MaskHandle`; use it as a context manager or call ``.remove()``.
+    """
+    adapter = adapter_for(model)
+    layers = adapter.decoder_layers(model)
+    handle = MaskHandle()
+    try:
+        for idx, layer_plan in sorted(plan.layers.items()):
+            shape = adapter.layer_shape(model, idx)
+            layer_plan.validate(shape)
+            kept = {"head": layer_plan.kept_heads, "kv": layer_plan.kept_kv, "channel": layer_plan.kept_channels}
+            for member in adapter.members(shape):
+                if member.axis != 1 or len(kept[member.unit]) == member.count:
+                    continue
+                linear = layers[idx].get_submodule(member.path)
+                mask = torch.zeros(linear.in_features, device=linear.weight.device, dtype=linear.weight.dtype)
+                mask[member.index(kept[member.unit]).to(mask.device)] = 1
+                handle.hooks.append(linear.register_forward_pre_hook(_input_mask_hook(mask)))
+    except Exception:
+        handle.remove()
+        raise
+    return handle

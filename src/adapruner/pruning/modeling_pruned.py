@@ -1,0 +1,160 @@
+"""Pruned checkpoints whose decoder layers differ in width: the ``adapruner_pruned_<family>`` types.
+
+A standard transformers config has one ``num_attention_heads``, ``num_key_value_heads`` and
+``intermediate_size`` for every layer. After non-uniform pruning each layer has its own widths,
+so a pruned checkpoint records them in ``layer_widths`` (one dict per decoder layer) and uses a
+model type derived from its family: ``adapruner_pruned_llama``, ``adapruner_pruned_qwen3``, ...
+The config class subclasses the family's config (the global widths stay the original, valid
+ones) and the model class subclasses the family's causal LM; after building the ordinary model it
+rebuilds each layer's attention and MLP from a per-layer copy of the config. Forward, generation,
+caching and weight tying are therefore exactly the family's own code.
+
+This file imports only torch and transformers on purpose: ``save_pruned`` copies it next to the
+weights and writes an ``auto_map``, so ``from_pretrained(dir, trust_remote_code=True)`` works where
+adapruner is not installed. Importing :mod:`adapruner` registers the types with the Auto classes,
+so there a plain ``from_pretrained(dir)`` works too.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch.nn as nn
+import transformers
+
+# Width keys a layer may override; head_dim is always written so that no family falls back to
+# hidden_size // num_attention_heads (wrong once heads are removed).
+WIDTH_KEYS = ("num_attention_heads", "num_key_value_heads", "intermediate_size", "head_dim")
+
+# base model_type -> (config class, causal-LM class) in transformers
+FAMILIES: dict[str, tuple[str, str]] = {
+    "llama": ("LlamaConfig", "LlamaForCausalLM"),
+    "mistral": ("MistralConfig", "MistralForCausalLM"),
+    "qwen2": ("Qwen2Config", "Qwen2ForCausalLM"),
+    "qwen3": ("Qwen3Config", "Qwen3ForCausalLM"),
+    "gemma2": ("Gemma2Config", "Gemma2ForCausalLM"),
+    "gemma3_text": ("Gemma3TextConfig", "Gemma3ForCausalLM"),
+    "phi3": ("Phi3Config", "Phi3ForCausalLM"),
+}
+
+PREFIX = "adapruner_pruned_"
+
+
+def layer_config(config, widths: dict):
+    """A private copy of ``config`` carrying one layer's widths.
+
+    The values are written into ``__dict__`` directly because transformers 5 configs validate on
+    setattr (``hidden_size % num_attention_heads``), which a pruned layer rarely satisfies and
+    does not need to: every attention module reads ``head_dim`` explicitly.
+    """
+    cfg = copy.deepcopy(config)
+    for key in WIDTH_KEYS:
+        if key in widths and widths[key] is not None:
+            cfg.__dict__[key] = int(widths[key])
+    return cfg
+
+
+def rebuild_layer(layer: nn.Module, cfg, layer_idx: int, attn_name: str = "self_attn", mlp_name: str = "mlp") -> None:
+    """Replace the layer's attention and MLP modules with fresh ones built from ``cfg``.
+
+    Building through the family's own classes keeps every derived attribute right
+    (``num_key_value_groups``, Phi-3's ``config.num_attention_heads`` in forward, sliding windows).
+    The new modules are created on the old ones' device and dtype; their weights are
+    uninitialised until the caller copies or loads them.
+    """
+    old_attn, old_mlp = getattr(layer, attn_name), getattr(layer, mlp_name)
+    ref = next(old_attn.parameters())
+    attn = type(old_attn)(cfg, layer_idx)
+    mlp = type(old_mlp)(cfg)
+    setattr(layer, attn_name, attn.to(device=ref.device, dtype=ref.dtype))
+    setattr(layer, mlp_name, mlp.to(device=ref.device, dtype=ref.dtype))
+
+
+def _base_type(config) -> str:
+    return getattr(config, "base_model_type", None) or config.model_type
+
+
+def _make_classes(base_type: str, config_name: str, model_name: str):
+    base_config = getattr(transformers, config_name)
+    base_model = getattr(transformers, model_name)
+    stem = base_model.__name__.replace("ForCausalLM", "")
+
+    config_cls = type(
+        f"AdaprunerPruned{stem}Config",
+        (base_config,),
+        {
+            "__module__": __name__,
+            "__doc__": f"{config_name} plus per-layer widths (``layer_widths``) of a pruned model.",
+            "model_type": PREFIX + base_type,
+            "__annotations__": {"layer_widths": "list | None", "base_model_type": "str"},
+            "layer_widths": None,
+            "base_model_type": base_type,
+        },
+    )
+
+    def __init__(self, config):
+        base_model.__init__(self, config)
+        widths = getattr(config, "layer_widths", None) or []
+        layers = self.model.layers
+        if widths and len(widths) != len(layers):
+            raise ValueError(f"layer_widths has {len(widths)} entries but the model has {len(layers)} layers")
+        for i, w in enumerate(widths):
+            rebuild_layer(layers[i], layer_config(config, w), i)
+        # Again, so that the rebuilt modules are initialised and registered like the originals.
+        self.post_init()
+
+    model_cls = type(
+        f"AdaprunerPruned{stem}ForCausalLM",
+        (base_model,),
+        {"__module__": __name__, "config_class": config_cls, "__init__": __init__,
+         "__doc__": f"{model_name} whose decoder layers have the widths in ``config.layer_widths``."},
+    )
+    return config_cls, model_cls
+
+
+CONFIG_CLASSES: dict[str, type] = {}
+MODEL_CLASSES: dict[str, type] = {}
+for _base, (_cfg_name, _model_name) in FAMILIES.items():
+    _cfg_cls, _model_cls = _make_classes(_base, _cfg_name, _model_name)
+    CONFIG_CLASSES[_base], MODEL_CLASSES[_base] = _cfg_cls, _model_cls
+    # Module-level names so that ``auto_map`` entries ("modeling_pruned.<Name>") resolve.
+    globals()[_cfg_cls.__name__] = _cfg_cls
+    globals()[_model_cls.__name__] = _model_cls
+
+
+def pruned_config(config, layer_widths: list[dict]):
+    """The config of a pruned model: ``config``'s family type with per-layer ``layer_widths``.
+
+    ``config`` is the original (or an already pruned) config; the global widths keep their
+    original values so that the family's validation still holds.
+    """
+    base = _base_type(config)
+    if base not in CONFIG_CLASSES:
+        raise ValueError(f"no pruned model type for '{base}'; supported: {', '.join(sorted(FAMILIES))}")
+    data = config.to_dict()
+    for key in ("model_type", "auto_map", "architectures", "transformers_version"):
+        data.pop(key, None)
+    data["layer_widths"] = [{k: int(v) for k, v in w.items()} for w in layer_widths]
+    data["base_model_type"] = base
+    cfg = CONFIG_CLASSES[base].from_dict(data)
+    cfg.architectures = [MODEL_CLASSES[base].__name__]
+    cfg._attn_implementation = getattr(config, "_attn_implementation", None)
+    return cfg
+
+
+def auto_map(base_type: str) -> dict:
+    """``auto_map`` entries that point the Auto classes at this file shipped next to weights."""
+    return {
+        "AutoConfig": f"modeling_pruned.{CONFIG_CLASSES[base_type].__name__}",
+        "AutoModelForCausalLM": f"modeling_pruned.{MODEL_CLASSES[base_type].__name__}",
+    }
+
+
+def register() -> None:
+    """Register every pruned type with AutoConfig / AutoModelForCausalLM (idempotent)."""
+    for base, cfg_cls in CONFIG_CLASSES.items():
+        transformers.AutoConfig.register(cfg_cls.model_type, cfg_cls, exist_ok=True)
+        transformers.AutoModelForCausalLM.register(cfg_cls, MODEL_CLASSES[base], exist_ok=True)
+
+
+register()

@@ -1,0 +1,85 @@
+"""Physical pruning: replace every pruned layer's linears with smaller dense ones.
+
+For each pruned layer the attention and MLP modules are rebuilt through the family's own classes
+from a per-layer copy of the config (so derived attributes such as ``num_key_value_groups`` are
+right), and their weights are the kept rows/columns of the old ones, gathered member by member
+with :meth:`Member.index`. Members that share a linear (Phi-3's fused qkv_proj / gate_up_proj)
+are concatenated in member order, which is their order inside the fused weight. Biases follow
+their rows; per-head-dim norms (q_norm/k_norm) are shared by all heads and are copied unchanged.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from adapruner.pruning.adapters import FamilyAdapter, adapter_for
+from adapruner.pruning.modeling_pruned import layer_config, rebuild_layer
+from adapruner.pruning.structure import LayerPlan, LayerShape, PruningPlan
+
+
+def _kept_units(plan: LayerPlan, unit: str) -> list[int]:
+    return {"head": plan.kept_heads, "kv": plan.kept_kv, "channel": plan.kept_channels}[unit]
+
+
+def _gathered_state(layer: nn.Module, adapter: FamilyAdapter, shape: LayerShape, plan: LayerPlan) -> dict:
+    """State dict (relative to the layer) of the pruned attention and MLP modules."""
+    state = {k: v for k, v in layer.state_dict().items() if k.startswith((adapter.attn + ".", adapter.mlp + "."))}
+    by_path: dict[str, list] = {}
+    for member in adapter.members(shape):
+        by_path.setdefault(member.path, []).append(member)
+    for path, members in by_path.items():
+        linear = layer.get_submodule(path)
+        for axis in (0, 1):
+            parts = [m.index(_kept_units(plan, m.unit)) for m in members if m.axis == axis]
+            if not parts:
+                continue
+            idx = torch.cat(parts).to(linear.weight.device)
+            state[f"{path}.weight"] = state[f"{path}.weight"].index_select(axis, idx)
+            if axis == 0 and linear.bias is not None:
+                state[f"{path}.bias"] = state[f"{path}.bias"].index_select(0, idx)
+    return state
+
+
+def layer_widths(model: nn.Module) -> list[dict]:
+    """Current widths of every decoder layer, as recorded in a pruned checkpoint's config."""
+    adapter = adapter_for(model)
+    widths = []
+    for i in range(len(adapter.decoder_layers(model))):
+        s = adapter.layer_shape(model, i)
+        widths.append({"num_attention_heads": s.num_heads, "num_key_value_heads": s.num_kv_heads,
+                       "intermediate_size": s.intermediate_size, "head_dim": s.head_dim})
+    return widths
+
+
+@torch.no_grad()
+def prune_model(model: nn.Module, plan: PruningPlan) -> nn.Module:
+    """Remove the structures ``plan`` drops, in place, and return the (now smaller) model.
+
+    Every layer in the plan gets new, smaller ``nn.Linear`` modules; nothing else changes. The
+    per-layer widths are recorded on ``model.config.layer_widths`` so that saving (and anyone
+    inspecting the config) sees them. Masks must be removed before calling this.
+    """
+    adapter = adapter_for(model)
+    layers = adapter.decoder_layers(model)
+    base_cfg = adapter.text_config(model)
+    for idx, layer_plan in sorted(plan.layers.items()):
+        shape = adapter.layer_shape(model, idx)
+        layer_plan.validate(shape)
+        new_shape = layer_plan.shape(shape)
+        if new_shape == shape:
+            continue
+        layer = layers[idx]
+        state = _gathered_state(layer, adapter, shape, layer_plan)
+        cfg = layer_config(base_cfg, {"num_attention_heads": new_shape.num_heads,
+                                      "num_key_value_heads": new_shape.num_kv_heads,
+                                      "intermediate_size": new_shape.intermediate_size,
+                                      "head_dim": new_shape.head_dim})
+        rebuild_layer(layer, cfg, idx, attn_name=adapter.attn, mlp_name=adapter.mlp)
+        missing, unexpected = layer.load_state_dict(state, strict=False)
+        # Only the untouched norms of the decoder layer itself may be absent from ``state``.
+        missing = [k for k in missing if k.startswith((adapter.attn + ".", adapter.mlp + "."))]
+        if missing or unexpected:
+            raise RuntimeError(f"layer {idx}: surgery left missing={missing} unexpected={unexpected}")
+    base_cfg.__dict__["layer_widths"] = layer_widths(model)
+    return model
