@@ -1,0 +1,126 @@
+"""The training loop shared by LoRA and group-wise recovery: plain AdamW over the trainable
+parameters, gradient accumulation, linear warm-up then linear decay, token-weighted loss.
+
+Defaults follow LLM-Pruner's post-training (batch 64 = 16 micro-batches of 4, lr 1e-4, 2 epochs,
+cutoff 256 tokens, up to 100 warm-up steps). On CPU pass ``max_steps`` / smaller batches. The
+loss of a batch is the mean over all its trained tokens (not a mean of micro-batch means), so
+gradient accumulation gives the same update as one large batch.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+
+from adapruner.data.alpaca import collate
+from adapruner.errors import AdaprunerError
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation settings of a recovery run (see module docstring for their origin)."""
+
+    epochs: float = 2.0
+    max_steps: int | None = None
+    batch_size: int = 64
+    micro_batch_size: int = 4
+    lr: float = 1e-4
+    warmup_steps: int = 100
+    weight_decay: float = 0.0
+    cutoff: int = 256
+    train_on_inputs: bool = False
+    val_size: int = 2000
+    seed: int = 0
+
+    def check(self) -> None:
+        """Reject settings that cannot train."""
+        if self.batch_size < 1 or self.micro_batch_size < 1:
+            raise AdaprunerError("--batch-size and --micro-batch-size must be at least 1")
+        if self.batch_size % self.micro_batch_size:
+            raise AdaprunerError(f"--batch-size {self.batch_size} must be a multiple of --micro-batch-size "
+                                 f"{self.micro_batch_size}")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise AdaprunerError(f"--max-steps must be at least 1 (got {self.max_steps})")
+        if self.epochs <= 0:
+            raise AdaprunerError(f"--epochs must be positive (got {self.epochs})")
+
+    def to_json(self) -> dict:
+        """A JSON-serialisable dict."""
+        return asdict(self)
+
+
+def _token_loss(model, batch: dict, device) -> tuple[torch.Tensor, int]:
+    """Summed next-token NLL over labelled tokens, and their number."""
+    batch = {k: v.to(device) for k, v in batch.items()}
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    labels = batch["labels"][:, 1:]
+    loss = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]).float(), labels.reshape(-1),
+                           ignore_index=-100, reduction="sum")
+    return loss, int((labels != -100).sum())
+
+
+@torch.no_grad()
+def validation_loss(model, examples: list[dict], pad_id: int, micro_batch_size: int = 4) -> float:
+    """Mean NLL per trained token over ``examples`` (model put in eval mode, restored after)."""
+    was = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    total, count = 0.0, 0
+    for i in range(0, len(examples), micro_batch_size):
+        loss, n = _token_loss(model, collate(examples[i:i + micro_batch_size], pad_id), device)
+        total, count = total + float(loss), count + n
+    model.train(was)
+    return total / max(count, 1)
+
+
+def train(model, train_examples: list[dict], val_examples: list[dict], config: TrainConfig, pad_id: int,
+          progress: bool = True) -> dict:
+    """Train the parameters of ``model`` that require grad; return the loss history and timing."""
+    from tqdm import tqdm
+
+    config.check()
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise AdaprunerError("nothing to train: the model has no trainable parameters")
+    device = params[0].device
+    per_epoch = math.ceil(len(train_examples) / config.batch_size)
+    total_steps = config.max_steps or max(1, math.ceil(config.epochs * per_epoch))
+    warmup = min(config.warmup_steps, max(1, total_steps // 10))
+    optim = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        optim, lambda s: (s + 1) / warmup if s < warmup else max(0.0, (total_steps - s) / max(1, total_steps - warmup)))
+    rng = random.Random(config.seed)
+    order: list[int] = []
+    history = []
+    start = time.time()
+    model.train()
+    bar = tqdm(range(total_steps), desc="fine-tuning", disable=not progress)
+    for step in bar:
+        batch = []
+        while len(batch) < config.batch_size:
+            if not order:  # a new epoch: reshuffle
+                order = list(range(len(train_examples)))
+                rng.shuffle(order)
+            batch.append(train_examples[order.pop()])
+        micro = [collate(batch[i:i + config.micro_batch_size], pad_id)
+                 for i in range(0, len(batch), config.micro_batch_size)]
+        n_tokens = sum(int((m["labels"][:, 1:] != -100).sum()) for m in micro)
+        optim.zero_grad(set_to_none=True)
+        step_loss = 0.0
+        for m in micro:
+            loss, _ = _token_loss(model, m, device)
+            (loss / max(n_tokens, 1)).backward()
+            step_loss += float(loss.detach())
+        optim.step()
+        sched.step()
+        history.append({"step": step + 1, "loss": step_loss / max(n_tokens, 1), "lr": optim.param_groups[0]["lr"]})
+        bar.set_postfix(loss=f"{history[-1]['loss']:.3f}")
+    model.eval()
+    return {"steps": total_steps, "warmup_steps": warmup, "examples_seen": total_steps * config.batch_size,
+            "epochs_done": total_steps * config.batch_size / len(train_examples),
+            "train_loss": history, "seconds": round(time.time() - start, 1)}
