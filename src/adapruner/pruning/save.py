@@ -1,0 +1,117 @@
+"""Saving a pruned model so that ``AutoModelForCausalLM.from_pretrained(out)`` loads it.
+
+The directory holds safetensors weights, the tokenizer, ``pruning_report.json`` and a
+``config.json`` that records every layer's widths (``layer_widths``). Two config flavours:
+
+* every layer has the same widths and the family's standard config accepts them (transformers 5
+  checks ``hidden_size % num_attention_heads == 0``): a plain standard config with explicit
+  ``head_dim``; it needs nothing but transformers;
+* otherwise the ``adapruner_pruned_<family>`` type of :mod:`.modeling_pruned`: registered when
+  :mod:`adapruner` is imported, and shipped as ``modeling_pruned.py`` with an ``auto_map`` so that
+  ``trust_remote_code=True`` loads it without adapruner.
+
+Everything is written to a temporary sibling directory that is renamed at the end, so an
+interrupted save never leaves a half-written model behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+import torch.nn as nn
+import transformers
+
+from adapruner.errors import AdaprunerError
+from adapruner.pruning import modeling_pruned
+from adapruner.pruning.adapters import adapter_for
+from adapruner.pruning.allocation import count_parameters
+from adapruner.pruning.surgery import layer_widths
+
+REPORT_NAME = "pruning_report.json"
+
+
+def _plain_config(config, widths: dict):
+    """The family's standard config with ``widths`` everywhere, or None if it rejects them."""
+    base = getattr(config, "base_model_type", None) or config.model_type
+    if base not in modeling_pruned.FAMILIES:
+        return None
+    config_name, model_name = modeling_pruned.FAMILIES[base]
+    data = config.to_dict()
+    for key in ("model_type", "auto_map", "architectures", "transformers_version", "base_model_type"):
+        data.pop(key, None)
+    data.update(widths)
+    try:
+        cfg = getattr(transformers, config_name).from_dict(data)
+    except (ValueError, TypeError) as exc:  # e.g. hidden_size % num_attention_heads != 0
+        del exc
+        return None
+    cfg.architectures = [model_name]
+    return cfg
+
+
+def checkpoint_config(model: nn.Module):
+    """The config to save for ``model``: plain when possible, else the pruned model type.
+
+    Both record ``layer_widths`` (one dict per decoder layer).
+    """
+    config = adapter_for(model).text_config(model)
+    widths = layer_widths(model)
+    cfg = None
+    if all(w == widths[0] for w in widths):
+        cfg = _plain_config(config, widths[0])
+    if cfg is not None:
+        cfg.__dict__["layer_widths"] = widths
+        return cfg
+    cfg = modeling_pruned.pruned_config(config, widths)
+    cfg.auto_map = modeling_pruned.auto_map(cfg.base_model_type)
+    return cfg
+
+
+def save_pruned(model: nn.Module, tokenizer, out_dir: str | Path, report: dict, overwrite: bool = False) -> Path:
+    """Write ``model`` (already pruned by surgery), its tokenizer and ``report`` to ``out_dir``.
+
+    Returns the final directory. Refuses an existing ``out_dir`` unless ``overwrite``.
+    ``report`` is extended with the per-layer widths, the parameter count and the config flavour.
+    """
+    out = Path(out_dir)
+    if out.exists() and not overwrite:
+        raise AdaprunerError(f"output directory {out} already exists; pass --overwrite or choose another --out")
+    if out.exists() and not out.is_dir():
+        raise AdaprunerError(f"output path {out} exists and is not a directory; choose another --out")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
+    try:
+        cfg = checkpoint_config(model)
+        model.save_pretrained(tmp)
+        cfg.dtype = next(model.parameters()).dtype
+        # save_pretrained wrote the in-memory config; the checkpoint config replaces it.
+        cfg.save_pretrained(tmp)
+        pruned_type = cfg.model_type.startswith(modeling_pruned.PREFIX)
+        if pruned_type:
+            shutil.copyfile(modeling_pruned.__file__, tmp / "modeling_pruned.py")
+        if tokenizer is not None:
+            tokenizer.save_pretrained(tmp)
+        full = dict(report)
+        full.update({
+            "layer_widths": cfg.__dict__["layer_widths"],
+            "parameters_after": count_parameters(model),
+            "checkpoint": {"model_type": cfg.model_type,
+                           "flavour": "adapruner_pruned" if pruned_type else "plain",
+                           "transformers_version": transformers.__version__},
+        })
+        (tmp / REPORT_NAME).write_text(json.dumps(full, indent=2, default=str) + "\n")
+        if out.exists():
+            old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
+            os.replace(out, old)
+            os.replace(tmp, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return out
