@@ -1,0 +1,360 @@
+"""Gradient and activation statistics of a calibration set, folded per unit inside hooks.
+
+One batched forward/backward pass over the calibration set D = {x_1..x_N} gives everything the
+gradient metrics need, without N separate backward passes and without any parameter ``.grad``:
+
+* all parameters are frozen; the embedding output is made to require grad, so autograd still
+  reaches every linear's output;
+* each pruneable linear keeps its input ``x`` (forward hook) and catches its output gradient
+  ``dy`` (tensor hook);
+* the loss is the *sum* of per-sample losses, L = sum_j F_j with F_j the mean next-token
+  cross-entropy of sample j. Samples do not interact, so ``dy[j]`` is sample j's own gradient and
+  the per-sample weight gradient of a linear is ``G_j = dy[j]^T x[j]``. From it, inside the hook:
+  the mean gradient g = (1/N) sum_j G_j (the gradient of the paper's L(theta, D)), the Fisher
+  diagonal F = sum_j G_j^2 (paper Eq. 4), and the per-sample dot products ``G_j . W_u`` of every
+  unit u (the vector-wise terms).
+* the element-wise tensors are folded into per-unit sums (:mod:`.folding`) and dropped, so at
+  most one linear's weight-sized temporaries (G_j, g, F, g*W, F*W^2) exist at a time.
+
+Large calibration sets run in micro-batches. What is additive across micro-batches (per-sample
+dot products, activation sums) is folded per micro-batch; g and F must be complete before the
+absolute values of the element-wise scores are taken, so with micro-batches every linear keeps two
+weight-sized accumulators (2x the model size in float32) until the last micro-batch. Pass
+``accumulate_on="cpu"`` to keep them in host memory when the model is on a GPU. With a single
+batch (the default 10 x 128 tokens) no accumulators exist.
+
+The same forward also records the input activations of o_proj and down_proj (per-column sum and
+sum of squares) for the activation-based metrics (Wanda-sp, FLAP).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from adapruner.errors import AdaprunerError
+from adapruner.importance.coefficients import ELEMENT_FACTORS
+from adapruner.importance.folding import fold, fold_columns
+from adapruner.pruning.adapters import adapter_for
+from adapruner.pruning.structure import LayerShape, Member
+
+
+
+@dataclass
+class MemberStatistics:
+    """Per-unit statistics of one member (a unit kind's slice of one linear).
+
+    Every tensor's last dimension runs over the member's units; all are sums over the unit's
+    weight elements, hence additive when units are grouped (query heads -> KV group).
+
+    ``w_abs``/``w_sq``: sum of |W| and W^2. ``dot[j]``: G_j . W_u (signed, per sample).
+    ``el1``: sum |g W|. ``el1_sample[j]``: sum |G_j W|. ``el2[i]``: sum |g W - c_i/2 F W^2| for
+    ``c_i = Statistics.element_factors[i]``. ``wanda``: sum over the unit's input columns of
+    ||X_c||_2 * sum_r |W_rc|; ``fluctuation``: sum of Var(X_c) * ||W_:,c||^2 (input-side members
+    only).
+    """
+
+    member: Member
+    w_abs: torch.Tensor
+    w_sq: torch.Tensor
+    dot: torch.Tensor | None = None
+    el1: torch.Tensor | None = None
+    el1_sample: torch.Tensor | None = None
+    el2: torch.Tensor | None = None
+    wanda: torch.Tensor | None = None
+    fluctuation: torch.Tensor | None = None
+
+
+@dataclass
+class LayerStatistics:
+    """Statistics of one decoder layer: its shape, its members by role name, and the mean input
+    of each input-side linear (o_proj, down_proj), which FLAP's bias compensation needs."""
+
+    shape: LayerShape
+    members: dict[str, MemberStatistics] = field(default_factory=dict)
+    input_mean: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def view(self, kind: str, name: str) -> list[tuple[Member, torch.Tensor]]:
+        """The statistic ``name`` of every member of unit ``kind``, one value per unit of that kind.
+
+        For ``kind="kv"`` the query-head members (q rows, o columns) are summed over the query
+        heads of each KV group, so a group's share of q_proj/o_proj counts as one member.
+        Members that lack the statistic are skipped.
+        """
+        out = []
+        for stats in self.members.values():
+            value = getattr(stats, name)
+            if value is None:
+                continue
+            unit = stats.member.unit
+            if unit == kind:
+                out.append((stats.member, value))
+            elif kind == "kv" and unit == "head":
+                nkv, g = self.shape.num_kv_heads, self.shape.group_size
+                out.append((stats.member, value.reshape(*value.shape[:-1], nkv, g).sum(-1)))
+        return out
+
+
+@dataclass
+class Statistics:
+    """Everything the metrics need about one calibration set; computed once, reused for any
+    metric coefficients (the search's inner loop)."""
+
+    layers: dict[int, LayerStatistics]
+    num_samples: int
+    seq_len: int
+    element_factors: tuple[float, ...]
+    mean_loss: float | None = None
+    has_gradients: bool = False
+
+
+def pruneable_linears(model: nn.Module) -> dict[int, dict[str, tuple[nn.Linear, list[Member]]]]:
+    """For every decoder layer: the linears holding members, by path, with their members."""
+    adapter = adapter_for(model)
+    out = {}
+    for i, layer in enumerate(adapter.decoder_layers(model)):
+        shape = adapter.layer_shape(model, i)
+        linears: dict[str, tuple[nn.Linear, list[Member]]] = {}
+        for m in adapter.members(shape):
+            if m.path not in linears:
+                linears[m.path] = (layer.get_submodule(m.path), [])
+            linears[m.path][1].append(m)
+        out[i] = linears
+    return out
+
+
+def validate_calibration(calib: torch.Tensor | None, model: nn.Module, seq_len: int | None = None) -> torch.Tensor:
+    """Check the calibration ids and return them as a LongTensor [N, T]; clear errors otherwise."""
+    if calib is None:
+        raise AdaprunerError("this metric needs calibration samples; pass calibration data (e.g. --num-samples 10)")
+    calib = torch.as_tensor(calib)
+    if calib.dim() == 1:
+        calib = calib[None]
+    if calib.dim() != 2:
+        raise AdaprunerError(f"calibration ids must be [samples, tokens], got shape {tuple(calib.shape)}")
+    if calib.shape[0] == 0:
+        raise AdaprunerError("the calibration set has zero samples; use at least one sample (default 10)")
+    if seq_len is not None and calib.shape[1] < seq_len:
+        raise AdaprunerError(
+            f"calibration samples have {calib.shape[1]} tokens but {seq_len} were requested; "
+            "use longer samples or a smaller --seq-len")
+    if calib.shape[1] < 2:
+        raise AdaprunerError("calibration samples need at least 2 tokens for a next-token loss")
+    if calib.dtype.is_floating_point or calib.dtype == torch.bool:
+        raise AdaprunerError("calibration samples must be integer token ids")
+    vocab = model.get_input_embeddings().num_embeddings
+    if int(calib.min()) < 0 or int(calib.max()) >= vocab:
+        raise AdaprunerError(f"calibration token ids must lie in [0, {vocab}); was the sample made with this model's tokenizer?")
+    return calib.long()
+
+
+def weight_statistics(model: nn.Module) -> dict[int, LayerStatistics]:
+    """Magnitude statistics (sum |W|, sum W^2 per unit) of every member; needs no data."""
+    adapter = adapter_for(model)
+    layers = {}
+    for i, linears in pruneable_linears(model).items():
+        ls = LayerStatistics(shape=adapter.layer_shape(model, i))
+        for lin, members in linears.values():
+            w = lin.weight.detach().float()
+            for m in members:
+                ls.members[m.name] = MemberStatistics(member=m, w_abs=fold(w.abs(), m).cpu(), w_sq=fold(w * w, m).cpu())
+        layers[i] = ls
+    return layers
+
+
+class _Collector:
+    """Hooks on every pruneable linear; see the module docstring for what they compute."""
+
+    def __init__(self, model, layers, num_samples, gradients, element_factors, accumulate_on):
+        self.model = model
+        self.layers = layers
+        self.num_samples = num_samples
+        self.gradients = gradients
+        self.factors = element_factors
+        self.accumulate_on = accumulate_on
+        self.linears = pruneable_linears(model)
+        self.inputs: dict[nn.Module, torch.Tensor] = {}
+        self.acc: dict[nn.Module, list[torch.Tensor]] = {}  # micro-batch accumulators: [g_sum, fisher]
+        self.dots: dict[tuple[int, str], list[torch.Tensor]] = {}
+        self.el1s: dict[tuple[int, str], list[torch.Tensor]] = {}
+        self.act: dict[tuple[int, str], list[torch.Tensor]] = {}  # [sum x, sum x^2, count]
+        self.bad: str | None = None
+        self.single_pass = True
+        self.handles = []
+
+    def __enter__(self):
+        for i, linears in self.linears.items():
+            for path, (lin, members) in linears.items():
+                self.handles.append(lin.register_forward_hook(self._forward_hook(i, path, lin, members)))
+        if self.gradients:
+            emb = self.model.get_input_embeddings()
+            self.handles.append(emb.register_forward_hook(lambda mod, args, out: out.requires_grad_(True)))
+        return self
+
+    def __exit__(self, *exc):
+        for h in self.handles:
+            h.remove()
+        self.inputs.clear()
+
+    def _forward_hook(self, i, path, lin, members):
+        wants_act = any(m.axis == 1 for m in members)
+
+        def hook(mod, args, out):
+            x = args[0].detach()
+            if wants_act:
+                xf = x.reshape(-1, x.shape[-1]).double()
+                s = [xf.sum(0), (xf * xf).sum(0), torch.tensor(float(xf.shape[0]), dtype=torch.float64)]
+                prev = self.act.get((i, path))
+                self.act[(i, path)] = s if prev is None else [a + b for a, b in zip(prev, s)]
+            if self.gradients and out.requires_grad:
+                self.inputs[lin] = x
+                out.register_hook(lambda dy: self._on_grad(i, lin, members, dy))
+            return None
+
+        return hook
+
+    def _on_grad(self, i, lin, members, dy):
+        x = self.inputs.pop(lin)
+        if not torch.isfinite(dy).all():
+            self.bad = self.bad or f"layer {i} {members[0].path}"
+            return None
+        w = lin.weight.detach().float()
+        g_sum = torch.zeros_like(w)
+        fisher = torch.zeros_like(w)
+        dots = {m.name: [] for m in members}
+        el1s = {m.name: [] for m in members}
+        for j in range(x.shape[0]):
+            G = dy[j].float().transpose(0, 1) @ x[j].float()  # sample j's weight gradient [out, in]
+            g_sum += G
+            fisher.addcmul_(G, G)
+            GW = G.mul_(w)
+            for m in members:
+                dots[m.name].append(fold(GW, m))
+            GW.abs_()
+            for m in members:
+                el1s[m.name].append(fold(GW, m))
+            del G, GW
+        for m in members:
+            self.dots.setdefault((i, m.name), []).append(torch.stack(dots[m.name]).cpu())
+            self.el1s.setdefault((i, m.name), []).append(torch.stack(el1s[m.name]).cpu())
+        if self.single_pass:
+            self._fold_elements(i, w, members, g_sum / self.num_samples, fisher)
+        else:
+            dev = self.accumulate_on or w.device
+            if lin not in self.acc:
+                self.acc[lin] = [g_sum.to(dev), fisher.to(dev)]
+            else:
+                self.acc[lin][0] += g_sum.to(dev)
+                self.acc[lin][1] += fisher.to(dev)
+        return None
+
+    def _fold_elements(self, i, w, members, g, fisher):
+        """Element-wise scores: sum |g W| and sum |g W - c/2 F W^2| for every candidate c."""
+        gw = g * w
+        fw2 = fisher.mul_(w).mul_(w)
+        stats = self.layers[i].members
+        for m in members:
+            stats[m.name].el1 = fold(gw.abs(), m).cpu()
+        rows = {m.name: [] for m in members}
+        for c in self.factors:
+            term = (gw - (c / 2) * fw2).abs_()
+            for m in members:
+                rows[m.name].append(fold(term, m).cpu())
+            del term
+        for m in members:
+            stats[m.name].el2 = torch.stack(rows[m.name])
+
+    def finish(self):
+        """Fold micro-batch accumulators and activation sums into the layer statistics."""
+        for i, linears in self.linears.items():
+            stats = self.layers[i]
+            for path, (lin, members) in linears.items():
+                w = lin.weight.detach().float()
+                if lin in self.acc:
+                    g_sum, fisher = self.acc.pop(lin)
+                    self._fold_elements(i, w, members, g_sum.to(w.device) / self.num_samples, fisher.to(w.device))
+                for m in members:
+                    if (i, m.name) in self.dots:
+                        stats.members[m.name].dot = torch.cat(self.dots.pop((i, m.name)))
+                        stats.members[m.name].el1_sample = torch.cat(self.el1s.pop((i, m.name)))
+                if (i, path) in self.act:
+                    s, s2, n = self.act.pop((i, path))
+                    mean = s / n
+                    var = (s2 / n - mean * mean).clamp_min(0)
+                    norm = s2.sqrt()
+                    wd = w.double()
+                    col_abs = wd.abs().sum(0)
+                    col_sq = (wd * wd).sum(0)
+                    for m in members:
+                        if m.axis == 1:
+                            stats.members[m.name].wanda = fold_columns(norm * col_abs, m).float().cpu()
+                            stats.members[m.name].fluctuation = fold_columns(var * col_sq, m).float().cpu()
+                    stats.input_mean[members[0].name] = mean.float().cpu()
+
+
+def collect_statistics(
+    model: nn.Module,
+    calib: torch.Tensor,
+    micro_batch: int | None = None,
+    gradients: bool = True,
+    seq_len: int | None = None,
+    element_factors: tuple[float, ...] = ELEMENT_FACTORS,
+    accumulate_on: str | torch.device | None = None,
+    progress: bool = True,
+) -> Statistics:
+    """Run the calibration set through ``model`` once and return the folded per-unit statistics.
+
+    ``calib`` is a LongTensor [N, T] of token ids. ``micro_batch`` (default: all N at once) bounds
+    the activation memory of one forward/backward. ``gradients=False`` skips the backward pass
+    (activation and magnitude statistics only). ``seq_len``, when given, is the requested sample
+    length, checked against ``calib``. ``element_factors`` are the candidate second-order factors
+    folded for the element-wise score (the factor sits inside an absolute value, so each
+    candidate is folded in the same pass; default: every value of the search space); ``accumulate_on`` places the micro-batch accumulators (see
+    the module docstring). The model's parameters and their ``requires_grad`` flags are left as
+    they were.
+    """
+    calib = validate_calibration(calib, model, seq_len)
+    n, t = calib.shape
+    step = n if not micro_batch or micro_batch >= n else int(micro_batch)
+    if step < 1:
+        raise AdaprunerError(f"micro-batch size must be at least 1, got {micro_batch}")
+    layers = weight_statistics(model)
+    device = model.get_input_embeddings().weight.device
+    params = list(model.parameters())
+    flags = [p.requires_grad for p in params]
+    total_loss = 0.0
+    try:
+        for p in params:
+            p.requires_grad_(False)
+        with _Collector(model, layers, n, gradients, tuple(element_factors), accumulate_on) as col:
+            col.single_pass = step == n
+            chunks = range(0, n, step)
+            for start in tqdm(chunks, desc="calibration statistics", disable=not progress or len(chunks) == 1):
+                ids = calib[start:start + step].to(device)
+                with torch.set_grad_enabled(gradients):
+                    logits = model(input_ids=ids, use_cache=False).logits
+                    nll = F.cross_entropy(logits[:, :-1].float().reshape(-1, logits.shape[-1]),
+                                          ids[:, 1:].reshape(-1), reduction="none")
+                    per_sample = nll.view(ids.shape[0], -1).mean(dim=1)
+                    loss = per_sample.sum()  # sum over samples: dy[j] is sample j's own gradient
+                    del logits, nll
+                    if not torch.isfinite(loss):
+                        raise AdaprunerError(
+                            "the calibration loss is NaN/inf; the model weights or the --dtype are broken "
+                            "(try --dtype float32)")
+                    total_loss += float(loss.detach())
+                    if gradients:
+                        loss.backward()
+                if col.bad:
+                    raise AdaprunerError(
+                        f"NaN/inf gradients at {col.bad}; the model overflows in this dtype, try --dtype float32")
+            col.finish()
+    finally:
+        for p, f in zip(params, flags):
+            p.requires_grad_(f)
+    return Statistics(layers=layers, num_samples=n, seq_len=t, element_factors=tuple(element_factors),
+                      mean_loss=total_loss / n, has_gradients=gradients)
