@@ -1,0 +1,259 @@
+"""The search objective h(f(theta, D, I, lambda), D_E) of paper Eq. (6).
+
+One trial: calibration windows D -> importance statistics (one batched forward/backward) ->
+scores for metric I -> allocation at the target ratio -> masks on the live model (no copy) ->
+perplexity on small fixed subsets of the WikiText-2 and PTB *validation* splits -> masks removed.
+The objective is the mean of the two perplexities.
+
+What does not change between trials is computed once:
+
+* :class:`CachedEvaluator` keeps, for every evaluation batch, the dense hidden states entering
+  the first pruned decoder layer together with the keyword arguments that every later layer
+  receives (causal mask, rotary position embeddings ...), captured with forward pre-hooks during
+  one dense forward. A trial then only runs the pruned range of layers, the final norm and the
+  LM head. Layers before the pruned range are untouched by masks, so the result is identical to
+  a full forward (tested).
+* the last calibration set's statistics (a trial that re-uses the same windows, e.g. every trial
+  of ``--no-data-search`` or the metric phase of ``--sequential``, needs no backward pass).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from adapruner.config import PruneConfig
+from adapruner.pruning.adapters import adapter_for
+from adapruner.pruning.structure import PruningPlan
+
+EVAL_DATASETS = ("wikitext2", "ptb")
+
+
+@dataclass
+class EvalProtocol:
+    """The objective's evaluation data: ``windows`` windows of ``seq_len`` tokens per dataset,
+    evenly spread over each validation split, scored in batches of ``batch_size``."""
+
+    datasets: tuple[str, ...] = EVAL_DATASETS
+    split: str = "valid"
+    seq_len: int = 128
+    windows: int = 16
+    batch_size: int = 8
+
+
+def spread_windows(windows: torch.Tensor, count: int) -> torch.Tensor:
+    """``count`` windows evenly spaced over ``windows`` (all of them if there are fewer)."""
+    if count >= len(windows):
+        return windows
+    idx = torch.linspace(0, len(windows) - 1, count).round().long()
+    return windows[idx]
+
+
+def load_eval_windows(tokenizer, data_dir, protocol: EvalProtocol) -> dict[str, torch.Tensor]:
+    """The fixed evaluation windows of every dataset of ``protocol`` (validation splits only)."""
+    from adapruner.data.corpora import load_corpus
+    from adapruner.eval.perplexity import corpus_windows
+
+    if protocol.split == "test":
+        raise ValueError("the search objective must never look at test splits")
+    out = {}
+    for name in protocol.datasets:
+        rows = load_corpus(name, protocol.split, data_dir)
+        out[name] = spread_windows(corpus_windows(tokenizer, rows, protocol.seq_len), protocol.windows)
+    return out
+
+
+def first_pruned_layer(plan: PruningPlan) -> int:
+    """The lowest decoder layer a plan touches (layers below it keep their dense outputs)."""
+    return min(plan.layers) if plan.layers else 0
+
+
+@dataclass
+class _Batch:
+    ids: torch.Tensor
+    hidden: torch.Tensor  # input of the first cached layer
+    layer_args: list[tuple]  # positional args after hidden_states, per layer from `start`
+    layer_kwargs: list[dict]  # keyword args per layer from `start`
+
+
+class CachedEvaluator:
+    """Perplexity of a (masked) model on fixed windows, re-running only layers ``>= start``."""
+
+    def __init__(self, model: nn.Module, windows: dict[str, torch.Tensor], start: int, batch_size: int = 8):
+        self.model = model
+        self.start = start
+        self.adapter = adapter_for(model)
+        self.layers = self.adapter.decoder_layers(model)
+        base = model.get_submodule(self.adapter.layers.rsplit(".", 1)[0])
+        self.norm = base.norm
+        self.head = model.get_output_embeddings()
+        cfg = self.adapter.text_config(model)
+        self.softcap = getattr(cfg, "final_logit_softcapping", None)
+        self.device = next(model.parameters()).device
+        self.batches: dict[str, list[_Batch]] = {}
+        self.dense: dict[str, float] = {}
+        for name, w in windows.items():
+            self.batches[name], self.dense[name] = self._capture(w, batch_size)
+
+    @torch.no_grad()
+    def _capture(self, windows: torch.Tensor, batch_size: int) -> tuple[list[_Batch], float]:
+        """One dense forward per batch, recording what enters each layer from ``start`` on."""
+        batches, nll, count = [], 0.0, 0
+        for chunk in windows.split(batch_size):
+            ids = chunk.to(self.device)
+            seen: dict[int, tuple] = {}
+            hooks = [layer.register_forward_pre_hook(self._recorder(seen, i), with_kwargs=True)
+                     for i, layer in enumerate(self.layers) if i >= self.start]
+            try:
+                logits = self.model(input_ids=ids, use_cache=False).logits
+            finally:
+                for h in hooks:
+                    h.remove()
+            s, n = _nll(logits, ids)
+            nll, count = nll + s, count + n
+            order = sorted(seen)
+            batches.append(_Batch(ids=ids, hidden=seen[order[0]][0],
+                                  layer_args=[seen[i][1] for i in order], layer_kwargs=[seen[i][2] for i in order]))
+        return batches, _ppl(nll, count)
+
+    @staticmethod
+    def _recorder(store: dict, index: int):
+        def hook(module, args, kwargs):
+            hidden = args[0] if args else kwargs["hidden_states"]
+            kw = {k: v for k, v in kwargs.items() if k != "hidden_states"}
+            store[index] = (hidden.detach(), tuple(args[1:]), kw)
+        return hook
+
+    @torch.no_grad()
+    def logits(self, batch: _Batch) -> torch.Tensor:
+        """Logits of one cached batch through layers ``start..`` of the current (masked) model."""
+        h = batch.hidden
+        for layer, args, kwargs in zip(self.layers[self.start:], batch.layer_args, batch.layer_kwargs):
+            out = layer(h, *args, **kwargs)
+            h = out[0] if isinstance(out, tuple) else out
+        logits = self.head(self.norm(h))
+        if self.softcap:
+            logits = torch.tanh(logits / self.softcap) * self.softcap
+        return logits
+
+    def evaluate(self, report: Callable[[int, float], None] | None = None) -> dict[str, float]:
+        """Perplexity per dataset; ``report(step, running_objective)`` after every batch.
+
+        Batches of the datasets are interleaved so that the running objective (mean over the
+        datasets seen so far of exp(mean NLL so far)) is comparable between trials at equal steps.
+        """
+        sums = {name: [0.0, 0] for name in self.batches}
+        order = _interleave(self.batches)
+        for step, (name, batch) in enumerate(order):
+            s, n = _nll(self.logits(batch), batch.ids)
+            sums[name][0] += s
+            sums[name][1] += n
+            if report is not None:
+                seen = [_ppl(*v) for v in sums.values() if v[1]]
+                report(step, sum(seen) / len(seen))
+        return {name: _ppl(*v) for name, v in sums.items()}
+
+
+def _interleave(batches: dict[str, list]) -> list[tuple[str, object]]:
+    out = []
+    for i in range(max(len(v) for v in batches.values())):
+        for name, v in batches.items():
+            if i < len(v):
+                out.append((name, v[i]))
+    return out
+
+
+def _ppl(nll: float, count: int) -> float:
+    """exp(mean NLL), capped below float overflow so a ruined model still gets a finite score."""
+    return math.exp(min(nll / count, 700.0))
+
+
+def _nll(logits: torch.Tensor, ids: torch.Tensor) -> tuple[float, int]:
+    """Summed next-token NLL and token count of a batch (float64 to keep long sums exact)."""
+    logp = logits[:, :-1].float()
+    target = ids[:, 1:]
+    loss = F.cross_entropy(logp.reshape(-1, logp.size(-1)), target.reshape(-1), reduction="sum")
+    value = float(loss.double())
+    return (value if math.isfinite(value) else float("inf")), target.numel()
+
+
+@dataclass
+class TrialResult:
+    """The outcome of one objective evaluation."""
+
+    value: float
+    ppl: dict[str, float]
+    seconds: float
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+class Objective:
+    """Evaluates pruning configurations on one loaded model at one ratio (no copies of it).
+
+    ``pool`` are the calibration windows (``calibration_pool``), ``windows`` the evaluation
+    windows per dataset. ``statistics_fn`` / ``scores_fn`` / ``allocate_fn`` / ``masks_fn``
+    default to the importance and engine modules; tests pass stand-ins.
+    """
+
+    def __init__(self, model: nn.Module, pool: torch.Tensor, windows: dict[str, torch.Tensor], ratio: float,
+                 batch_size: int = 8, statistics_fn=None, scores_fn=None, allocate_fn=None, masks_fn=None):
+        self.model, self.pool, self.windows, self.ratio, self.batch_size = model, pool, windows, ratio, batch_size
+        if statistics_fn is None or scores_fn is None:
+            from adapruner.importance import collect_statistics, scores_from_statistics
+
+            statistics_fn, scores_fn = statistics_fn or collect_statistics, scores_fn or scores_from_statistics
+        if allocate_fn is None:
+            from adapruner.pruning.allocation import allocate as allocate_fn
+        if masks_fn is None:
+            from adapruner.pruning.masks import apply_masks as masks_fn
+        self.statistics_fn, self.scores_fn, self.allocate_fn, self.masks_fn = statistics_fn, scores_fn, allocate_fn, masks_fn
+        self.evaluator: CachedEvaluator | None = None
+        self._stats_key: tuple | None = None
+        self._stats = None
+
+    def evaluator_for(self, plan: PruningPlan) -> CachedEvaluator:
+        """The cached evaluator, rebuilt (once) if a plan touches a layer below its cache."""
+        start = first_pruned_layer(plan)
+        if self.evaluator is None or start < self.evaluator.start:
+            self.evaluator = CachedEvaluator(self.model, self.windows, start, self.batch_size)
+        return self.evaluator
+
+    def statistics(self, indices: list[int]):
+        """Importance statistics of a calibration set (the last one is kept)."""
+        key = tuple(sorted(indices))
+        if key != self._stats_key:
+            self._stats = None  # free the previous set before computing the next
+            calib = self.pool[list(key)]
+            self._stats = self.statistics_fn(self.model, calib)
+            self._stats_key = key
+        return self._stats
+
+    def plan(self, config: PruneConfig) -> PruningPlan:
+        """The pruning plan of ``config`` at this objective's ratio."""
+        stats = self.statistics(config.calibration.indices)
+        scores = self.scores_fn(stats, config.metric)
+        return self.allocate_fn(self.model, scores, self.ratio, config.allocation)
+
+    def __call__(self, config: PruneConfig, report: Callable[[int, float], None] | None = None) -> TrialResult:
+        """Mean validation perplexity of the model pruned (masked) with ``config``."""
+        t0 = time.perf_counter()
+        plan = self.plan(config)
+        t1 = time.perf_counter()
+        evaluator = self.evaluator_for(plan)
+        t2 = time.perf_counter()
+        handle = self.masks_fn(self.model, plan)
+        try:
+            ppl = evaluator.evaluate(report)
+        finally:
+            handle.remove()
+        t3 = time.perf_counter()
+        values = list(ppl.values())
+        value = sum(values) / len(values)
+        return TrialResult(value=value, ppl=ppl, seconds=t3 - t0,
+                           timings={"plan_s": t1 - t0, "cache_s": t2 - t1, "eval_s": t3 - t2})

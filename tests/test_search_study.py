@@ -1,0 +1,265 @@
+"""Study mechanics of the search with a stand-in objective: budget, crash recovery, workers,
+identity checks, storage errors. (The real objective is tested in test_search_objective.py.)
+
+Run as a script, this file is the worker process that the crash and multi-worker tests start.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from adapruner.errors import AdaprunerError
+from adapruner.search import study as st
+from adapruner.search.objective import TrialResult
+from adapruner.search.space import SearchSpace
+
+POOL = 50
+HERE = Path(__file__).resolve()
+
+
+class StandInObjective:
+    """A smooth function of the configuration, reported over a few 'batches' (optionally slow)."""
+
+    def __init__(self, step_sleep: float = 0.0, steps: int = 4):
+        self.step_sleep, self.steps, self.calls = step_sleep, steps, 0
+
+    def __call__(self, config, report=None):
+        self.calls += 1
+        m, idx = config.metric, config.calibration.indices
+        value = 10 + sum(((i / POOL) - 0.3) ** 2 for i in idx) + 5 * (m.alpha1 - 0.7) ** 2 + 5 * (m.alpha2 - 0.2) ** 2
+        for step in range(self.steps):
+            time.sleep(self.step_sleep)
+            if report is not None:
+                report(step, value * (1 + 0.1 * (self.steps - step)))
+        return TrialResult(value=value, ppl={"wikitext2": value, "ptb": value}, seconds=0.0)
+
+
+def identity(space=None, model="tiny", ratio=0.2):
+    space = space or SearchSpace(num_samples=4)
+    return st.StudyIdentity(model=model, ratio=ratio, space=space, protocol={"windows": 4}, sampler="tpe")
+
+
+def run_worker(url: str, n: int, step_sleep: float = 0.0, seed: int = 0, heartbeat: int = 1,
+               pruner: str = "none", name: str = "s", space: SearchSpace | None = None, objective=None):
+    space = space or SearchSpace(num_samples=4)
+    storage = st.open_storage(url, heartbeat=heartbeat)
+    study = st.open_study(storage, name, identity(space), st.make_sampler("tpe", seed), st.make_pruner(pruner))
+    ctx = st.WorkerContext(space=space, pool_size=POOL, n_trials=n, objective=objective or StandInObjective(step_sleep),
+                           seed=seed, poll_s=0.2, progress=False)
+    st.Worker(study, ctx).run()
+    return study
+
+
+def states(url: str, name: str = "s") -> list:
+    return optuna.load_study(study_name=name, storage=url).get_trials(deepcopy=False)
+
+
+def test_budget_is_exact_and_rerun_continues(tmp_path):
+    url = st.default_storage(tmp_path)
+    run_worker(url, 5)
+    assert sum(t.state == TrialState.COMPLETE for t in states(url)) == 5
+    run_worker(url, 5)  # already done: nothing more
+    assert len(states(url)) == 5
+    run_worker(url, 8)  # a larger budget extends the study
+    trials = states(url)
+    assert sum(t.state == TrialState.COMPLETE for t in trials) == 8 and len(trials) == 8
+    assert all("config" in t.user_attrs for t in trials)
+
+
+def test_pruned_trials_count_towards_the_budget(tmp_path):
+    url = st.default_storage(tmp_path)
+
+    class Bad(StandInObjective):
+        def __call__(self, config, report=None):
+            # After 5 ordinary trials every trial reports a hopeless running value.
+            if self.calls >= 5:
+                self.calls += 1
+                for step in range(self.steps):
+                    report(step, 1e6)
+                return TrialResult(1e6, {}, 0.0)
+            return super().__call__(config, report)
+
+    run_worker(url, 9, pruner="percentile", objective=Bad())
+    trials = states(url)
+    assert len(trials) == 9
+    assert sum(t.state == TrialState.PRUNED for t in trials) >= 1
+    assert all(t.state in st.FINISHED for t in trials)
+
+
+def test_failing_trials_are_recorded_not_counted(tmp_path):
+    url = st.default_storage(tmp_path)
+
+    class Flaky(StandInObjective):
+        tries = 0
+
+        def __call__(self, config, report=None):
+            self.tries += 1
+            if self.tries % 2 == 0:
+                raise RuntimeError("boom")
+            return super().__call__(config, report)
+
+    run_worker(url, 3, objective=Flaky())
+    trials = states(url)
+    assert sum(t.state == TrialState.COMPLETE for t in trials) == 3
+    failed = [t for t in trials if t.state == TrialState.FAIL]
+    assert failed and all("boom" in t.user_attrs["error"] for t in failed)
+
+
+def test_persistent_failure_stops_with_a_clear_error(tmp_path):
+    def broken(config, report=None):
+        raise RuntimeError("always broken")
+
+    with pytest.raises(AdaprunerError, match="in a row failed.*always broken"):
+        run_worker(st.default_storage(tmp_path), 10, objective=broken)
+
+
+def test_search_improves_on_its_first_trial(tmp_path):
+    url = st.default_storage(tmp_path)
+    study = run_worker(url, 30)
+    first = min(study.trials, key=lambda t: t.number)
+    assert st.best_trial(study).value < first.value
+
+
+def _start(url: str, n: int, step_sleep: float, seed: int = 0, name: str = "s") -> subprocess.Popen:
+    cmd = [sys.executable, str(HERE), "--url", url, "--n", str(n), "--sleep", str(step_sleep), "--seed", str(seed),
+           "--name", name]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
+def test_kill_9_mid_trial_then_rerun_finishes_exactly_n(tmp_path):
+    url, n = st.default_storage(tmp_path), 6
+    proc = _start(url, n, step_sleep=0.15)
+    deadline = time.time() + 60
+    done_before: dict[int, float] = {}
+    while time.time() < deadline:
+        time.sleep(0.2)
+        try:
+            trials = states(url)
+        except Exception:  # the study may not exist yet
+            continue
+        done = [t for t in trials if t.state == TrialState.COMPLETE]
+        running = [t for t in trials if t.state == TrialState.RUNNING]
+        if len(done) >= 2 and running:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+            # Re-read after the kill: a trial may have completed in between.
+            done_before = {t.number: t.value for t in states(url) if t.state == TrialState.COMPLETE}
+            break
+    else:
+        proc.kill()
+        pytest.fail("the worker never reached a running trial")
+    assert len(done_before) < n
+    killed = [t.number for t in states(url) if t.state == TrialState.RUNNING]
+    assert killed, "the kill must leave a RUNNING trial behind"
+
+    rerun = _start(url, n, step_sleep=0.0)
+    output = rerun.communicate(timeout=120)[0].decode()
+    assert rerun.returncode == 0, output
+    trials = states(url)
+    complete = {t.number: t.value for t in trials if t.state == TrialState.COMPLETE}
+    assert len(complete) == n
+    assert all(complete[k] == v for k, v in done_before.items()), "a completed trial was lost"
+    assert all(t.state == TrialState.FAIL for t in trials if t.number in killed)
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
+
+
+@pytest.mark.postgres
+def test_two_workers_share_a_postgres_study():
+    url = os.environ.get("ADAPRUNER_TEST_POSTGRES_URL")
+    if not url:
+        pytest.skip("ADAPRUNER_TEST_POSTGRES_URL not set")
+    name, n = f"two-workers-{os.getpid()}-{int(time.time())}", 10
+    procs = [_start(url, n, step_sleep=0.05, seed=s, name=name) for s in (1, 2)]
+    outputs = [p.communicate(timeout=300)[0].decode() for p in procs]
+    assert all(p.returncode == 0 for p in procs), outputs
+    trials = states(url, name)
+    finished = [t for t in trials if t.state in st.FINISHED]
+    assert len(finished) == n
+    numbers = [t.number for t in trials]
+    assert len(numbers) == len(set(numbers))
+    workers = {t.user_attrs["worker"] for t in finished}
+    assert len(workers) == 2, "both workers should have run trials"
+    optuna.delete_study(study_name=name, storage=url)
+
+
+# -- identity and storage errors ---------------------------------------------------------------
+def test_refuses_to_mix_spaces_or_models(tmp_path):
+    url = st.default_storage(tmp_path)
+    run_worker(url, 2)
+    storage = st.open_storage(url)
+    study = st.existing_study(storage, "s")
+    with pytest.raises(AdaprunerError, match="space_hash"):
+        st.check_identity(study, identity(SearchSpace(num_samples=5)))
+    with pytest.raises(AdaprunerError, match="model"):
+        st.check_identity(study, identity(model="other"))
+    with pytest.raises(AdaprunerError, match="ratio"):
+        st.check_identity(study, identity(ratio=0.5))
+    st.check_identity(study, identity())  # same identity: fine
+
+
+def test_corrupt_sqlite_is_an_error_and_left_untouched(tmp_path):
+    db = tmp_path / "study.db"
+    db.write_bytes(b"this is not a database" * 100)
+    before = db.read_bytes()
+    with pytest.raises(AdaprunerError, match="not an SQLite database"):
+        st.open_storage(st.default_storage(tmp_path))
+    assert db.read_bytes() == before
+
+
+def test_damaged_sqlite_pages_are_an_error(tmp_path):
+    url = st.default_storage(tmp_path)
+    run_worker(url, 1)
+    db = tmp_path / "study.db"
+    data = bytearray(db.read_bytes())
+    data[100:4096] = b"\xff" * (4096 - 100)  # keep the header, wreck the schema page
+    db.write_bytes(bytes(data))
+    before = db.read_bytes()
+    with pytest.raises(AdaprunerError, match="cannot use study storage"):
+        storage = st.open_storage(url)
+        st.existing_study(storage, "s")
+    assert db.read_bytes() == before
+
+
+def test_unreachable_storage_is_a_one_line_error():
+    with pytest.raises(AdaprunerError, match="cannot use study storage") as info:
+        st.open_storage("postgresql://user:secret@127.0.0.1:1/nodb")
+    assert "secret" not in str(info.value) and "\n" not in str(info.value)
+    with pytest.raises(AdaprunerError, match="not a database URL"):
+        st.open_storage("not-a-url")
+
+
+def test_trials_csv_and_convergence(tmp_path):
+    url = st.default_storage(tmp_path)
+    study = run_worker(url, 4)
+    st.write_trials_csv(study, tmp_path / "trials.csv")
+    lines = (tmp_path / "trials.csv").read_text().splitlines()
+    assert len(lines) == 5 and "param_alpha1" in lines[0] and "indices" in lines[0]
+    from adapruner.search.plots import best_so_far, plot_convergence
+
+    curves = st.convergence_curves(st.open_storage(url), "tiny", 0.2)
+    assert list(curves) == ["s (tpe)"] and len(curves["s (tpe)"]) == 4
+    xs, ys = best_so_far([(0, 3.0), (1, 5.0), (2, 1.0)])
+    assert ys == [3.0, 3.0, 1.0]
+    assert plot_convergence(curves, tmp_path / "c.png").stat().st_size > 0
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--url")
+    ap.add_argument("--n", type=int)
+    ap.add_argument("--sleep", type=float)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--name", default="s")
+    a = ap.parse_args()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    run_worker(a.url, a.n, step_sleep=a.sleep, seed=a.seed, name=a.name)
