@@ -321,30 +321,40 @@ def validate_allocation(config: AllocationConfig) -> None:
         raise AdaprunerError(f"round_to must be >= 1, got {config.round_to}")
 
 
-def allocate(model: nn.Module, scores: Scores, ratio: float, config: AllocationConfig) -> PruningPlan:
-    """Decide which heads/KV groups/channels every layer keeps so ``ratio`` of all parameters go.
+def check_allocation(model: nn.Module, ratio: float, config: AllocationConfig) -> list[LayerBudget]:
+    """Validate ``ratio`` and ``config`` against ``model`` before any scoring work.
 
-    ``scores`` (higher = keep) must cover every layer of the range. Raises
-    :class:`AdaprunerError` for a ratio outside (0, 1), a bad layer range, or a ratio beyond the
-    maximum reachable one (the message states that maximum).
+    Raises :class:`AdaprunerError` for a ratio outside (0, 1), an unknown mode, a bad layer
+    range, or a ratio beyond the maximum reachable one (the message states that maximum).
+    Returns the layer budgets of the range.
     """
     if not (0.0 < float(ratio) < 1.0):
         raise AdaprunerError(f"--ratio must be a fraction strictly between 0 and 1 (e.g. 0.2), got {ratio}")
     validate_allocation(config)
     n = len(adapter_for(model).decoder_layers(model))
     layer_range = resolve_layer_range(n, config.layers)
-    missing = [i for i in range(*layer_range) if i not in scores]
-    if missing:
-        raise AdaprunerError(f"importance scores lack layers {missing}; compute scores for every layer in the range")
     budgets = layer_budgets(model, layer_range, config)
-    total = count_parameters(model)
-    reachable = sum(b.max_removable for b in budgets) / total
+    reachable = sum(b.max_removable for b in budgets) / count_parameters(model)
     if ratio > reachable + 1e-9:
         raise AdaprunerError(
             f"ratio {ratio:g} cannot be reached: with layers [{layer_range[0]}, {layer_range[1]}) and attention "
             f"'{config.attention}' at most {reachable:.4f} of the parameters can be removed; lower --ratio, "
             f"widen --layers or prune attention")
-    target = ratio * total
+    return budgets
+
+
+def allocate(model: nn.Module, scores: Scores, ratio: float, config: AllocationConfig) -> PruningPlan:
+    """Decide which heads/KV groups/channels every layer keeps so ``ratio`` of all parameters go.
+
+    ``scores`` (higher = keep) must cover every layer of the range. The removed share lands
+    within about one ``round_to`` block of MLP channels of ``ratio`` (see the module docstring);
+    errors as in :func:`check_allocation`.
+    """
+    budgets = check_allocation(model, ratio, config)
+    missing = [b.index for b in budgets if b.index not in scores]
+    if missing:
+        raise AdaprunerError(f"importance scores lack layers {missing}; compute scores for every layer in the range")
+    target = ratio * count_parameters(model)
     if config.mode == "uniform":
         return _uniform(budgets, scores, target, config)
     return _global(budgets, scores, target, config)

@@ -1,0 +1,176 @@
+"""``adapruner prune``: prune a model to a target ratio and save a smaller checkpoint.
+
+Scores every head, KV group and MLP channel with ``--metric`` (or the metric of a search's
+``--config best_config.json``; flags override the file), allocates ``--ratio`` of all parameters
+for removal, removes them physically and writes ``--out``: safetensors weights, tokenizer,
+``config.json`` (per-layer widths) and ``pruning_report.json`` (config, ratio asked/achieved,
+parameters, widths, seed, timings, versions). The result loads with
+``AutoModelForCausalLM.from_pretrained(out)`` (after ``import adapruner`` when layers differ in
+width, or with ``trust_remote_code=True`` without it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from adapruner.commands.common import add_data_arg, add_model_arg, add_runtime_args, seed_everything
+from adapruner.config import AGGREGATIONS, PruneConfig
+from adapruner.errors import AdaprunerError
+
+
+def _layer_range(text: str) -> list[int]:
+    try:
+        a, b = (int(x) for x in text.split(":"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected FIRST:LAST (e.g. 4:28), got '{text}'") from None
+    return [a, b]
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Register ``prune`` and its flags."""
+    p = subparsers.add_parser("prune", help="prune a model to a target ratio and save it",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_model_arg(p)
+    p.add_argument("--ratio", type=float, required=True, help="fraction of ALL parameters to remove, e.g. 0.2")
+    p.add_argument("--out", required=True, help="output directory for the pruned checkpoint")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    p.add_argument("--config", default=None, help="a PruneConfig JSON (e.g. a search's best_config.json)")
+    m = p.add_argument_group("importance metric (override --config)")
+    m.add_argument("--metric", default=None,
+                   help="random, l1, l2, vector, element1, element2, adapruner, saap, wanda-sp, flap")
+    m.add_argument("--alpha1", type=float, default=None, help="weight of the vector-wise term (adapruner)")
+    m.add_argument("--alpha2", type=float, default=None, help="weight of the element-wise term (adapruner)")
+    m.add_argument("--align-vec", type=float, default=None, help="alignment factor of the vector-wise term")
+    m.add_argument("--align-el", type=float, default=None, help="alignment factor of the element-wise term")
+    m.add_argument("--aggregation", default=None, choices=AGGREGATIONS, help="how members' scores combine")
+    c = p.add_argument_group("calibration (override --config)")
+    c.add_argument("--num-samples", type=int, default=None, help="calibration windows (default 10)")
+    c.add_argument("--calib-seq-len", type=int, default=None, help="tokens per calibration window (default 128)")
+    a = p.add_argument_group("allocation (override --config)")
+    a.add_argument("--layers", type=_layer_range, default=None,
+                   help="decoder layers FIRST:LAST (last excluded) that may be pruned (default: skip the first "
+                        "L/8 and last L/16, i.e. 4 and 2 of 32 like the paper)")
+    a.add_argument("--mode", default=None, choices=["uniform", "global"], help="uniform per layer (default) or global")
+    a.add_argument("--attention", default=None, choices=["heads", "kv", "none"],
+                   help="query heads inside KV groups (default), whole KV groups, or no attention pruning")
+    a.add_argument("--round-to", type=int, default=None, help="kept MLP channels rounded to a multiple (default 8)")
+    add_data_arg(p)
+    add_runtime_args(p)
+    # None = "not given", so a --config's seed is kept unless --seed is passed.
+    p.set_defaults(seed=None)
+    return p
+
+
+def build_config(args: argparse.Namespace) -> PruneConfig:
+    """The run's :class:`PruneConfig`: ``--config`` (or defaults) with every given flag applied."""
+    config = PruneConfig.load(args.config) if args.config else PruneConfig()
+    if args.metric is None and not args.config:
+        raise AdaprunerError("no importance metric given; pass --metric (e.g. l2) or --config best_config.json")
+    metric = {k: v for k, v in {"name": args.metric, "alpha1": args.alpha1, "alpha2": args.alpha2,
+                                "align_vec": args.align_vec, "align_el": args.align_el,
+                                "aggregation": args.aggregation}.items() if v is not None}
+    calibration = {k: v for k, v in {"num_samples": args.num_samples, "seq_len": args.calib_seq_len}.items()
+                   if v is not None}
+    allocation = {k: v for k, v in {"layers": args.layers, "mode": args.mode, "attention": args.attention,
+                                    "round_to": args.round_to}.items() if v is not None}
+    if args.seed is not None or not args.config:
+        seed = args.seed or 0
+        calibration["seed"] = seed
+        if hasattr(config.metric, "seed"):
+            metric["seed"] = seed
+    if calibration.keys() & {"num_samples", "seq_len", "seed"}:
+        # Explicit sampling flags mean a fresh random draw, not the file's searched indices.
+        calibration["indices"] = None
+    return PruneConfig(metric=replace(config.metric, **metric),
+                       calibration=replace(config.calibration, **calibration),
+                       allocation=replace(config.allocation, **allocation))
+
+
+def _versions() -> dict:
+    import torch
+    import transformers
+
+    import adapruner
+
+    return {"adapruner": adapruner.__version__, "torch": torch.__version__,
+            "transformers": transformers.__version__, "python": platform.python_version()}
+
+
+def run(args: argparse.Namespace) -> int:
+    """Prune, save and print a one-screen summary."""
+    from adapruner.importance import needs_calibration
+    from adapruner.models.load import load_model
+    from adapruner.pipeline import calibration_indices, plan_pruning
+    from adapruner.pruning.allocation import count_parameters
+    from adapruner.pruning.save import save_pruned
+    from adapruner.pruning.surgery import layer_widths, prune_model
+
+    config = build_config(args)
+    out = Path(args.out)
+    if out.exists() and not args.overwrite:
+        raise AdaprunerError(f"output directory {out} already exists; pass --overwrite or choose another --out")
+    if not (0.0 < args.ratio < 1.0):
+        raise AdaprunerError(f"--ratio must be a fraction strictly between 0 and 1 (e.g. 0.2), got {args.ratio}")
+    seed = config.calibration.seed
+    seed_everything(seed)
+    data_dir = None
+    if needs_calibration(config.metric.name):
+        from adapruner.data.paths import resolve_data_dir
+
+        data_dir = resolve_data_dir(args.data_dir)
+
+    timings = {}
+    t = time.perf_counter()
+    loaded = load_model(args.model, device=args.device, dtype=args.dtype, trust_remote_code=args.trust_remote_code)
+    model, tokenizer = loaded.model, loaded.tokenizer
+    timings["load_s"] = time.perf_counter() - t
+
+    if data_dir is not None and config.calibration.indices is None:
+        # Record the exact windows drawn, so the report's config reproduces this run.
+        from adapruner.data.books import calibration_pool
+
+        cal = config.calibration
+        pool = calibration_pool(tokenizer, data_dir, seq_len=cal.seq_len, seed=cal.pool_seed)
+        config.calibration.indices = calibration_indices(pool.shape[0], cal)
+
+    before = count_parameters(model)
+    t = time.perf_counter()
+    plan, _ = plan_pruning(model, tokenizer, config, args.ratio, data_dir)
+    timings["plan_s"] = time.perf_counter() - t
+    t = time.perf_counter()
+    prune_model(model, plan)
+    timings["surgery_s"] = time.perf_counter() - t
+    after = count_parameters(model)
+    report = {
+        "command": "prune",
+        "model": {"spec": args.model, "path": str(loaded.path), "source": getattr(loaded, "source", None)},
+        "config": config.to_json(),
+        "ratio_requested": args.ratio,
+        "ratio_achieved": (before - after) / before,
+        "parameters_before": before,
+        "parameters_after": after,
+        "seed": seed,
+        "device": args.device, "dtype": args.dtype,
+        "data_dir": str(data_dir) if data_dir else None,
+        "plan": plan.to_json(),
+        "timings": timings,
+        "versions": _versions(),
+    }
+    t = time.perf_counter()
+    path = save_pruned(model, tokenizer, out, report, overwrite=args.overwrite)
+    timings["save_s"] = time.perf_counter() - t
+
+    widths = layer_widths(model)
+    pruned = [i for i in sorted(plan.layers)]
+    print(f"pruned {args.model} with metric '{config.metric.name}' ({config.allocation.mode}, attention "
+          f"{config.allocation.attention}, layers {pruned[0]}..{pruned[-1]})")
+    print(f"parameters: {before:,} -> {after:,} (removed {(before - after) / before:.2%}, asked {args.ratio:.2%})")
+    w = widths[pruned[0]]
+    print(f"layer {pruned[0]}: {w['num_attention_heads']} heads / {w['num_key_value_heads']} KV, "
+          f"{w['intermediate_size']} MLP channels")
+    print(f"saved to {path}")
+    return 0
