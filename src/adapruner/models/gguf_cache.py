@@ -51,7 +51,7 @@ def file_fingerprint(path: Path) -> str:
     return h.hexdigest()[:16]
 
 
-def cache_key(gguf: Path, alias: str | None = None, version: str | None = None) -> str:
+def cache_key(gguf: Path | None, alias: str | None = None, version: str | None = None) -> str:
     """The cache directory name for ``gguf`` (see the module docstring)."""
     if alias:
         return f"{alias}-{version}" if version else alias

@@ -1,0 +1,177 @@
+"""``adapruner eval``: perplexity (WikiText-2, PTB) and zero-shot accuracy of a model.
+
+Perplexity follows LLM-Pruner: rows joined with "\\n\\n", tokenized once, non-overlapping windows
+of --seq-len tokens (128 by default; pass e.g. --seq-len 128,2048 for both), PPL = exp(mean
+token NLL) over the whole split (test by default); with a BOS-prepending tokenizer each window
+starts with BOS. --max-windows caps the windows per dataset for quick runs. --tasks adds
+zero-shot accuracy through lm-evaluation-harness on local files (--limit caps documents).
+
+Prints a table and writes everything, with the protocol and versions, to --out as JSON
+(default ./eval_results.json; written to a temporary file and renamed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+import uuid
+from pathlib import Path
+
+from adapruner.commands.common import add_data_arg, add_model_arg, add_runtime_args, seed_everything
+from adapruner.errors import AdaprunerError
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Register ``eval`` and its flags."""
+    p = subparsers.add_parser("eval", help="perplexity and zero-shot accuracy of a model",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_model_arg(p)
+    add_data_arg(p)
+    p.add_argument("--ppl", default=None,
+                   help="comma-separated corpora: wikitext2,ptb (default: both, unless only --tasks is given; "
+                        "'none' to skip)")
+    p.add_argument("--split", default="test", choices=["test", "valid"], help="corpus split (default test)")
+    p.add_argument("--seq-len", default="128", help="window length(s) in tokens, comma-separated (default 128)")
+    p.add_argument("--max-windows", type=int, default=None, help="score only the first N windows per corpus")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="windows per forward pass (default max(1, 1024 // seq_len)); zero-shot batch (default 8)")
+    p.add_argument("--tasks", default=None,
+                   help="comma-separated zero-shot tasks (boolq,piqa,hellaswag,winogrande,arc_easy,"
+                        "arc_challenge,openbookqa) or 'all'")
+    p.add_argument("--limit", type=int, default=None, help="zero-shot: only the first N documents per task")
+    p.add_argument("--out", default="eval_results.json", help="JSON output file (default eval_results.json)")
+    add_runtime_args(p)
+    return p
+
+
+def _parse_list(value: str | None) -> list[str]:
+    return [v.strip() for v in (value or "").split(",") if v.strip()]
+
+
+def _parse_seq_lens(value: str) -> list[int]:
+    try:
+        lens = [int(v) for v in _parse_list(value)]
+    except ValueError:
+        raise AdaprunerError(f"--seq-len must be integers separated by commas (got '{value}')") from None
+    if not lens:
+        raise AdaprunerError("--seq-len is empty; pass e.g. --seq-len 128")
+    return lens
+
+
+def _corpora(args) -> list[str]:
+    from adapruner.data.corpora import CORPORA
+
+    if args.ppl is None:
+        return [] if args.tasks else list(CORPORA)
+    names = [] if args.ppl.strip().lower() == "none" else _parse_list(args.ppl)
+    unknown = [n for n in names if n not in CORPORA]
+    if unknown:
+        raise AdaprunerError(f"unknown --ppl corpus {', '.join(unknown)}; choose from {', '.join(CORPORA)}")
+    return names
+
+
+def _tasks(args) -> list[str]:
+    if not args.tasks:
+        return []
+    if args.tasks.strip().lower() == "all":
+        from adapruner.data.zeroshot import TASKS
+
+        return list(TASKS)
+    return _parse_list(args.tasks)
+
+
+def _output_path(out: str) -> Path:
+    path = Path(out)
+    return path / "eval_results.json" if path.is_dir() else path
+
+
+def write_json(path: Path, data: dict) -> None:
+    """Write ``data`` to ``path`` through a temporary file and a rename (never half-written)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:6]}")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def format_table(rows: list[dict]) -> str:
+    """The perplexity results as a small text table."""
+    head = f"{'dataset':<10} {'split':<6} {'seq_len':>7} {'windows':>8} {'tokens':>9} {'PPL':>10} {'time':>8}"
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        lines.append(f"{r['dataset']:<10} {r['split']:<6} {r['seq_len']:>7} {r['n_windows']:>8} {r['n_tokens']:>9} "
+                     f"{r['ppl']:>10.3f} {r['seconds']:>7.1f}s")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Load the model, evaluate perplexity and zero-shot tasks, print the table, write JSON."""
+    from adapruner.data.paths import resolve_data_dir
+    from adapruner.eval.perplexity import check_seq_len, evaluate_corpus, versions
+    from adapruner.models.load import load_model
+
+    corpora, tasks = _corpora(args), _tasks(args)
+    seq_lens = _parse_seq_lens(args.seq_len)
+    if not corpora and not tasks:
+        raise AdaprunerError("nothing to evaluate: give --ppl wikitext2,ptb and/or --tasks")
+    if args.max_windows is not None and args.max_windows < 1:
+        raise AdaprunerError(f"--max-windows must be at least 1 (got {args.max_windows})")
+    if args.batch_size is not None and args.batch_size < 1:
+        raise AdaprunerError(f"--batch-size must be at least 1 (got {args.batch_size})")
+    for n in seq_lens:
+        if n < 2:
+            raise AdaprunerError(f"--seq-len must be at least 2 (got {n}): a window needs a token to predict")
+    data_dir = resolve_data_dir(args.data_dir)
+    out_path = _output_path(args.out)
+    seed_everything(args.seed)
+
+    start = time.perf_counter()
+    loaded = load_model(args.model, device=args.device, dtype=args.dtype, trust_remote_code=args.trust_remote_code)
+    load_seconds = time.perf_counter() - start
+    for n in seq_lens:
+        check_seq_len(loaded.model, n)
+
+    result: dict = {
+        "command": "eval", "model": args.model, "model_path": loaded.path, "model_source": loaded.source,
+        "load_info": loaded.info, "parameters": sum(p.numel() for p in loaded.model.parameters()),
+        "seed": args.seed, "device": args.device, "dtype": args.dtype, "data_dir": str(data_dir),
+        "versions": versions(), "load_seconds": round(load_seconds, 2), "perplexity": [],
+    }
+    for seq_len in seq_lens:
+        for name in corpora:
+            t0 = time.perf_counter()
+            r = evaluate_corpus(loaded.model, loaded.tokenizer, name, data_dir, split=args.split, seq_len=seq_len,
+                                max_windows=args.max_windows, batch_size=args.batch_size)
+            row = {"dataset": name, "split": args.split, "seq_len": seq_len, **r,
+                   "seconds": round(time.perf_counter() - t0, 2)}
+            result["perplexity"].append(row)
+            print(f"{name} ({args.split}, seq_len {seq_len}): PPL {r['ppl']:.3f} over {r['n_windows']} windows",
+                  flush=True)
+    if tasks:
+        from adapruner.eval.zeroshot import run_zeroshot
+
+        t0 = time.perf_counter()
+        result["zeroshot"] = run_zeroshot(loaded.model, loaded.tokenizer, tasks, data_dir, args.limit,
+                                          args.batch_size or 8)
+        result["zeroshot_seconds"] = round(time.perf_counter() - t0, 2)
+    result["total_seconds"] = round(time.perf_counter() - start, 2)
+
+    if result["perplexity"]:
+        print(format_table(result["perplexity"]))
+    if tasks:
+        _print_zeroshot(result["zeroshot"], tasks)
+    write_json(out_path, result)
+    print(f"wrote {out_path}")
+    return 0
+
+
+def _print_zeroshot(zs: dict, tasks: list[str]) -> None:
+    for t in tasks:
+        r = zs.get(t) or {}
+        metric = r.get("average_metric", "acc")
+        value = r.get(metric)
+        print(f"{t:<14} {metric:<8} {value:.4f}" if isinstance(value, (int, float)) else f"{t:<14} {r}")
+    avg = zs.get("average")
+    if isinstance(avg, dict) and isinstance(avg.get("value"), (int, float)):
+        print(f"{'average':<14} {'':<8} {avg['value']:.4f}")

@@ -1,0 +1,1 @@
+"""Evaluation: perplexity (LLM-Pruner protocol), zero-shot tasks (lm-eval), deployment statistics."""

@@ -1,0 +1,153 @@
+"""Perplexity with the LLM-Pruner protocol.
+
+The rows of a corpus are joined (``"\\n\\n"``, see :mod:`adapruner.data.corpora`), the text is
+tokenized once without special tokens and cut into non-overlapping windows of ``seq_len`` tokens
+(the incomplete tail is dropped). If the tokenizer prepends BOS to a text, every window is
+``[BOS] + seq_len - 1`` text tokens instead, so that models that expect BOS (Llama, Gemma) see it
+in every window; LLM-Pruner has BOS only in its first window. Every window is scored on all of
+its ``seq_len - 1`` next-token predictions, and
+
+    PPL = exp( sum of token NLLs over all windows / number of predicted tokens ).
+
+Windows are scored in batches under ``torch.inference_mode`` with the log-softmax in float32.
+"""
+
+from __future__ import annotations
+
+import math
+import platform
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from adapruner.data.tokens import cut_windows, encode, leading_bos
+from adapruner.errors import AdaprunerError
+
+
+@dataclass
+class PerplexityResult:
+    """``ppl = exp(mean_nll)`` over ``n_tokens`` predicted tokens in ``n_windows`` windows."""
+
+    ppl: float
+    mean_nll: float
+    n_windows: int
+    n_tokens: int
+
+    def to_json(self) -> dict:
+        """A JSON-serialisable dict."""
+        return asdict(self)
+
+
+def max_context(model) -> int | None:
+    """The longest sequence the model's position embeddings cover (None if it does not say)."""
+    config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    value = getattr(config, "max_position_embeddings", None)
+    return int(value) if value else None
+
+
+def check_seq_len(model, seq_len: int) -> None:
+    """A one-line error unless ``2 <= seq_len <= max_position_embeddings``."""
+    if seq_len < 2:
+        raise AdaprunerError(f"--seq-len must be at least 2 (got {seq_len}): a window needs a token to predict")
+    limit = max_context(model)
+    if limit is not None and seq_len > limit:
+        raise AdaprunerError(f"--seq-len {seq_len} exceeds the model's context of {limit} tokens; use --seq-len <= {limit}")
+
+
+def corpus_windows(tokenizer, rows: list[str], seq_len: int, join: str = "\n\n",
+                   max_windows: int | None = None) -> torch.Tensor:
+    """The evaluation windows ``LongTensor[W, seq_len]`` of ``rows`` (see the module docstring).
+
+    ``max_windows`` keeps the first windows only, for quick runs.
+    """
+    text = join.join(rows)
+    if not text.strip():
+        raise AdaprunerError("the evaluation text is empty; check the data file")
+    ids = encode(tokenizer, text)
+    windows = cut_windows(ids, seq_len, leading_bos(tokenizer))
+    if len(windows) == 0:
+        raise AdaprunerError(f"the evaluation text has only {len(ids)} tokens, fewer than one window of "
+                             f"{seq_len}; use a smaller --seq-len")
+    if max_windows is not None:
+        if max_windows < 1:
+            raise AdaprunerError(f"--max-windows must be at least 1 (got {max_windows})")
+        windows = windows[:max_windows]
+    return windows
+
+
+def input_device(model) -> torch.device:
+    """Where input ids must go: the device of the input embeddings (also under a device_map)."""
+    return model.get_input_embeddings().weight.device
+
+
+def perplexity(model, windows: torch.Tensor, batch_size: int = 8, progress: bool = True) -> PerplexityResult:
+    """Perplexity of ``model`` on ``windows [W, seq_len]``: exp of the mean next-token NLL.
+
+    Every window is scored independently on all ``seq_len - 1`` of its predictions; the mean is
+    over all predicted tokens of all windows. ``batch_size`` windows go through the model at once.
+    """
+    if windows.dim() != 2 or windows.shape[0] == 0:
+        raise AdaprunerError("perplexity needs a non-empty [windows, seq_len] tensor of token ids")
+    check_seq_len(model, windows.shape[1])
+    if batch_size < 1:
+        raise AdaprunerError(f"--batch-size must be at least 1 (got {batch_size})")
+    device = input_device(model)
+    total_nll, n_tokens = 0.0, 0
+    batches = range(0, len(windows), batch_size)
+    with torch.inference_mode():
+        for start in tqdm(batches, desc="perplexity", unit="batch", disable=not progress, leave=False):
+            batch = windows[start:start + batch_size].to(device)
+            logits = model(input_ids=batch, use_cache=False).logits[:, :-1]
+            targets = batch[:, 1:].to(logits.device)
+            nll = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1), reduction="sum")
+            total_nll += float(nll)
+            n_tokens += targets.numel()
+    mean_nll = total_nll / n_tokens
+    return PerplexityResult(ppl=math.exp(mean_nll), mean_nll=mean_nll, n_windows=len(windows), n_tokens=n_tokens)
+
+
+def versions() -> dict:
+    """Versions of the software that decides a number: python, torch, transformers, adapruner."""
+    import transformers
+
+    import adapruner
+
+    return {"python": platform.python_version(), "torch": torch.__version__,
+            "transformers": transformers.__version__, "adapruner": adapruner.__version__}
+
+
+def default_batch_size(seq_len: int) -> int:
+    """Windows per batch when none is given: 8 at 128 tokens, fewer for longer windows."""
+    return max(1, 1024 // seq_len)
+
+
+def evaluate_corpus(model, tokenizer, name: str, data_dir: str | Path, split: str = "test",
+                    seq_len: int = 128, max_windows: int | None = None, batch_size: int | None = None,
+                    progress: bool = True) -> dict:
+    """Perplexity of ``model`` on corpus ``name``/``split`` with the full protocol recorded.
+
+    Returns ``{"ppl", "mean_nll", "n_windows", "n_tokens", "protocol": {...}}`` where the protocol
+    names the dataset, split, seq_len, join string, BOS handling, window cap, batch size, dtype
+    and software versions.
+    """
+    from adapruner.data.corpora import JOIN, load_corpus
+
+    check_seq_len(model, seq_len)
+    rows = load_corpus(name, split, data_dir)
+    windows = corpus_windows(tokenizer, rows, seq_len, join=JOIN[name], max_windows=max_windows)
+    batch_size = batch_size or default_batch_size(seq_len)
+    result = perplexity(model, windows, batch_size=batch_size, progress=progress)
+    bos = leading_bos(tokenizer)
+    protocol = {
+        "dataset": name, "split": split, "rows": len(rows), "seq_len": seq_len, "join": JOIN[name],
+        "windows": "non-overlapping, tail dropped, text tokenized once without special tokens",
+        "bos_handling": f"[BOS={bos}] + seq_len-1 text tokens per window" if bos is not None
+        else "seq_len text tokens per window (tokenizer adds no BOS)",
+        "max_windows": max_windows, "batch_size": batch_size,
+        "dtype": str(next(model.parameters()).dtype).replace("torch.", ""),
+        "versions": versions(),
+    }
+    return {**result.to_json(), "protocol": protocol}
