@@ -61,7 +61,7 @@ def run_worker(url: str, n: int, step_sleep: float = 0.0, seed: int = 0, heartbe
 
 
 def states(url: str, name: str = "s") -> list:
-    return optuna.load_study(study_name=name, storage=url).get_trials(deepcopy=False)
+    return optuna.load_study(study_name=name, storage=st.open_storage(url)).get_trials(deepcopy=False)
 
 
 def test_budget_is_exact_and_rerun_continues(tmp_path):
@@ -189,7 +189,7 @@ def test_two_workers_share_a_postgres_study():
     assert len(numbers) == len(set(numbers))
     workers = {t.user_attrs["worker"] for t in finished}
     assert len(workers) == 2, "both workers should have run trials"
-    optuna.delete_study(study_name=name, storage=url)
+    optuna.delete_study(study_name=name, storage=st.open_storage(url))
 
 
 # -- identity and storage errors ---------------------------------------------------------------

@@ -79,16 +79,40 @@ def open_storage(url: str, heartbeat: int = 10) -> optuna.storages.RDBStorage:
             raise AdaprunerError(f"{path} is not an SQLite database (corrupt?); move it away or pass another --out/--storage")
         engine_kwargs["connect_args"] = {"timeout": 60}
     elif url.startswith("postgresql"):
+        url = _postgres_driver(url)
         engine_kwargs["connect_args"] = {"connect_timeout": 10}
     elif "://" not in url:
         raise AdaprunerError(f"--storage '{url}' is not a database URL; use sqlite:///FILE or postgresql://USER@HOST/DB")
-    try:
-        with _quiet():
-            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat,
-                                              grace_period=3 * heartbeat)
-    except Exception as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise AdaprunerError(f"cannot use study storage {_redact(url)}: {first}") from None
+    for attempt in range(5):
+        try:
+            with _quiet():
+                return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat,
+                                                  grace_period=3 * heartbeat)
+        except Exception as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            # Workers started together on a fresh database race to create the schema; the loser
+            # sees a duplicate-key error and simply finds the tables on its next try.
+            if ("duplicate key" in first or "already exists" in first) and attempt < 4:
+                time.sleep(0.5 + attempt)
+                continue
+            raise AdaprunerError(f"cannot use study storage {_redact(url)}: {first}") from None
+    raise AssertionError("unreachable")
+
+
+def _postgres_driver(url: str) -> str:
+    """Pick an installed PostgreSQL driver for a plain ``postgresql://`` URL.
+
+    SQLAlchemy 2.1 maps plain URLs to psycopg 3, while our ``postgres`` extra installs psycopg2.
+    """
+    import importlib.util
+
+    if not url.startswith("postgresql://"):
+        return url  # the user named a driver
+    if importlib.util.find_spec("psycopg") is not None:
+        return url
+    if importlib.util.find_spec("psycopg2") is not None:
+        return "postgresql+psycopg2://" + url[len("postgresql://"):]
+    raise AdaprunerError("PostgreSQL storage needs a driver: pip install 'adapruner[postgres]' (psycopg2-binary)")
 
 
 def _redact(url: str) -> str:
