@@ -24,6 +24,7 @@ from pathlib import Path
 
 import torch.nn as nn
 import transformers
+from huggingface_hub.errors import StrictDataclassError
 
 from adapruner.errors import AdaprunerError
 from adapruner.pruning import modeling_pruned
@@ -46,8 +47,7 @@ def _plain_config(config, widths: dict):
     data.update(widths)
     try:
         cfg = getattr(transformers, config_name).from_dict(data)
-    except (ValueError, TypeError) as exc:  # e.g. hidden_size % num_attention_heads != 0
-        del exc
+    except (ValueError, TypeError, StrictDataclassError):  # e.g. hidden_size % num_attention_heads != 0
         return None
     cfg.architectures = [model_name]
     return cfg
