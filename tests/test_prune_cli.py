@@ -1,0 +1,129 @@
+"""``adapruner prune`` end to end: tiny checkpoints on disk, bad input, and SmolLM2 (slow)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import torch
+import transformers as T
+
+import adapruner  # noqa: F401  (registers the pruned model types)
+from adapruner.cli import main
+from adapruner.config import PruneConfig
+from adapruner.pruning.allocation import count_parameters
+from tiny import tiny_batch, tiny_model
+from tiny_tokenizer import char_tokenizer
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory) -> Path:
+    """A tiny Llama checkpoint with a tokenizer, as a user would pass with --model DIR."""
+    path = tmp_path_factory.mktemp("tiny") / "llama"
+    tiny_model("llama").save_pretrained(path)
+    char_tokenizer(add_bos=True).save_pretrained(path)
+    return path
+
+
+def prune(tiny_dir, out, *extra, ratio="0.3") -> int:
+    return main(["prune", "--model", str(tiny_dir), "--ratio", ratio, "--out", str(out), "--device", "cpu",
+                 "--layers", "0:4", *extra])
+
+
+def test_prune_random_writes_a_loadable_smaller_checkpoint(tiny_dir, tmp_path, capsys):
+    out = tmp_path / "pruned"
+    assert prune(tiny_dir, out, "--metric", "random", "--seed", "3") == 0
+    printed = capsys.readouterr().out
+    assert "parameters:" in printed and str(out) in printed
+    report = json.loads((out / "pruning_report.json").read_text())
+    assert report["ratio_requested"] == 0.3 and abs(report["ratio_achieved"] - 0.3) < 0.01
+    assert report["seed"] == 3 and report["config"]["metric"]["name"] == "random"
+    assert report["config"]["metric"]["seed"] == 3
+    assert len(report["layer_widths"]) == 4 and set(report["plan"]) == {"0", "1", "2", "3"}
+    assert {"load_s", "plan_s", "surgery_s"} <= set(report["timings"])
+    assert {"torch", "transformers", "adapruner"} <= set(report["versions"])
+    model = T.AutoModelForCausalLM.from_pretrained(out)
+    assert count_parameters(model) == report["parameters_after"]
+    assert T.AutoTokenizer.from_pretrained(out)("ab")["input_ids"][0] == 1
+    assert model.generate(tiny_batch(1, 5), max_new_tokens=3, do_sample=False).shape == (1, 8)
+
+
+def test_same_seed_same_model_and_config_file_with_overrides(tiny_dir, tmp_path):
+    assert prune(tiny_dir, tmp_path / "a", "--metric", "random", "--seed", "1") == 0
+    assert prune(tiny_dir, tmp_path / "b", "--metric", "random", "--seed", "1") == 0
+    plan_a = json.loads((tmp_path / "a" / "pruning_report.json").read_text())["plan"]
+    assert plan_a == json.loads((tmp_path / "b" / "pruning_report.json").read_text())["plan"]
+
+    cfg = PruneConfig.from_json({"metric": {"name": "l1"}, "allocation": {"mode": "global", "attention": "kv"}})
+    (tmp_path / "best_config.json").write_text(json.dumps({"config": cfg.to_json()}))
+    assert prune(tiny_dir, tmp_path / "c", "--config", str(tmp_path / "best_config.json"), "--metric", "l2") == 0
+    used = json.loads((tmp_path / "c" / "pruning_report.json").read_text())["config"]
+    assert used["metric"]["name"] == "l2"  # the flag wins
+    assert used["allocation"]["mode"] == "global" and used["allocation"]["attention"] == "kv"  # the file's
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--metric", "random", "--ratio", "0"], "strictly between 0 and 1"),
+    (["--metric", "random", "--ratio", "1.2"], "strictly between 0 and 1"),
+    (["--metric", "random", "--ratio", "0.9"], "cannot be reached: .* at most 0\\.\\d+"),
+    (["--metric", "random", "--layers", "0:99"], "layer range \\[0, 99\\)"),
+    (["--metric", "random", "--layers", "2:2"], "layer range \\[2, 2\\)"),
+    (["--metric", "nonsense"], "unknown importance metric 'nonsense'"),
+    ([], "no importance metric given"),
+])
+def test_bad_input_is_one_line_error(tiny_dir, tmp_path, capsys, args, message):
+    rc = main(["prune", "--model", str(tiny_dir), "--out", str(tmp_path / "o"), "--device", "cpu",
+               *(["--ratio", "0.3"] if "--ratio" not in args else []), *args])
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert rc == 2 and len(errors) == 1 and "Traceback" not in err  # (progress bars may precede it)
+    assert re.search(message, errors[0]), errors[0]
+    assert not (tmp_path / "o").exists()
+
+
+def test_existing_out_is_refused_unless_overwrite(tiny_dir, tmp_path, capsys):
+    out = tmp_path / "o"
+    out.mkdir()
+    assert prune(tiny_dir, out, "--metric", "l2") == 2
+    assert "already exists" in capsys.readouterr().err
+    assert prune(tiny_dir, out, "--metric", "l2", "--overwrite") == 0
+    assert (out / "model.safetensors").is_file()
+
+
+def test_unsupported_architecture(tmp_path, capsys):
+    path = tmp_path / "gpt2"
+    T.AutoModelForCausalLM.from_config(T.GPT2Config(n_layer=2, n_embd=32, n_head=2, vocab_size=256)).save_pretrained(path)
+    char_tokenizer().save_pretrained(path)
+    assert main(["prune", "--model", str(path), "--ratio", "0.2", "--metric", "l2", "--out", str(tmp_path / "o"),
+                 "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert "unsupported architecture 'gpt2'" in err and "llama" in err
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("metric", ["random", "l2"])
+def test_smollm2_prune_20_percent(metric, tmp_path, capsys):
+    from adapruner.models.load import load_model
+
+    out = tmp_path / metric
+    assert main(["prune", "--model", "smollm2-135m", "--ratio", "0.2", "--metric", metric, "--out", str(out),
+                 "--device", "cpu"]) == 0
+    report = json.loads((out / "pruning_report.json").read_text())
+    assert report["parameters_before"] == 134_515_008
+    assert abs(report["ratio_achieved"] - 0.2) < 0.01
+    widths = report["layer_widths"]
+    assert len(widths) == 30 and widths[0]["num_attention_heads"] == 9 and widths[29]["intermediate_size"] == 1536
+    assert all(w["intermediate_size"] < 1536 and w["intermediate_size"] % 8 == 0 for w in widths[4:28])
+    dense_bytes = sum(f.stat().st_size for f in Path(report["model"]["path"]).glob("*.safetensors"))
+    pruned_bytes = (out / "model.safetensors").stat().st_size
+    assert abs(pruned_bytes / dense_bytes - report["parameters_after"] / report["parameters_before"]) < 0.01
+    model = T.AutoModelForCausalLM.from_pretrained(out)
+    assert count_parameters(model) == report["parameters_after"]
+    assert model.lm_head.weight.data_ptr() == model.model.embed_tokens.weight.data_ptr()  # still tied
+    tok = load_model(str(out), device="cpu").tokenizer
+    ids = tok("The capital of France is", return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        assert torch.isfinite(model(ids).logits).all()
+    assert model.generate(ids, max_new_tokens=5, do_sample=False).shape[1] == ids.shape[1] + 5
