@@ -100,6 +100,10 @@ def run(args: argparse.Namespace) -> int:
     data_dir = resolve_data_dir(args.data_dir)
     loaded = load_model(args.model, device=args.device, dtype=args.dtype, trust_remote_code=args.trust_remote_code)
     model, tokenizer = loaded.model, loaded.tokenizer
+    from adapruner.pruning.allocation import check_allocation
+    from adapruner.config import AllocationConfig
+
+    check_allocation(model, args.ratio, AllocationConfig(**space.allocation))  # unreachable ratio: fail now
     pool = calibration_pool(tokenizer, data_dir, seq_len=space.seq_len, seed=space.pool_seed)
     space.check_pool(len(pool))
     windows = load_eval_windows(tokenizer, data_dir, protocol)

@@ -207,7 +207,10 @@ class Objective:
         if statistics_fn is None or scores_fn is None:
             from adapruner.importance import collect_statistics, scores_from_statistics
 
-            statistics_fn, scores_fn = statistics_fn or collect_statistics, scores_fn or scores_from_statistics
+            def quiet_statistics(model, calib):
+                return collect_statistics(model, calib, progress=False)
+
+            statistics_fn, scores_fn = statistics_fn or quiet_statistics, scores_fn or scores_from_statistics
         if allocate_fn is None:
             from adapruner.pruning.allocation import allocate as allocate_fn
         if masks_fn is None:

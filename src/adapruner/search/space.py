@@ -1,8 +1,8 @@
 """The structured-pruning solution space Z of the AdaPruner search (paper Eq. 5-6, Table 2, 8).
 
 A point of Z is a calibration set D (``num_samples`` windows of the book-text pool) together with
-an importance metric I (alpha1, alpha2 of Eq. 5, the two alignment factors, optionally the
-aggregation). :class:`SearchSpace` describes Z and its ablations; :meth:`SearchSpace.suggest`
+an importance metric I (alpha1, alpha2 of Eq. 5, the alignment and second-order factors whose
+candidates :mod:`adapruner.importance` defines, optionally the aggregation). :class:`SearchSpace` describes Z and its ablations; :meth:`SearchSpace.suggest`
 turns one Optuna trial into a :class:`~adapruner.config.PruneConfig`, the same object that
 ``adapruner prune --config`` applies, so a found configuration transfers unchanged.
 
@@ -18,7 +18,7 @@ Data spaces (paper Table 8):
   on that window only) and the ``k`` best are fixed; only the metric is searched.
 * ``fixed`` (``--no-data-search``): ``k`` random windows drawn once from ``seed``.
 
-Metric spaces: ``adapruner`` searches alpha1, alpha2, the alignment factors (and the
+Metric spaces: ``adapruner`` searches alpha1, alpha2, every factor with more than one candidate (and the
 aggregation when more than one is listed); ``element1`` / ``element2`` fix LLM-Pruner's
 first-/second-order metric (``--fixed-metric first|second``). ``sequential`` spends the first
 half of the budget on the data (metric fixed at the space's default point) and the second half
@@ -42,21 +42,16 @@ SEARCH_METRICS = ("adapruner", "element1", "element2")
 FIXED_METRICS = {"first": "element1", "second": "element2"}
 
 
-def _default_alignment() -> dict[str, list[float]]:
-    """The alignment-factor candidates; the importance module owns them when it defines them.
+def default_factors() -> dict[str, list[float]]:
+    """Candidate values of the metric's alignment/second-order factors (MetricConfig fields).
 
-    The paper lists the sets {1e5, 1e6, 1e7}, {1e-2, 1e-3} and {1e-4} without saying which term
-    each scales; :mod:`adapruner.importance` documents that choice and exposes the lists.
+    The paper lists {1e5, 1e6, 1e7}, {1e-2, 1e-3} and {1e-4} without saying which term each
+    scales; :mod:`adapruner.importance` decides and documents it, and exposes the candidate lists
+    as ``ALIGNMENT_CHOICES``, which are used here unchanged.
     """
-    try:
-        from adapruner import importance
+    from adapruner.importance import ALIGNMENT_CHOICES
 
-        choices = getattr(importance, "ALIGNMENT_CHOICES", None)
-        if choices:
-            return {k: [float(x) for x in v] for k, v in dict(choices).items()}
-    except ImportError:
-        pass
-    return {"align_vec": [1e5, 1e6, 1e7], "align_el": [1e-2, 1e-3]}
+    return {k: [float(x) for x in v] for k, v in ALIGNMENT_CHOICES.items()}
 
 
 @dataclass
@@ -70,8 +65,7 @@ class SearchSpace:
     metric: str = "adapruner"
     alpha1: list[float] = field(default_factory=lambda: [0.0, 1.0])
     alpha2: list[float] = field(default_factory=lambda: [0.0, 1.0])
-    align_vec: list[float] = field(default_factory=lambda: _default_alignment()["align_vec"])
-    align_el: list[float] = field(default_factory=lambda: _default_alignment()["align_el"])
+    factors: dict[str, list[float]] = field(default_factory=default_factors)
     aggregations: list[str] = field(default_factory=lambda: ["sum"])
     sequential: bool = False
     score_candidates: int = 64
@@ -121,8 +115,12 @@ class SearchSpace:
             lo, hi = getattr(self, name)
             if not 0.0 <= lo <= hi <= 1.0:
                 raise AdaprunerError(f"{name} range must satisfy 0 <= low <= high <= 1 (got [{lo}, {hi}])")
-        if not self.align_vec or not self.align_el:
-            raise AdaprunerError("align_vec and align_el need at least one candidate value each")
+        metric_fields = {f.name for f in fields(MetricConfig)} - {"name", "alpha1", "alpha2", "aggregation", "seed"}
+        for key, values in self.factors.items():
+            if key not in metric_fields:
+                raise AdaprunerError(f"factor '{key}' is not a metric coefficient; valid: {sorted(metric_fields)}")
+            if not values:
+                raise AdaprunerError(f"factor '{key}' needs at least one candidate value")
         bad = [a for a in self.aggregations if a not in AGGREGATIONS]
         if not self.aggregations or bad:
             raise AdaprunerError(f"aggregations must be a non-empty subset of {', '.join(AGGREGATIONS)}")
@@ -154,8 +152,8 @@ class SearchSpace:
         """The fixed metric of trials that do not search it (ablations, sequential phase 1)."""
         if self.metric != "adapruner":
             return MetricConfig(name=self.metric, aggregation=self.aggregations[0])
-        return MetricConfig(name="adapruner", alpha1=0.5, alpha2=0.5, align_vec=self.align_vec[len(self.align_vec) // 2],
-                            align_el=self.align_el[0], aggregation=self.aggregations[0])
+        middle = {k: float(v[len(v) // 2]) for k, v in self.factors.items()}
+        return MetricConfig(name="adapruner", alpha1=0.5, alpha2=0.5, aggregation=self.aggregations[0], **middle)
 
     # -- sampling -------------------------------------------------------------------------------
     def check_pool(self, pool_size: int) -> None:
@@ -196,14 +194,15 @@ class SearchSpace:
                 raise ValueError("fixed_indices are needed when the data is not searched")
             indices = list(fixed_indices)
         if self.searches_metric(phase):
+            factors = {k: float(trial.suggest_categorical(k, v)) if len(v) > 1 else float(v[0])
+                       for k, v in self.factors.items()}
             metric = MetricConfig(
                 name="adapruner",
                 alpha1=trial.suggest_float("alpha1", *self.alpha1),
                 alpha2=trial.suggest_float("alpha2", *self.alpha2),
-                align_vec=float(trial.suggest_categorical("align_vec", self.align_vec)),
-                align_el=float(trial.suggest_categorical("align_el", self.align_el)),
                 aggregation=(trial.suggest_categorical("aggregation", self.aggregations)
                              if len(self.aggregations) > 1 else self.aggregations[0]),
+                **factors,
             )
         else:
             metric = fixed_metric or self.default_metric()
