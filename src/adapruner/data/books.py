@@ -108,26 +108,40 @@ def _pool_key(files: list[Path], tokenizer, seq_len: int, seed: int, bos: int | 
     return hashlib.sha256(json.dumps(info, sort_keys=True).encode()).hexdigest()[:20], info
 
 
-def _build(files: list[Path], tokenizer, seq_len: int, seed: int, bos: int | None) -> tuple[torch.Tensor, list]:
+_ENCODED: dict[str, tuple[list[tuple[str, int]], torch.Tensor, torch.Tensor]] = {}
+
+
+def _encode_books(files: list[Path], tokenizer, checksums: dict, fingerprint: str):
+    """Every paragraph of every book as ``(sources, flat ids, offsets)``, memoised in memory so
+    that pools for other seeds or lengths reuse one tokenization."""
+    key = hashlib.sha256(json.dumps([checksums, fingerprint]).encode()).hexdigest()
+    if key not in _ENCODED:
+        sources, chunks = [], []
+        for f in files:
+            paras = paragraphs(read_book(f))
+            if not paras:
+                raise AdaprunerError(f"book file {f} holds no text outside its Gutenberg header/footer; remove it")
+            encoded = tokenizer(paras, add_special_tokens=False, verbose=False).input_ids
+            sources += [(f.name, j) for j in range(len(paras))]
+            chunks += [torch.tensor(ids, dtype=torch.long) for ids in encoded]
+        lengths = torch.tensor([len(c) for c in chunks], dtype=torch.long)
+        offsets = torch.cat([torch.zeros(1, dtype=torch.long), lengths.cumsum(0)])
+        _ENCODED[key] = (sources, torch.cat(chunks), offsets)
+    return _ENCODED[key]
+
+
+def _build(files: list[Path], tokenizer, info: dict, seq_len: int, seed: int, bos: int | None):
+    sources, flat, offsets = _encode_books(files, tokenizer, info["files"], info["tokenizer"])
     need = text_tokens_per_window(seq_len, bos)
-    windows, sources = [], []
-    n_paragraphs = 0
-    for f in files:
-        paras = paragraphs(read_book(f))
-        if not paras:
-            raise AdaprunerError(f"book file {f} holds no text outside its Gutenberg header/footer; remove it")
-        n_paragraphs += len(paras)
-        encoded = tokenizer(paras, add_special_tokens=False, verbose=False).input_ids
-        for j, ids in enumerate(encoded):
-            if len(ids) >= need:
-                windows.append(([bos] if bos is not None else []) + list(ids[:need]))
-                sources.append((f.name, j))
-    if not windows:
+    keep = ((offsets[1:] - offsets[:-1]) >= need).nonzero().flatten()
+    if len(keep) == 0:
         raise AdaprunerError(f"no book paragraph has {need} tokens or more; use a shorter --seq-len "
                              f"(default 128) for calibration")
-    ids = torch.tensor(windows, dtype=torch.long)
-    order = torch.randperm(len(windows), generator=torch.Generator().manual_seed(seed))
-    return ids[order], [sources[i] for i in order.tolist()], n_paragraphs
+    ids = flat[offsets[keep].unsqueeze(1) + torch.arange(need)]
+    if bos is not None:
+        ids = torch.cat([torch.full((len(ids), 1), bos, dtype=torch.long), ids], dim=1)
+    order = torch.randperm(len(keep), generator=torch.Generator().manual_seed(seed))
+    return ids[order], [sources[i] for i in keep[order].tolist()], len(sources)
 
 
 def _cache_dir() -> Path:
@@ -177,7 +191,7 @@ def load_pool(tokenizer, data_dir: str | Path, seq_len: int = 128, seed: int = 0
         return _MEMORY[key]
     pool = _load_disk(key)
     if pool is None:
-        ids, sources, n_paragraphs = _build(files, tokenizer, seq_len, seed, bos)
+        ids, sources, n_paragraphs = _build(files, tokenizer, info, seq_len, seed, bos)
         info = {**info, "n_paragraphs": n_paragraphs, "n_windows": len(sources),
                 "bos_handling": "[BOS] + seq_len-1 tokens" if bos is not None else "seq_len tokens, no BOS",
                 "windowing": "one paragraph per window, first tokens, paragraphs too short dropped"}
