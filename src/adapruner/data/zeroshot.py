@@ -23,7 +23,7 @@ from pathlib import Path
 
 from adapruner.errors import AdaprunerError
 
-CONVERTER_VERSION = 1
+CONVERTER_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -56,10 +56,19 @@ def _aligned(rows: list, labels: list, what: str) -> None:
         raise AdaprunerError(f"{what}: {len(rows)} items but {len(labels)} labels; the data files are out of step")
 
 
+def _bool_label(value) -> int:
+    """BoolQ labels are JSON booleans in SuperGLUE but the strings "true"/"false" in some copies."""
+    if isinstance(value, str):
+        if value.strip().lower() not in ("true", "false"):
+            raise AdaprunerError(f"boolq: label {value!r} is neither true nor false")
+        return int(value.strip().lower() == "true")
+    return int(bool(value))
+
+
 def convert_boolq(val: Path) -> list[dict]:
-    """SuperGLUE BoolQ: keep question/passage, turn the boolean label into 0 (no) / 1 (yes)."""
+    """SuperGLUE BoolQ: keep question/passage, turn the label into 0 (no) / 1 (yes)."""
     return [{"question": r["question"], "passage": r["passage"], "idx": r.get("idx", i),
-             "label": int(bool(r["label"]))} for i, r in enumerate(_read_jsonl(val))]
+             "label": _bool_label(r["label"])} for i, r in enumerate(_read_jsonl(val))]
 
 
 def convert_piqa(valid: Path, labels: Path) -> list[dict]:

@@ -101,14 +101,14 @@ def run_zeroshot(model, tokenizer, tasks: list[str], data_dir: Path, limit: int 
         raise AdaprunerError(f"--limit must be at least 1 (got {limit}); omit it to evaluate every document")
     if batch_size < 1:
         raise AdaprunerError(f"--batch-size must be at least 1 (got {batch_size})")
-    data_dir = Path(data_dir)
+    task_objects = build_tasks(tasks, Path(data_dir))  # missing data files fail before any model work
     device = str(next(model.parameters()).device)
     was_training = model.training
     model.eval()
     lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, device=device)
     start = time.time()
     with torch.no_grad():
-        out = simple_evaluate(model=lm, tasks=build_tasks(tasks, data_dir), limit=limit, num_fewshot=None,
+        out = simple_evaluate(model=lm, tasks=task_objects, limit=limit, num_fewshot=None,
                               task_manager=TaskManager(include_defaults=False), log_samples=False)
     model.train(was_training)
     seconds = time.time() - start
