@@ -7,6 +7,7 @@
 
 from adapruner.importance.coefficients import (
     ALIGN_EL_CHOICES,
+    ALIGNMENT_CHOICES,
     ELEMENT_FACTORS,
     PAPER_SECOND_ORDER,
     SECOND_ORDER_EL_CHOICES,
@@ -23,6 +24,6 @@ from adapruner.importance.statistics import Statistics, collect_statistics
 
 __all__ = [
     "METRICS", "compute_scores", "needs_calibration", "needs_gradients", "collect_statistics",
-    "scores_from_statistics", "Statistics", "ALIGN_EL_CHOICES", "SECOND_ORDER_EL_CHOICES",
+    "scores_from_statistics", "Statistics", "ALIGNMENT_CHOICES", "ALIGN_EL_CHOICES", "SECOND_ORDER_EL_CHOICES",
     "SECOND_ORDER_VEC_CHOICES", "PAPER_SECOND_ORDER", "ELEMENT_FACTORS",
 ]

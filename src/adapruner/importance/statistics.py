@@ -33,12 +33,12 @@ from dataclasses import dataclass, field
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from adapruner.errors import AdaprunerError
 from adapruner.importance.coefficients import ELEMENT_FACTORS
 from adapruner.importance.folding import fold, fold_columns
+from adapruner.importance.loss import per_sample_nll
 from adapruner.pruning.adapters import adapter_for
 from adapruner.pruning.structure import LayerShape, Member
 
@@ -337,11 +337,8 @@ def collect_statistics(
                 ids = calib[start:start + step].to(device)
                 with torch.set_grad_enabled(gradients):
                     logits = model(input_ids=ids, use_cache=False).logits
-                    nll = F.cross_entropy(logits[:, :-1].float().reshape(-1, logits.shape[-1]),
-                                          ids[:, 1:].reshape(-1), reduction="none")
-                    per_sample = nll.view(ids.shape[0], -1).mean(dim=1)
-                    loss = per_sample.sum()  # sum over samples: dy[j] is sample j's own gradient
-                    del logits, nll
+                    loss = per_sample_nll(logits, ids).sum()  # a sum: dy[j] is sample j's own gradient
+                    del logits
                     if not torch.isfinite(loss):
                         raise AdaprunerError(
                             "the calibration loss is NaN/inf; the model weights or the --dtype are broken "

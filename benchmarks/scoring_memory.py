@@ -1,0 +1,161 @@
+"""Peak memory of importance scoring: our hook-folded statistics vs a naive ``.grad`` scorer.
+
+Both compute the same element-wise second-order scores (Eq. 4: |g W - 1/2 F W^2|, F = sum over
+samples of squared per-sample gradients) on the same calibration samples of the same model:
+
+* ours: :func:`adapruner.importance.collect_statistics`, one batched forward/backward, parameters
+  frozen, per-sample gradients built and folded per unit inside the hooks;
+* naive (LLM-Pruner style): all parameters require grad, N separate backward passes each adding
+  ``grad**2`` into an ``acc_grad`` copy per parameter, then one batched backward for the mean
+  gradient in ``.grad``, then the scores from ``.grad`` and ``acc_grad``.
+
+Each scorer runs in its own subprocess (so neither inherits the other's allocator state). Peak
+memory is the process's peak resident set size during scoring only: after the model and data are
+loaded the kernel's peak counter is reset (``/proc/self/clear_refs``), and VmHWM is read when
+scoring ends; ``baseline`` is the resident size just before scoring. Both runs happen in one
+invocation and the ratio is printed side by side:
+
+    python benchmarks/scoring_memory.py                      # SmolLM2-135M, 10 x 128 tokens
+    python benchmarks/scoring_memory.py --samples 4 --seq-len 64
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+
+def _status(field: str) -> float:
+    """A memory field of /proc/self/status in MiB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+def _reset_peak() -> bool:
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def naive_scores(model, calib: torch.Tensor) -> dict[tuple[int, str], torch.Tensor]:
+    """Element2 per member from parameter .grad and an acc_grad copy (LLM-Pruner's way)."""
+    from adapruner.importance.folding import fold
+    from adapruner.importance.statistics import pruneable_linears
+
+    params = list(model.parameters())
+    for p in params:
+        p.requires_grad_(True)
+    n = calib.shape[0]
+    for j in range(n):
+        ids = calib[j:j + 1]
+        model(input_ids=ids, labels=ids, use_cache=False).loss.backward()
+        for p in params:
+            sq = p.grad * p.grad
+            if hasattr(p, "acc_grad"):
+                p.acc_grad += sq
+            else:
+                p.acc_grad = sq
+        model.zero_grad()
+    # Mean gradient of the mean per-sample loss (equal lengths: the batch's token-mean loss).
+    model(input_ids=calib, labels=calib, use_cache=False).loss.backward()
+    out = {}
+    with torch.no_grad():
+        for i, linears in pruneable_linears(model).items():
+            for lin, members in linears.values():
+                w = lin.weight
+                score = (lin.weight.grad * w - 0.5 * lin.weight.acc_grad * w * w).abs()
+                for m in members:
+                    out[(i, m.name)] = fold(score, m)
+    for p in params:
+        del p.acc_grad
+        p.grad = None
+        p.requires_grad_(False)
+    return out
+
+
+def our_scores(model, calib: torch.Tensor) -> dict[tuple[int, str], torch.Tensor]:
+    """Element2 per member from the batched, hook-folded statistics."""
+    from adapruner.importance import collect_statistics
+
+    stats = collect_statistics(model, calib, element_factors=(1.0,), progress=False)
+    return {(i, name): ms.el2[0] for i, ls in stats.layers.items() for name, ms in ls.members.items()}
+
+
+def worker(args) -> None:
+    from adapruner.config import PruneConfig
+    from adapruner.models.load import load_model
+    from adapruner.pipeline import calibration_samples
+
+    torch.manual_seed(0)
+    lm = load_model(args.model, device="cpu", dtype="float32")
+    config = PruneConfig()
+    config.calibration.num_samples, config.calibration.seq_len = args.samples, args.seq_len
+    calib = calibration_samples(lm.tokenizer, config, args.data_dir)
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    gc.collect()
+    reset = _reset_peak()
+    baseline = _status("VmRSS")
+    start = time.perf_counter()
+    scores = (our_scores if args.worker == "ours" else naive_scores)(lm.model, calib)
+    seconds = time.perf_counter() - start
+    peak = _status("VmHWM")
+    save_file({f"{i}.{name}": v.contiguous().cpu() for (i, name), v in scores.items()}, args.scores_out)
+    print(json.dumps({"scorer": args.worker, "baseline_mib": baseline, "peak_mib": peak,
+                      "scoring_mib": peak - baseline, "seconds": seconds, "peak_reset": reset}))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="smollm2-135m")
+    parser.add_argument("--samples", type=int, default=10)
+    parser.add_argument("--seq-len", type=int, default=128)
+    parser.add_argument("--data-dir", default=os.environ.get("ADAPRUNER_DATA_DIR")
+                        or str(Path(__file__).resolve().parents[2] / "shared" / "data"))
+    parser.add_argument("--worker", choices=["ours", "naive"], help=argparse.SUPPRESS)
+    parser.add_argument("--scores-out", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        worker(args)
+        return
+
+    import tempfile
+
+    results, scores = {}, {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in ("ours", "naive"):
+            out = Path(tmp) / f"{name}.safetensors"
+            cmd = [sys.executable, __file__, "--worker", name, "--scores-out", str(out), "--model", args.model,
+                   "--samples", str(args.samples), "--seq-len", str(args.seq_len), "--data-dir", args.data_dir]
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+            if proc.returncode != 0:
+                sys.exit(f"{name} scorer failed:\n{proc.stderr[-3000:]}")
+            results[name] = json.loads(proc.stdout.strip().splitlines()[-1])
+            scores[name] = load_file(out)
+    diffs = [float((scores["ours"][k] - v).norm() / v.norm()) for k, v in scores["naive"].items()]
+    o, n = results["ours"], results["naive"]
+    print(f"model {args.model}, {args.samples} x {args.seq_len} calibration tokens, torch {torch.__version__}, "
+          f"{os.cpu_count()} CPU threads")
+    print(f"{'':28s}{'ours':>12s}{'naive':>12s}{'ratio':>9s}")
+    for key, label in (("scoring_mib", "peak RSS during scoring MiB"), ("peak_mib", "peak RSS of process MiB"),
+                       ("seconds", "scoring time s")):
+        print(f"{label:28s}{o[key]:12.1f}{n[key]:12.1f}{o[key] / n[key]:9.2f}x")
+    print(f"baseline RSS (model + data) MiB: ours {o['baseline_mib']:.1f}, naive {n['baseline_mib']:.1f}; "
+          f"peak counter reset: {o['peak_reset'] and n['peak_reset']}")
+    print(f"element2 scores, ours vs naive: max relative difference per member {max(diffs):.2e}")
+
+
+if __name__ == "__main__":
+    main()
