@@ -144,6 +144,13 @@ def collect_run(path: str | Path) -> RunSummary:
             run.zeroshot_average = zs["average"].get("value")
             run.zeroshot_limit = zs["protocol"].get("limit")
             used = True
+        for row in data.get("perplexity") or [] if isinstance(data.get("perplexity"), list) else []:
+            if isinstance(row, dict) and isinstance(row.get("ppl"), (int, float)) and row.get("dataset"):
+                # `adapruner eval` rows; a non-default window length is part of the name.
+                seq = row.get("seq_len")
+                name = row["dataset"] if seq in (None, 128) else f"{row['dataset']}@{seq}"
+                run.ppl.setdefault(name, float(row["ppl"]))
+                used = True
         for key, value in _find_ppl(data).items():
             if "validation" in key or "trial" in key:
                 continue  # search objectives on validation subsets are not the reported PPL
