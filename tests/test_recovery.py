@@ -164,3 +164,17 @@ def test_finetune_command_errors(tiny_dir, tmp_path, capsys):
     code = main(["finetune", "--model", str(not_a_model), "--data", str(good), "--out", str(tmp_path / "o")])
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("error:") and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_smollm2_lora_step_keeps_shape(data_dir):
+    from adapruner.models.load import load_model
+
+    loaded = load_model("smollm2-135m", device="cpu")
+    shapes = [p.shape for p in loaded.model.parameters()]
+    rows = load_alpaca(data_dir / "alpaca" / "alpaca_first200.json")[:12]
+    merged, report = finetune_lora(loaded.model, loaded.tokenizer, rows,
+                                   TrainConfig(max_steps=1, batch_size=2, micro_batch_size=1, cutoff=64, val_size=2),
+                                   progress=False)
+    assert [p.shape for p in merged.parameters()] == shapes
+    assert 0 < report["val_loss_after"] < 10 and report["n_val"] == 1
