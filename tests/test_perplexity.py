@@ -71,8 +71,9 @@ def test_join_string_is_used_and_max_windows_keeps_the_first():
     spaced = corpus_windows(tok, rows, seq_len=4, join=" ")
     newlines = corpus_windows(tok, rows, seq_len=4, join="\n\n")
     assert len(newlines) == (62 // 4) and len(spaced) == (61 // 4)
-    first = corpus_windows(tok, rows, seq_len=4, join=" ", max_windows=3)
-    assert torch.equal(first, spaced[:3])
+    for n in (1, 3, 15):
+        assert torch.equal(corpus_windows(tok, rows, seq_len=4, join=" ", max_windows=n), spaced[:n])
+    assert len(corpus_windows(tok, rows, seq_len=4, join=" ", max_windows=100)) == len(spaced)
 
 
 def test_bad_windows_inputs_are_one_line_errors():
@@ -116,3 +117,9 @@ def test_smollm2_perplexity_is_that_of_a_trained_model(data_dir):
     assert r["n_windows"] == 8 and r["n_tokens"] == 8 * 127
     # A random 49k-vocabulary model scores ~49,000; a trained small LM scores tens.
     assert 5 < r["ppl"] < 150
+    # Quick runs tokenize only a prefix of the corpus; their windows are the full run's first windows.
+    from adapruner.data.corpora import load_ptb
+
+    rows = load_ptb(data_dir)
+    full = corpus_windows(loaded.tokenizer, rows, 128)
+    assert torch.equal(corpus_windows(loaded.tokenizer, rows, 128, max_windows=20), full[:20])

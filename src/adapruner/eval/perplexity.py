@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from adapruner.data.tokens import cut_windows, encode, leading_bos
+from adapruner.data.tokens import cut_windows, encode, leading_bos, text_tokens_per_window
 from adapruner.errors import AdaprunerError
 
 
@@ -61,21 +61,47 @@ def corpus_windows(tokenizer, rows: list[str], seq_len: int, join: str = "\n\n",
                    max_windows: int | None = None) -> torch.Tensor:
     """The evaluation windows ``LongTensor[W, seq_len]`` of ``rows`` (see the module docstring).
 
-    ``max_windows`` keeps the first windows only, for quick runs.
+    ``max_windows`` keeps the first windows only (and tokenizes only as much text as they need),
+    for quick runs.
     """
-    text = join.join(rows)
-    if not text.strip():
+    if not join.join(rows).strip():
         raise AdaprunerError("the evaluation text is empty; check the data file")
-    ids = encode(tokenizer, text)
-    windows = cut_windows(ids, seq_len, leading_bos(tokenizer))
+    if max_windows is not None and max_windows < 1:
+        raise AdaprunerError(f"--max-windows must be at least 1 (got {max_windows})")
+    bos = leading_bos(tokenizer)
+    step = text_tokens_per_window(seq_len, bos)
+    if max_windows is None:
+        ids = encode(tokenizer, join.join(rows))
+    else:
+        ids = _prefix_ids(tokenizer, rows, join, max_windows * step + _SLACK)
+    windows = cut_windows(ids, seq_len, bos)
     if len(windows) == 0:
         raise AdaprunerError(f"the evaluation text has only {len(ids)} tokens, fewer than one window of "
                              f"{seq_len}; use a smaller --seq-len")
-    if max_windows is not None:
-        if max_windows < 1:
-            raise AdaprunerError(f"--max-windows must be at least 1 (got {max_windows})")
-        windows = windows[:max_windows]
-    return windows
+    return windows if max_windows is None else windows[:max_windows]
+
+
+# Tokens beyond the last needed window when only a prefix is tokenized: tokenization is local,
+# so only the last few tokens of a prefix can differ from the full text's tokens.
+_SLACK = 64
+
+
+def _prefix_ids(tokenizer, rows: list[str], join: str, need: int) -> list[int]:
+    """Token ids of the shortest row prefix with at least ``need`` tokens (all rows if fewer).
+
+    Quick runs (``max_windows``) thus tokenize a small part of a corpus; their windows equal the
+    first windows of the full tokenization.
+    """
+    chars = need * 8
+    while True:
+        total, k = 0, 0
+        while k < len(rows) and total < chars:
+            total += len(rows[k]) + len(join)
+            k += 1
+        ids = encode(tokenizer, join.join(rows[:k]))
+        if len(ids) >= need or k == len(rows):
+            return ids
+        chars *= 2
 
 
 def input_device(model) -> torch.device:
