@@ -179,7 +179,7 @@ def finetune_group(model, tokenizer, rows: list[dict], config: TrainConfig | Non
     val_input = validation_loss(model, val_ex, pid, config.micro_batch_size)
     trainable = add_group_lora(model, settings)
     val_quant = validation_loss(model, val_ex, pid, config.micro_batch_size)
-    history = train(model, train_ex, val_ex, config, pid, progress)
+    history = train(model, train_ex, config, pid, progress)
     val_after = validation_loss(model, val_ex, pid, config.micro_batch_size)
     report = {
         "method": "group", "group": asdict(settings), "target_modules": target_modules(model),

@@ -76,7 +76,7 @@ def finetune_lora(model, tokenizer, rows: list[dict], config: TrainConfig | None
     val_before = validation_loss(model, val_ex, pid, config.micro_batch_size)
     peft_model = add_lora(model, settings)
     trainable = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
-    history = train(peft_model, train_ex, val_ex, config, pid, progress)
+    history = train(peft_model, train_ex, config, pid, progress)
     val_after = validation_loss(peft_model, val_ex, pid, config.micro_batch_size)
     report = {
         "method": "lora", "lora": asdict(settings), "target_modules": target_modules(model),

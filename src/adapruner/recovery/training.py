@@ -78,7 +78,7 @@ def validation_loss(model, examples: list[dict], pad_id: int, micro_batch_size: 
     return total / max(count, 1)
 
 
-def train(model, train_examples: list[dict], val_examples: list[dict], config: TrainConfig, pad_id: int,
+def train(model, train_examples: list[dict], config: TrainConfig, pad_id: int,
           progress: bool = True) -> dict:
     """Train the parameters of ``model`` that require grad; return the loss history and timing."""
     from tqdm import tqdm
