@@ -249,6 +249,7 @@ class Worker:
         self.study, self.ctx = study, ctx
         self.failures_in_row = 0
         self.last_error = ""
+        self.scored_indices: list[int] | None = None
 
     # -- the loop ----------------------------------------------------------------------------
     def run(self) -> None:
@@ -257,6 +258,8 @@ class Worker:
 
         n = self.ctx.n_trials
         finished, _ = counts(self.study)
+        if self.ctx.space.data_space == "score" and finished < n:
+            self.scored_indices = score_data(self.study, self.ctx)  # before any trial: it takes a while
         bar = tqdm(total=n, initial=min(finished, n), desc=f"search {self.study.study_name}", unit="trial",
                    disable=not self.ctx.progress)
         try:
@@ -328,7 +331,7 @@ class Worker:
         if space.data_space == "fixed":
             return space.fixed_indices(self.ctx.pool_size, self.ctx.seed)
         if space.data_space == "score":
-            return score_data(self.study, self.ctx)
+            return self.scored_indices if self.scored_indices is not None else score_data(self.study, self.ctx)
         best = best_trial(self.study, phase="data", required=False)  # sequential, metric phase
         if best is None:
             return space.fixed_indices(self.ctx.pool_size, self.ctx.seed)
@@ -346,7 +349,7 @@ def score_data(study: optuna.Study, ctx: WorkerContext) -> list[int]:
 
     g = torch.Generator().manual_seed(ctx.seed)
     candidates = torch.randperm(ctx.pool_size, generator=g)[: min(space.score_candidates, ctx.pool_size)].tolist()
-    scores = dict(study.system_attrs.get("sample_scores", {}))
+    scores = dict(study.user_attrs.get("sample_scores", {}))
     missing = [i for i in candidates if str(i) not in scores]
     if missing:
         from tqdm.auto import tqdm
@@ -355,7 +358,7 @@ def score_data(study: optuna.Study, ctx: WorkerContext) -> list[int]:
         for i in tqdm(missing, desc="scoring calibration windows", disable=not ctx.progress):
             value = ctx.objective(_single(space, i, metric), None).value
             scores[str(i)] = value if math.isfinite(value) else 1e308
-            study._storage.set_study_system_attr(study._study_id, "sample_scores", scores)
+            study.set_user_attr("sample_scores", scores)
     ranked = sorted(candidates, key=lambda i: scores[str(i)])
     return sorted(ranked[: space.num_samples])
 
