@@ -1,52 +1,46 @@
 """The calibration loss: per-sample mean next-token cross-entropy, lean on memory.
 
 The importance statistics need F_j, the mean next-token negative log-likelihood of sample j,
-for every sample (the backward pass then gets sum_j F_j). The plain way (slice the logits, call
-``cross_entropy``) keeps three [N, T, vocab] tensors alive at the start of the backward pass
-(the logits, the saved log-softmax and its gradient); with SmolLM2's 49k-token vocabulary that is
-~0.75 GB for 10 x 128 tokens, more than the whole model. :class:`SampleNLL` saves only the
-logits and a log-sum-exp per token, and its backward writes the softmax gradient into the logits'
-own buffer, so one [N, T, vocab] tensor exists in all.
-
-Reusing the buffer is safe because nothing else in the graph saves the final logits (the output
-projection's weight is frozen, so its backward needs only the weight; a soft-capping ``tanh``
-saves its own output, not the capped logits); the caller must not use the logits afterwards.
+for every sample (the backward pass then gets sum_j F_j). Calling the model for its logits keeps
+[N, T, vocab] tensors alive until the backward pass reaches them (the logits, the saved
+log-softmax, their gradient); with SmolLM2's 49k-token vocabulary each is ~0.25 GB for 10 x 128
+tokens, a large share of the whole pass. Instead the decoder runs once for the final hidden
+states, and the output head plus cross-entropy run per sample under activation checkpointing:
+the backward pass recomputes one sample's logits at a time, so only one sample's [T, vocab]
+tensors ever exist. The head is the model's own output embedding, with Gemma-2/3's final logit
+soft-capping when the config sets it.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
 
 
-class SampleNLL(torch.autograd.Function):
-    """``SampleNLL.apply(logits [N, T, V], ids [N, T]) -> [N]``: mean NLL of ids[:, 1:] per sample."""
+def _head(model: nn.Module):
+    head = model.get_output_embeddings()
+    cfg = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    cap = getattr(cfg, "final_logit_softcapping", None)
 
-    @staticmethod
-    def forward(ctx, logits: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
-        n, t, _ = logits.shape
-        lse = torch.empty(n, t - 1, dtype=torch.float32, device=logits.device)
-        target = torch.empty_like(lse)
-        for j in range(n):  # one sample at a time bounds the float32 temporaries
-            row = logits[j, :-1].float()
-            lse[j] = torch.logsumexp(row, dim=-1)
-            target[j] = row.gather(-1, ids[j, 1:, None]).squeeze(-1)
-        ctx.save_for_backward(logits, ids, lse)
-        return (lse - target).mean(dim=1)
+    def sample_nll(hidden: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        logits = head(hidden[:-1]).float()
+        if cap:
+            logits = torch.tanh(logits / cap) * cap
+        return F.cross_entropy(logits, ids[1:])
 
-    @staticmethod
-    def backward(ctx, grad_out: torch.Tensor):
-        logits, ids, lse = ctx.saved_tensors
-        t = logits.shape[1]
-        grad = logits  # overwritten in place: d F_j / d logits = (softmax - onehot) / (T - 1)
-        for j in range(logits.shape[0]):
-            g = (logits[j, :-1].float() - lse[j, :, None]).exp_()
-            g.scatter_add_(-1, ids[j, 1:, None], torch.full_like(g[:, :1], -1.0))
-            g.mul_(grad_out[j].float() / (t - 1))
-            grad[j, :-1].copy_(g)
-            grad[j, -1].zero_()
-        return grad, None
+    return sample_nll
 
 
-def per_sample_nll(logits: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
-    """Mean next-token NLL of each sample, [N]; differentiable through :class:`SampleNLL`."""
-    return SampleNLL.apply(logits, ids)
+def per_sample_nll(model: nn.Module, ids: torch.Tensor) -> torch.Tensor:
+    """Mean next-token NLL of each sample of ``ids`` [N, T] under ``model``, shape [N].
+
+    Differentiable; see the module docstring for why the head runs per sample with checkpointing.
+    """
+    hidden = model.get_decoder()(input_ids=ids, use_cache=False).last_hidden_state
+    sample_nll = _head(model)
+    if not torch.is_grad_enabled() or not hidden.requires_grad:
+        return torch.stack([sample_nll(hidden[j], ids[j]) for j in range(ids.shape[0])])
+    return torch.stack([checkpoint(sample_nll, hidden[j], ids[j], use_reentrant=False)
+                        for j in range(ids.shape[0])])

@@ -336,9 +336,7 @@ def collect_statistics(
             for start in tqdm(chunks, desc="calibration statistics", disable=not progress or len(chunks) == 1):
                 ids = calib[start:start + step].to(device)
                 with torch.set_grad_enabled(gradients):
-                    logits = model(input_ids=ids, use_cache=False).logits
-                    loss = per_sample_nll(logits, ids).sum()  # a sum: dy[j] is sample j's own gradient
-                    del logits
+                    loss = per_sample_nll(model, ids).sum()  # a sum: dy[j] is sample j's own gradient
                     if not torch.isfinite(loss):
                         raise AdaprunerError(
                             "the calibration loss is NaN/inf; the model weights or the --dtype are broken "
