@@ -161,9 +161,9 @@ def test_corrupt_study_file_is_refused_and_kept(tiny_dir, data_dir, tmp_path, ca
 
 
 def test_kill_9_mid_trial_then_rerun_finishes_exactly_n(tiny_dir, data_dir, tmp_path):
-    out, n = tmp_path / "crash", 5
+    out, n = tmp_path / "crash", 3
     # Many small batches make every trial last long enough to be killed inside it.
-    cmd = [sys.executable, "-m", "adapruner.cli", *search_args(tiny_dir, out, data_dir, n, "--eval-windows", "48",
+    cmd = [sys.executable, "-m", "adapruner.cli", *search_args(tiny_dir, out, data_dir, n, "--eval-windows", "16",
                                                                "--eval-batch-size", "1", "--pruner", "none")]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
