@@ -160,9 +160,7 @@ def run(args: argparse.Namespace) -> int:
         "timings": timings,
         "versions": _versions(),
     }
-    t = time.perf_counter()
     path = save_pruned(model, tokenizer, out, report, overwrite=args.overwrite)
-    timings["save_s"] = time.perf_counter() - t
 
     widths = layer_widths(model)
     pruned = [i for i in sorted(plan.layers)]
