@@ -56,9 +56,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Run or continue the search, then write the pruned model and the reports."""
+    import optuna
+
     from adapruner.search import study as st
     from adapruner.search.objective import EvalProtocol
     from adapruner.search.space import SearchSpace, space_from_args
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # tqdm shows progress; trials.csv has the details
 
     if args.trials < 1:
         raise AdaprunerError(f"--trials must be >= 1 (got {args.trials})")
