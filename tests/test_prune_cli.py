@@ -127,3 +127,28 @@ def test_smollm2_prune_20_percent(metric, tmp_path, capsys):
     with torch.no_grad():
         assert torch.isfinite(model(ids).logits).all()
     assert model.generate(ids, max_new_tokens=5, do_sample=False).shape[1] == ids.shape[1] + 5
+
+
+def test_calibration_metric_records_the_windows_it_used(tiny_dir, tmp_path, data_dir):
+    args = ["--metric", "wanda-sp", "--num-samples", "3", "--calib-seq-len", "32", "--data-dir", str(data_dir)]
+    assert prune(tiny_dir, tmp_path / "a", *args) == 0
+    used = json.loads((tmp_path / "a" / "pruning_report.json").read_text())["config"]
+    assert len(used["calibration"]["indices"]) == 3 and used["calibration"]["seq_len"] == 32
+    # The recorded config reproduces the run exactly.
+    (tmp_path / "cfg.json").write_text(json.dumps(used))
+    assert prune(tiny_dir, tmp_path / "b", "--config", str(tmp_path / "cfg.json"), "--data-dir", str(data_dir)) == 0
+    plans = [json.loads((tmp_path / d / "pruning_report.json").read_text())["plan"] for d in "ab"]
+    assert plans[0] == plans[1]
+
+
+def test_calibration_indices_are_checked():
+    from adapruner.config import CalibrationConfig
+    from adapruner.errors import AdaprunerError
+    from adapruner.pipeline import calibration_indices
+
+    assert calibration_indices(50, CalibrationConfig(num_samples=5, seed=1)) == \
+        calibration_indices(50, CalibrationConfig(num_samples=5, seed=1))
+    with pytest.raises(AdaprunerError, match="outside the pool"):
+        calibration_indices(10, CalibrationConfig(indices=[3, 12]))
+    with pytest.raises(AdaprunerError, match="only 4 windows"):
+        calibration_indices(4, CalibrationConfig(num_samples=10))
