@@ -122,15 +122,18 @@ def perplexity(model, windows: torch.Tensor, batch_size: int = 8, progress: bool
         raise AdaprunerError(f"--batch-size must be at least 1 (got {batch_size})")
     device = input_device(model)
     total_nll, n_tokens = 0.0, 0
-    batches = range(0, len(windows), batch_size)
+    bar = tqdm(range(0, len(windows), batch_size), desc="perplexity", unit="batch", disable=not progress,
+               leave=False)
     with torch.inference_mode():
-        for start in tqdm(batches, desc="perplexity", unit="batch", disable=not progress, leave=False):
+        for start in bar:
             batch = windows[start:start + batch_size].to(device)
             logits = model(input_ids=batch, use_cache=False).logits[:, :-1]
             targets = batch[:, 1:].to(logits.device)
             nll = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1), reduction="sum")
             total_nll += float(nll)
             n_tokens += targets.numel()
+            # The running value is the PPL of the windows so far (= a --max-windows run of that size).
+            bar.set_postfix(ppl=f"{math.exp(total_nll / n_tokens):.3f}", windows=start + len(batch), refresh=False)
     mean_nll = total_nll / n_tokens
     return PerplexityResult(ppl=math.exp(mean_nll), mean_nll=mean_nll, n_windows=len(windows), n_tokens=n_tokens)
 
