@@ -135,7 +135,8 @@ def run(args: argparse.Namespace) -> int:
     result: dict = {
         "command": "eval", "model": args.model, "model_path": loaded.path, "model_source": loaded.source,
         "load_info": loaded.info, "parameters": sum(p.numel() for p in loaded.model.parameters()),
-        "seed": args.seed, "device": args.device, "dtype": args.dtype, "data_dir": str(data_dir),
+        "seed": args.seed, "device": loaded.info.get("device", args.device), "dtype": args.dtype,
+        "data_dir": str(data_dir),
         "versions": versions(), "load_seconds": round(load_seconds, 2), "perplexity": [],
     }
     for seq_len in seq_lens:
