@@ -176,11 +176,11 @@ def finetune_group(model, tokenizer, rows: list[dict], config: TrainConfig | Non
     torch.manual_seed(config.seed)
     train_ex, val_ex = prepare_examples(tokenizer, rows, config)
     pid = pad_id(tokenizer)
-    val_input = validation_loss(model, val_ex, pid, config.micro_batch_size)
+    val_input = validation_loss(model, val_ex, pid, config.micro_batch_size, progress)
     trainable = add_group_lora(model, settings)
-    val_quant = validation_loss(model, val_ex, pid, config.micro_batch_size)
+    val_quant = validation_loss(model, val_ex, pid, config.micro_batch_size, progress)
     history = train(model, train_ex, config, pid, progress)
-    val_after = validation_loss(model, val_ex, pid, config.micro_batch_size)
+    val_after = validation_loss(model, val_ex, pid, config.micro_batch_size, progress)
     report = {
         "method": "group", "group": asdict(settings), "target_modules": target_modules(model),
         "trainable_parameters": trainable, "train": config.to_json(),

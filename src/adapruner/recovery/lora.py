@@ -73,11 +73,11 @@ def finetune_lora(model, tokenizer, rows: list[dict], config: TrainConfig | None
     torch.manual_seed(config.seed)
     train_ex, val_ex = prepare_examples(tokenizer, rows, config)
     pid = pad_id(tokenizer)
-    val_before = validation_loss(model, val_ex, pid, config.micro_batch_size)
+    val_before = validation_loss(model, val_ex, pid, config.micro_batch_size, progress)
     peft_model = add_lora(model, settings)
     trainable = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
     history = train(peft_model, train_ex, config, pid, progress)
-    val_after = validation_loss(peft_model, val_ex, pid, config.micro_batch_size)
+    val_after = validation_loss(peft_model, val_ex, pid, config.micro_batch_size, progress)
     report = {
         "method": "lora", "lora": asdict(settings), "target_modules": target_modules(model),
         "trainable_parameters": trainable, "train": config.to_json(),

@@ -65,13 +65,17 @@ def _token_loss(model, batch: dict, device) -> tuple[torch.Tensor, int]:
 
 
 @torch.no_grad()
-def validation_loss(model, examples: list[dict], pad_id: int, micro_batch_size: int = 4) -> float:
+def validation_loss(model, examples: list[dict], pad_id: int, micro_batch_size: int = 4,
+                    progress: bool = False) -> float:
     """Mean NLL per trained token over ``examples`` (model put in eval mode, restored after)."""
+    from tqdm import tqdm
+
     was = model.training
     model.eval()
     device = next(model.parameters()).device
     total, count = 0.0, 0
-    for i in range(0, len(examples), micro_batch_size):
+    for i in tqdm(range(0, len(examples), micro_batch_size), desc="validation loss", disable=not progress,
+                  leave=False):
         loss, n = _token_loss(model, collate(examples[i:i + micro_batch_size], pad_id), device)
         total, count = total + float(loss), count + n
     model.train(was)
