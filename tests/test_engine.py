@@ -175,3 +175,26 @@ def test_invalid_plan_is_refused_by_masks_and_surgery():
         apply_masks(model, bad)
     with pytest.raises(ValueError):
         prune_model(model, bad)
+
+
+def test_multimodal_gemma3_text_layers_prune_exactly_but_refuse_to_save(tmp_path):
+    from adapruner.pruning.save import save_pruned
+
+    text = dict(hidden_size=96, intermediate_size=128, num_hidden_layers=2, num_attention_heads=6,
+                num_key_value_heads=2, vocab_size=300, head_dim=24)
+    vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+                  image_size=28, patch_size=14)
+    cfg = T.Gemma3Config(text_config=text, vision_config=vision, mm_tokens_per_image=4, image_token_index=299,
+                         boi_token_index=297, eoi_token_index=298)
+    cfg._attn_implementation = "eager"
+    torch.manual_seed(0)
+    model = T.AutoModelForCausalLM.from_config(cfg).eval()
+    plan = allocate(model, random_scores(model), 0.2, AllocationConfig(layers=[0, 2]))
+    x = tiny_batch(2, 16, 290)
+    with apply_masks(model, plan):
+        masked = logits(model, x)
+    pruned = prune_model(copy.deepcopy(model), plan)
+    assert (masked - logits(pruned, x)).abs().max().item() < 1e-4
+    with pytest.raises(AdaprunerError, match="multimodal"):
+        save_pruned(pruned, None, tmp_path / "out", {})
+    assert not (tmp_path / "out").exists()

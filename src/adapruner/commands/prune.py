@@ -106,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
     from adapruner.models.load import load_model
     from adapruner.pipeline import calibration_indices, plan_pruning
     from adapruner.pruning.allocation import count_parameters
-    from adapruner.pruning.save import save_pruned
+    from adapruner.pruning.save import check_savable, save_pruned
     from adapruner.pruning.surgery import layer_widths, prune_model
 
     config = build_config(args)
@@ -128,6 +128,7 @@ def run(args: argparse.Namespace) -> int:
     loaded = load_model(args.model, device=args.device, dtype=args.dtype, trust_remote_code=args.trust_remote_code)
     model, tokenizer = loaded.model, loaded.tokenizer
     timings["load_s"] = time.perf_counter() - t
+    check_savable(model)
 
     if data_dir is not None and config.calibration.indices is None:
         # Record the exact windows drawn, so the report's config reproduces this run.

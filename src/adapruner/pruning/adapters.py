@@ -107,8 +107,14 @@ ADAPTERS: tuple[FamilyAdapter, ...] = (
     FamilyAdapter("qwen3", ("qwen3",), norms_per_head=("q_norm", "k_norm"), example="Qwen3"),
     FamilyAdapter("gemma2", ("gemma2",), example="Gemma-2 (head_dim != hidden/heads, sandwich norms)"),
     FamilyAdapter(
-        "gemma3", ("gemma3_text", "gemma3"), norms_per_head=("q_norm", "k_norm"),
+        "gemma3", ("gemma3_text",), norms_per_head=("q_norm", "k_norm"),
         example="Gemma-3 text (qk-norm, tied embeddings)",
+    ),
+    # The multimodal Gemma-3 (what AutoModelForCausalLM builds for model_type "gemma3") keeps
+    # its decoder under model.language_model; only its text layers are pruned.
+    FamilyAdapter(
+        "gemma3-multimodal", ("gemma3",), layers="model.language_model.layers",
+        norms_per_head=("q_norm", "k_norm"), example="Gemma-3 4B+ (text layers of the multimodal model)",
     ),
     FamilyAdapter("phi3", ("phi3",), qkv="qkv_proj", gate_up="gate_up_proj", example="Phi-3 (fused qkv, gate_up)"),
 )

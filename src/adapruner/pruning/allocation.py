@@ -263,10 +263,10 @@ def _global(budgets: list[LayerBudget], scores: Scores, target: float, config: A
     chan_sorted = {b.index: torch.sort(scores[b.index]["channel"].float().cpu()).values for b in budgets}
 
     def chan_step(b: LayerBudget, kept: int) -> tuple[int, float] | None:
-        opts = [o for o in _channel_options(b, config.round_to) if o < kept]
-        if not opts:
+        # next allowed count below ``kept``: the multiple of round_to under it (see _channel_options)
+        new = (kept - 1) // config.round_to * config.round_to
+        if new < b.channel_min_keep:
             return None
-        new = opts[-1]
         removed_sorted = chan_sorted[b.index]
         done = b.shape.intermediate_size - kept
         score = float(removed_sorted[done:done + kept - new].sum())

@@ -53,6 +53,23 @@ def _plain_config(config, widths: dict):
     return cfg
 
 
+def check_savable(model: nn.Module) -> None:
+    """Refuse, before any work, models whose pruned checkpoint this engine cannot write.
+
+    Multimodal wrappers (e.g. Gemma-3 4B+) can be scored, masked and pruned, but their config
+    nests the text config and the pruned model types cover causal LMs only.
+    """
+    adapter = adapter_for(model)
+    if adapter.text_config(model) is not model.config:
+        raise AdaprunerError(
+            f"saving a pruned '{model.config.model_type}' model is not supported (its text layers sit inside a "
+            "multimodal wrapper); prune the text-only checkpoint of the family instead")
+    base = getattr(model.config, "base_model_type", None) or model.config.model_type
+    if base not in modeling_pruned.FAMILIES:
+        raise AdaprunerError(f"saving a pruned '{base}' model is not supported; supported: "
+                             f"{', '.join(sorted(modeling_pruned.FAMILIES))}")
+
+
 def checkpoint_config(model: nn.Module):
     """The config to save for ``model``: plain when possible, else the pruned model type.
 
@@ -77,6 +94,7 @@ def save_pruned(model: nn.Module, tokenizer, out_dir: str | Path, report: dict, 
     Returns the final directory. Refuses an existing ``out_dir`` unless ``overwrite``.
     ``report`` is extended with the per-layer widths, the parameter count and the config flavour.
     """
+    check_savable(model)
     out = Path(out_dir)
     if out.exists() and not overwrite:
         raise AdaprunerError(f"output directory {out} already exists; pass --overwrite or choose another --out")
