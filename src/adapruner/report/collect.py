@@ -82,8 +82,8 @@ def _widths_from_saved(layer_widths) -> list[dict]:
     if isinstance(layer_widths, list):
         for i, w in enumerate(layer_widths):
             if isinstance(w, dict):
-                rows.append({"layer": i, "heads": w.get("num_heads", w.get("heads")),
-                             "kv_heads": w.get("num_kv_heads", w.get("kv_heads")),
+                rows.append({"layer": i, "heads": w.get("num_attention_heads", w.get("num_heads", w.get("heads"))),
+                             "kv_heads": w.get("num_key_value_heads", w.get("num_kv_heads", w.get("kv_heads"))),
                              "channels": w.get("intermediate_size", w.get("channels"))})
             elif isinstance(w, (list, tuple)) and len(w) >= 3:
                 rows.append({"layer": i, "heads": w[0], "kv_heads": w[1], "channels": w[-1]})
