@@ -72,6 +72,18 @@ def test_hub_id_without_network_fails_fast_with_one_line(monkeypatch):
     assert "'adapruner-test/no-such-model'" in msg and "alias" in msg
 
 
+def test_hub_failure_with_network_reports_the_reason(monkeypatch):
+    import transformers
+
+    def not_found(*args, **kwargs):
+        raise OSError("adapruner-test/nothing is not a valid model identifier\nmore detail")
+
+    monkeypatch.setattr(load, "_hub_reachable", lambda timeout=3.0: True)
+    monkeypatch.setattr(transformers.AutoConfig, "from_pretrained", not_found)
+    msg = one_line_error(lambda: load_model("adapruner-test/nothing", device="cpu"), "not a valid model identifier")
+    assert "no network" not in msg
+
+
 def test_offline_mode_skips_the_network_probe(monkeypatch):
     import huggingface_hub.constants as constants
 

@@ -117,12 +117,14 @@ def _hub_reachable(timeout: float = 3.0) -> bool:
         return False
 
 
-def _hub_error(spec: str, exc: Exception | None = None) -> AdaprunerError:
-    return AdaprunerError(
-        f"cannot download '{spec}' from the Hugging Face hub (no network?); pass a local directory, "
-        "a .gguf file or an alias (adapruner models)"
-        + (f" [{str(exc).splitlines()[0][:200]}]" if exc is not None and str(exc) else "")
-    )
+def _hub_error(spec: str, online: bool, exc: Exception | None = None) -> AdaprunerError:
+    if not online:
+        return AdaprunerError(
+            f"cannot download '{spec}' from the Hugging Face hub (no network?); pass a local directory, "
+            "a .gguf file or an alias (adapruner models)")
+    reason = str(exc).splitlines()[0][:200] if exc is not None and str(exc) else "unknown error"
+    return AdaprunerError(f"cannot download '{spec}' from the Hugging Face hub ({reason}); check the id, "
+                          "log in for gated models (hf auth login), or pass a local directory")
 
 
 def _resolve_device(device: str) -> str:
@@ -190,9 +192,10 @@ def load_model(spec: str, device: str = "auto", dtype: str = "float32",
         path = value
 
     hub_kwargs: dict = {}
+    online = kind == "hub" and _hub_reachable()
     if kind == "hub":
         # Without a network, still use a copy already in the local hub cache.
-        hub_kwargs["local_files_only"] = not _hub_reachable()
+        hub_kwargs["local_files_only"] = not online
     common = dict(trust_remote_code=trust_remote_code, **hub_kwargs)
 
     try:
@@ -200,7 +203,7 @@ def load_model(spec: str, device: str = "auto", dtype: str = "float32",
         tokenizer = AutoTokenizer.from_pretrained(path, **common)
     except OSError as exc:
         if kind == "hub":
-            raise _hub_error(value, exc) from exc
+            raise _hub_error(value, online, exc) from exc
         raise AdaprunerError(f"cannot read the checkpoint in {path}: {str(exc).splitlines()[0]}") from exc
     except ValueError as exc:
         raise AdaprunerError(f"cannot load '{spec}': {str(exc).splitlines()[0]}"
@@ -211,7 +214,7 @@ def load_model(spec: str, device: str = "auto", dtype: str = "float32",
         model = AutoModelForCausalLM.from_pretrained(path, config=config, dtype=torch_dtype, **placement, **common)
     except OSError as exc:
         if kind == "hub":
-            raise _hub_error(value, exc) from exc
+            raise _hub_error(value, online, exc) from exc
         raise AdaprunerError(f"cannot read the weights in {path}: {str(exc).splitlines()[0]}") from exc
     except ValueError as exc:
         raise AdaprunerError(f"cannot load '{spec}' as a causal LM: {str(exc).splitlines()[0]}") from exc
