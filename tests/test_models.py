@@ -147,3 +147,17 @@ def test_gguf_alias_converts_once_then_reuses_the_cache(tmp_path, monkeypatch, d
     assert second.info["converted_now"] is False and second.path == first.path
     for (name, a), (_, b) in zip(first.model.state_dict().items(), second.model.state_dict().items()):
         assert torch.equal(a, b), name
+
+
+def test_placement_spreads_a_model_that_does_not_fit_one_gpu(monkeypatch):
+    config = tiny_model("llama").config
+    weights = load._parameter_bytes(config, torch.float32, False)
+    assert weights == 4 * sum(p.numel() for p in tiny_model("llama").parameters())
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda *a: (weights, 10 * weights))  # too little room
+    assert load._placement(config, torch.float32, "cuda", "auto", False) == {"device_map": "auto"}
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda *a: (100 * weights, 100 * weights))
+    assert load._placement(config, torch.float32, "cuda", "auto", False) == {"device_map": {"": torch.device("cuda:0")}}
+    # An explicit --device cuda never spreads; cpu needs no device map.
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda *a: (1, 1))
+    assert load._placement(config, torch.float32, "cuda", "cuda", False) == {"device_map": {"": torch.device("cuda:0")}}
+    assert load._placement(config, torch.float32, "cpu", "auto", False) == {}
