@@ -166,3 +166,12 @@ def test_pruning_a_pruned_model_again(tmp_path):
     out2 = save_pruned(again, None, tmp_path / "b", {})
     reloaded = T.AutoModelForCausalLM.from_pretrained(out2, attn_implementation="eager")
     assert (logits(reloaded, x) - logits(again, x)).abs().max().item() < 1e-5
+
+
+def test_plain_save_pretrained_of_a_reloaded_model_ships_the_modeling_file(tmp_path):
+    out = save_pruned(prune_middle("llama"), None, tmp_path / "a", {})
+    T.AutoModelForCausalLM.from_pretrained(out).save_pretrained(tmp_path / "b")
+    config = json.loads((tmp_path / "b" / "config.json").read_text())
+    assert (tmp_path / "b" / "modeling_pruned.py").is_file()
+    assert config["auto_map"]["AutoModelForCausalLM"] == "modeling_pruned.AdaprunerPrunedLlamaForCausalLM"
+    assert config["layer_widths"] == json.loads((out / "config.json").read_text())["layer_widths"]

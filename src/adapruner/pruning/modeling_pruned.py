@@ -109,6 +109,9 @@ def _make_classes(base_type: str, config_name: str, model_name: str):
         {"__module__": __name__, "config_class": config_cls, "__init__": __init__,
          "__doc__": f"{model_name} whose decoder layers have the widths in ``config.layer_widths``."},
     )
+    # A plain ``model.save_pretrained(dir)`` then also ships this file and writes ``auto_map``.
+    config_cls.register_for_auto_class()
+    model_cls.register_for_auto_class("AutoModelForCausalLM")
     return config_cls, model_cls
 
 
