@@ -11,10 +11,11 @@ H ~ sum_j G_j G_j^T (G_j: sample j's gradient) the quadratic term of a whole blo
   aggregated over the unit's members.
 
 Alignment factors (the paper gives the ranges {1e5,1e6,1e7}, {1e-2,1e-3}, {1e-4} but not which
-term each scales). Measured on SmolLM2-135M with 10 x 128 book tokens (median member, sums over a
-unit's block; README "Importance metrics"): the element-wise first-order term is 250x (attention)
-to 1000x (MLP) larger than its Fisher term, the vector-wise first-order term 7x to 50x larger than
-its Fisher term, and I_el is 20x to 60x larger than I_vec. So, in this implementation:
+term each scales). Measured on SmolLM2-135M with 10 x 128 book tokens (median over units of a
+member, sums over a unit's block; README "Importance metrics"): the element-wise first-order term
+is 130x (k_proj) to 1100x (MLP) larger than its Fisher term, the vector-wise first-order term 4x
+(attention) to 55x (MLP) larger than its Fisher term, and I_el is 20x (MLP) to 100x (o_proj)
+larger than I_vec. So, in this implementation:
 
 * ``second_order_el`` (s_el) scales the Fisher term *inside* the element-wise absolute value. At
   1 (literal Eq. 4, the ``element2`` metric) it barely moves the score; 1e2-1e3 puts both terms
@@ -26,7 +27,7 @@ its Fisher term, and I_el is 20x to 60x larger than I_vec. So, in this implement
 * ``second_order_vec`` (s_vec) scales the Fisher term inside the vector-wise absolute value; any
   value works after collection (per-unit scalars).
 * ``align_el`` (a_el) scales I_el against I_vec; the paper's {1e-2,1e-3} range is this factor
-  (1e-2 equalises the two on SmolLM2). ``align_vec`` (a_vec) stays 1: only the ratio of the two
+  (1e-2 brings the two to one scale on SmolLM2). ``align_vec`` (a_vec) stays 1: only the ratio of the two
   alignments changes a ranking. The paper's single-valued {1e-4} range cannot change a ranking
   that the other factors do not already cover, so it is not a separate knob.
 """
