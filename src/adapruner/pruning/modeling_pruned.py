@@ -45,7 +45,9 @@ def layer_config(config, widths: dict):
 
     The values are written into ``__dict__`` directly because transformers 5 configs validate on
     setattr (``hidden_size % num_attention_heads``), which a pruned layer rarely satisfies and
-    does not need to: every attention module reads ``head_dim`` explicitly.
+    does not need to: every attention module reads ``head_dim`` explicitly. Being a copy, it
+    does not follow a later ``model.set_attn_implementation``; choose the implementation when
+    loading (``from_pretrained(..., attn_implementation=...)``) instead.
     """
     cfg = copy.deepcopy(config)
     for key in WIDTH_KEYS:
