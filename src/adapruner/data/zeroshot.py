@@ -3,7 +3,8 @@
 The harness's standard tasks read Hugging Face datasets (``aps/super_glue``, ``baber/piqa``,
 ``Rowan/hellaswag`` ...). Offline we have the original release files instead, some in odd
 formats: PIQA keeps its labels in a separate ``.lst`` file, HellaSwag comes as a 6-line text
-format, WinoGrande keeps labels in ``dev-labels.lst``, ARC/OpenBookQA nest the question. Each
+format, WinoGrande keeps labels in ``dev-labels.lst``, ARC/OpenBookQA nest the question (OpenBookQA is
+read from its official jsonl; the TSV twin holds the same items). Each
 converter below turns one such file into the row schema of the Hugging Face dataset the harness
 prompt was written for, so the harness's own ``doc_to_text`` / ``doc_to_choice`` /
 ``doc_to_target`` apply unchanged. Converted rows are cached as JSONL under

@@ -107,10 +107,12 @@ def run_zeroshot(model, tokenizer, tasks: list[str], data_dir: Path, limit: int 
     model.eval()
     lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, device=device)
     start = time.time()
-    with torch.no_grad():
-        out = simple_evaluate(model=lm, tasks=task_objects, limit=limit, num_fewshot=None,
-                              task_manager=TaskManager(include_defaults=False), log_samples=False)
-    model.train(was_training)
+    try:
+        with torch.no_grad():
+            out = simple_evaluate(model=lm, tasks=task_objects, limit=limit, num_fewshot=None,
+                                  task_manager=TaskManager(include_defaults=False), log_samples=False)
+    finally:
+        model.train(was_training)
     seconds = time.time() - start
     result: dict = {}
     for t in tasks:
