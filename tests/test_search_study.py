@@ -139,7 +139,7 @@ def _start(url: str, n: int, step_sleep: float, seed: int = 0, name: str = "s") 
 def test_kill_9_mid_trial_then_rerun_finishes_exactly_n(tmp_path):
     url, n = st.default_storage(tmp_path), 6
     proc = _start(url, n, step_sleep=0.15)
-    deadline = time.time() + 60
+    deadline = time.time() + 300  # generous: importing torch is slow on a busy CI machine
     done_before: dict[int, float] = {}
     while time.time() < deadline:
         time.sleep(0.2)

@@ -92,7 +92,8 @@ def open_storage(url: str, heartbeat: int = 10) -> optuna.storages.RDBStorage:
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             # Workers started together on a fresh database race to create the schema; the loser
             # sees a duplicate-key error and simply finds the tables on its next try.
-            if ("duplicate key" in first or "already exists" in first) and attempt < 4:
+            racing = ("duplicate key", "already exists", "UNIQUE constraint failed")
+            if any(r in first for r in racing) and attempt < 4:
                 time.sleep(0.5 + attempt)
                 continue
             raise AdaprunerError(f"cannot use study storage {_redact(url)}: {first}") from None
