@@ -1,0 +1,375 @@
+"""Render benchmarks/README.md (tables, plots, commands, pending rows) from benchmarks/results/.
+
+Reads only the cached JSON records (nothing is recomputed): the planned rows come from each table
+script's ``plan()`` with its default flags, so a row without a result is listed as pending.
+Plots are written as small PNGs next to the results.
+
+    python benchmarks/paper/render.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import bench  # noqa: E402
+import fig4  # noqa: E402
+import table1  # noqa: E402
+import table2  # noqa: E402
+import table9  # noqa: E402
+import table10  # noqa: E402
+from bench import ZEROSHOT_TASKS, Variant  # noqa: E402
+
+TASK_HEAD = {"boolq": "BoolQ", "piqa": "PIQA", "hellaswag": "HellaSw.", "winogrande": "WinoG.",
+             "arc_easy": "ARC-e", "arc_challenge": "ARC-c", "openbookqa": "OBQA"}
+HERE = Path(__file__).resolve().parent
+
+
+class Results:
+    """Lookup of cached evaluations under one evaluation protocol."""
+
+    def __init__(self, ctx: bench.Context):
+        self.ctx = ctx
+        self.pending: list[str] = []
+
+    def record(self, v: Variant) -> dict:
+        return bench.read_json(self.ctx.record_path(v)) or {}
+
+    def eval(self, v: Variant, kind: str) -> dict | None:
+        e = self.record(v).get("evals", {}).get(self.ctx.protocol.tag(kind))
+        return e
+
+    def ppl(self, v: Variant, kind: str) -> float | None:
+        e = self.eval(v, kind)
+        return e["perplexity"]["ppl"] if e else None
+
+    def params(self, v: Variant) -> int | None:
+        rec = self.record(v)
+        p = (rec.get("build") or {}).get("parameters")
+        if p is None:
+            for e in rec.get("evals", {}).values():
+                p = p or e.get("parameters")
+        return p
+
+    def devices(self, v: Variant) -> set[str]:
+        rec = self.record(v)
+        devs = {e.get("device") for e in rec.get("evals", {}).values()}
+        return {d for d in devs if d}
+
+
+def fmt(x, digits=2) -> str:
+    if x is None:
+        return "pending"
+    if x >= 1000:
+        return f"{x:,.0f}"
+    return f"{x:.{digits}f}"
+
+
+def short_device(devs: set[str]) -> str:
+    if not devs:
+        return ""
+    return ", ".join(sorted("GPU " + d.split(":", 1)[1].strip() if d.startswith("cuda") else "CPU" for d in devs))
+
+
+def comparison_table(res: Results, rows: list[Variant], title_pending: str) -> list[str]:
+    """Markdown rows: method, params, PPLs, seven accuracies, average +- se, device."""
+    head = ["method", "params (M)", "WikiText-2", "PTB", *[TASK_HEAD[t] for t in ZEROSHOT_TASKS], "avg ± se", "device"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for v in rows:
+        cells = [v.label()]
+        p = res.params(v)
+        cells.append(f"{p / 1e6:.1f}" if p else "pending")
+        for kind in ("wikitext2", "ptb"):
+            x = res.ppl(v, kind)
+            cells.append(fmt(x))
+            if x is None:
+                res.pending.append(f"{title_pending}: {v.label()} {kind} ({v.slug()})")
+        zs = res.eval(v, "zeroshot")
+        if zs:
+            z = zs["zeroshot"]
+            cells += [f"{100 * z[t][z[t]['average_metric']]:.1f}" for t in ZEROSHOT_TASKS]
+            avg, se = bench.zeroshot_average(zs)
+            cells.append(f"{avg:.1f} ± {se:.1f}")
+        else:
+            cells += ["pending"] * (len(ZEROSHOT_TASKS) + 1)
+            res.pending.append(f"{title_pending}: {v.label()} zero-shot ({v.slug()})")
+        cells.append(short_device(res.devices(v)))
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def commands_block(res: Results, rows: list[Variant]) -> list[str]:
+    """A collapsed list of the exact product commands behind each row."""
+    out = ["<details><summary>exact commands of every row (from the result records)</summary>", "", "```bash"]
+    for v in rows:
+        rec = res.record(v)
+        if not rec:
+            continue
+        out.append(f"# {v.label()}  ({v.slug()})")
+        seen = set()
+        for step in (rec.get("build") or {}).get("steps", []):
+            out.append(step["command"])
+            seen.add(step["command"])
+        if v.tune:
+            base = res.record(v.base())
+            for step in (base.get("build") or {}).get("steps", []):
+                if step["command"] not in seen:
+                    out.insert(len(out) - len(seen), step["command"])
+        for tag, e in sorted(rec.get("evals", {}).items()):
+            if tag in {res.ctx.protocol.tag(k) for k in ("wikitext2", "ptb", "zeroshot")}:
+                out.append(f"{e['command']}   # {e.get('wall_s', '?')} s on {e.get('device', '?')}")
+    out += ["```", "", "</details>", ""]
+    return out
+
+
+def table1_section(res: Results, args) -> list[str]:
+    t1 = table1.build_parser().parse_args(["--model", args.model, *(["--smoke"] if args.smoke else [])])
+    out = []
+    ratios = [float(r) for r in t1.ratios.split(",")]
+    dense = table1.variant(t1, "dense", 0.0)
+    pruned = [m for m in table1.METHODS if m != "dense"]
+    for ratio in ratios:
+        for tuned in (False, True):
+            rows = [dense] + [table1.variant(t1, m, ratio, tuned=tuned) for m in pruned]
+            title = f"{ratio:.0%} of parameters removed, {'with' if tuned else 'without'} recovery (LoRA)"
+            out += [f"### Table 1: {title}", ""]
+            out += comparison_table(res, rows, f"Table 1 {ratio:.0%} {'tuned' if tuned else 'untuned'}")
+            out += [""] + commands_block(res, rows)
+    return out
+
+
+def seeds_section(res: Results, args, plots: Path) -> list[str]:
+    """PPL of the gradient baselines over 5 calibration seeds, next to the searched AdaPruner."""
+    t1 = table1.build_parser().parse_args(["--model", args.model, *(["--smoke"] if args.smoke else [])])
+    out = ["| ratio | method | seeds done | WikiText-2 mean ± std | PTB mean ± std | WikiText-2 range | PTB range |",
+           "|---|---|---|---|---|---|---|"]
+    points = {}
+    for ratio in [float(r) for r in t1.ratios.split(",")]:
+        for m in bench.GRADIENT_BASELINES:
+            vs = [table1.variant(t1, m, ratio, seed=s) for s in range(t1.seeds)]
+            w = [x for x in (res.ppl(v, "wikitext2") for v in vs) if x is not None]
+            p = [x for x in (res.ppl(v, "ptb") for v in vs) if x is not None]
+            points[(ratio, m)] = (w, p)
+
+            def ms(xs):
+                if not xs:
+                    return "pending"
+                return f"{statistics.mean(xs):.2f} ± {statistics.stdev(xs):.2f}" if len(xs) > 1 else f"{xs[0]:.2f}"
+
+            def rng(xs):
+                return f"{min(xs):.2f} – {max(xs):.2f}" if xs else ""
+
+            out.append(f"| {ratio:.0%} | {m} | {min(len(w), len(p))}/{t1.seeds} | {ms(w)} | {ms(p)} | {rng(w)} | {rng(p)} |")
+        a = table1.variant(t1, "adapruner", ratio)
+        w, p = res.ppl(a, "wikitext2"), res.ppl(a, "ptb")
+        points[(ratio, "adapruner")] = ([w] if w else [], [p] if p else [])
+        out.append(f"| {ratio:.0%} | adapruner (searched, 1 run) | {1 if w and p else 0}/1 | {fmt(w)} | {fmt(p)} | | |")
+    png = plots / "seeds_ppl.png"
+    if _plot_seeds(points, png):
+        out += ["", f"![PPL over calibration seeds]({png.relative_to(args.readme.parent)})"]
+    return out
+
+
+def _plot_seeds(points: dict, png: Path) -> bool:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ratios = sorted({r for r, _ in points})
+    have = [(r, m) for (r, m), (w, p) in points.items() if w or p]
+    if not have:
+        return False
+    fig, axes = plt.subplots(len(ratios), 2, figsize=(8, 3 * len(ratios)), squeeze=False)
+    for i, r in enumerate(ratios):
+        methods = [m for (rr, m) in points if rr == r]
+        for j, name in enumerate(("WikiText-2", "PTB")):
+            ax = axes[i][j]
+            for k, m in enumerate(methods):
+                ys = points[(r, m)][j]
+                ax.scatter([k] * len(ys), ys, color="C3" if m == "adapruner" else "C0", s=18)
+            ax.set_xticks(range(len(methods)), methods, rotation=20, fontsize=8)
+            ax.set_yscale("log")
+            ax.set_title(f"{name} test PPL, {r:.0%} removed", fontsize=9)
+    fig.tight_layout()
+    png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png, dpi=80)
+    plt.close(fig)
+    return True
+
+
+def table2_section(res: Results, args) -> list[str]:
+    t2 = table2.build_parser().parse_args(["--model", args.model, "--table8", *(["--smoke"] if args.smoke else [])])
+    rows = [v for v, _ in table2.plan(t2)]
+    out = comparison_table(res, rows, "Table 2")
+    out += ["", "| study | trials finished (complete / pruned) | best validation objective | best trial | "
+                "median trial s |", "|---|---|---|---|---|"]
+    for v in rows:
+        s = (res.record(v).get("search") or {})
+        rep = (s.get("report") or {}).get("study") or {}
+        states = rep.get("states", {})
+        out.append(f"| {v.label()} | {states.get('COMPLETE', 0)} / {states.get('PRUNED', 0)} | "
+                   f"{fmt(rep.get('best_value'))} | {rep.get('best_trial', '')} | {fmt(rep.get('median_trial_seconds'), 1)} |"
+                   if s else f"| {v.label()} | pending | | | |")
+    return out + [""] + commands_block(res, rows)
+
+
+def fig4_section(res: Results, args, plots: Path) -> list[str]:
+    f4 = fig4.build_parser().parse_args(["--model", args.model, *(["--smoke"] if args.smoke else [])])
+    curves, lines = {}, []
+    checkpoints = [c for c in (10, 25, 50, 100, 150, 200, 300) if c <= f4.trials]
+    lines += ["| study | trials | " + " | ".join(f"best @ {c}" for c in checkpoints) + " | final best |",
+              "|---|---|" + "---|" * (len(checkpoints) + 1)]
+    for v, _ in fig4.plan(f4):
+        s = res.record(v).get("search")
+        name = f"{v.search.sampler} seed {v.search.seed}"
+        if not s:
+            lines.append(f"| {name} | pending | " + " | ".join("" for _ in checkpoints) + " | |")
+            res.pending.append(f"Fig. 4: {name} ({v.slug()})")
+            continue
+        best, curve = float("inf"), []
+        for t in sorted(s["trials"], key=lambda t: t["number"]):
+            if t["state"] == "COMPLETE" and t["value"] is not None:
+                best = min(best, t["value"])
+            curve.append((t["number"] + 1, best))
+        curves[name] = curve
+
+        def at(n):
+            vals = [b for k, b in curve if k <= n and b < float("inf")]
+            return fmt(vals[-1]) if vals else ""
+
+        lines.append(f"| {name} | {len(curve)} | " + " | ".join(at(c) for c in checkpoints) + f" | {at(10**9)} |")
+    png = plots / "fig4_convergence.png"
+    if curves:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(6, 3.5))
+        for i, (name, curve) in enumerate(sorted(curves.items())):
+            xs = [k for k, b in curve if b < float("inf")]
+            ys = [b for k, b in curve if b < float("inf")]
+            ax.step(xs, ys, where="post", label=name, color=("C0" if name.startswith("tpe") else "C1"),
+                    linestyle="-" if name.endswith("0") else "--")
+        ax.set_xlabel("trial")
+        ax.set_ylabel("best objective (mean val PPL)")
+        ax.set_yscale("log")
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        png.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(png, dpi=80)
+        plt.close(fig)
+        lines += ["", f"![TPE vs random search]({png.relative_to(args.readme.parent)})"]
+    return lines
+
+
+def table9_section(res: Results, args) -> list[str]:
+    t9 = table9.build_parser().parse_args(["--model", args.model, *(["--smoke"] if args.smoke else [])])
+    out = ["| model | params | MACs/token | weights | peak memory | prefill latency (64 tok) | decode tok/s | device |",
+           "|---|---|---|---|---|---|---|---|"]
+    ratio_lines, cmds = [], []
+    for v in table9.plan(t9):
+        row = bench.read_json(res.ctx.results / "table9" / f"{v.slug()}.json")
+        if not row:
+            out.append(f"| {v.label()} {t9.ratio:.0%} | pending | | | | | | |")
+            res.pending.append(f"Table 9: {v.label()} ({v.slug()})")
+            continue
+        r = row["result"]
+        names = list(r["models"])
+        dev = short_device({row["device"]})
+        for n, label in zip(names, ["dense", f"{v.label()} {t9.ratio:.0%}"]):
+            m = r["models"][n]
+            out.append(f"| {label} | {m['parameters'] / 1e6:.1f} M | {m['macs_per_token']['total'] / 1e6:.1f} M | "
+                       f"{m['weight_bytes'] / 2**20:.0f} MiB | {m['peak_memory']['bytes'] / 2**20:.0f} MiB | "
+                       f"{m['prefill_latency_s'] * 1e3:.1f} ms | {m['decode_tokens_per_s']:.1f} | {dev} |")
+        q = r["ratios"][names[1]]
+        ratio_lines.append(f"| {v.label()} / dense | {q['parameters']:.3f} | {q['macs_per_token']:.3f} | "
+                           f"{q['weight_bytes']:.3f} | {q['peak_memory']:.3f} | {q['prefill_speedup']:.2f}x | "
+                           f"{q['decode_speedup']:.2f}x |")
+        cmds.append(row["command"])
+    if ratio_lines:
+        out += ["", "Ratios measured in the same process (pruned / dense; speed-ups = dense time / pruned time):", "",
+                "| pair | params | MACs | weights | peak memory | prefill speed-up | decode speed-up |",
+                "|---|---|---|---|---|---|---|", *ratio_lines]
+    if cmds:
+        out += ["", "```bash", *cmds, "```"]
+    return out
+
+
+def table10_section(res: Results, args) -> list[str]:
+    t10 = table10.build_parser().parse_args(["--model", args.model, *(["--smoke"] if args.smoke else [])])
+    samples: dict[str, list[dict]] = {}
+    cmds = []
+    for v in table10.plan(t10):
+        row = bench.read_json(res.ctx.results / "table10" / f"{v.slug()}.json")
+        if not row:
+            res.pending.append(f"Table 10: {v.label()} ({v.slug()})")
+            continue
+        names = list(row["result"]["models"])
+        samples.setdefault("dense", row["result"]["models"][names[0]].get("samples", []))
+        samples[f"{v.label()} {t10.ratio:.0%}"] = row["result"]["models"][names[1]].get("samples", [])
+        cmds.append(row["command"])
+    if not samples:
+        return ["(pending)"]
+    out = []
+    prompts = [s["prompt"] for s in samples["dense"]]
+    for i, prompt in enumerate(prompts):
+        out += [f"**Prompt:** {prompt}", "", "| model | greedy continuation |", "|---|---|"]
+        for name, ss in samples.items():
+            text = ss[i]["continuation"] if i < len(ss) else "pending"
+            out.append(f"| {name} | {' '.join(text.split()).replace('|', '/')} |")
+        out.append("")
+    return out + ["```bash", *cmds, "```"]
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    bench.add_common_args(p)
+    p.add_argument("--readme", default=str(bench.REPO / "benchmarks" / "README.md"))
+    args = p.parse_args()
+    args.readme = Path(args.readme).resolve()
+    ctx = bench.context_from_args(args)
+    res = Results(ctx)
+    plots = ctx.results
+    proto = ctx.protocol
+    intro = (HERE / "intro.md").read_text() if (HERE / "intro.md").is_file() else ""
+    discussion = (HERE / "discussion.md").read_text() if (HERE / "discussion.md").is_file() else "(to be written)"
+    t1 = table1_section(res, args)
+    seeds = seeds_section(res, args, plots)
+    t2 = table2_section(res, args)
+    f4 = fig4_section(res, args, plots)
+    t9 = table9_section(res, args)
+    t10 = table10_section(res, args)
+    ppl_protocol = "full test split" if proto.max_windows is None else f"first {proto.max_windows} windows"
+    doc = [
+        "<!-- generated by benchmarks/paper/render.py from benchmarks/results/; do not edit by hand -->",
+        "# Benchmarks: the AdaPruner paper's tables in miniature (SmolLM2-135M-Instruct)", "",
+        intro.strip(), "",
+        f"Protocol of every table below: perplexity on the WikiText-2 and PTB **test** splits, "
+        f"{proto.seq_len}-token windows, {ppl_protocol} (LLM-Pruner's protocol, see the main README); "
+        f"zero-shot accuracy on seven tasks through lm-evaluation-harness with `--limit {proto.limit}` "
+        "documents per task (acc_norm for PIQA, HellaSwag, ARC-e, ARC-c, OBQA, acc for BoolQ and WinoGrande; "
+        "'avg ± se' is the mean of the seven and its standard error). Every row records its exact commands, "
+        "wall times, device and software versions in `benchmarks/results/variants/<row>.json`.", "",
+        "## Table 1 / 4 analogue: comparison of pruning methods", "", *t1,
+        "## Spread over random calibration sets (gradient baselines, 5 seeds)", "", *seeds, "",
+        "## Table 2 analogue: search ablations (20 %, same trial budget)", "", *t2,
+        "## Fig. 4 analogue: TPE vs random search", "", *f4, "",
+        "## Table 9 analogue: deployment statistics", "", *t9, "",
+        "## Table 10 analogue: generations (greedy)", "", *t10, "",
+        "## Discussion", "", discussion.strip(), "",
+        "## Pending rows", "",
+        *(f"- {p}" for p in res.pending), *(["- none"] if not res.pending else []), "",
+    ]
+    args.readme.write_text("\n".join(doc) + "\n")
+    print(f"wrote {args.readme} ({len(res.pending)} pending items)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

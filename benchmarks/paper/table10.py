@@ -1,0 +1,62 @@
+"""Paper Table 10 analogue: greedy generations of the same prompts from dense, element1, AdaPruner.
+
+The prompts are ``adapruner.eval.stats.SAMPLE_PROMPTS`` (the first is the paper's "The universe is
+the entirety of space, time, matter, and energy that exists"); each pruned 20 % model (Table 1
+variants, without recovery) is run by ``adapruner stats --model DENSE --model2 PRUNED`` with
+timing reduced to one repeat, and the greedy continuations (``--max-new-tokens``) of both models
+are stored.
+
+    python benchmarks/paper/table10.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import bench  # noqa: E402
+from bench import Search, Variant  # noqa: E402
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    bench.add_common_args(p)
+    p.add_argument("--ratio", type=float, default=0.2)
+    p.add_argument("--methods", default="element1,adapruner")
+    p.add_argument("--trials", type=int, default=Search.trials, help="budget of the AdaPruner search")
+    p.add_argument("--max-new-tokens", type=int, default=64)
+    return p
+
+
+def plan(args) -> list[Variant]:
+    out = []
+    for m in (m for m in args.methods.split(",") if m):
+        search = bench.smoke_search(Search(trials=args.trials), args.smoke) if m == "adapruner" else None
+        out.append(Variant(model=args.model, method=m, ratio=args.ratio, search=search))
+    return out
+
+
+def flags(args) -> list[str]:
+    return ["--repeats", "1", "--warmup", "0", "--decode-steps", "1", "--context", "8",
+            "--max-new-tokens", str(8 if args.smoke else args.max_new_tokens), "--seed", "0"]
+
+
+def main() -> int:
+    args = build_parser().parse_args()
+    ctx = bench.context_from_args(args)
+    failures = 0
+    for v in plan(args):
+        try:
+            bench.stats_row(ctx, "table10", Variant(model=args.model), v, flags(args))
+        except (RuntimeError, OSError) as e:
+            print(f"FAILED {v.slug()}: {e}", flush=True)
+            failures += 1
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

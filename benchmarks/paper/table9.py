@@ -1,0 +1,67 @@
+"""Paper Table 9 analogue: parameters, MACs, peak memory, prefill latency and decode tokens/s.
+
+``adapruner stats --model DENSE --model2 PRUNED`` loads both models into one process and
+interleaves their timed repeats, so the dense/pruned ratios come from the same conditions (batch 1,
+a 64-token prompt as in the paper, median of --repeats runs after warm-up). One row per pruned
+20 % model (default: AdaPruner searched, and LLM-Pruner element1); the pruned models are the
+Table 1 variants (built when missing).
+
+    python benchmarks/paper/table9.py
+    python benchmarks/paper/table9.py --methods element1 --repeats 30
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import bench  # noqa: E402
+from bench import Search, Variant  # noqa: E402
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    bench.add_common_args(p)
+    p.add_argument("--ratio", type=float, default=0.2)
+    p.add_argument("--methods", default="element1,adapruner")
+    p.add_argument("--trials", type=int, default=Search.trials, help="budget of the AdaPruner search")
+    p.add_argument("--repeats", type=int, default=20)
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--context", type=int, default=64)
+    p.add_argument("--decode-steps", type=int, default=32)
+    return p
+
+
+def pruned_variant(args, method: str) -> Variant:
+    search = bench.smoke_search(Search(trials=args.trials), args.smoke) if method == "adapruner" else None
+    return Variant(model=args.model, method=method, ratio=args.ratio, search=search)
+
+
+def flags(args) -> list[str]:
+    return ["--repeats", str(2 if args.smoke else args.repeats), "--warmup", str(args.warmup),
+            "--context", str(args.context), "--decode-steps", str(args.decode_steps), "--no-samples", "--seed", "0"]
+
+
+def plan(args) -> list[Variant]:
+    return [pruned_variant(args, m) for m in args.methods.split(",") if m]
+
+
+def main() -> int:
+    args = build_parser().parse_args()
+    ctx = bench.context_from_args(args)
+    failures = 0
+    for v in plan(args):
+        try:
+            bench.stats_row(ctx, "table9", Variant(model=args.model), v, flags(args))
+        except (RuntimeError, OSError) as e:
+            print(f"FAILED {v.slug()}: {e}", flush=True)
+            failures += 1
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
