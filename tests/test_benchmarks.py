@@ -1,0 +1,109 @@
+"""The paper-table benchmark scripts: row identity, plan order, caching and one real smoke run."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+PAPER = REPO / "benchmarks" / "paper"
+sys.path.insert(0, str(PAPER))
+
+import bench  # noqa: E402
+import table1  # noqa: E402
+from bench import Search, Tune, Variant  # noqa: E402
+
+
+def test_slug_is_stable_and_distinguishes_every_setting():
+    base = Variant(method="element1", ratio=0.2)
+    assert base.slug() == Variant(method="element1", ratio=0.2).slug()
+    others = [Variant(method="element1", ratio=0.5), Variant(method="element1", ratio=0.2, seed=1),
+              Variant(method="element2", ratio=0.2), Variant(method="element1", ratio=0.2, tune=Tune()),
+              Variant(method="adapruner", ratio=0.2, search=Search()),
+              Variant(method="adapruner", ratio=0.2, search=Search(sampler="random")),
+              Variant(method="adapruner", ratio=0.2, search=Search(ablation="nodata"))]
+    slugs = {v.slug() for v in [base, *others]}
+    assert len(slugs) == len(others) + 1
+    assert base.slug().startswith("smollm2-135m_r20_element1_s0_notune-")
+    assert Variant(method="element1", ratio=0.2, tune=Tune()).base() == base
+
+
+def test_eval_tags_carry_the_protocol():
+    full, quick = bench.EvalProtocol(), bench.EvalProtocol(max_windows=4, limit=2)
+    assert full.tag("wikitext2") == "wikitext2-s128-full" and quick.tag("wikitext2") == "wikitext2-s128-w4"
+    assert full.tag("zeroshot") != quick.tag("zeroshot")
+
+
+def test_table1_plan_puts_the_20_percent_untuned_rows_first():
+    args = table1.build_parser().parse_args([])
+    jobs = table1.plan(args)
+    labels = [(v.method, v.ratio, v.tune is not None, v.seed) for v, _ in jobs]
+    assert labels[0] == ("dense", 0.0, False, 0)
+    first = labels[1:10]
+    assert [m for m, *_ in first] == [*bench.BASELINES, "adapruner"]
+    assert all(r == 0.2 and not t for _, r, t, _ in first)
+    seeds = [(m, s) for (v, kinds), (m, r, t, s) in zip(jobs, labels) if s > 0 and r == 0.2]
+    assert sorted(seeds) == sorted((m, s) for m in bench.GRADIENT_BASELINES for s in range(1, 5))
+    assert all(kinds == ("wikitext2", "ptb") for v, kinds in jobs if v.seed > 0)
+    # every 20 % job comes before any 50 % tuned job
+    last20 = max(i for i, (m, r, t, s) in enumerate(labels) if r == 0.2)
+    first50t = min(i for i, (m, r, t, s) in enumerate(labels) if r == 0.5 and t)
+    assert last20 < first50t
+
+
+def test_zeroshot_average_and_standard_error():
+    zs = {t: {"acc": 0.5, "acc_stderr": 0.035, "acc_norm": 0.5, "acc_norm_stderr": 0.035, "average_metric": "acc"}
+          for t in bench.ZEROSHOT_TASKS}
+    zs["average"] = {"value": 0.5, "tasks": list(bench.ZEROSHOT_TASKS)}
+    avg, se = bench.zeroshot_average({"zeroshot": zs})
+    assert avg == pytest.approx(50.0)
+    assert se == pytest.approx(100 * 0.035 * 7 ** 0.5 / 7)
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    sys.path.insert(0, str(REPO / "tests"))
+    from tiny import tiny_model
+    from tiny_tokenizer import char_tokenizer
+
+    path = tmp_path_factory.mktemp("tiny") / "llama"
+    tiny_model("llama").save_pretrained(path)
+    char_tokenizer(add_bos=True).save_pretrained(path)
+    return path
+
+
+def test_smoke_run_caches_rows_and_render_lists_pending(tiny_checkpoint, tmp_path, data_dir):
+    scratch, results = tmp_path / "scratch", tmp_path / "results"
+    cmd = [sys.executable, str(PAPER / "table1.py"), "--smoke", "--model", str(tiny_checkpoint), "--device", "cpu",
+           "--scratch", str(scratch), "--results", str(results), "--data-dir", str(data_dir),
+           "--ratios", "0.2", "--methods", "l2", "--tune", "no", "--evals", "wikitext2", "--seeds", "1"]
+    first = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
+    assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-2000:]
+    assert "1 to run" in first.stdout
+    records = list((results / "variants").glob("*.json"))
+    assert len(records) == 1
+    rec = json.loads(records[0].read_text())
+    entry = rec["evals"]["wikitext2-s128-w4"]
+    assert entry["command"].startswith("adapruner eval --model ") and "--max-windows 4" in entry["command"]
+    assert entry["perplexity"]["n_windows"] == 4 and entry["perplexity"]["ppl"] > 1
+    assert rec["build"]["steps"][0]["command"].startswith("adapruner prune ") and "--metric l2" in rec["build"]["steps"][0]["command"]
+    assert 0.15 < rec["build"]["ratio_achieved"] < 0.25 and rec["build"]["weights_sha256"]
+    assert rec["evals"]["wikitext2-s128-w4"]["device"].startswith(("cpu", "cuda"))
+
+    again = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
+    assert again.returncode == 0 and "0 to run" in again.stdout and "$ adapruner" not in again.stdout
+
+    readme = tmp_path / "README.md"
+    render = subprocess.run([sys.executable, str(PAPER / "render.py"), "--smoke", "--model", str(tiny_checkpoint),
+                             "--results", str(results), "--scratch", str(scratch), "--readme", str(readme)],
+                            capture_output=True, text=True, cwd=REPO)
+    assert render.returncode == 0, render.stderr[-2000:]
+    text = readme.read_text()
+    l2_row = next(line for line in text.splitlines() if line.startswith("| l2 |"))
+    ppl = f"{entry['perplexity']['ppl']:.2f}"
+    assert ppl in l2_row or f"{entry['perplexity']['ppl']:,.0f}" in l2_row
+    assert "## Pending rows" in text and "element1" in text.split("## Pending rows")[1]
