@@ -35,6 +35,18 @@ class Results:
     def __init__(self, ctx: bench.Context):
         self.ctx = ctx
         self.pending: list[str] = []
+        self.grouped: dict[str, list[str]] = {}
+
+    def add_pending(self, where: str, v: Variant, what: str) -> None:
+        """Note a missing evaluation (grouped per row in the README's pending list)."""
+        key = f"{where}: {v.label()} (`{v.slug()}`)"
+        if key not in self.grouped:
+            self.grouped[key] = []
+            self.pending.append(key)
+        self.grouped[key].append(what)
+
+    def pending_lines(self) -> list[str]:
+        return [f"- {k}" + (f": {', '.join(self.grouped[k])}" if self.grouped.get(k) else "") for k in self.pending]
 
     def record(self, v: Variant) -> dict:
         return bench.read_json(self.ctx.record_path(v)) or {}
@@ -87,7 +99,7 @@ def comparison_table(res: Results, rows: list[Variant], title_pending: str) -> l
             x = res.ppl(v, kind)
             cells.append(fmt(x))
             if x is None:
-                res.pending.append(f"{title_pending}: {v.label()} {kind} ({v.slug()})")
+                res.add_pending(title_pending, v, kind)
         zs = res.eval(v, "zeroshot")
         if zs:
             z = zs["zeroshot"]
@@ -96,7 +108,7 @@ def comparison_table(res: Results, rows: list[Variant], title_pending: str) -> l
             cells.append(f"{avg:.1f} ± {se:.1f}")
         else:
             cells += ["pending"] * (len(ZEROSHOT_TASKS) + 1)
-            res.pending.append(f"{title_pending}: {v.label()} zero-shot ({v.slug()})")
+            res.add_pending(title_pending, v, "zero-shot")
         cells.append(short_device(res.devices(v)))
         lines.append("| " + " | ".join(cells) + " |")
     return lines
@@ -110,17 +122,12 @@ def commands_block(res: Results, rows: list[Variant]) -> list[str]:
         if not rec:
             continue
         out.append(f"# {v.label()}  ({v.slug()})")
-        seen = set()
-        for step in (rec.get("build") or {}).get("steps", []):
-            out.append(step["command"])
-            seen.add(step["command"])
-        if v.tune:
-            base = res.record(v.base())
-            for step in (base.get("build") or {}).get("steps", []):
-                if step["command"] not in seen:
-                    out.insert(len(out) - len(seen), step["command"])
+        builds = ([res.record(v.base())] if v.tune else []) + [rec]
+        for r in builds:
+            out += [step["command"] for step in (r.get("build") or {}).get("steps", [])]
+        wanted = {res.ctx.protocol.tag(k) for k in ("wikitext2", "ptb", "zeroshot")}
         for tag, e in sorted(rec.get("evals", {}).items()):
-            if tag in {res.ctx.protocol.tag(k) for k in ("wikitext2", "ptb", "zeroshot")}:
+            if tag in wanted:
                 out.append(f"{e['command']}   # {e.get('wall_s', '?')} s on {e.get('device', '?')}")
     out += ["```", "", "</details>", ""]
     return out
@@ -180,9 +187,8 @@ def _plot_seeds(points: dict, png: Path) -> bool:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    ratios = sorted({r for r, _ in points})
-    have = [(r, m) for (r, m), (w, p) in points.items() if w or p]
-    if not have:
+    ratios = sorted({r for (r, _), (w, p) in points.items() if w or p})
+    if not ratios:
         return False
     fig, axes = plt.subplots(len(ratios), 2, figsize=(8, 3 * len(ratios)), squeeze=False)
     for i, r in enumerate(ratios):
@@ -193,7 +199,8 @@ def _plot_seeds(points: dict, png: Path) -> bool:
                 ys = points[(r, m)][j]
                 ax.scatter([k] * len(ys), ys, color="C3" if m == "adapruner" else "C0", s=18)
             ax.set_xticks(range(len(methods)), methods, rotation=20, fontsize=8)
-            ax.set_yscale("log")
+            if any(points[(r, m)][j] for m in methods):
+                ax.set_yscale("log")
             ax.set_title(f"{name} test PPL, {r:.0%} removed", fontsize=9)
     fig.tight_layout()
     png.parent.mkdir(parents=True, exist_ok=True)
@@ -229,7 +236,7 @@ def fig4_section(res: Results, args, plots: Path) -> list[str]:
         name = f"{v.search.sampler} seed {v.search.seed}"
         if not s:
             lines.append(f"| {name} | pending | " + " | ".join("" for _ in checkpoints) + " | |")
-            res.pending.append(f"Fig. 4: {name} ({v.slug()})")
+            res.add_pending("Fig. 4", v, f"study {name}")
             continue
         best, curve = float("inf"), []
         for t in sorted(s["trials"], key=lambda t: t["number"]):
@@ -277,12 +284,12 @@ def table9_section(res: Results, args) -> list[str]:
         row = bench.read_json(res.ctx.results / "table9" / f"{v.slug()}.json")
         if not row:
             out.append(f"| {v.label()} {t9.ratio:.0%} | pending | | | | | | |")
-            res.pending.append(f"Table 9: {v.label()} ({v.slug()})")
+            res.add_pending("Table 9", v, "stats")
             continue
         r = row["result"]
         names = list(r["models"])
         dev = short_device({row["device"]})
-        for n, label in zip(names, ["dense", f"{v.label()} {t9.ratio:.0%}"]):
+        for n, label in zip(names, [f"dense (same run as {v.label()})", f"{v.label()} {t9.ratio:.0%}"]):
             m = r["models"][n]
             out.append(f"| {label} | {m['parameters'] / 1e6:.1f} M | {m['macs_per_token']['total'] / 1e6:.1f} M | "
                        f"{m['weight_bytes'] / 2**20:.0f} MiB | {m['peak_memory']['bytes'] / 2**20:.0f} MiB | "
@@ -308,7 +315,7 @@ def table10_section(res: Results, args) -> list[str]:
     for v in table10.plan(t10):
         row = bench.read_json(res.ctx.results / "table10" / f"{v.slug()}.json")
         if not row:
-            res.pending.append(f"Table 10: {v.label()} ({v.slug()})")
+            res.add_pending("Table 10", v, "generations")
             continue
         names = list(row["result"]["models"])
         samples.setdefault("dense", row["result"]["models"][names[0]].get("samples", []))
@@ -364,7 +371,7 @@ def main() -> int:
         "## Table 10 analogue: generations (greedy)", "", *t10, "",
         "## Discussion", "", discussion.strip(), "",
         "## Pending rows", "",
-        *(f"- {p}" for p in res.pending), *(["- none"] if not res.pending else []), "",
+        *res.pending_lines(), *(["- none"] if not res.pending else []), "",
     ]
     args.readme.write_text("\n".join(doc) + "\n")
     print(f"wrote {args.readme} ({len(res.pending)} pending items)")
