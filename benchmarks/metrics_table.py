@@ -5,7 +5,9 @@ tokens), the default uniform allocation (layers [4, 28) of 30, heads and channel
 evaluation windows (seq 128; the first ``--max-windows`` windows of each test split, since the full
 splits take too long on a CPU). The pruning is applied with masks (no weight copies), so the
 model is scored and evaluated in one process. ``scoring s`` is the wall time of
-``compute_scores`` (statistics collection included) for that metric alone.
+``compute_scores`` for the metrics without gradients; the gradient metrics share one
+``collect_statistics`` pass (as in the search), so theirs is that pass's time plus their own
+``scores_from_statistics`` time.
 
     python benchmarks/metrics_table.py --max-windows 40
 """
@@ -26,7 +28,8 @@ def main() -> None:
     from adapruner.config import MetricConfig, PruneConfig
     from adapruner.data.corpora import load_corpus
     from adapruner.eval.perplexity import corpus_windows, perplexity, versions
-    from adapruner.importance import METRICS, compute_scores, needs_calibration
+    from adapruner.importance import (METRICS, collect_statistics, compute_scores, needs_calibration,
+                                      needs_gradients, scores_from_statistics)
     from adapruner.models.load import load_model
     from adapruner.pipeline import calibration_samples
     from adapruner.pruning.allocation import allocate, count_parameters, removed_parameters
@@ -59,11 +62,20 @@ def main() -> None:
     rows = [{"metric": "dense", "removed": 0.0, "scoring_s": 0.0, **evaluate()}]
     print(f"dense: {rows[0]}", flush=True)
     total = count_parameters(model)
+    stats, stats_seconds = None, 0.0
     for name in args.metrics.split(","):
         metric = MetricConfig(name=name, **(blend if name in ("adapruner", "saap") else {}))
         start = time.perf_counter()
-        scores = compute_scores(model, metric, calib if needs_calibration(name) else None, progress=False)
-        seconds = time.perf_counter() - start
+        if needs_gradients(name):
+            if stats is None:  # one gradient pass serves every gradient metric (the search does the same)
+                stats = collect_statistics(model, calib, progress=False)
+                stats_seconds = time.perf_counter() - start
+                start = time.perf_counter()
+            scores = scores_from_statistics(stats, metric)
+            seconds = stats_seconds + time.perf_counter() - start
+        else:
+            scores = compute_scores(model, metric, calib if needs_calibration(name) else None, progress=False)
+            seconds = time.perf_counter() - start
         plan = allocate(model, scores, args.ratio, config.allocation)
         with apply_masks(model, plan):
             row = {"metric": name, "removed": removed_parameters(model, plan) / total, "scoring_s": seconds, **evaluate()}

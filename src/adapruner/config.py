@@ -31,7 +31,7 @@ class MetricConfig:
     align_vec: float = 1.0
     align_el: float = 1.0
     second_order_vec: float = 1.0  # scales the Fisher term inside |I_vec| (importance/taylor.py)
-    second_order_el: float = 1.0  # scales the Fisher term inside |I_el| (importance/taylor.py)
+    second_order_el: float = 100.0  # scales the Fisher term inside |I_el|; 100 aligns it on SmolLM2 (importance/taylor.py)
     aggregation: str = "sum"
     flap_bias_compensation: bool = False
     seed: int = 0  # for the random metric
