@@ -234,6 +234,18 @@ def device_description(device: str) -> str:
     return f"cpu: {cpu}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}"
 
 
+def source_revision() -> str:
+    """The git commit of the product code that ran (``+dirty`` when src/ has uncommitted edits)."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short=10", "HEAD"], cwd=REPO, capture_output=True,
+                              text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "src"], cwd=REPO, capture_output=True,
+                               text=True, check=True).stdout.strip()
+        return head + ("+dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
 def adapruner_exe() -> list[str]:
     """How to call the product's CLI (the installed console script, else ``python -c``)."""
     exe = shutil.which("adapruner")
@@ -248,14 +260,14 @@ def run_command(args: list[str], dry_run: bool = False) -> dict:
         print(f"[dry-run] {command}", flush=True)
         return {"command": command, "dry_run": True}
     print(f"\n$ {command}", flush=True)
-    started, load0 = now(), os.getloadavg()[0]
+    started, load0, source = now(), os.getloadavg()[0], source_revision()
     t = time.perf_counter()
     proc = subprocess.run(adapruner_exe() + args, cwd=REPO)
     wall = time.perf_counter() - t
     if proc.returncode != 0:
         raise RuntimeError(f"command failed with exit status {proc.returncode}: {command}")
     return {"command": command, "started": started, "finished": now(), "wall_s": round(wall, 1),
-            "load_avg_1min": [round(load0, 2), round(os.getloadavg()[0], 2)]}
+            "load_avg_1min": [round(load0, 2), round(os.getloadavg()[0], 2)], "source": source}
 
 
 @contextlib.contextmanager
