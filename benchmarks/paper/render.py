@@ -128,7 +128,8 @@ def commands_block(res: Results, rows: list[Variant]) -> list[str]:
         wanted = {res.ctx.protocol.tag(k) for k in ("wikitext2", "ptb", "zeroshot")}
         for tag, e in sorted(rec.get("evals", {}).items()):
             if tag in wanted:
-                out.append(f"{e['command']}   # {e.get('wall_s', '?')} s on {e.get('device', '?')}")
+                out.append(f"{e['command']}   # {e.get('wall_s', '?')} s on {e.get('device', '?')}, "
+                           f"adapruner rev {e.get('source', '?')}")
     out += ["```", "", "</details>", ""]
     return out
 
@@ -142,7 +143,7 @@ def table1_section(res: Results, args) -> list[str]:
     for ratio in ratios:
         for tuned in (False, True):
             rows = [dense] + [table1.variant(t1, m, ratio, tuned=tuned) for m in pruned]
-            title = f"{ratio:.0%} of parameters removed, {'with' if tuned else 'without'} recovery (LoRA)"
+            title = f"{ratio:.0%} of parameters removed, " + ("with LoRA recovery" if tuned else "without recovery")
             out += [f"### Table 1: {title}", ""]
             out += comparison_table(res, rows, f"Table 1 {ratio:.0%} {'tuned' if tuned else 'untuned'}")
             out += [""] + commands_block(res, rows)
