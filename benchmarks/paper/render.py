@@ -147,7 +147,46 @@ def table1_section(res: Results, args) -> list[str]:
             out += [f"### Table 1: {title}", ""]
             out += comparison_table(res, rows, f"Table 1 {ratio:.0%} {'tuned' if tuned else 'untuned'}")
             out += [""] + commands_block(res, rows)
+        png = args.plots / f"table1_r{round(ratio * 100):02d}.png"
+        if _plot_table1(res, [dense] + [table1.variant(t1, m, ratio) for m in pruned],
+                        [dense] + [table1.variant(t1, m, ratio, tuned=True) for m in pruned], ratio, png):
+            out += [f"![Table 1 at {ratio:.0%}]({png.relative_to(args.readme.parent)})", ""]
     return out
+
+
+def _plot_table1(res: Results, untuned: list[Variant], tuned: list[Variant], ratio: float, png: Path) -> bool:
+    """Bars per method: WikiText-2 / PTB test PPL (log) and zero-shot average, without/with tuning."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    def column(rows, kind):
+        if kind == "zeroshot":
+            return [bench.zeroshot_average(e)[0] if (e := res.eval(v, kind)) else None for v in rows]
+        return [res.ppl(v, kind) for v in rows]
+
+    panels = [("wikitext2", "WikiText-2 test PPL"), ("ptb", "PTB test PPL"), ("zeroshot", "zero-shot average (%)")]
+    if not any(x is not None for rows in (untuned, tuned) for k, _ in panels for x in column(rows, k)):
+        return False
+    labels = [v.label() for v in untuned]
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.2))
+    for ax, (kind, title) in zip(axes, panels):
+        for j, (rows, name) in enumerate(((untuned, "w/o tune"), (tuned, "w/ tune"))):
+            ys = column(rows, kind)
+            xs = [i + (j - 0.5) * 0.4 for i in range(len(rows))]
+            ax.bar([x for x, y in zip(xs, ys) if y is not None], [y for y in ys if y is not None], width=0.4,
+                   label=name, color=f"C{j}")
+        if kind != "zeroshot" and any(column(untuned, kind) + column(tuned, kind)):
+            ax.set_yscale("log")
+        ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right", fontsize=7)
+        ax.set_title(f"{title}, {ratio:.0%} removed", fontsize=9)
+    axes[2].legend(fontsize=7)
+    fig.tight_layout()
+    png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png, dpi=80)
+    plt.close(fig)
+    return True
 
 
 def seeds_section(res: Results, args, plots: Path) -> list[str]:
@@ -343,7 +382,7 @@ def main() -> int:
     args.readme = Path(args.readme).resolve()
     ctx = bench.context_from_args(args)
     res = Results(ctx)
-    plots = ctx.results
+    plots = args.plots = ctx.results
     proto = ctx.protocol
     intro = (HERE / "intro.md").read_text() if (HERE / "intro.md").is_file() else ""
     discussion = (HERE / "discussion.md").read_text() if (HERE / "discussion.md").is_file() else "(to be written)"
