@@ -60,7 +60,7 @@ def test_collect_reads_every_kind(runs):
     dense, pruned, tuned = runs
     d = collect_run(dense)
     assert d.ppl == {"wikitext2": 20.0, "ptb": 30.0} and d.zeroshot == {"piqa": 0.6, "boolq": 0.6}
-    assert d.zeroshot_limit == 10 and d.parameters is None
+    assert d.zeroshot_limit == 10 and d.parameters == 1000
     p = collect_run(pruned)
     assert p.parameters == 800 and [w["heads"] for w in p.layer_widths] == [6, 5, 4]
     assert [t["value"] for t in p.trials] == [40, 35, 37, 30]  # the failed trial is left out

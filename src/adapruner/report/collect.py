@@ -134,6 +134,8 @@ def collect_run(path: str | Path) -> RunSummary:
             params = data.get("parameters_after") or (params.get("pruned") if isinstance(params, dict) else params)
             run.parameters = run.parameters or params
             used = True
+        if data.get("command") == "eval" and isinstance(data.get("parameters"), int):
+            run.parameters = run.parameters or data["parameters"]
         zs = _find_zeroshot(data)
         if zs:
             tasks = zs["average"].get("tasks") or [k for k in zs if k not in ("average", "protocol")]
