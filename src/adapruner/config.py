@@ -29,11 +29,10 @@ class MetricConfig:
     alpha1: float = 0.5
     alpha2: float = 0.5
     align_vec: float = 1.0
-    align_el: float = 1.0
+    align_el: float = 0.01  # I_el is 20-100x I_vec on SmolLM2; 1e-2 puts them on one scale
     second_order_vec: float = 1.0  # scales the Fisher term inside |I_vec| (importance/taylor.py)
     second_order_el: float = 100.0  # scales the Fisher term inside |I_el|; 100 aligns it on SmolLM2 (importance/taylor.py)
     aggregation: str = "sum"
-    flap_bias_compensation: bool = False
     seed: int = 0  # for the random metric
 
 

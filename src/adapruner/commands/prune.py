@@ -46,6 +46,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     m.add_argument("--alpha2", type=float, default=None, help="weight of the element-wise term (adapruner)")
     m.add_argument("--align-vec", type=float, default=None, help="alignment factor of the vector-wise term")
     m.add_argument("--align-el", type=float, default=None, help="alignment factor of the element-wise term")
+    m.add_argument("--second-order-vec", type=float, default=None,
+                   help="factor on the Fisher term inside the vector-wise score (importance/taylor.py)")
+    m.add_argument("--second-order-el", type=float, default=None,
+                   help="factor on the Fisher term inside the element-wise score (default 100)")
     m.add_argument("--aggregation", default=None, choices=AGGREGATIONS, help="how members' scores combine")
     c = p.add_argument_group("calibration (override --config)")
     c.add_argument("--num-samples", type=int, default=None, help="calibration windows (default 10)")
@@ -72,6 +76,8 @@ def build_config(args: argparse.Namespace) -> PruneConfig:
         raise AdaprunerError("no importance metric given; pass --metric (e.g. l2) or --config best_config.json")
     metric = {k: v for k, v in {"name": args.metric, "alpha1": args.alpha1, "alpha2": args.alpha2,
                                 "align_vec": args.align_vec, "align_el": args.align_el,
+                                "second_order_vec": args.second_order_vec,
+                                "second_order_el": args.second_order_el,
                                 "aggregation": args.aggregation}.items() if v is not None}
     calibration = {k: v for k, v in {"num_samples": args.num_samples, "seq_len": args.calib_seq_len}.items()
                    if v is not None}

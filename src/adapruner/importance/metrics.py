@@ -74,8 +74,6 @@ def validate_metric(metric: MetricConfig) -> Metric:
         value = getattr(metric, key)
         if not isinstance(value, (int, float)) or value != value or value in (float("inf"), float("-inf")):
             raise AdaprunerError(f"metric coefficient {key} must be a finite number, got {value!r}")
-    if metric.flap_bias_compensation and metric.name != "flap":
-        raise AdaprunerError("flap_bias_compensation only applies to --metric flap")
     return m
 
 
