@@ -180,7 +180,8 @@ def test_adapruner_blend_reduces_to_its_parts():
     vec = scores_from_statistics(stats, MetricConfig(name="vector"))
     el2 = scores_from_statistics(stats, MetricConfig(name="element2"))
     only_vec = scores_from_statistics(stats, MetricConfig(name="adapruner", alpha1=1, alpha2=0, second_order_vec=0))
-    only_el = scores_from_statistics(stats, MetricConfig(name="adapruner", alpha1=0, alpha2=1, second_order_el=1))
+    only_el = scores_from_statistics(stats, MetricConfig(name="adapruner", alpha1=0, alpha2=1, second_order_el=1,
+                                                                    align_el=1))
     mixed = scores_from_statistics(stats, MetricConfig(name="adapruner", alpha1=0.5, alpha2=0.5,
                                                       second_order_vec=0, second_order_el=1, align_el=1e-2))
     for i in vec:
