@@ -470,6 +470,15 @@ def done(ctx: Context, v: Variant, kinds: tuple[str, ...]) -> bool:
 
 
 # -- command-line plumbing shared by the table scripts --------------------------------------------
+def script_parser(doc: str) -> argparse.ArgumentParser:
+    """A table script's parser: its docstring as description and epilog, plus the common flags."""
+    head, _, rest = doc.partition("\n\n")
+    p = argparse.ArgumentParser(description=head, epilog=rest or None,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_common_args(p)
+    return p
+
+
 def add_common_args(p: argparse.ArgumentParser) -> None:
     """Flags every table script takes."""
     p.add_argument("--model", default=DEFAULT_MODEL, help="model spec (default smollm2-135m)")

@@ -25,9 +25,7 @@ from bench import Search, Variant  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    bench.add_common_args(p)
+    p = bench.script_parser(__doc__)
     p.add_argument("--ratio", type=float, default=0.2)
     p.add_argument("--trials", type=int, default=Search.trials)
     p.add_argument("--seeds", default="0,1", help="search seeds per sampler")

@@ -29,9 +29,7 @@ TABLE8 = ("subspaces", "score")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    bench.add_common_args(p)
+    p = bench.script_parser(__doc__)
     p.add_argument("--ratio", type=float, default=0.2)
     p.add_argument("--trials", type=int, default=Search.trials, help="budget of every study (same for all rows)")
     p.add_argument("--ablations", default=",".join(TABLE2), help="rows: " + ", ".join(bench.ABLATIONS))
