@@ -33,9 +33,11 @@ def test_slug_is_stable_and_distinguishes_every_setting():
 
 
 def test_eval_tags_carry_the_protocol():
-    full, quick = bench.EvalProtocol(), bench.EvalProtocol(max_windows=4, limit=2)
+    full, quick = bench.EvalProtocol(dtype="float32"), bench.EvalProtocol(max_windows=4, limit=2, dtype="float32")
     assert full.tag("wikitext2") == "wikitext2-s128-full" and quick.tag("wikitext2") == "wikitext2-s128-w4"
     assert full.tag("zeroshot") != quick.tag("zeroshot")
+    bf16 = bench.EvalProtocol()  # the default: evaluated in bfloat16, a different cache key
+    assert bf16.tag("ptb") == "ptb-s128-full-bf16" and bf16.tag("zeroshot") != full.tag("zeroshot")
 
 
 def test_table1_plan_puts_the_20_percent_untuned_rows_first():
@@ -87,12 +89,13 @@ def test_smoke_run_caches_rows_and_render_lists_pending(tiny_checkpoint, tmp_pat
     records = list((results / "variants").glob("*.json"))
     assert len(records) == 1
     rec = json.loads(records[0].read_text())
-    entry = rec["evals"]["wikitext2-s128-w4"]
-    assert entry["command"].startswith("adapruner eval --model ") and "--max-windows 4" in entry["command"]
+    entry = rec["evals"]["wikitext2-s128-w4-bf16"]
+    assert entry["command"].startswith("adapruner eval --model ") and "--max-windows 4" in entry["command"] \
+        and "--dtype bfloat16" in entry["command"]
     assert entry["perplexity"]["n_windows"] == 4 and entry["perplexity"]["ppl"] > 1
     assert rec["build"]["steps"][0]["command"].startswith("adapruner prune ") and "--metric l2" in rec["build"]["steps"][0]["command"]
     assert 0.15 < rec["build"]["ratio_achieved"] < 0.25 and rec["build"]["weights_sha256"]
-    assert rec["evals"]["wikitext2-s128-w4"]["device"].startswith(("cpu", "cuda"))
+    assert rec["evals"]["wikitext2-s128-w4-bf16"]["device"].startswith(("cpu", "cuda"))
 
     again = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
     assert again.returncode == 0 and "0 to run" in again.stdout and "$ adapruner" not in again.stdout

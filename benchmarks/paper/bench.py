@@ -143,6 +143,8 @@ class Variant:
             s = self.search
             name = "adapruner" if s.ablation == "full" else f"adapruner w/o {ABLATION_LABELS[s.ablation]}"
             return name + ("" if s.sampler == "tpe" else f" ({s.sampler})")
+        if self.method == "adapruner":  # the Eq. 5 blend without a search: the default coefficients
+            return "adapruner (default α, no search)"
         return self.method
 
 
@@ -153,19 +155,30 @@ ABLATION_LABELS = {"nodata": "D (random data)", "first": "I (fixed 1st order)", 
 
 @dataclass(frozen=True)
 class EvalProtocol:
-    """How a variant is evaluated: PPL window length and cap, zero-shot document limit."""
+    """How a variant is evaluated: PPL window length and cap, zero-shot document limit, and the
+    dtype the weights are cast to for evaluation.
+
+    bfloat16 is the default because on this project's CPU (AMX) it evaluates ~3.5x faster than
+    float32 and moves perplexity by < 0.1 % (dense SmolLM2, 128 windows: WikiText-2 53.921 vs
+    53.924, PTB 96.880 vs 96.825); pruning and scoring always run in float32.
+    """
 
     seq_len: int = 128
     max_windows: int | None = None  # None = the full test split
     limit: int = 200  # zero-shot documents per task (stderr of the 7-task average < 1.5 points)
+    dtype: str = "bfloat16"
 
     def tag(self, kind: str) -> str:
-        """Key of one evaluation in a variant record."""
+        """Key of one evaluation in a variant record (float32 keeps the historical untagged key)."""
+        suffix = "" if self.dtype == "float32" else f"-{DTYPE_TAGS[self.dtype]}"
         if kind in ("wikitext2", "ptb"):
-            return f"{kind}-s{self.seq_len}-" + ("full" if self.max_windows is None else f"w{self.max_windows}")
+            return f"{kind}-s{self.seq_len}-" + ("full" if self.max_windows is None else f"w{self.max_windows}") + suffix
         if kind == "zeroshot":
-            return f"zeroshot-l{self.limit}"
+            return f"zeroshot-l{self.limit}" + suffix
         raise ValueError(f"unknown evaluation {kind}")
+
+
+DTYPE_TAGS = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}
 
 
 @dataclass
@@ -434,8 +447,8 @@ def evaluate(ctx: Context, v: Variant, kind: str) -> dict | None:
             args = ["--ppl", kind, "--seq-len", str(p.seq_len)]
             if p.max_windows is not None:
                 args += ["--max-windows", str(p.max_windows)]
-        step = run_command(["eval", "--model", str(spec), *args, "--out", str(out), "--seed", "0", *_common(ctx)],
-                           ctx.dry_run)
+        step = run_command(["eval", "--model", str(spec), *args, "--dtype", p.dtype, "--out", str(out), "--seed", "0",
+                            *_common(ctx)], ctx.dry_run)
         if ctx.dry_run:
             return None
         result = read_json(out)
@@ -488,6 +501,8 @@ def add_common_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scratch", default=str(DEFAULT_SCRATCH), help="model directories (outside the repo)")
     p.add_argument("--max-windows", type=int, default=None, help="PPL windows per corpus (default: full test split)")
     p.add_argument("--limit", type=int, default=200, help="zero-shot documents per task (default 200)")
+    p.add_argument("--eval-dtype", default=EvalProtocol.dtype, choices=sorted(DTYPE_TAGS),
+                   help="dtype the weights are cast to for evaluation (default bfloat16; pruning stays float32)")
     p.add_argument("--dry-run", action="store_true", help="print the plan and commands, run nothing")
     p.add_argument("--smoke", action="store_true",
                    help="tiny settings for checking the script (4 PPL windows, --limit 2, 3 trials, 2 tuning "
@@ -498,7 +513,8 @@ def context_from_args(args: argparse.Namespace) -> Context:
     """The :class:`Context` of a script's parsed flags (``--smoke`` shrinks everything)."""
     scratch = Path(args.scratch).resolve()
     results = Path(args.results).resolve() if args.results else (scratch / "smoke-results" if args.smoke else RESULTS)
-    protocol = EvalProtocol(max_windows=4 if args.smoke else args.max_windows, limit=2 if args.smoke else args.limit)
+    protocol = EvalProtocol(max_windows=4 if args.smoke else args.max_windows, limit=2 if args.smoke else args.limit,
+                            dtype=args.eval_dtype)
     return Context(results=results, scratch=scratch, data_dir=str(Path(args.data_dir).resolve()),
                    device=args.device, protocol=protocol, dry_run=args.dry_run)
 

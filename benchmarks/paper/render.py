@@ -18,6 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench  # noqa: E402
 import fig4  # noqa: E402
+import metrics  # noqa: E402
 import table1  # noqa: E402
 import table2  # noqa: E402
 import table9  # noqa: E402
@@ -132,6 +133,30 @@ def commands_block(res: Results, rows: list[Variant]) -> list[str]:
                            f"adapruner rev {e.get('source', '?')}")
     out += ["```", "", "</details>", ""]
     return out
+
+
+def metrics_section(res: Results, args) -> list[str]:
+    """Every importance metric at one ratio: perplexities, scoring time, parameters."""
+    m = metrics.build_parser().parse_args(["--model", args.model, *(["--smoke"] if args.smoke else [])])
+    rows = [v for v, _ in metrics.plan(m)]
+    head = ["metric", "params (M)", "removed", "WikiText-2", "PTB", "scoring s", "device"]
+    out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for v in rows:
+        build = res.record(v).get("build") or {}
+        p = res.params(v)
+        cells = [v.label(), f"{p / 1e6:.1f}" if p else "pending",
+                 f"{build['ratio_achieved']:.1%}" if build.get("ratio_achieved") is not None else "-"]
+        for kind in ("wikitext2", "ptb"):
+            x = res.ppl(v, kind)
+            cells.append(fmt(x))
+            if x is None:
+                res.add_pending("metrics", v, kind)
+        plan_s = (build.get("timings") or {}).get("plan_s")
+        cells += [f"{plan_s:.1f}" if plan_s is not None else "-", short_device(res.devices(v))]
+        out.append("| " + " | ".join(cells) + " |")
+    return out + ["", "Command: `python benchmarks/paper/metrics.py`; 'scoring s' is `adapruner prune`'s "
+                  "`plan_s` (calibration, statistics, scores and allocation; loading and surgery excluded).", ""] \
+        + commands_block(res, rows)
 
 
 def table1_section(res: Results, args) -> list[str]:
@@ -387,6 +412,7 @@ def main() -> int:
     intro = (HERE / "intro.md").read_text() if (HERE / "intro.md").is_file() else ""
     discussion = (HERE / "discussion.md").read_text() if (HERE / "discussion.md").is_file() else "(to be written)"
     t1 = table1_section(res, args)
+    mt = metrics_section(res, args)
     seeds = seeds_section(res, args, plots)
     t2 = table2_section(res, args)
     f4 = fig4_section(res, args, plots)
@@ -401,9 +427,12 @@ def main() -> int:
         f"{proto.seq_len}-token windows, {ppl_protocol} (LLM-Pruner's protocol, see the main README); "
         f"zero-shot accuracy on seven tasks through lm-evaluation-harness with `--limit {proto.limit}` "
         "documents per task (acc_norm for PIQA, HellaSwag, ARC-e, ARC-c, OBQA, acc for BoolQ and WinoGrande; "
-        "'avg ± se' is the mean of the seven and its standard error). Every row records its exact commands, "
+        "'avg ± se' is the mean of the seven and its standard error). Models are pruned and scored in float32 "
+        f"and evaluated with their weights cast to {proto.dtype} (`--eval-dtype`; on the dense model bfloat16 "
+        "moves perplexity by < 0.1 %, see the dense float32 cross-check below). Every row records its exact commands, "
         "wall times, device and software versions in `benchmarks/results/variants/<row>.json`.", "",
         "## Table 1 / 4 analogue: comparison of pruning methods", "", *t1,
+        "## Every importance metric at 20 % (same 10 calibration windows)", "", *mt,
         "## Spread over random calibration sets (gradient baselines, 5 seeds)", "", *seeds, "",
         "## Table 2 analogue: search ablations (20 %, same trial budget)", "", *t2,
         "## Fig. 4 analogue: TPE vs random search", "", *f4, "",
