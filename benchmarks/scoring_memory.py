@@ -13,11 +13,14 @@ Each scorer runs in its own subprocess (so neither inherits the other's allocato
 memory is the process's peak resident set size during scoring only: after the model and data are
 loaded the kernel's peak counter is reset (``/proc/self/clear_refs``), and VmHWM is read when
 scoring ends; ``baseline`` is the resident size just before scoring. glibc's mmap threshold is
-fixed (``MALLOC_MMAP_THRESHOLD_``) so that freed tensors leave the resident set at once. Both runs happen in one
-invocation and the ratio is printed side by side:
+fixed (``MALLOC_MMAP_THRESHOLD_``) so that freed tensors leave the resident set at once. All runs happen in one
+invocation and the ratios are printed side by side. Ours runs once with all samples in one
+forward/backward (the product's default) and once per ``--micro-batches`` size (``adapruner prune
+--micro-batch M``: the statistics are sums over samples, so the scores are the same while the
+activations of only M samples are alive at once):
 
     python benchmarks/scoring_memory.py                      # SmolLM2-135M, 10 x 128 tokens
-    python benchmarks/scoring_memory.py --samples 4 --seq-len 64
+    python benchmarks/scoring_memory.py --samples 4 --seq-len 64 --micro-batches 2
 """
 
 from __future__ import annotations
@@ -90,11 +93,11 @@ def naive_scores(model, calib: torch.Tensor) -> dict[tuple[int, str], torch.Tens
     return out
 
 
-def our_scores(model, calib: torch.Tensor) -> dict[tuple[int, str], torch.Tensor]:
+def our_scores(model, calib: torch.Tensor, micro_batch: int | None = None) -> dict[tuple[int, str], torch.Tensor]:
     """Element2 per member from the batched, hook-folded statistics."""
     from adapruner.importance import collect_statistics
 
-    stats = collect_statistics(model, calib, element_factors=(1.0,), progress=False)
+    stats = collect_statistics(model, calib, micro_batch=micro_batch, element_factors=(1.0,), progress=False)
     return {(i, name): ms.el2[0] for i, ls in stats.layers.items() for name, ms in ls.members.items()}
 
 
@@ -113,7 +116,10 @@ def worker(args) -> None:
     reset = _reset_peak()
     baseline = _status("VmRSS")
     start = time.perf_counter()
-    scores = (our_scores if args.worker == "ours" else naive_scores)(lm.model, calib)
+    if args.worker == "ours":
+        scores = our_scores(lm.model, calib, args.micro_batch)
+    else:
+        scores = naive_scores(lm.model, calib)
     seconds = time.perf_counter() - start
     peak = _status("VmHWM")
     save_file({f"{i}.{name}": v.contiguous().cpu() for (i, name), v in scores.items()}, args.scores_out)
@@ -128,7 +134,10 @@ def main() -> None:
     parser.add_argument("--seq-len", type=int, default=128)
     parser.add_argument("--data-dir", default=os.environ.get("ADAPRUNER_DATA_DIR")
                         or str(Path(__file__).resolve().parents[2] / "shared" / "data"))
+    parser.add_argument("--micro-batches", default="2",
+                        help="comma-separated micro-batch sizes to run ours with as well ('' for none)")
     parser.add_argument("--worker", choices=["ours", "naive"], help=argparse.SUPPRESS)
+    parser.add_argument("--micro-batch", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--scores-out", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -143,26 +152,31 @@ def main() -> None:
     # the same run can differ by hundreds of MiB).
     env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": str(MMAP_THRESHOLD)}
     with tempfile.TemporaryDirectory() as tmp:
-        for name in ("ours", "naive"):
-            out = Path(tmp) / f"{name}.safetensors"
-            cmd = [sys.executable, __file__, "--worker", name, "--scores-out", str(out), "--model", args.model,
+        runs = [("ours", "ours", None)] + [(f"ours mb{m}", "ours", int(m)) for m in args.micro_batches.split(",") if m]
+        for name, worker_kind, micro in runs + [("naive", "naive", None)]:
+            out = Path(tmp) / f"{name.replace(' ', '_')}.safetensors"
+            cmd = [sys.executable, __file__, "--worker", worker_kind, "--scores-out", str(out), "--model", args.model,
                    "--samples", str(args.samples), "--seq-len", str(args.seq_len), "--data-dir", args.data_dir]
+            if micro:
+                cmd += ["--micro-batch", str(micro)]
             proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
             if proc.returncode != 0:
                 sys.exit(f"{name} scorer failed:\n{proc.stderr[-3000:]}")
             results[name] = json.loads(proc.stdout.strip().splitlines()[-1])
             scores[name] = load_file(out)
-    diffs = [float((scores["ours"][k] - v).norm() / v.norm()) for k, v in scores["naive"].items()]
-    o, n = results["ours"], results["naive"]
+    n = results["naive"]
     print(f"model {args.model}, {args.samples} x {args.seq_len} calibration tokens, torch {torch.__version__}, "
           f"{os.cpu_count()} CPU threads, MALLOC_MMAP_THRESHOLD_={MMAP_THRESHOLD}")
-    print(f"{'':28s}{'ours':>12s}{'naive':>12s}{'ratio':>9s}")
+    print(f"{'':28s}{'naive':>10s}" + "".join(f"{name:>12s}{'ratio':>8s}" for name, _, _ in runs))
     for key, label in (("scoring_mib", "peak RSS during scoring MiB"), ("peak_mib", "peak RSS of process MiB"),
                        ("seconds", "scoring time s")):
-        print(f"{label:28s}{o[key]:12.1f}{n[key]:12.1f}{o[key] / n[key]:9.2f}x")
-    print(f"baseline RSS (model + data) MiB: ours {o['baseline_mib']:.1f}, naive {n['baseline_mib']:.1f}; "
-          f"peak counter reset: {o['peak_reset'] and n['peak_reset']}")
-    print(f"element2 scores, ours vs naive: max relative difference per member {max(diffs):.2e}")
+        print(f"{label:28s}{n[key]:10.1f}"
+              + "".join(f"{results[name][key]:12.1f}{results[name][key] / n[key]:7.2f}x" for name, _, _ in runs))
+    print("baseline RSS (model + data) MiB: " + ", ".join(f"{k} {r['baseline_mib']:.1f}" for k, r in results.items())
+          + f"; peak counter reset: {all(r['peak_reset'] for r in results.values())}")
+    for name, _, _ in runs:
+        diffs = [float((scores[name][k] - v).norm() / v.norm()) for k, v in scores["naive"].items()]
+        print(f"element2 scores, {name} vs naive: max relative difference per member {max(diffs):.2e}")
 
 
 if __name__ == "__main__":

@@ -72,6 +72,7 @@ def test_same_seed_same_model_and_config_file_with_overrides(tiny_dir, tmp_path)
     (["--metric", "random", "--layers", "2:2"], "layer range \\[2, 2\\)"),
     (["--metric", "nonsense"], "unknown importance metric 'nonsense'"),
     ([], "no importance metric given"),
+    (["--metric", "element1", "--micro-batch", "0"], "--micro-batch must be at least 1"),
 ])
 def test_bad_input_is_one_line_error(tiny_dir, tmp_path, capsys, args, message):
     rc = main(["prune", "--model", str(tiny_dir), "--out", str(tmp_path / "o"), "--device", "cpu",
@@ -136,6 +137,14 @@ def test_calibration_metric_records_the_windows_it_used(tiny_dir, tmp_path, data
     (tmp_path / "cfg.json").write_text(json.dumps(used))
     assert prune(tiny_dir, tmp_path / "b", "--config", str(tmp_path / "cfg.json"), "--data-dir", str(data_dir)) == 0
     plans = [json.loads((tmp_path / d / "pruning_report.json").read_text())["plan"] for d in "ab"]
+    assert plans[0] == plans[1]
+
+
+def test_micro_batches_give_the_same_pruning(tiny_dir, tmp_path, data_dir):
+    args = ["--metric", "element2", "--num-samples", "4", "--calib-seq-len", "32", "--data-dir", str(data_dir)]
+    assert prune(tiny_dir, tmp_path / "all", *args) == 0
+    assert prune(tiny_dir, tmp_path / "mb", *args, "--micro-batch", "1") == 0
+    plans = [json.loads((tmp_path / d / "pruning_report.json").read_text())["plan"] for d in ("all", "mb")]
     assert plans[0] == plans[1]
 
 

@@ -49,12 +49,13 @@ def calibration_samples(tokenizer, config: PruneConfig, data_dir: str | Path) ->
 
 
 def plan_pruning(model: nn.Module, tokenizer, config: PruneConfig, ratio: float,
-                 data_dir: str | Path | None) -> tuple[PruningPlan, Scores]:
+                 data_dir: str | Path | None, micro_batch: int | None = None) -> tuple[PruningPlan, Scores]:
     """Score ``model`` with ``config.metric`` and allocate ``ratio`` of its parameters for removal.
 
     Calibration samples are drawn from the book pool only when the metric needs them (random, l1
     and l2 do not, and then ``data_dir`` may be None). Cheap validation runs first, so a bad ratio
-    or layer range fails before any scoring work.
+    or layer range fails before any scoring work. ``micro_batch`` bounds the calibration samples
+    per forward/backward (memory, not results: the statistics are sums over samples).
     """
     from adapruner.importance import compute_scores, needs_calibration
 
@@ -65,6 +66,6 @@ def plan_pruning(model: nn.Module, tokenizer, config: PruneConfig, ratio: float,
             raise AdaprunerError(
                 f"metric '{config.metric.name}' needs calibration text; pass --data-dir or set ADAPRUNER_DATA_DIR")
         calib = calibration_samples(tokenizer, config, data_dir)
-    scores = compute_scores(model, config.metric, calib)
+    scores = compute_scores(model, config.metric, calib, micro_batch=micro_batch)
     plan = allocate(model, scores, ratio, config.allocation)
     return plan, scores

@@ -54,6 +54,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     c = p.add_argument_group("calibration (override --config)")
     c.add_argument("--num-samples", type=int, default=None, help="calibration windows (default 10)")
     c.add_argument("--calib-seq-len", type=int, default=None, help="tokens per calibration window (default 128)")
+    c.add_argument("--micro-batch", type=int, default=None,
+                   help="calibration samples per forward/backward (default: all at once); smaller uses less "
+                        "memory and gives the same scores")
     a = p.add_argument_group("allocation (override --config)")
     a.add_argument("--layers", type=_layer_range, default=None,
                    help="decoder layers FIRST:LAST (last excluded) that may be pruned (default: skip the first "
@@ -121,6 +124,8 @@ def run(args: argparse.Namespace) -> int:
         raise AdaprunerError(f"output directory {out} already exists; pass --overwrite or choose another --out")
     if not (0.0 < args.ratio < 1.0):
         raise AdaprunerError(f"--ratio must be a fraction strictly between 0 and 1 (e.g. 0.2), got {args.ratio}")
+    if args.micro_batch is not None and args.micro_batch < 1:
+        raise AdaprunerError(f"--micro-batch must be at least 1 (samples per forward/backward), got {args.micro_batch}")
     seed = config.calibration.seed
     seed_everything(seed)
     data_dir = None
@@ -146,7 +151,7 @@ def run(args: argparse.Namespace) -> int:
 
     before = count_parameters(model)
     t = time.perf_counter()
-    plan, _ = plan_pruning(model, tokenizer, config, args.ratio, data_dir)
+    plan, _ = plan_pruning(model, tokenizer, config, args.ratio, data_dir, micro_batch=args.micro_batch)
     timings["plan_s"] = time.perf_counter() - t
     t = time.perf_counter()
     prune_model(model, plan)
