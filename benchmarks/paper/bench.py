@@ -545,6 +545,29 @@ def run_jobs(ctx: Context, jobs: list[tuple[Variant, tuple[str, ...]]], desc: st
     return failures
 
 
+def main_eval_jobs(parser: argparse.ArgumentParser, plan, desc: str) -> int:
+    """A table script's ``main``: parse flags, run ``plan(args)``'s evaluation jobs, exit 1 on failures."""
+    args = parser.parse_args()
+    failures = run_jobs(context_from_args(args), plan(args), desc)
+    for f in failures:
+        print("failed:", f)
+    return 1 if failures else 0
+
+
+def main_stats_rows(parser: argparse.ArgumentParser, plan, table: str, flags) -> int:
+    """A statistics script's ``main``: one ``stats_row`` (dense vs pruned) per variant of ``plan(args)``."""
+    args = parser.parse_args()
+    ctx = context_from_args(args)
+    failures = 0
+    for v in plan(args):
+        try:
+            stats_row(ctx, table, Variant(model=args.model), v, flags(args))
+        except (RuntimeError, OSError) as e:
+            print(f"FAILED {v.slug()}: {e}", flush=True)
+            failures += 1
+    return 1 if failures else 0
+
+
 def stats_row(ctx: Context, table: str, dense: Variant, pruned: Variant, flags: list[str]) -> dict | None:
     """``adapruner stats --model DENSE --model2 PRUNED FLAGS`` (both models in one process, timed
     interleaved), cached as ``results/TABLE/<pruned slug>.json``."""

@@ -39,12 +39,7 @@ def plan(args) -> list[tuple[Variant, tuple[str, ...]]]:
 
 
 def main() -> int:
-    args = build_parser().parse_args()
-    ctx = bench.context_from_args(args)
-    failures = bench.run_jobs(ctx, plan(args), "metrics")
-    for f in failures:
-        print("failed:", f)
-    return 1 if failures else 0
+    return bench.main_eval_jobs(build_parser(), plan, "metrics")
 
 
 if __name__ == "__main__":

@@ -44,16 +44,7 @@ def flags(args) -> list[str]:
 
 
 def main() -> int:
-    args = build_parser().parse_args()
-    ctx = bench.context_from_args(args)
-    failures = 0
-    for v in plan(args):
-        try:
-            bench.stats_row(ctx, "table10", Variant(model=args.model), v, flags(args))
-        except (RuntimeError, OSError) as e:
-            print(f"FAILED {v.slug()}: {e}", flush=True)
-            failures += 1
-    return 1 if failures else 0
+    return bench.main_stats_rows(build_parser(), plan, "table10", flags)
 
 
 if __name__ == "__main__":

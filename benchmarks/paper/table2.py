@@ -48,9 +48,7 @@ def plan(args) -> list[tuple[Variant, tuple[str, ...]]]:
 
 
 def main() -> int:
-    args = build_parser().parse_args()
-    failures = bench.run_jobs(bench.context_from_args(args), plan(args), "table2")
-    return 1 if failures else 0
+    return bench.main_eval_jobs(build_parser(), plan, "table2")
 
 
 if __name__ == "__main__":

@@ -49,16 +49,7 @@ def plan(args) -> list[Variant]:
 
 
 def main() -> int:
-    args = build_parser().parse_args()
-    ctx = bench.context_from_args(args)
-    failures = 0
-    for v in plan(args):
-        try:
-            bench.stats_row(ctx, "table9", Variant(model=args.model), v, flags(args))
-        except (RuntimeError, OSError) as e:
-            print(f"FAILED {v.slug()}: {e}", flush=True)
-            failures += 1
-    return 1 if failures else 0
+    return bench.main_stats_rows(build_parser(), plan, "table9", flags)
 
 
 if __name__ == "__main__":
