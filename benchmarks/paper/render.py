@@ -303,11 +303,14 @@ def fig4_section(res: Results, args, plots: Path) -> list[str]:
             lines.append(f"| {name} | pending | " + " | ".join("" for _ in checkpoints) + " | |")
             res.add_pending("Fig. 4", v, f"study {name}")
             continue
+        # x = finished trials (the budget's unit); FAILED trials (killed workers) spend no budget.
         best, curve = float("inf"), []
         for t in sorted(s["trials"], key=lambda t: t["number"]):
+            if t["state"] not in ("COMPLETE", "PRUNED"):
+                continue
             if t["state"] == "COMPLETE" and t["value"] is not None:
                 best = min(best, t["value"])
-            curve.append((t["number"] + 1, best))
+            curve.append((len(curve) + 1, best))
         curves[name] = curve
 
         def at(n):
@@ -328,7 +331,7 @@ def fig4_section(res: Results, args, plots: Path) -> list[str]:
             ys = [b for k, b in curve if b < float("inf")]
             ax.step(xs, ys, where="post", label=name, color=("C0" if name.startswith("tpe") else "C1"),
                     linestyle="-" if name.endswith("0") else "--")
-        ax.set_xlabel("trial")
+        ax.set_xlabel("finished trials")
         ax.set_ylabel("best objective (mean val PPL)")
         ax.set_yscale("log")
         ax.legend(fontsize=8)
