@@ -34,6 +34,9 @@ class MetricConfig:
     second_order_el: float = 100.0  # scales the Fisher term inside |I_el|; 100 aligns it on SmolLM2 (importance/taylor.py)
     aggregation: str = "sum"
     seed: int = 0  # for the random metric
+    # FLAP's bias compensation: the removed input columns' mean contribution (over the
+    # calibration tokens) becomes an output bias of o_proj/down_proj (pruning/compensation.py).
+    bias_compensation: bool = False
 
 
 @dataclass

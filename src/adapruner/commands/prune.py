@@ -51,6 +51,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     m.add_argument("--second-order-el", type=float, default=None,
                    help="factor on the Fisher term inside the element-wise score (default 100)")
     m.add_argument("--aggregation", default=None, choices=AGGREGATIONS, help="how members' scores combine")
+    m.add_argument("--bias-compensation", action="store_true", default=None,
+                   help="FLAP's bias compensation: the removed columns' mean contribution on the calibration "
+                        "tokens becomes an o_proj/down_proj bias (any metric; reads calibration data)")
     c = p.add_argument_group("calibration (override --config)")
     c.add_argument("--num-samples", type=int, default=None, help="calibration windows (default 10)")
     c.add_argument("--calib-seq-len", type=int, default=None, help="tokens per calibration window (default 128)")
@@ -81,7 +84,8 @@ def build_config(args: argparse.Namespace) -> PruneConfig:
                                 "align_vec": args.align_vec, "align_el": args.align_el,
                                 "second_order_vec": args.second_order_vec,
                                 "second_order_el": args.second_order_el,
-                                "aggregation": args.aggregation}.items() if v is not None}
+                                "aggregation": args.aggregation,
+                                "bias_compensation": args.bias_compensation}.items() if v is not None}
     calibration = {k: v for k, v in {"num_samples": args.num_samples, "seq_len": args.calib_seq_len}.items()
                    if v is not None}
     allocation = {k: v for k, v in {"layers": args.layers, "mode": args.mode, "attention": args.attention,
@@ -129,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
     seed = config.calibration.seed
     seed_everything(seed)
     data_dir = None
-    if needs_calibration(config.metric.name):
+    if needs_calibration(config.metric.name) or config.metric.bias_compensation:
         from adapruner.data.paths import resolve_data_dir
 
         data_dir = resolve_data_dir(args.data_dir)

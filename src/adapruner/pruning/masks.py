@@ -45,8 +45,16 @@ def _input_mask_hook(mask: torch.Tensor):
     return hook
 
 
+def _output_bias_hook(bias: torch.Tensor):
+    def hook(module, args, output):
+        return output + bias.to(dtype=output.dtype, device=output.device)
+
+    return hook
+
+
 def apply_masks(model: nn.Module, plan: PruningPlan) -> MaskHandle:
-    """Make ``model`` compute as if ``plan`` had been applied, by masking output-side inputs.
+    """Make ``model`` compute as if ``plan`` had been applied, by masking output-side inputs
+    (and adding the plan's compensation biases to the outputs of those projections).
 
     Returns a :class:`MaskHandle`; use it as a context manager or call ``.remove()``.
     """
@@ -65,6 +73,10 @@ def apply_masks(model: nn.Module, plan: PruningPlan) -> MaskHandle:
                 mask = torch.zeros(linear.in_features, device=linear.weight.device, dtype=linear.weight.dtype)
                 mask[member.index(kept[member.unit]).to(mask.device)] = 1
                 handle.hooks.append(linear.register_forward_pre_hook(_input_mask_hook(mask)))
+        for idx, biases in sorted(plan.bias.items()):
+            for path, bias in biases.items():
+                linear = layers[idx].get_submodule(path)
+                handle.hooks.append(linear.register_forward_hook(_output_bias_hook(bias.to(linear.weight.device))))
     except Exception:
         handle.remove()
         raise

@@ -25,6 +25,8 @@ import transformers
 # Width keys a layer may override; head_dim is always written so that no family falls back to
 # hidden_size // num_attention_heads (wrong once heads are removed).
 WIDTH_KEYS = ("num_attention_heads", "num_key_value_heads", "intermediate_size", "head_dim")
+# Besides widths, a layer's entry may list ``output_bias``: paths of linears (o_proj, down_proj)
+# that carry a bias the family's config does not give them (FLAP's bias compensation).
 
 # base model_type -> (config class, causal-LM class) in transformers
 FAMILIES: dict[str, tuple[str, str]] = {
@@ -72,6 +74,15 @@ def rebuild_layer(layer: nn.Module, cfg, layer_idx: int, attn_name: str = "self_
     setattr(layer, mlp_name, mlp.to(device=ref.device, dtype=ref.dtype))
 
 
+def add_output_biases(layer: nn.Module, paths: list[str]) -> None:
+    """Give the linears at ``paths`` (relative to the layer) a bias if they have none; their
+    values come with the checkpoint (FLAP-style bias compensation, see ``output_bias``)."""
+    for path in paths or []:
+        linear = layer.get_submodule(path)
+        if linear.bias is None:
+            linear.bias = nn.Parameter(linear.weight.new_zeros(linear.out_features))
+
+
 def _base_type(config) -> str:
     return getattr(config, "base_model_type", None) or config.model_type
 
@@ -102,6 +113,7 @@ def _make_classes(base_type: str, config_name: str, model_name: str):
             raise ValueError(f"layer_widths has {len(widths)} entries but the model has {len(layers)} layers")
         for i, w in enumerate(widths):
             rebuild_layer(layers[i], layer_config(config, w), i)
+            add_output_biases(layers[i], w.get("output_bias"))
         # Again, so that the rebuilt modules are initialised and registered like the originals.
         self.post_init()
 
@@ -139,7 +151,8 @@ def pruned_config(config, layer_widths: list[dict]):
     data = config.to_dict()
     for key in ("model_type", "auto_map", "architectures", "transformers_version"):
         data.pop(key, None)
-    data["layer_widths"] = [{k: int(v) for k, v in w.items()} for w in layer_widths]
+    data["layer_widths"] = [{k: (list(v) if k == "output_bias" else int(v)) for k, v in w.items()}
+                            for w in layer_widths]
     data["base_model_type"] = base
     cfg = CONFIG_CLASSES[base].from_dict(data)
     cfg.architectures = [MODEL_CLASSES[base].__name__]

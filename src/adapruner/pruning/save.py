@@ -78,7 +78,8 @@ def checkpoint_config(model: nn.Module):
     config = adapter_for(model).text_config(model)
     widths = layer_widths(model)
     cfg = None
-    if all(w == widths[0] for w in widths):
+    # The family's own config cannot express per-layer widths or biases on o_proj/down_proj alone.
+    if all(w == widths[0] for w in widths) and not any(w.get("output_bias") for w in widths):
         cfg = _plain_config(config, widths[0])
     if cfg is not None:
         cfg.__dict__["layer_widths"] = widths

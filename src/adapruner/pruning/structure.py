@@ -115,9 +115,15 @@ class LayerPlan:
 
 @dataclass
 class PruningPlan:
-    """What every decoder layer keeps. Layers absent from ``layers`` are untouched."""
+    """What every decoder layer keeps. Layers absent from ``layers`` are untouched.
+
+    ``bias`` optionally holds output biases to add when the plan is applied (FLAP's bias
+    compensation, :mod:`adapruner.pruning.compensation`): ``{layer: {linear path: vector}}``.
+    They are data, not decisions, so :meth:`to_json` leaves them out.
+    """
 
     layers: dict[int, LayerPlan] = field(default_factory=dict)
+    bias: dict[int, dict[str, torch.Tensor]] = field(default_factory=dict)
 
     def to_json(self) -> dict:
         """A JSON-serialisable form (layer indices become strings)."""

@@ -14,12 +14,9 @@ import torch
 import torch.nn as nn
 
 from adapruner.pruning.adapters import FamilyAdapter, adapter_for
+from adapruner.pruning.compensation import add_bias, kept_units
 from adapruner.pruning.modeling_pruned import layer_config, rebuild_layer
 from adapruner.pruning.structure import LayerPlan, LayerShape, PruningPlan
-
-
-def _kept_units(plan: LayerPlan, unit: str) -> list[int]:
-    return {"head": plan.kept_heads, "kv": plan.kept_kv, "channel": plan.kept_channels}[unit]
 
 
 def _gathered_state(layer: nn.Module, adapter: FamilyAdapter, shape: LayerShape, plan: LayerPlan) -> dict:
@@ -31,7 +28,7 @@ def _gathered_state(layer: nn.Module, adapter: FamilyAdapter, shape: LayerShape,
     for path, members in by_path.items():
         linear = layer.get_submodule(path)
         for axis in (0, 1):
-            parts = [m.index(_kept_units(plan, m.unit)) for m in members if m.axis == axis]
+            parts = [m.index(kept_units(plan, m.unit)) for m in members if m.axis == axis]
             if not parts:
                 continue
             idx = torch.cat(parts).to(linear.weight.device)
@@ -44,11 +41,17 @@ def _gathered_state(layer: nn.Module, adapter: FamilyAdapter, shape: LayerShape,
 def layer_widths(model: nn.Module) -> list[dict]:
     """Current widths of every decoder layer, as recorded in a pruned checkpoint's config."""
     adapter = adapter_for(model)
+    recorded = adapter.text_config(model).__dict__.get("layer_widths") or []
     widths = []
     for i in range(len(adapter.decoder_layers(model))):
         s = adapter.layer_shape(model, i)
-        widths.append({"num_attention_heads": s.num_heads, "num_key_value_heads": s.num_kv_heads,
-                       "intermediate_size": s.intermediate_size, "head_dim": s.head_dim})
+        w = {"num_attention_heads": s.num_heads, "num_key_value_heads": s.num_kv_heads,
+             "intermediate_size": s.intermediate_size, "head_dim": s.head_dim}
+        # Compensation biases added by an earlier pruning (the config is their only record: a
+        # family configured with e.g. attention_bias has biases that are not ours to list).
+        if i < len(recorded) and recorded[i].get("output_bias"):
+            w["output_bias"] = list(recorded[i]["output_bias"])
+        widths.append(w)
     return widths
 
 
@@ -81,5 +84,10 @@ def prune_model(model: nn.Module, plan: PruningPlan) -> nn.Module:
         missing = [k for k in missing if k.startswith((adapter.attn + ".", adapter.mlp + "."))]
         if missing or unexpected:
             raise RuntimeError(f"layer {idx}: surgery left missing={missing} unexpected={unexpected}")
-    base_cfg.__dict__["layer_widths"] = layer_widths(model)
+    widths = layer_widths(model)
+    for idx, biases in sorted(plan.bias.items()):
+        for path, bias in biases.items():
+            add_bias(layers[idx].get_submodule(path), bias)
+        widths[idx]["output_bias"] = sorted(set(widths[idx].get("output_bias", [])) | set(biases))
+    base_cfg.__dict__["layer_widths"] = widths
     return model

@@ -1,0 +1,79 @@
+"""FLAP's bias compensation: what the removed input columns contributed on average, as a bias.
+
+Removing input columns ``C`` of an output projection (o_proj's head columns, down_proj's channel
+columns) changes its output from ``W x`` to ``W[:, K] x[K]``. FLAP (An et al., 2024) adds back
+the removed columns' *mean* contribution over the calibration tokens,
+
+    b = W[:, C] @ mean(x[C]),
+
+so the projection's output keeps its calibration mean (exactly, on the calibration set, for the
+first pruned layer; approximately after it). The families this engine supports have no bias on
+these projections, so the compensated model gains one: masks add it with a forward hook, surgery
+gives the rebuilt linear a bias, and a saved checkpoint lists the biased paths per layer in
+``layer_widths[i]["output_bias"]`` (which makes it an ``adapruner_pruned_<family>`` checkpoint).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from adapruner.pruning.adapters import adapter_for
+from adapruner.pruning.structure import LayerPlan, PruningPlan
+
+
+def kept_units(plan: LayerPlan, unit: str) -> list[int]:
+    """The units of kind ``unit`` that ``plan`` keeps."""
+    return {"head": plan.kept_heads, "kv": plan.kept_kv, "channel": plan.kept_channels}[unit]
+
+
+@torch.no_grad()
+def bias_compensation(model: nn.Module, plan: PruningPlan,
+                      input_means: dict[int, dict[str, torch.Tensor]]) -> dict[int, dict[str, torch.Tensor]]:
+    """The compensation bias of every output projection whose input columns ``plan`` removes.
+
+    ``input_means[layer][member name]`` is the mean input (over calibration tokens) of the linear
+    holding that member (``LayerStatistics.input_mean``). Returns ``{layer: {linear path: bias}}``
+    in float32 on the weights' device; layers or linears that lose nothing are absent.
+    """
+    adapter = adapter_for(model)
+    layers = adapter.decoder_layers(model)
+    out: dict[int, dict[str, torch.Tensor]] = {}
+    for idx, layer_plan in sorted(plan.layers.items()):
+        shape = adapter.layer_shape(model, idx)
+        by_path: dict[str, list] = {}
+        for member in adapter.members(shape):
+            if member.axis == 1:
+                by_path.setdefault(member.path, []).append(member)
+        for path, members in by_path.items():
+            linear = layers[idx].get_submodule(path)
+            kept = torch.cat([m.index(kept_units(layer_plan, m.unit)) for m in members])
+            removed = torch.ones(linear.in_features, dtype=torch.bool)
+            removed[kept] = False
+            if not removed.any():
+                continue
+            means = input_means.get(idx, {})
+            mean = next((means[m.name] for m in members if m.name in means), None)
+            if mean is None:
+                raise ValueError(f"layer {idx}: no calibration input mean for {path}")
+            w = linear.weight.detach().float()
+            cols = removed.nonzero().squeeze(1).to(w.device)
+            out.setdefault(idx, {})[path] = w.index_select(1, cols) @ mean.float().to(w.device).index_select(0, cols)
+    return out
+
+
+def input_means(model: nn.Module, calib: torch.Tensor, micro_batch: int | None = None) -> dict[int, dict[str, torch.Tensor]]:
+    """Mean input of every output projection over the calibration tokens (one forward pass)."""
+    from adapruner.importance.statistics import collect_statistics
+
+    stats = collect_statistics(model, calib, micro_batch=micro_batch, gradients=False, progress=False)
+    return {i: dict(ls.input_mean) for i, ls in stats.layers.items()}
+
+
+def add_bias(linear: nn.Linear, bias: torch.Tensor) -> None:
+    """Add ``bias`` to ``linear``'s output, creating its bias parameter when it has none."""
+    bias = bias.to(device=linear.weight.device, dtype=linear.weight.dtype)
+    if linear.bias is None:
+        linear.bias = nn.Parameter(bias.clone(), requires_grad=linear.weight.requires_grad)
+    else:
+        linear.bias.data += bias
