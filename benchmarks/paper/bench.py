@@ -46,6 +46,9 @@ BASELINES = ("l2", "random", "element1", "vector", "element2", "wanda-sp", "flap
 GRADIENT_BASELINES = ("vector", "element1", "element2")  # random calibration: run over 5 seeds
 ZEROSHOT_TASKS = ("boolq", "piqa", "hellaswag", "winogrande", "arc_easy", "arc_challenge", "openbookqa")
 
+# Rows that are a metric plus prune flags (named so that their slugs differ from the plain metric's).
+METHOD_FLAGS = {"flap-bc": ["--metric", "flap", "--bias-compensation"]}
+
 # Search ablations (paper Table 2 and 8) -> flags of ``adapruner search``.
 ABLATIONS = {
     "full": [],
@@ -145,6 +148,8 @@ class Variant:
             return name + ("" if s.sampler == "tpe" else f" ({s.sampler})")
         if self.method == "adapruner":  # the Eq. 5 blend without a search: the default coefficients
             return "adapruner (default α, no search)"
+        if self.method == "flap-bc":
+            return "flap + bias compensation"
         return self.method
 
 
@@ -359,7 +364,7 @@ def _build_steps(ctx: Context, v: Variant, rec: dict) -> list[dict]:
         step = run_command(["search", "--model", v.model, "--ratio", str(v.ratio), "--out", str(work / "search"),
                             *v.search.flags(), *_common(ctx)], ctx.dry_run)
         return [{"name": "search", **step}]
-    step = run_command(["prune", "--model", v.model, "--ratio", str(v.ratio), "--metric", v.method,
+    step = run_command(["prune", "--model", v.model, "--ratio", str(v.ratio), *METHOD_FLAGS.get(v.method, ["--metric", v.method]),
                         "--seed", str(v.seed), "--out", str(out), "--overwrite", *_common(ctx)], ctx.dry_run)
     return [{"name": "prune", **step}]
 

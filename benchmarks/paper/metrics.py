@@ -1,7 +1,8 @@
 """Every importance metric at 20 % (issue #4): WikiText-2 / PTB test perplexity and scoring time.
 
 One row per ``adapruner prune --metric M`` for every metric the product has (random, l1, l2,
-vector, element1, element2, adapruner with its default coefficients, saap, wanda-sp, flap), all
+vector, element1, element2, adapruner with its default coefficients, saap, wanda-sp, flap, and
+flap with FLAP's bias compensation), all
 with the same 10 calibration windows (book pool, --seed 0) and the default uniform allocation.
 The scoring time is the prune report's ``plan_s`` (calibration batch, statistics pass, scores
 and allocation; model loading and surgery excluded). Rows shared with Table 1 (same settings)
@@ -21,7 +22,7 @@ import bench  # noqa: E402
 from bench import Variant  # noqa: E402
 
 # The product's metrics in the order of the README's metric section.
-METRICS = ("random", "l1", "l2", "vector", "element1", "element2", "adapruner", "saap", "wanda-sp", "flap")
+METRICS = ("random", "l1", "l2", "vector", "element1", "element2", "adapruner", "saap", "wanda-sp", "flap", "flap-bc")
 
 
 def build_parser():

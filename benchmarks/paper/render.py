@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -154,9 +155,25 @@ def metrics_section(res: Results, args) -> list[str]:
         plan_s = (build.get("timings") or {}).get("plan_s")
         cells += [f"{plan_s:.1f}" if plan_s is not None else "-", short_device(res.devices(v))]
         out.append("| " + " | ".join(cells) + " |")
+    out += ["", *dtype_crosscheck(res, rows[0])]
     return out + ["", "Command: `python benchmarks/paper/metrics.py`; 'scoring s' is `adapruner prune`'s "
                   "`plan_s` (calibration, statistics, scores and allocation; loading and surgery excluded).", ""] \
         + commands_block(res, rows)
+
+
+def dtype_crosscheck(res: Results, dense: Variant) -> list[str]:
+    """The dense model's perplexities under the table protocol next to any float32 evaluations
+    of the same split and window count (evidence that evaluating in bfloat16 changes nothing)."""
+    evals = res.record(dense).get("evals", {})
+    fp32 = replace(res.ctx.protocol, dtype="float32")
+    cells = []
+    for kind in ("wikitext2", "ptb"):
+        a, b = evals.get(res.ctx.protocol.tag(kind)), evals.get(fp32.tag(kind))
+        if a and b and res.ctx.protocol.dtype != "float32":
+            pa, pb = a["perplexity"]["ppl"], b["perplexity"]["ppl"]
+            cells.append(f"{kind} {pa:.3f} ({res.ctx.protocol.dtype}) vs {pb:.3f} (float32), "
+                         f"{100 * (pa - pb) / pb:+.2f} %")
+    return [f"Dense model, evaluation dtype cross-check: {'; '.join(cells)}."] if cells else []
 
 
 def table1_section(res: Results, args) -> list[str]:
