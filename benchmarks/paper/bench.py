@@ -497,6 +497,15 @@ def script_parser(doc: str) -> argparse.ArgumentParser:
     return p
 
 
+def pruned_models_parser(doc: str) -> argparse.ArgumentParser:
+    """Parser of the scripts that compare the dense model with pruned ones (Tables 9 and 10)."""
+    p = script_parser(doc)
+    p.add_argument("--ratio", type=float, default=0.2)
+    p.add_argument("--methods", default="element1,adapruner")
+    p.add_argument("--trials", type=int, default=Search.trials, help="budget of the AdaPruner search")
+    return p
+
+
 def add_common_args(p: argparse.ArgumentParser) -> None:
     """Flags every table script takes."""
     p.add_argument("--model", default=DEFAULT_MODEL, help="model spec (default smollm2-135m)")

@@ -22,10 +22,7 @@ from bench import Search, Variant  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = bench.script_parser(__doc__)
-    p.add_argument("--ratio", type=float, default=0.2)
-    p.add_argument("--methods", default="element1,adapruner")
-    p.add_argument("--trials", type=int, default=Search.trials, help="budget of the AdaPruner search")
+    p = bench.pruned_models_parser(__doc__)
     p.add_argument("--max-new-tokens", type=int, default=64)
     return p
 
