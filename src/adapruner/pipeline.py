@@ -61,14 +61,13 @@ def plan_pruning(model: nn.Module, tokenizer, config: PruneConfig, ratio: float,
 
     check_allocation(model, ratio, config.allocation)
     calib = None
-    compensate = config.metric.bias_compensation
-    if needs_calibration(config.metric.name) or compensate:
+    scored_on_data, compensate = needs_calibration(config.metric.name), config.metric.bias_compensation
+    if scored_on_data or compensate:
         if data_dir is None:
-            what = f"metric '{config.metric.name}'" if not compensate else "bias compensation"
+            what = f"metric '{config.metric.name}'" if scored_on_data else "bias compensation"
             raise AdaprunerError(f"{what} needs calibration text; pass --data-dir or set ADAPRUNER_DATA_DIR")
         calib = calibration_samples(tokenizer, config, data_dir)
-    scores = compute_scores(model, config.metric, calib if needs_calibration(config.metric.name) else None,
-                            micro_batch=micro_batch)
+    scores = compute_scores(model, config.metric, calib if scored_on_data else None, micro_batch=micro_batch)
     plan = allocate(model, scores, ratio, config.allocation)
     if compensate:
         from adapruner.pruning.compensation import bias_compensation, input_means

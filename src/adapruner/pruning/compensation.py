@@ -19,12 +19,7 @@ import torch
 import torch.nn as nn
 
 from adapruner.pruning.adapters import adapter_for
-from adapruner.pruning.structure import LayerPlan, PruningPlan
-
-
-def kept_units(plan: LayerPlan, unit: str) -> list[int]:
-    """The units of kind ``unit`` that ``plan`` keeps."""
-    return {"head": plan.kept_heads, "kv": plan.kept_kv, "channel": plan.kept_channels}[unit]
+from adapruner.pruning.structure import PruningPlan
 
 
 @torch.no_grad()
@@ -47,7 +42,7 @@ def bias_compensation(model: nn.Module, plan: PruningPlan,
                 by_path.setdefault(member.path, []).append(member)
         for path, members in by_path.items():
             linear = layers[idx].get_submodule(path)
-            kept = torch.cat([m.index(kept_units(layer_plan, m.unit)) for m in members])
+            kept = torch.cat([m.index(layer_plan.kept(m.unit)) for m in members])
             removed = torch.ones(linear.in_features, dtype=torch.bool)
             removed[kept] = False
             if not removed.any():

@@ -65,18 +65,18 @@ def apply_masks(model: nn.Module, plan: PruningPlan) -> MaskHandle:
         for idx, layer_plan in sorted(plan.layers.items()):
             shape = adapter.layer_shape(model, idx)
             layer_plan.validate(shape)
-            kept = {"head": layer_plan.kept_heads, "kv": layer_plan.kept_kv, "channel": layer_plan.kept_channels}
             for member in adapter.members(shape):
-                if member.axis != 1 or len(kept[member.unit]) == member.count:
+                if member.axis != 1 or len(layer_plan.kept(member.unit)) == member.count:
                     continue
                 linear = layers[idx].get_submodule(member.path)
                 mask = torch.zeros(linear.in_features, device=linear.weight.device, dtype=linear.weight.dtype)
-                mask[member.index(kept[member.unit]).to(mask.device)] = 1
+                mask[member.index(layer_plan.kept(member.unit)).to(mask.device)] = 1
                 handle.hooks.append(linear.register_forward_pre_hook(_input_mask_hook(mask)))
         for idx, biases in sorted(plan.bias.items()):
             for path, bias in biases.items():
                 linear = layers[idx].get_submodule(path)
-                handle.hooks.append(linear.register_forward_hook(_output_bias_hook(bias.to(linear.weight.device))))
+                bias = bias.to(device=linear.weight.device, dtype=linear.weight.dtype)
+                handle.hooks.append(linear.register_forward_hook(_output_bias_hook(bias)))
     except Exception:
         handle.remove()
         raise

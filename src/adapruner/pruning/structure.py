@@ -81,6 +81,10 @@ class LayerPlan:
     kept_kv: list[int]
     kept_channels: list[int]
 
+    def kept(self, unit: str) -> list[int]:
+        """The kept units of kind ``unit`` ("head", "kv" or "channel")."""
+        return {"head": self.kept_heads, "kv": self.kept_kv, "channel": self.kept_channels}[unit]
+
     def shape(self, original: LayerShape) -> LayerShape:
         """The layer's widths after pruning."""
         return LayerShape(

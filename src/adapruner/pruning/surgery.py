@@ -14,7 +14,7 @@ import torch
 import torch.nn as nn
 
 from adapruner.pruning.adapters import FamilyAdapter, adapter_for
-from adapruner.pruning.compensation import add_bias, kept_units
+from adapruner.pruning.compensation import add_bias
 from adapruner.pruning.modeling_pruned import layer_config, rebuild_layer
 from adapruner.pruning.structure import LayerPlan, LayerShape, PruningPlan
 
@@ -28,7 +28,7 @@ def _gathered_state(layer: nn.Module, adapter: FamilyAdapter, shape: LayerShape,
     for path, members in by_path.items():
         linear = layer.get_submodule(path)
         for axis in (0, 1):
-            parts = [m.index(kept_units(plan, m.unit)) for m in members if m.axis == axis]
+            parts = [m.index(plan.kept(m.unit)) for m in members if m.axis == axis]
             if not parts:
                 continue
             idx = torch.cat(parts).to(linear.weight.device)
