@@ -29,6 +29,7 @@ from bench import ZEROSHOT_TASKS, Variant  # noqa: E402
 TASK_HEAD = {"boolq": "BoolQ", "piqa": "PIQA", "hellaswag": "HellaSw.", "winogrande": "WinoG.",
              "arc_easy": "ARC-e", "arc_challenge": "ARC-c", "openbookqa": "OBQA"}
 HERE = Path(__file__).resolve().parent
+SEARCH_BUDGETS = (30, 50, 100)  # trial budgets the scripts are run with (see run_all.sh)
 
 
 class Results:
@@ -49,6 +50,18 @@ class Results:
 
     def pending_lines(self) -> list[str]:
         return [f"- {k}" + (f": {', '.join(self.grouped[k])}" if self.grouped.get(k) else "") for k in self.pending]
+
+    def resolve(self, v: Variant) -> Variant:
+        """``v`` itself when it has results; for a searched row without them, the same study with
+        the largest smaller trial budget that has run (CPU sessions run 30-trial studies where the
+        tables plan 100; the row's label then names its budget)."""
+        if self.record(v) or not v.search:
+            return v
+        for trials in sorted((b for b in SEARCH_BUDGETS if b < v.search.trials), reverse=True):
+            w = replace(v, search=replace(v.search, trials=trials))
+            if self.record(w):
+                return w
+        return v
 
     def record(self, v: Variant) -> dict:
         return bench.read_json(self.ctx.record_path(v)) or {}
@@ -184,14 +197,14 @@ def table1_section(res: Results, args) -> list[str]:
     pruned = [m for m in table1.METHODS if m != "dense"]
     for ratio in ratios:
         for tuned in (False, True):
-            rows = [dense] + [table1.variant(t1, m, ratio, tuned=tuned) for m in pruned]
+            rows = [dense] + [res.resolve(table1.variant(t1, m, ratio, tuned=tuned)) for m in pruned]
             title = f"{ratio:.0%} of parameters removed, " + ("with LoRA recovery" if tuned else "without recovery")
             out += [f"### Table 1: {title}", ""]
             out += comparison_table(res, rows, f"Table 1 {ratio:.0%} {'tuned' if tuned else 'untuned'}")
             out += [""] + commands_block(res, rows)
         png = args.plots / f"table1_r{round(ratio * 100):02d}.png"
-        if _plot_table1(res, [dense] + [table1.variant(t1, m, ratio) for m in pruned],
-                        [dense] + [table1.variant(t1, m, ratio, tuned=True) for m in pruned], ratio, png):
+        if _plot_table1(res, [dense] + [res.resolve(table1.variant(t1, m, ratio)) for m in pruned],
+                        [dense] + [res.resolve(table1.variant(t1, m, ratio, tuned=True)) for m in pruned], ratio, png):
             out += [f"![Table 1 at {ratio:.0%}]({png.relative_to(args.readme.parent)})", ""]
     return out
 
@@ -253,10 +266,10 @@ def seeds_section(res: Results, args, plots: Path) -> list[str]:
                 return f"{min(xs):.2f} – {max(xs):.2f}" if xs else ""
 
             out.append(f"| {ratio:.0%} | {m} | {min(len(w), len(p))}/{t1.seeds} | {ms(w)} | {ms(p)} | {rng(w)} | {rng(p)} |")
-        a = table1.variant(t1, "adapruner", ratio)
+        a = res.resolve(table1.variant(t1, "adapruner", ratio))
         w, p = res.ppl(a, "wikitext2"), res.ppl(a, "ptb")
         points[(ratio, "adapruner")] = ([w] if w else [], [p] if p else [])
-        out.append(f"| {ratio:.0%} | adapruner (searched, 1 run) | {1 if w and p else 0}/1 | {fmt(w)} | {fmt(p)} | | |")
+        out.append(f"| {ratio:.0%} | {a.label()} (searched, 1 run) | {1 if w and p else 0}/1 | {fmt(w)} | {fmt(p)} | | |")
     png = plots / "seeds_ppl.png"
     if _plot_seeds(points, png):
         out += ["", f"![PPL over calibration seeds]({png.relative_to(args.readme.parent)})"]
@@ -293,7 +306,19 @@ def _plot_seeds(points: dict, png: Path) -> bool:
 
 def table2_section(res: Results, args) -> list[str]:
     t2 = table2.build_parser().parse_args(["--model", args.model, "--table8", *(["--smoke"] if args.smoke else [])])
-    rows = [v for v, _ in table2.plan(t2)]
+    planned = [v for v, _ in table2.plan(t2)]
+    # One table per trial budget that has ablation results (never a mixed-budget comparison).
+    budgets = [b for b in sorted(set(SEARCH_BUDGETS) | {t2.trials}, reverse=True)
+               if any(res.record(replace(v, search=replace(v.search, trials=b)))
+                      for v in planned if v.search.ablation != "full")] or [t2.trials]
+    out = []
+    for b in budgets:
+        rows = [replace(v, search=replace(v.search, trials=b)) for v in planned]
+        out += [f"**Budget: {b} finished trials per study.**", "", *_table2_budget(res, rows)]
+    return out
+
+
+def _table2_budget(res: Results, rows: list[Variant]) -> list[str]:
     out = comparison_table(res, rows, "Table 2")
     out += ["", "| study | trials finished (complete / pruned) | best validation objective | best trial | "
                 "median trial s |", "|---|---|---|---|---|"]
@@ -314,6 +339,7 @@ def fig4_section(res: Results, args, plots: Path) -> list[str]:
     lines += ["| study | trials | " + " | ".join(f"best @ {c}" for c in checkpoints) + " | final best |",
               "|---|---|" + "---|" * (len(checkpoints) + 1)]
     for v, _ in fig4.plan(f4):
+        v = res.resolve(v)
         s = res.record(v).get("search")
         name = f"{v.search.sampler} seed {v.search.seed}"
         if not s:

@@ -14,8 +14,15 @@ run $P/table1.py --ratios 0.2 --tune no --methods adapruner,element1 --evals wik
 run $P/table1.py --ratios 0.2 --tune no "$@"                     # + zero-shot, + seeds of vector/element2
 run $P/table9.py "$@"
 run $P/table10.py "$@"
-run $P/table1.py --ratios 0.5 --tune no "$@"
-run $P/table1.py --ratios 0.2 "$@"
+# What a 2-core CPU finishes in one session comes next: the 50 % rows and the searches of
+# Table 2 / Fig. 4 seed 1 with a 30-trial budget (each compared with a 30-trial full search).
+run $P/table1.py --ratios 0.5 --tune no --seeds 1 --trials 30 "$@"
+run $P/table1.py --ratios 0.2 --tune yes "$@"                   # LoRA-recovered rows
+run $P/fig4.py --seeds 1 --trials 30 "$@"                        # seed 0: the 100-trial studies
+run $P/table2.py --trials 30 --evals wikitext2,ptb "$@"
+run $P/table2.py --trials 30 "$@"                                # + zero-shot
+run $P/table1.py --ratios 0.5 --tune no --trials 30 "$@"         # + 50 % calibration seeds
+# The full budget (100 trials everywhere), for a GPU or a long CPU run.
 run $P/table2.py "$@"
 run $P/fig4.py "$@"
 run $P/table1.py "$@"

@@ -3,7 +3,7 @@
 Rows: dense, magnitude (l2), random, vector, element1, element2, wanda-sp, flap, saap (each
 ``adapruner prune --metric M``, 10 random book windows drawn with --seed 0 where the metric needs
 calibration) and AdaPruner (``adapruner search`` with the TPE budget of --trials, the pruned model
-being the search's best). "Tuned" rows add ``adapruner finetune`` (CPU-sized LoRA on 2000
+being the search's best). "Tuned" rows add ``adapruner finetune`` (CPU-sized LoRA: 20 steps of 16
 cleaned-Alpaca rows, see bench.Tune). Columns: WikiText-2 and PTB test perplexity (seq 128, the
 full test splits unless --max-windows), the seven zero-shot accuracies and their average
 (``--limit`` documents per task, the same for every row), parameters. The gradient baselines
