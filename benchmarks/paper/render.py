@@ -88,6 +88,20 @@ class Results:
         return {d for d in devs if d}
 
 
+def software_line(res: Results, dense: Variant) -> str:
+    """Versions and zero-shot splits as recorded by the dense model's evaluations."""
+    evals = res.record(dense).get("evals", {})
+    zs = (evals.get(res.ctx.protocol.tag("zeroshot")) or {}).get("zeroshot", {}).get("protocol", {})
+    vers = next((e.get("versions") for e in evals.values() if e.get("versions")), {})
+    if not zs and not vers:
+        return ""
+    splits = ", ".join(f"{TASK_HEAD.get(t, t)} {s}" for t, s in zs.get("splits", {}).items())
+    soft = ", ".join(f"{k} {v}" for k, v in vers.items())
+    return (f"Software: lm-evaluation-harness {zs.get('lm_eval_version', '?')} ({zs.get('num_fewshot', 0)}-shot; "
+            f"splits: {splits}), {soft}. Seeds: calibration / search / evaluation seed 0 unless a row says "
+            "otherwise (`--seed` in its commands).")
+
+
 def fmt(x, digits=2) -> str:
     if x is None:
         return "pending"
@@ -477,6 +491,7 @@ def main() -> int:
         f"and evaluated with their weights cast to {proto.dtype} (`--eval-dtype`; on the dense model bfloat16 "
         "moves perplexity by < 0.1 %, see the dense float32 cross-check below). Every row records its exact commands, "
         "wall times, device and software versions in `benchmarks/results/variants/<row>.json`.", "",
+        software_line(res, Variant(model=args.model)), "",
         "## Table 1 / 4 analogue: comparison of pruning methods", "", *t1,
         "## Every importance metric at 20 % (same 10 calibration windows)", "", *mt,
         "## Spread over random calibration sets (gradient baselines, 5 seeds)", "", *seeds, "",
