@@ -22,6 +22,9 @@ run $P/fig4.py --seeds 1 --trials 30 "$@"                        # seed 0: the 1
 run $P/table2.py --trials 30 --evals wikitext2,ptb "$@"
 run $P/table2.py --trials 30 "$@"                                # + zero-shot
 run $P/table1.py --ratios 0.5 --tune no --trials 30 "$@"         # + 50 % calibration seeds
+run $P/fig4.py --seeds 1 "$@"                                    # second seed at the full 100 trials
+run $P/table1.py --ratios 0.5 --tune yes --trials 30 "$@"        # LoRA-recovered 50 % rows
+run $P/table2.py --trials 30 --ablations '' --table8 --evals wikitext2,ptb "$@"   # Table 8 rows
 # The full budget (100 trials everywhere), for a GPU or a long CPU run.
 run $P/table2.py "$@"
 run $P/fig4.py "$@"
