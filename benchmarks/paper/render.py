@@ -143,6 +143,17 @@ def comparison_table(res: Results, rows: list[Variant], title_pending: str) -> l
     return lines
 
 
+def origin_steps(build: dict) -> list[dict]:
+    """The steps that first built a variant's current weights. A model directory lost with its
+    scratch space is rebuilt from the search's recorded best configuration (``prune --config``),
+    which reproduces the same weights (digest checked) but names a file outside the repository;
+    the command worth citing is the original ``search``, kept in the build history."""
+    for entry in [*build.get("history", []), build]:
+        if entry.get("weights_sha256") == build.get("weights_sha256") and entry.get("steps"):
+            return entry["steps"]
+    return build.get("steps", [])
+
+
 def commands_block(res: Results, rows: list[Variant]) -> list[str]:
     """A collapsed list of the exact product commands behind each row."""
     out = ["<details><summary>exact commands of every row (from the result records)</summary>", "", "```bash"]
@@ -153,7 +164,9 @@ def commands_block(res: Results, rows: list[Variant]) -> list[str]:
         out.append(f"# {v.label()}  ({v.slug()})")
         builds = ([res.record(v.base())] if v.tune else []) + [rec]
         for r in builds:
-            out += [step["command"] for step in (r.get("build") or {}).get("steps", [])]
+            build = r.get("build") or {}
+            out += [f"{step['command']}   # {step.get('wall_s', '?')} s on {build.get('device') or '?'}"
+                    for step in origin_steps(build)]
         wanted = {res.ctx.protocol.tag(k) for k in ("wikitext2", "ptb", "zeroshot")}
         for tag, e in sorted(rec.get("evals", {}).items()):
             if tag in wanted:
@@ -429,7 +442,7 @@ def table9_section(res: Results, args) -> list[str]:
                 "| pair | params | MACs | weights | peak memory | prefill speed-up | decode speed-up |",
                 "|---|---|---|---|---|---|---|", *ratio_lines]
     if cmds:
-        out += ["", "```bash", *cmds, "```"]
+        out += ["", "```bash", "# --model2 directories: built by the commands of Table 1 (20 %, without recovery) above", *cmds, "```"]
     return out
 
 
@@ -456,7 +469,7 @@ def table10_section(res: Results, args) -> list[str]:
             text = ss[i]["continuation"] if i < len(ss) else "pending"
             out.append(f"| {name} | {' '.join(text.split()).replace('|', '/')} |")
         out.append("")
-    return out + ["```bash", *cmds, "```"]
+    return out + ["```bash", "# --model2 directories: built by the commands of Table 1 (20 %, without recovery) above", *cmds, "```"]
 
 
 def main() -> int:
