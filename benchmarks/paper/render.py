@@ -287,10 +287,10 @@ def seeds_section(res: Results, args, plots: Path) -> list[str]:
             def ms(xs):
                 if not xs:
                     return "pending"
-                return f"{statistics.mean(xs):.2f} ± {statistics.stdev(xs):.2f}" if len(xs) > 1 else f"{xs[0]:.2f}"
+                return f"{fmt(statistics.mean(xs))} ± {fmt(statistics.stdev(xs))}" if len(xs) > 1 else fmt(xs[0])
 
             def rng(xs):
-                return f"{min(xs):.2f} – {max(xs):.2f}" if xs else ""
+                return f"{fmt(min(xs))} – {fmt(max(xs))}" if xs else ""
 
             out.append(f"| {ratio:.0%} | {m} | {min(len(w), len(p))}/{t1.seeds} | {ms(w)} | {ms(p)} | {rng(w)} | {rng(p)} |")
         a = res.resolve(table1.variant(t1, "adapruner", ratio))
