@@ -143,6 +143,9 @@ def comparison_table(res: Results, rows: list[Variant], title_pending: str) -> l
     return lines
 
 
+MODEL2_NOTE = "# --model2 directories: built by the commands of Table 1 (20 %, without recovery) above"  # Tables 9 and 10 reuse Table 1's models
+
+
 def origin_steps(build: dict) -> list[dict]:
     """The steps that first built a variant's current weights. A model directory lost with its
     scratch space is rebuilt from the search's recorded best configuration (``prune --config``),
@@ -442,7 +445,7 @@ def table9_section(res: Results, args) -> list[str]:
                 "| pair | params | MACs | weights | peak memory | prefill speed-up | decode speed-up |",
                 "|---|---|---|---|---|---|---|", *ratio_lines]
     if cmds:
-        out += ["", "```bash", "# --model2 directories: built by the commands of Table 1 (20 %, without recovery) above", *cmds, "```"]
+        out += ["", "```bash", MODEL2_NOTE, *cmds, "```"]
     return out
 
 
@@ -469,7 +472,7 @@ def table10_section(res: Results, args) -> list[str]:
             text = ss[i]["continuation"] if i < len(ss) else "pending"
             out.append(f"| {name} | {' '.join(text.split()).replace('|', '/')} |")
         out.append("")
-    return out + ["```bash", "# --model2 directories: built by the commands of Table 1 (20 %, without recovery) above", *cmds, "```"]
+    return out + ["```bash", MODEL2_NOTE, *cmds, "```"]
 
 
 def main() -> int:

@@ -18,7 +18,6 @@ run $P/table10.py "$@"
 # Table 2 / Fig. 4 seed 1 with a 30-trial budget (each compared with a 30-trial full search).
 run $P/table1.py --ratios 0.5 --tune no --seeds 1 --trials 30 "$@"
 run $P/table1.py --ratios 0.2 --tune yes "$@"                   # LoRA-recovered rows
-run $P/fig4.py --seeds 1 --trials 30 "$@"                        # seed 0: the 100-trial studies
 run $P/table2.py --trials 30 --evals wikitext2,ptb "$@"
 run $P/table2.py --trials 30 "$@"                                # + zero-shot
 run $P/table1.py --ratios 0.5 --tune no --trials 30 "$@"         # + 50 % calibration seeds
