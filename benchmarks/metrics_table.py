@@ -31,8 +31,8 @@ def main() -> None:
     from adapruner.importance import (METRICS, collect_statistics, compute_scores, needs_calibration,
                                       needs_gradients, scores_from_statistics)
     from adapruner.models.load import load_model
-    from adapruner.pipeline import calibration_samples
-    from adapruner.pruning.allocation import allocate, count_parameters, removed_parameters
+    from adapruner.data.calibration import calibration_samples
+    from adapruner.allocation import allocate, count_parameters, removed_parameters
     from adapruner.pruning.masks import apply_masks
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -52,7 +52,7 @@ def main() -> None:
     # The AdaPruner blend at the scale-aligned point (importance/taylor.py): I_el scaled to I_vec's
     # magnitude, Fisher terms scaled to their first-order terms.
     blend = dict(alpha1=0.5, alpha2=0.5, align_el=1e-2, second_order_vec=1.0, second_order_el=1e2)
-    calib = calibration_samples(tok, config, args.data_dir)
+    calib = calibration_samples(tok, config.calibration, args.data_dir)
     windows = {name: corpus_windows(tok, load_corpus(name, "test", args.data_dir), 128, max_windows=args.max_windows)
                for name in ("wikitext2", "ptb")}
 

@@ -25,7 +25,7 @@ from adapruner.data.corpora import load_corpus
 from adapruner.data.paths import resolve_data_dir
 from adapruner.eval.perplexity import corpus_windows, perplexity
 from adapruner.models.load import load_model
-from adapruner.pruning.allocation import count_parameters
+from adapruner.allocation import count_parameters
 
 
 def safetensors_bytes(path: Path) -> int:

@@ -104,13 +104,13 @@ def our_scores(model, calib: torch.Tensor, micro_batch: int | None = None) -> di
 def worker(args) -> None:
     from adapruner.config import PruneConfig
     from adapruner.models.load import load_model
-    from adapruner.pipeline import calibration_samples
+    from adapruner.data.calibration import calibration_samples
 
     torch.manual_seed(0)
     lm = load_model(args.model, device="cpu", dtype="float32")
     config = PruneConfig()
     config.calibration.num_samples, config.calibration.seq_len = args.samples, args.seq_len
-    calib = calibration_samples(lm.tokenizer, config, args.data_dir)
+    calib = calibration_samples(lm.tokenizer, config.calibration, args.data_dir)
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     gc.collect()
     reset = _reset_peak()

@@ -32,8 +32,8 @@ from adapruner.data.books import calibration_pool
 from adapruner.data.paths import resolve_data_dir
 from adapruner.eval.perplexity import perplexity
 from adapruner.models.load import load_model
-from adapruner.pruning.adapters import adapter_for
-from adapruner.pruning.allocation import allocate
+from adapruner.core.adapters import adapter_for
+from adapruner.allocation import allocate
 from adapruner.pruning.surgery import prune_model
 from adapruner.search.objective import EvalProtocol, Objective, load_eval_windows
 from adapruner.search.space import SearchSpace

@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+import adapruner.models.hub as hub
 import adapruner.models.load as load
 from adapruner.cli import main
 from tiny import tiny_model
@@ -82,13 +83,13 @@ def test_eval_seq_len_beyond_context(capsys, tiny_dir, data_dir):
 
 
 def test_eval_hub_id_without_network(capsys, monkeypatch, data_dir):
-    monkeypatch.setattr(load, "_hub_reachable", lambda timeout=3.0: False)
+    monkeypatch.setattr(hub, "hub_reachable", lambda timeout=3.0: False)
     assert_one_line_error(capsys, ["eval", "--model", "adapruner-test/nothing", "--data-dir", str(data_dir),
                                    "--device", "cpu"], "cannot download 'adapruner-test/nothing'")
 
 
 def test_eval_missing_data_file(capsys, monkeypatch, tmp_path, tiny_dir):
-    monkeypatch.setattr(load, "_hub_reachable", lambda timeout=3.0: False)
+    monkeypatch.setattr(hub, "hub_reachable", lambda timeout=3.0: False)
     (tmp_path / "data").mkdir()
     assert_one_line_error(capsys, ["eval", "--model", str(tiny_dir), "--data-dir", str(tmp_path / "data"),
                                    "--ppl", "ptb", "--device", "cpu", "--out", str(tmp_path / "r.json")],

@@ -10,11 +10,10 @@ import transformers as T
 
 import adapruner  # noqa: F401  (registers the pruned model types)
 from adapruner.cli import main
-from adapruner.config import AllocationConfig, MetricConfig
-from adapruner.importance import compute_scores
-from adapruner.pruning.adapters import adapter_for
-from adapruner.pruning.allocation import allocate, count_parameters
-from adapruner.pruning.compensation import bias_compensation, input_means
+from adapruner.config import AllocationConfig, MetricConfig, PruneConfig, UpdateConfig
+from adapruner.core.adapters import adapter_for
+from adapruner.core.params import count_parameters
+from adapruner.planning import plan_pruning
 from adapruner.pruning.masks import apply_masks
 from adapruner.pruning.save import save_pruned
 from adapruner.pruning.surgery import prune_model
@@ -23,10 +22,9 @@ from tiny_tokenizer import char_tokenizer
 
 
 def compensated_plan(model, calib, layers=(0, 4)):
-    scores = compute_scores(model, MetricConfig(name="flap"), calib, progress=False)
-    plan = allocate(model, scores, 0.3, AllocationConfig(layers=list(layers)))
-    plan.bias = bias_compensation(model, plan, input_means(model, calib))
-    return plan
+    config = PruneConfig(metric=MetricConfig(name="flap"), allocation=AllocationConfig(layers=list(layers)),
+                         update=UpdateConfig(name="bias"))
+    return plan_pruning(model, calib, config, 0.3, progress=False).plan
 
 
 def logits(model, x):
@@ -39,7 +37,7 @@ def test_compensated_masks_equal_surgery_and_reload(family, tmp_path):
     torch.manual_seed(0)
     model, calib, x = tiny_model(family), tiny_batch(6, 16), tiny_batch(2, 12)
     plan = compensated_plan(model, calib)
-    assert plan.bias and all(v.abs().sum() > 0 for b in plan.bias.values() for v in b.values())
+    assert plan.updates and all(u.bias.abs().sum() > 0 for b in plan.updates.values() for u in b.values())
     with apply_masks(model, plan):
         masked = logits(model, x)
     dense = logits(model, x)
@@ -91,8 +89,14 @@ def test_prune_cli_bias_compensation(tmp_path, data_dir):
                  "--num-samples", "3", "--calib-seq-len", "32", "--layers", "0:4", "--out", str(out),
                  "--device", "cpu", "--data-dir", str(data_dir)]) == 0
     report = json.loads((out / "pruning_report.json").read_text())
-    assert report["config"]["metric"]["bias_compensation"] is True
+    assert report["config"]["update"]["name"] == "bias"
     assert len(report["config"]["calibration"]["indices"]) == 3
     model = T.AutoModelForCausalLM.from_pretrained(out)
     assert model.model.layers[0].mlp.down_proj.bias is not None
     assert model.model.layers[0].self_attn.o_proj.bias is not None
+
+
+def test_legacy_bias_compensation_flag_in_a_config_reads_as_the_bias_update():
+    config = PruneConfig.from_json({"metric": {"name": "flap", "bias_compensation": True}})
+    assert config.update.name == "bias" and config.metric.name == "flap"
+    assert PruneConfig.from_json({"metric": {"bias_compensation": False}}).update.name == "none"

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import adapruner.data.books as books
+import adapruner.models.hub as hub
 import adapruner.models.load as load
 from adapruner.data.books import calibration_pool, load_pool, paragraphs, strip_gutenberg
 from adapruner.data.corpora import load_corpus, load_ptb, load_wikitext2
@@ -19,7 +20,7 @@ from tiny_tokenizer import char_tokenizer
 @pytest.fixture
 def offline(monkeypatch):
     """No hub: a missing data file must be an error, never a download."""
-    monkeypatch.setattr(load, "_hub_reachable", lambda timeout=3.0: False)
+    monkeypatch.setattr(hub, "hub_reachable", lambda timeout=3.0: False)
 
 
 @pytest.fixture

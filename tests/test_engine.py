@@ -11,11 +11,11 @@ import transformers as T
 from adapruner.config import AllocationConfig, MetricConfig
 from adapruner.errors import AdaprunerError
 from adapruner.importance import compute_scores
-from adapruner.pruning.adapters import adapter_for
-from adapruner.pruning.allocation import (allocate, count_parameters, default_layer_range, max_reachable_ratio,
+from adapruner.core.adapters import adapter_for
+from adapruner.allocation import (allocate, count_parameters, default_layer_range, max_reachable_ratio,
                                           removed_parameters)
 from adapruner.pruning.masks import apply_masks
-from adapruner.pruning.structure import LayerPlan, PruningPlan
+from adapruner.core.structure import LayerPlan, PruningPlan
 from adapruner.pruning.surgery import prune_model
 from tiny import CONFIGS, tiny_batch, tiny_model
 

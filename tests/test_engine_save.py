@@ -17,9 +17,9 @@ import adapruner  # noqa: F401  (registers the pruned model types)
 from adapruner.config import AllocationConfig, MetricConfig
 from adapruner.errors import AdaprunerError
 from adapruner.importance import compute_scores
-from adapruner.pruning.allocation import allocate, count_parameters
+from adapruner.allocation import allocate, count_parameters
 from adapruner.pruning.save import REPORT_NAME, save_pruned
-from adapruner.pruning.structure import LayerPlan, PruningPlan
+from adapruner.core.structure import LayerPlan, PruningPlan
 from adapruner.pruning.surgery import prune_model
 from tiny import CONFIGS, tiny_batch, tiny_model
 

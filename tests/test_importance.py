@@ -19,7 +19,7 @@ from adapruner.importance import (
 from adapruner.importance.aggregation import aggregate
 from adapruner.importance.folding import fold
 from adapruner.importance.statistics import pruneable_linears
-from adapruner.pruning.adapters import adapter_for
+from adapruner.core.adapters import adapter_for
 
 FACTORS = (0.0, 1.0, 1e3, 1e12)  # 1e12 makes the Fisher term dominate: checks F on its own
 

@@ -7,7 +7,7 @@ import torch
 
 from adapruner.config import MetricConfig, PruneConfig
 from adapruner.importance import collect_statistics, scores_from_statistics
-from adapruner.pruning.adapters import adapter_for
+from adapruner.core.adapters import adapter_for
 
 pytestmark = pytest.mark.slow
 
@@ -36,12 +36,12 @@ def _zero_columns(linear: torch.nn.Linear, cols: torch.Tensor):
 @pytest.fixture(scope="module")
 def smollm2(data_dir):
     from adapruner.models.load import load_model
-    from adapruner.pipeline import calibration_samples
+    from adapruner.data.calibration import calibration_samples
 
     lm = load_model("smollm2-135m", device="cpu")
     config = PruneConfig()
     config.calibration.num_samples = 4
-    calib = calibration_samples(lm.tokenizer, config, data_dir)
+    calib = calibration_samples(lm.tokenizer, config.calibration, data_dir)
     return lm.model, calib
 
 

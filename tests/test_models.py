@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import adapruner.models.gguf_cache as gguf_cache
+import adapruner.models.hub as hub
 import adapruner.models.load as load
 from adapruner.errors import AdaprunerError
 from adapruner.models.aliases import ALIASES, Alias, alias_gguf_path
@@ -67,7 +68,7 @@ def test_bad_specs_are_one_line_errors(tmp_path):
 
 
 def test_hub_id_without_network_fails_fast_with_one_line(monkeypatch):
-    monkeypatch.setattr(load, "_hub_reachable", lambda timeout=3.0: False)
+    monkeypatch.setattr(hub, "hub_reachable", lambda timeout=3.0: False)
     msg = one_line_error(lambda: load_model("adapruner-test/no-such-model", device="cpu"), "cannot download")
     assert "'adapruner-test/no-such-model'" in msg and "alias" in msg
 
@@ -78,7 +79,7 @@ def test_hub_failure_with_network_reports_the_reason(monkeypatch):
     def not_found(*args, **kwargs):
         raise OSError("adapruner-test/nothing is not a valid model identifier\nmore detail")
 
-    monkeypatch.setattr(load, "_hub_reachable", lambda timeout=3.0: True)
+    monkeypatch.setattr(hub, "hub_reachable", lambda timeout=3.0: True)
     monkeypatch.setattr(transformers.AutoConfig, "from_pretrained", not_found)
     msg = one_line_error(lambda: load_model("adapruner-test/nothing", device="cpu"), "not a valid model identifier")
     assert "no network" not in msg
@@ -88,7 +89,7 @@ def test_offline_mode_skips_the_network_probe(monkeypatch):
     import huggingface_hub.constants as constants
 
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
-    assert load._hub_reachable() is False
+    assert hub.hub_reachable() is False
 
 
 def test_missing_alias_package_names_the_pip_command(monkeypatch):

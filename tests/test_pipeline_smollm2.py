@@ -14,7 +14,7 @@ import transformers as T
 
 import adapruner  # noqa: F401  (registers the pruned model types for from_pretrained)
 from adapruner.cli import main
-from adapruner.pruning.allocation import count_parameters
+from adapruner.allocation import count_parameters
 
 DENSE_PARAMETERS = 134_515_008
 

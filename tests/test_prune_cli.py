@@ -13,7 +13,7 @@ import transformers as T
 import adapruner  # noqa: F401  (registers the pruned model types)
 from adapruner.cli import main
 from adapruner.config import PruneConfig
-from adapruner.pruning.allocation import count_parameters
+from adapruner.allocation import count_parameters
 from tiny import tiny_batch, tiny_model
 from tiny_tokenizer import char_tokenizer
 
@@ -151,7 +151,7 @@ def test_micro_batches_give_the_same_pruning(tiny_dir, tmp_path, data_dir):
 def test_calibration_indices_are_checked():
     from adapruner.config import CalibrationConfig
     from adapruner.errors import AdaprunerError
-    from adapruner.pipeline import calibration_indices
+    from adapruner.data.calibration import calibration_indices
 
     assert calibration_indices(50, CalibrationConfig(num_samples=5, seed=1)) == \
         calibration_indices(50, CalibrationConfig(num_samples=5, seed=1))

@@ -16,7 +16,7 @@ from optuna.trial import TrialState
 
 from adapruner.cli import main
 from adapruner.config import PruneConfig
-from adapruner.search import study as st
+from adapruner.search import storage as stg
 
 sys.path.insert(0, str(Path(__file__).parent))
 from tiny import tiny_model  # noqa: E402
@@ -56,7 +56,7 @@ def search_args(model: Path, out: Path, data_dir: Path, trials: int = 3, *extra:
 
 
 def trials_of(out: Path, name: str = "adapruner-tpe") -> list:
-    return optuna.load_study(study_name=name, storage=st.default_storage(out)).get_trials(deepcopy=False)
+    return optuna.load_study(study_name=name, storage=stg.default_storage(out)).get_trials(deepcopy=False)
 
 
 def test_search_writes_outputs_that_prune_reapplies(tiny_dir, data_dir, tmp_path, capsys):
@@ -97,7 +97,7 @@ def test_rerun_continues_and_refuses_another_model_or_space(tiny_dir, data_dir, 
     assert main(search_args(other, out, data_dir, 3, "--sampler", "random")) == 2
     assert "refusing to mix" in capsys.readouterr().err
     assert main(search_args(tiny_dir, out, data_dir, 3, "--sampler", "random", "--fixed-metric", "first")) == 2
-    assert "space_hash" in capsys.readouterr().err
+    assert "another space (metric: adapruner -> element1)" in capsys.readouterr().err
 
 
 def test_ablation_switches_run(tiny_dir, data_dir, tmp_path):
@@ -125,8 +125,8 @@ def _space(tmp_path: Path, **values) -> Path:
 
 
 @pytest.mark.parametrize("extra,message", [
-    (["--trials", "0"], "--trials must be >= 1"),
-    (["--ratio", "1.5"], "--ratio must be between 0 and 1"),
+    (["--trials", "0"], "--trials must be an integer >= 1"),
+    (["--ratio", "1.5"], "--ratio must be a fraction strictly between 0 and 1"),
     (["--ratio", "0.99"], "cannot be reached"),
     (["--no-data-search", "--fixed-metric", "first"], "nothing to search"),
     (["--storage", "postgresql://u:pw@127.0.0.1:1/none"], "cannot use study storage"),

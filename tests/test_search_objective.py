@@ -14,7 +14,7 @@ import torch
 from adapruner.config import PruneConfig
 from adapruner.errors import AdaprunerError
 from adapruner.importance import collect_statistics, scores_from_statistics
-from adapruner.pruning.allocation import allocate
+from adapruner.allocation import allocate
 from adapruner.pruning.masks import apply_masks
 from adapruner.search.objective import CachedEvaluator, Objective, _nll, spread_windows
 from adapruner.search.space import SearchSpace, resolve_duplicates, space_from_args
@@ -137,12 +137,12 @@ def test_smollm2_cached_objective_matches_the_pruned_model(data_dir):
     from adapruner.models.load import load_model
     from adapruner.pipeline import plan_pruning
     from adapruner.pruning.surgery import prune_model
-    from adapruner.search.objective import EvalProtocol, load_eval_windows
+    from adapruner.search.objective import ObjectiveProtocol, load_eval_windows
 
     loaded = load_model("smollm2-135m", device="cpu")
     model, tok = loaded.model, loaded.tokenizer
     pool = calibration_pool(tok, data_dir)
-    windows = load_eval_windows(tok, data_dir, EvalProtocol(windows=4))
+    windows = load_eval_windows(tok, data_dir, ObjectiveProtocol(windows=4))
     objective = Objective(model, pool, windows, 0.2, batch_size=4)
     config = SearchSpace().suggest(optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0)).ask(), len(pool))
     result = objective(config)

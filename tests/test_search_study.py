@@ -19,7 +19,9 @@ import pytest
 from optuna.trial import TrialState
 
 from adapruner.errors import AdaprunerError
-from adapruner.search import study as st
+from adapruner.search import identity as idn
+from adapruner.search import results, samplers, worker
+from adapruner.search import storage as stg
 from adapruner.search.objective import TrialResult
 from adapruner.search.space import SearchSpace
 
@@ -46,26 +48,26 @@ class StandInObjective:
 
 def identity(space=None, model="tiny", ratio=0.2):
     space = space or SearchSpace(num_samples=4)
-    return st.StudyIdentity(model=model, ratio=ratio, space=space, protocol={"windows": 4}, sampler="tpe")
+    return idn.StudyIdentity(model=model, ratio=ratio, space=space, protocol={"windows": 4}, sampler="tpe")
 
 
 def run_worker(url: str, n: int, step_sleep: float = 0.0, seed: int = 0, heartbeat: int = 1,
                pruner: str = "none", name: str = "s", space: SearchSpace | None = None, objective=None):
     space = space or SearchSpace(num_samples=4)
-    storage = st.open_storage(url, heartbeat=heartbeat)
-    study = st.open_study(storage, name, identity(space), st.make_sampler("tpe", seed), st.make_pruner(pruner))
-    ctx = st.WorkerContext(space=space, pool_size=POOL, n_trials=n, objective=objective or StandInObjective(step_sleep),
+    storage = stg.open_storage(url, heartbeat=heartbeat)
+    study = idn.open_study(storage, name, identity(space), samplers.make_sampler("tpe", seed), samplers.make_early_stop(pruner))
+    ctx = worker.WorkerContext(space=space, pool_size=POOL, n_trials=n, objective=objective or StandInObjective(step_sleep),
                            seed=seed, poll_s=0.2, progress=False)
-    st.Worker(study, ctx).run()
+    worker.Worker(study, ctx).run()
     return study
 
 
 def states(url: str, name: str = "s") -> list:
-    return optuna.load_study(study_name=name, storage=st.open_storage(url)).get_trials(deepcopy=False)
+    return optuna.load_study(study_name=name, storage=stg.open_storage(url)).get_trials(deepcopy=False)
 
 
 def test_budget_is_exact_and_rerun_continues(tmp_path):
-    url = st.default_storage(tmp_path)
+    url = stg.default_storage(tmp_path)
     run_worker(url, 5)
     assert sum(t.state == TrialState.COMPLETE for t in states(url)) == 5
     run_worker(url, 5)  # already done: nothing more
@@ -77,7 +79,7 @@ def test_budget_is_exact_and_rerun_continues(tmp_path):
 
 
 def test_pruned_trials_count_towards_the_budget(tmp_path):
-    url = st.default_storage(tmp_path)
+    url = stg.default_storage(tmp_path)
 
     class Bad(StandInObjective):
         def __call__(self, config, report=None):
@@ -93,11 +95,11 @@ def test_pruned_trials_count_towards_the_budget(tmp_path):
     trials = states(url)
     assert len(trials) == 9
     assert sum(t.state == TrialState.PRUNED for t in trials) >= 1
-    assert all(t.state in st.FINISHED for t in trials)
+    assert all(t.state in worker.FINISHED for t in trials)
 
 
 def test_failing_trials_are_recorded_not_counted(tmp_path):
-    url = st.default_storage(tmp_path)
+    url = stg.default_storage(tmp_path)
 
     class Flaky(StandInObjective):
         tries = 0
@@ -120,14 +122,14 @@ def test_persistent_failure_stops_with_a_clear_error(tmp_path):
         raise RuntimeError("always broken")
 
     with pytest.raises(AdaprunerError, match="in a row failed.*always broken"):
-        run_worker(st.default_storage(tmp_path), 10, objective=broken)
+        run_worker(stg.default_storage(tmp_path), 10, objective=broken)
 
 
 def test_search_improves_on_its_first_trial(tmp_path):
-    url = st.default_storage(tmp_path)
+    url = stg.default_storage(tmp_path)
     study = run_worker(url, 30)
     first = min(study.trials, key=lambda t: t.number)
-    assert st.best_trial(study).value < first.value
+    assert results.best_trial(study).value < first.value
 
 
 def _start(url: str, n: int, step_sleep: float, seed: int = 0, name: str = "s") -> subprocess.Popen:
@@ -137,7 +139,7 @@ def _start(url: str, n: int, step_sleep: float, seed: int = 0, name: str = "s") 
 
 
 def test_kill_9_mid_trial_then_rerun_finishes_exactly_n(tmp_path):
-    url, n = st.default_storage(tmp_path), 6
+    url, n = stg.default_storage(tmp_path), 6
     proc = _start(url, n, step_sleep=0.15)
     deadline = time.time() + 300  # generous: importing torch is slow on a busy CI machine
     done_before: dict[int, float] = {}
@@ -183,28 +185,28 @@ def test_two_workers_share_a_postgres_study():
     outputs = [p.communicate(timeout=300)[0].decode() for p in procs]
     assert all(p.returncode == 0 for p in procs), outputs
     trials = states(url, name)
-    finished = [t for t in trials if t.state in st.FINISHED]
+    finished = [t for t in trials if t.state in worker.FINISHED]
     assert len(finished) == n
     numbers = [t.number for t in trials]
     assert len(numbers) == len(set(numbers))
     workers = {t.user_attrs["worker"] for t in finished}
     assert len(workers) == 2, "both workers should have run trials"
-    optuna.delete_study(study_name=name, storage=st.open_storage(url))
+    optuna.delete_study(study_name=name, storage=stg.open_storage(url))
 
 
 # -- identity and storage errors ---------------------------------------------------------------
 def test_refuses_to_mix_spaces_or_models(tmp_path):
-    url = st.default_storage(tmp_path)
+    url = stg.default_storage(tmp_path)
     run_worker(url, 2)
-    storage = st.open_storage(url)
-    study = st.existing_study(storage, "s")
-    with pytest.raises(AdaprunerError, match="space_hash"):
-        st.check_identity(study, identity(SearchSpace(num_samples=5)))
+    storage = stg.open_storage(url)
+    study = stg.existing_study(storage, "s")
+    with pytest.raises(AdaprunerError, match=r"another space \(num_samples: \d+ -> 5\)"):
+        idn.check_identity(study, identity(SearchSpace(num_samples=5)))
     with pytest.raises(AdaprunerError, match="model"):
-        st.check_identity(study, identity(model="other"))
+        idn.check_identity(study, identity(model="other"))
     with pytest.raises(AdaprunerError, match="ratio"):
-        st.check_identity(study, identity(ratio=0.5))
-    st.check_identity(study, identity())  # same identity: fine
+        idn.check_identity(study, identity(ratio=0.5))
+    idn.check_identity(study, identity())  # same identity: fine
 
 
 def test_corrupt_sqlite_is_an_error_and_left_untouched(tmp_path):
@@ -212,12 +214,12 @@ def test_corrupt_sqlite_is_an_error_and_left_untouched(tmp_path):
     db.write_bytes(b"this is not a database" * 100)
     before = db.read_bytes()
     with pytest.raises(AdaprunerError, match="not an SQLite database"):
-        st.open_storage(st.default_storage(tmp_path))
+        stg.open_storage(stg.default_storage(tmp_path))
     assert db.read_bytes() == before
 
 
 def test_damaged_sqlite_pages_are_an_error(tmp_path):
-    url = st.default_storage(tmp_path)
+    url = stg.default_storage(tmp_path)
     run_worker(url, 1)
     db = tmp_path / "study.db"
     data = bytearray(db.read_bytes())
@@ -225,28 +227,28 @@ def test_damaged_sqlite_pages_are_an_error(tmp_path):
     db.write_bytes(bytes(data))
     before = db.read_bytes()
     with pytest.raises(AdaprunerError, match="cannot use study storage"):
-        storage = st.open_storage(url)
-        st.existing_study(storage, "s")
+        storage = stg.open_storage(url)
+        stg.existing_study(storage, "s")
     assert db.read_bytes() == before
 
 
 def test_unreachable_storage_is_a_one_line_error():
     with pytest.raises(AdaprunerError, match="cannot use study storage") as info:
-        st.open_storage("postgresql://user:secret@127.0.0.1:1/nodb")
+        stg.open_storage("postgresql://user:secret@127.0.0.1:1/nodb")
     assert "secret" not in str(info.value) and "\n" not in str(info.value)
     with pytest.raises(AdaprunerError, match="not a database URL"):
-        st.open_storage("not-a-url")
+        stg.open_storage("not-a-url")
 
 
 def test_trials_csv_and_convergence(tmp_path):
-    url = st.default_storage(tmp_path)
+    url = stg.default_storage(tmp_path)
     study = run_worker(url, 4)
-    st.write_trials_csv(study, tmp_path / "trials.csv")
+    results.write_trials_csv(study, tmp_path / "trials.csv")
     lines = (tmp_path / "trials.csv").read_text().splitlines()
     assert len(lines) == 5 and "param_alpha1" in lines[0] and "indices" in lines[0]
     from adapruner.search.plots import best_so_far, plot_convergence
 
-    curves = st.convergence_curves(st.open_storage(url), "tiny", 0.2)
+    curves = results.convergence_curves(stg.open_storage(url), "tiny", 0.2)
     assert list(curves) == ["s (tpe)"] and len(curves["s (tpe)"]) == 4
     xs, ys = best_so_far([(0, 3.0), (1, 5.0), (2, 1.0)])
     assert ys == [3.0, 3.0, 1.0]

@@ -1,4 +1,5 @@
-"""The configuration of one pruning run: which metric, which calibration data, how to allocate.
+"""The configuration of one pruning run: which metric, which calibration data, how to allocate,
+which weight update.
 
 A :class:`PruneConfig` is what a search finds (``best_config.json``) and what
 ``adapruner prune --config`` applies to another model or ratio. It is plain JSON on disk.
@@ -34,9 +35,8 @@ class MetricConfig:
     second_order_el: float = 100.0  # scales the Fisher term inside |I_el|; 100 aligns it on SmolLM2 (importance/taylor.py)
     aggregation: str = "sum"
     seed: int = 0  # for the random metric
-    # FLAP's bias compensation: the removed input columns' mean contribution (over the
-    # calibration tokens) becomes an output bias of o_proj/down_proj (pruning/compensation.py).
-    bias_compensation: bool = False
+    # Settings of metrics registered outside this dataclass (see Metric.options).
+    options: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -66,12 +66,23 @@ class AllocationConfig:
 
 
 @dataclass
+class UpdateConfig:
+    """The weight update applied after the plan is chosen (:mod:`adapruner.updates`): ``name``
+    is a registered update (``none``, ``bias`` = FLAP's bias compensation, ...) and
+    ``options`` its settings."""
+
+    name: str = "none"
+    options: dict = field(default_factory=dict)
+
+
+@dataclass
 class PruneConfig:
     """Everything that decides a pruning, apart from the model and the ratio."""
 
     metric: MetricConfig = field(default_factory=MetricConfig)
     calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
     allocation: AllocationConfig = field(default_factory=AllocationConfig)
+    update: UpdateConfig = field(default_factory=UpdateConfig)
 
     def to_json(self) -> dict:
         """A JSON-serialisable dict."""
@@ -79,11 +90,29 @@ class PruneConfig:
 
     @staticmethod
     def from_json(data: dict) -> "PruneConfig":
-        """Build from a dict, rejecting unknown keys with a clear error."""
+        """Build from a dict, rejecting unknown keys with a clear error.
+
+        Configs written before weight updates were their own section carry FLAP's bias
+        compensation as ``metric.bias_compensation``; it is read as ``update: {name: bias}``.
+        """
+        if not isinstance(data, dict):
+            raise AdaprunerError(f"a pruning config must be a JSON object, got {type(data).__name__}")
+        data = {k: (dict(v) if isinstance(v, dict) else v) for k, v in data.items()}
+        unknown = set(data) - {"metric", "calibration", "allocation", "update"}
+        if unknown:
+            raise AdaprunerError(f"unknown section(s) {sorted(unknown)} in the pruning config; "
+                                 "valid: allocation, calibration, metric, update")
+        metric = data.get("metric") or {}
+        if isinstance(metric, dict) and "bias_compensation" in metric:
+            legacy = metric.pop("bias_compensation")
+            if legacy and not data.get("update"):
+                data["update"] = {"name": "bias"}
         parts = {}
         for name, cls in (("metric", MetricConfig), ("calibration", CalibrationConfig),
-                          ("allocation", AllocationConfig)):
+                          ("allocation", AllocationConfig), ("update", UpdateConfig)):
             raw = data.get(name, {}) or {}
+            if not isinstance(raw, dict):
+                raise AdaprunerError(f"'{name}' of the pruning config must be an object, got {raw!r}")
             known = {f.name for f in fields(cls)}
             unknown = set(raw) - known
             if unknown:
@@ -102,5 +131,8 @@ class PruneConfig:
             data = json.loads(path.read_text())
         except json.JSONDecodeError as exc:
             raise AdaprunerError(f"config file {path} is not valid JSON ({exc.msg} at line {exc.lineno})") from None
+        if not isinstance(data, dict):
+            raise AdaprunerError(f"config file {path} must hold a JSON object (a best_config.json), "
+                                 f"not a {type(data).__name__}")
         # A search's best_config.json wraps the config with its provenance.
         return PruneConfig.from_json(data.get("config", data))

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import os
 import random
 
 import numpy as np
 import torch
 
-from adapruner.errors import AdaprunerError
-
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+from adapruner.models.load import DTYPES
 
 
 def add_runtime_args(parser: argparse.ArgumentParser) -> None:
@@ -43,22 +40,14 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def resolve_device(device: str) -> str:
-    """'auto' -> 'cuda' when available else 'cpu'; 'cuda' without a GPU is a clear error."""
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise AdaprunerError("--device cuda was requested but no CUDA GPU is visible; use --device cpu")
-    return device
+def key_value(text: str) -> tuple[str, object]:
+    """Parse ``KEY=VALUE`` (VALUE read as JSON when it parses, e.g. 3, 0.5, true, [1,2]; else a string)."""
+    import json
 
-
-def resolve_dtype(name: str) -> torch.dtype:
-    """Map a --dtype name to a torch dtype."""
-    if name not in DTYPES:
-        raise AdaprunerError(f"unknown dtype '{name}'; choose one of {', '.join(sorted(DTYPES))}")
-    return DTYPES[name]
-
-
-def env_default(value: str | None, var: str) -> str | None:
-    """``value`` if given, else the environment variable ``var`` (None if neither)."""
-    return value if value else os.environ.get(var) or None
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got '{text}'")
+    try:
+        return key.strip(), json.loads(value)
+    except json.JSONDecodeError:
+        return key.strip(), value

@@ -13,13 +13,11 @@ Prints a table and writes everything, with the protocol and versions, to --out a
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import time
-import uuid
 from pathlib import Path
 
 from adapruner.commands.common import add_data_arg, add_model_arg, add_runtime_args, seed_everything
+from adapruner.core import io
 from adapruner.errors import AdaprunerError
 
 
@@ -87,14 +85,6 @@ def _output_path(out: str) -> Path:
     return path / "eval_results.json" if path.is_dir() else path
 
 
-def write_json(path: Path, data: dict) -> None:
-    """Write ``data`` to ``path`` through a temporary file and a rename (never half-written)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:6]}")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
-
-
 def format_table(rows: list[dict]) -> str:
     """The perplexity results as a small text table."""
     head = f"{'dataset':<10} {'split':<6} {'seq_len':>7} {'windows':>8} {'tokens':>9} {'PPL':>10} {'time':>8}"
@@ -108,7 +98,8 @@ def format_table(rows: list[dict]) -> str:
 def run(args: argparse.Namespace) -> int:
     """Load the model, evaluate perplexity and zero-shot tasks, print the table, write JSON."""
     from adapruner.data.paths import resolve_data_dir
-    from adapruner.eval.perplexity import check_seq_len, evaluate_corpus, versions
+    from adapruner.core.versions import versions
+    from adapruner.eval.perplexity import check_seq_len, evaluate_corpus
     from adapruner.models.load import load_model
 
     corpora, tasks = _corpora(args), _tasks(args)
@@ -162,7 +153,7 @@ def run(args: argparse.Namespace) -> int:
         print(format_table(result["perplexity"]))
     if tasks:
         _print_zeroshot(result["zeroshot"], tasks)
-    write_json(out_path, result)
+    io.write_json(out_path, result)
     print(f"wrote {out_path}")
     return 0
 

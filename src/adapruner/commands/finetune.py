@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 from pathlib import Path
 
 from adapruner.commands.common import add_model_arg, add_runtime_args, seed_everything
+from adapruner.core.io import write_json
+from adapruner.core.versions import versions
 from adapruner.errors import AdaprunerError
 
 
@@ -50,18 +50,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     return p
 
 
-def write_json_atomic(path: Path, data: dict) -> None:
-    """Write ``data`` as JSON via a temporary file and a rename."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str))
-    os.replace(tmp, path)
-
-
 def run(args: argparse.Namespace) -> int:
     """Load, tune, merge, save."""
-    import peft
-    import torch
-    import transformers
 
     from adapruner.data.alpaca import load_alpaca
     from adapruner.models.load import load_model
@@ -97,14 +87,13 @@ def run(args: argparse.Namespace) -> int:
     report.update({
         "command": "finetune", "model": args.model, "model_path": loaded.path, "data": str(args.data),
         "n_rows": len(rows), "seed": args.seed, "device": str(next(model.parameters()).device), "dtype": args.dtype,
-        "versions": {"python": platform.python_version(), "torch": torch.__version__,
-                     "transformers": transformers.__version__, "peft": peft.__version__},
+        "versions": versions("peft"),
     })
     previous = Path(loaded.path) / "pruning_report.json"
     pruning = json.loads(previous.read_text()) if previous.is_file() else {}
     pruning = {**pruning, "finetune": {k: v for k, v in report.items() if k != "train_loss"}}
     final = save_pruned(model, tokenizer, out, pruning, overwrite=args.overwrite)
-    write_json_atomic(Path(final) / "finetune_report.json", report)
+    write_json(Path(final) / "finetune_report.json", report)
     print(f"{args.method}: validation loss {report['val_loss_before']:.4f} -> {report['val_loss_after']:.4f} "
           f"in {report['steps']} steps ({report['seconds']:.0f} s); wrote {final}")
     return 0

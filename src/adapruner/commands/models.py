@@ -24,7 +24,7 @@ def listing() -> dict:
     """Aliases (with install and cache state), supported families and the cache directory."""
     from adapruner.models.aliases import ALIASES, package_version
     from adapruner.models.gguf_cache import cache_key, cache_root, is_converted
-    from adapruner.pruning.adapters import ADAPTERS
+    from adapruner.core.adapters import ADAPTERS
 
     aliases = []
     for alias in ALIASES.values():

@@ -12,14 +12,16 @@ width, or with ``trust_remote_code=True`` without it).
 from __future__ import annotations
 
 import argparse
-import platform
 import time
 from dataclasses import replace
 from pathlib import Path
 
-from adapruner.commands.common import add_data_arg, add_model_arg, add_runtime_args, seed_everything
+from adapruner.allocation import ALLOCATORS, ATTENTION_MODES
+from adapruner.commands.common import add_data_arg, add_model_arg, add_runtime_args, key_value, seed_everything
 from adapruner.config import AGGREGATIONS, PruneConfig
 from adapruner.errors import AdaprunerError
+from adapruner.importance import METRICS
+from adapruner.updates import UPDATES
 
 
 def _layer_range(text: str) -> list[int]:
@@ -40,8 +42,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     p.add_argument("--config", default=None, help="a PruneConfig JSON (e.g. a search's best_config.json)")
     m = p.add_argument_group("importance metric (override --config)")
-    m.add_argument("--metric", default=None,
-                   help="random, l1, l2, vector, element1, element2, adapruner, saap, wanda-sp, flap")
+    m.add_argument("--metric", default=None, help=f"one of: {', '.join(METRICS.names())}")
+    m.add_argument("--metric-option", dest="metric_options", action="append", type=key_value, default=[],
+                   metavar="KEY=VALUE", help="a setting of the metric's own (see its Metric.options); repeatable")
     m.add_argument("--alpha1", type=float, default=None, help="weight of the vector-wise term (adapruner)")
     m.add_argument("--alpha2", type=float, default=None, help="weight of the element-wise term (adapruner)")
     m.add_argument("--align-vec", type=float, default=None, help="alignment factor of the vector-wise term")
@@ -51,9 +54,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     m.add_argument("--second-order-el", type=float, default=None,
                    help="factor on the Fisher term inside the element-wise score (default 100)")
     m.add_argument("--aggregation", default=None, choices=AGGREGATIONS, help="how members' scores combine")
-    m.add_argument("--bias-compensation", action="store_true", default=None,
-                   help="FLAP's bias compensation: the removed columns' mean contribution on the calibration "
-                        "tokens becomes an o_proj/down_proj bias (any metric; reads calibration data)")
+    u = p.add_argument_group("weight update (override --config)")
+    u.add_argument("--update", default=None, help=f"what changes in the kept weights; {UPDATES.help()}")
+    u.add_argument("--update-option", dest="update_options", action="append", type=key_value, default=[],
+                   metavar="KEY=VALUE", help="a setting of the update (see its WeightUpdate.options); repeatable")
+    u.add_argument("--bias-compensation", dest="update", action="store_const", const="bias",
+                   help="the same as --update bias (FLAP's bias compensation)")
     c = p.add_argument_group("calibration (override --config)")
     c.add_argument("--num-samples", type=int, default=None, help="calibration windows (default 10)")
     c.add_argument("--calib-seq-len", type=int, default=None, help="tokens per calibration window (default 128)")
@@ -64,8 +70,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     a.add_argument("--layers", type=_layer_range, default=None,
                    help="decoder layers FIRST:LAST (last excluded) that may be pruned (default: skip the first "
                         "L/8 and last L/16, i.e. 4 and 2 of 32 like the paper)")
-    a.add_argument("--mode", default=None, choices=["uniform", "global"], help="uniform per layer (default) or global")
-    a.add_argument("--attention", default=None, choices=["heads", "kv", "none"],
+    a.add_argument("--mode", default=None, help=f"allocation mode; {ALLOCATORS.help()} (default uniform)")
+    a.add_argument("--attention", default=None, choices=list(ATTENTION_MODES),
                    help="query heads inside KV groups (default), whole KV groups, or no attention pruning")
     a.add_argument("--round-to", type=int, default=None, help="kept MLP channels rounded to a multiple (default 8)")
     add_data_arg(p)
@@ -84,8 +90,12 @@ def build_config(args: argparse.Namespace) -> PruneConfig:
                                 "align_vec": args.align_vec, "align_el": args.align_el,
                                 "second_order_vec": args.second_order_vec,
                                 "second_order_el": args.second_order_el,
-                                "aggregation": args.aggregation,
-                                "bias_compensation": args.bias_compensation}.items() if v is not None}
+                                "aggregation": args.aggregation}.items() if v is not None}
+    if args.metric_options:
+        metric["options"] = {**config.metric.options, **dict(args.metric_options)}
+    update = {k: v for k, v in {"name": args.update}.items() if v is not None}
+    if args.update_options:
+        update["options"] = {**config.update.options, **dict(args.update_options)}
     calibration = {k: v for k, v in {"num_samples": args.num_samples, "seq_len": args.calib_seq_len}.items()
                    if v is not None}
     allocation = {k: v for k, v in {"layers": args.layers, "mode": args.mode, "attention": args.attention,
@@ -100,25 +110,16 @@ def build_config(args: argparse.Namespace) -> PruneConfig:
         calibration["indices"] = None
     return PruneConfig(metric=replace(config.metric, **metric),
                        calibration=replace(config.calibration, **calibration),
-                       allocation=replace(config.allocation, **allocation))
-
-
-def _versions() -> dict:
-    import torch
-    import transformers
-
-    import adapruner
-
-    return {"adapruner": adapruner.__version__, "torch": torch.__version__,
-            "transformers": transformers.__version__, "python": platform.python_version()}
+                       allocation=replace(config.allocation, **allocation),
+                       update=replace(config.update, **update))
 
 
 def run(args: argparse.Namespace) -> int:
     """Prune, save and print a one-screen summary."""
-    from adapruner.importance import needs_calibration
+    from adapruner.core.params import check_ratio, count_parameters
+    from adapruner.core.versions import versions
     from adapruner.models.load import load_model
-    from adapruner.pipeline import calibration_indices, plan_pruning
-    from adapruner.pruning.allocation import count_parameters
+    from adapruner.planning import needs_data, plan_pruning
     from adapruner.pruning.save import check_savable, save_pruned
     from adapruner.pruning.surgery import layer_widths, prune_model
 
@@ -126,14 +127,13 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and not args.overwrite:
         raise AdaprunerError(f"output directory {out} already exists; pass --overwrite or choose another --out")
-    if not (0.0 < args.ratio < 1.0):
-        raise AdaprunerError(f"--ratio must be a fraction strictly between 0 and 1 (e.g. 0.2), got {args.ratio}")
+    check_ratio(args.ratio)
     if args.micro_batch is not None and args.micro_batch < 1:
         raise AdaprunerError(f"--micro-batch must be at least 1 (samples per forward/backward), got {args.micro_batch}")
     seed = config.calibration.seed
     seed_everything(seed)
     data_dir = None
-    if needs_calibration(config.metric.name) or config.metric.bias_compensation:
+    if needs_data(config):
         from adapruner.data.paths import resolve_data_dir
 
         data_dir = resolve_data_dir(args.data_dir)
@@ -145,17 +145,20 @@ def run(args: argparse.Namespace) -> int:
     timings["load_s"] = time.perf_counter() - t
     check_savable(model)
 
-    if data_dir is not None and config.calibration.indices is None:
-        # Record the exact windows drawn, so the report's config reproduces this run.
+    calib = None
+    if data_dir is not None:
         from adapruner.data.books import calibration_pool
+        from adapruner.data.calibration import calibration_indices
 
         cal = config.calibration
         pool = calibration_pool(tokenizer, data_dir, seq_len=cal.seq_len, seed=cal.pool_seed)
-        config.calibration.indices = calibration_indices(pool.shape[0], cal)
+        # Record the exact windows drawn, so the report's config reproduces this run.
+        cal.indices = calibration_indices(pool.shape[0], cal)
+        calib = pool[cal.indices]
 
     before = count_parameters(model)
     t = time.perf_counter()
-    plan, _ = plan_pruning(model, tokenizer, config, args.ratio, data_dir, micro_batch=args.micro_batch)
+    plan = plan_pruning(model, calib, config, args.ratio, micro_batch=args.micro_batch).plan
     timings["plan_s"] = time.perf_counter() - t
     t = time.perf_counter()
     prune_model(model, plan)
@@ -174,10 +177,9 @@ def run(args: argparse.Namespace) -> int:
         "data_dir": str(data_dir) if data_dir else None,
         "plan": plan.to_json(),
         "timings": timings,
-        "versions": _versions(),
+        "versions": versions(),
     }
     path = save_pruned(model, tokenizer, out, report, overwrite=args.overwrite)
-
     widths = layer_widths(model)
     pruned = [i for i in sorted(plan.layers)]
     print(f"pruned {args.model} with metric '{config.metric.name}' ({config.allocation.mode}, attention "

@@ -9,12 +9,11 @@ Writes the full result (including the protocol and per-layer widths) to ``--out`
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 from pathlib import Path
 
 from adapruner.commands.common import add_model_arg, add_runtime_args, seed_everything
+from adapruner.core.io import write_json
+from adapruner.core.versions import versions
 from adapruner.errors import AdaprunerError
 
 
@@ -63,8 +62,6 @@ def summary_table(result: dict) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Load one or two models, measure, print, write JSON."""
-    import torch
-    import transformers
 
     from adapruner.eval.stats import TimingProtocol, measure
     from adapruner.models.load import load_model
@@ -87,12 +84,8 @@ def run(args: argparse.Namespace) -> int:
     result = measure(models, protocol, samples=not args.no_samples, max_new_tokens=args.max_new_tokens)
     result["command"] = "stats"
     result["model_paths"] = paths
-    result["versions"] = {"python": platform.python_version(), "torch": torch.__version__,
-                          "transformers": transformers.__version__}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(json.dumps(result, indent=2))
-    os.replace(tmp, out)
+    result["versions"] = versions()
+    write_json(out, result)
     print(summary_table(result))
     if not args.no_samples:
         for name, r in result["models"].items():

@@ -23,14 +23,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from adapruner.core.io import atomic_file, write_text
 from adapruner.data.tokens import leading_bos, text_tokens_per_window
 from adapruner.errors import AdaprunerError
 
@@ -171,12 +170,10 @@ def _save_disk(key: str, pool: Pool) -> None:
     folder = _cache_dir()
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        tag = f".tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        save_file({"ids": pool.ids.contiguous()}, str(folder / f"{key}.safetensors{tag}"))
-        (folder / f"{key}.json{tag}").write_text(json.dumps({**pool.info, "sources": pool.sources}))
         # Data first, metadata last: a reader that sees the metadata sees complete data.
-        os.replace(folder / f"{key}.safetensors{tag}", folder / f"{key}.safetensors")
-        os.replace(folder / f"{key}.json{tag}", folder / f"{key}.json")
+        with atomic_file(folder / f"{key}.safetensors") as tmp:
+            save_file({"ids": pool.ids.contiguous()}, str(tmp))
+        write_text(folder / f"{key}.json", json.dumps({**pool.info, "sources": pool.sources}))
     except OSError:
         pass  # the cache is an optimisation; a read-only cache directory must not fail the run
 

@@ -50,9 +50,9 @@ def _ptb_rows(path: Path) -> list[str]:
 
 
 def _from_hub(name: str, split: str, relative: str, hf: tuple[str, str, str, str]) -> list[str]:
-    from adapruner.models.load import _hub_reachable
+    from adapruner.models import hub
 
-    if not _hub_reachable():
+    if not hub.hub_reachable():
         raise AdaprunerError(f"missing data file {relative} in the data directory and no network to fetch "
                              f"'{hf[0]}/{hf[1]}' from the Hugging Face hub; point --data-dir at the offline data")
     try:

@@ -17,11 +17,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from adapruner.core.io import atomic_file
 from adapruner.errors import AdaprunerError
 
 CONVERTER_VERSION = 2
@@ -184,10 +184,7 @@ def converted_jsonl(task: str, data_dir: Path, cache: Path | None = None) -> Pat
         return out
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = SOURCES[task].convert(*paths)
-    # Write then rename so that a concurrent or interrupted run never sees half a file.
-    fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=f".{task}-", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
+    with atomic_file(out) as tmp, tmp.open("w", encoding="utf-8") as f:
         for r in rows:
             f.write(json.dumps(r, ensure_ascii=False) + "\n")
-    os.replace(tmp, out)
     return out

@@ -15,14 +15,15 @@ Windows are scored in batches under ``torch.inference_mode`` with the log-softma
 from __future__ import annotations
 
 import math
-import platform
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from adapruner.core.adapters import text_config
+from adapruner.core.lm import next_token_nll
+from adapruner.core.versions import versions
 from adapruner.data.tokens import cut_windows, encode, leading_bos, text_tokens_per_window
 from adapruner.errors import AdaprunerError
 
@@ -43,8 +44,7 @@ class PerplexityResult:
 
 def max_context(model) -> int | None:
     """The longest sequence the model's position embeddings cover (None if it does not say)."""
-    config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
-    value = getattr(config, "max_position_embeddings", None)
+    value = getattr(text_config(model), "max_position_embeddings", None)
     return int(value) if value else None
 
 
@@ -127,25 +127,13 @@ def perplexity(model, windows: torch.Tensor, batch_size: int = 8, progress: bool
     with torch.inference_mode():
         for start in bar:
             batch = windows[start:start + batch_size].to(device)
-            logits = model(input_ids=batch, use_cache=False).logits[:, :-1]
-            targets = batch[:, 1:].to(logits.device)
-            nll = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1), reduction="sum")
-            total_nll += float(nll)
-            n_tokens += targets.numel()
+            logits = model(input_ids=batch, use_cache=False).logits
+            total_nll += float(next_token_nll(logits, batch))
+            n_tokens += batch[:, 1:].numel()
             # The running value is the PPL of the windows so far (= a --max-windows run of that size).
             bar.set_postfix(ppl=f"{math.exp(total_nll / n_tokens):.3f}", windows=start + len(batch), refresh=False)
     mean_nll = total_nll / n_tokens
     return PerplexityResult(ppl=math.exp(mean_nll), mean_nll=mean_nll, n_windows=len(windows), n_tokens=n_tokens)
-
-
-def versions() -> dict:
-    """Versions of the software that decides a number: python, torch, transformers, adapruner."""
-    import transformers
-
-    import adapruner
-
-    return {"python": platform.python_version(), "torch": torch.__version__,
-            "transformers": transformers.__version__, "adapruner": adapruner.__version__}
 
 
 def default_batch_size(seq_len: int) -> int:

@@ -26,18 +26,14 @@ from dataclasses import dataclass
 
 import torch
 
-from adapruner.pruning.adapters import adapter_for
+from adapruner.core.adapters import adapter_for
+from adapruner.core.params import count_parameters  # noqa: F401  (part of the stats API)
 
 SAMPLE_PROMPTS = (
     "The universe is the entirety of space, time, matter, and energy that exists",  # paper Table 10
     "Neural network pruning is",
     "The best way to learn a new language is",
 )
-
-
-def count_parameters(model: torch.nn.Module) -> int:
-    """Exact number of parameters; a tensor shared by two modules (tied embeddings) counts once."""
-    return sum(p.numel() for p in model.parameters())
 
 
 def weight_bytes(model: torch.nn.Module) -> int:

@@ -19,9 +19,10 @@ PAPER_SECOND_ORDER: tuple[float, ...] = (1e5, 1e6, 1e7)
 # Every element-wise factor folded by default in one collection pass (0 gives element1).
 ELEMENT_FACTORS: tuple[float, ...] = tuple(sorted({0.0, 1.0, *SECOND_ORDER_EL_CHOICES, *PAPER_SECOND_ORDER}))
 
-# The candidate lists by MetricConfig field, as search/space.py reads them. ``align_vec`` has one
-# value: only the ratio align_el / align_vec changes a ranking.
-ALIGNMENT_CHOICES: dict[str, tuple[float, ...]] = {
+# The candidate lists of the alignment and second-order factors, by MetricConfig field, as
+# search/space.py reads them. ``align_vec`` has one value: only the ratio align_el / align_vec
+# changes a ranking.
+FACTOR_CHOICES: dict[str, tuple[float, ...]] = {
     "align_vec": (1.0,),
     "align_el": ALIGN_EL_CHOICES,
     "second_order_vec": SECOND_ORDER_VEC_CHOICES,

@@ -2,7 +2,7 @@
 
 Every importance statistic is first an element-wise quantity over a linear's weight (``|W|``,
 ``g*W``, ``F*W^2`` ...). A unit (head, KV head, channel) occupies a block of rows or columns of
-that weight (:class:`~adapruner.pruning.structure.Member`); its statistic is the sum of the
+that weight (:class:`~adapruner.core.structure.Member`); its statistic is the sum of the
 elements in the block. Sums are additive, so a KV group's share of q_proj is the sum of its
 query heads' shares: statistics are kept at the member's own unit granularity and grouped later.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from adapruner.pruning.structure import Member
+from adapruner.core.structure import Member
 
 
 def fold(values: torch.Tensor, member: Member) -> torch.Tensor:

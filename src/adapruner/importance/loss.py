@@ -15,20 +15,14 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
+
+from adapruner.core.lm import lm_logits, shifted_nll
 
 
 def _head(model: nn.Module):
-    head = model.get_output_embeddings()
-    cfg = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
-    cap = getattr(cfg, "final_logit_softcapping", None)
-
     def sample_nll(hidden: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
-        logits = head(hidden[:-1]).float()
-        if cap:
-            logits = torch.tanh(logits / cap) * cap
-        return F.cross_entropy(logits, ids[1:])
+        return shifted_nll(lm_logits(model, hidden[:-1]), ids[1:], reduction="mean")
 
     return sample_nll
 

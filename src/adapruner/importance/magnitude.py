@@ -1,30 +1,34 @@
-"""Data-free baselines: random scores and weight magnitude (L1, L2 norm of each member)."""
+"""Data-free magnitude baselines: the L1 and L2 norm of each unit's weights."""
 
 from __future__ import annotations
-
-import zlib
 
 import torch
 
 from adapruner.config import MetricConfig
 from adapruner.importance.aggregation import aggregate
+from adapruner.importance.base import Metric, register_metric
 from adapruner.importance.statistics import Statistics
 
 
-def random_scores(stats: Statistics, index: int, kind: str, metric: MetricConfig) -> torch.Tensor:
-    """Uniform random scores, reproducible from ``metric.seed``, the layer index and the kind."""
-    shape = stats.layers[index].shape
-    count = {"head": shape.num_heads, "kv": shape.num_kv_heads,
-             "channel": shape.intermediate_size}[kind]
-    seed = zlib.crc32(f"{metric.seed}:{index}:{kind}".encode())
-    return torch.rand(count, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+@register_metric
+class L1Metric(Metric):
+    """Sum of |W| over each member's block, aggregated over the unit's members."""
+
+    name = "l1"
+    help = "L1 norm of the unit's weights (data-free)"
+    needs_calibration = False
+
+    def score(self, stats: Statistics, layer: int, kind: str, config: MetricConfig) -> torch.Tensor:
+        return aggregate([v for _, v in stats.layers[layer].view(kind, "w_abs")], config.aggregation)
 
 
-def l1_scores(stats: Statistics, index: int, kind: str, metric: MetricConfig) -> torch.Tensor:
-    """Sum of |W| over each member's block, aggregated over members."""
-    return aggregate([v for _, v in stats.layers[index].view(kind, "w_abs")], metric.aggregation)
+@register_metric
+class L2Metric(Metric):
+    """L2 norm of each member's block, aggregated over the unit's members."""
 
+    name = "l2"
+    help = "L2 norm of the unit's weights (data-free)"
+    needs_calibration = False
 
-def l2_scores(stats: Statistics, index: int, kind: str, metric: MetricConfig) -> torch.Tensor:
-    """L2 norm of each member's block, aggregated over members."""
-    return aggregate([v.sqrt() for _, v in stats.layers[index].view(kind, "w_sq")], metric.aggregation)
+    def score(self, stats: Statistics, layer: int, kind: str, config: MetricConfig) -> torch.Tensor:
+        return aggregate([v.sqrt() for _, v in stats.layers[layer].view(kind, "w_sq")], config.aggregation)

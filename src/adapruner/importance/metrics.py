@@ -1,4 +1,4 @@
-"""The metric registry: names for ``--metric``, and scores from statistics or from a model.
+"""Scores from statistics or from a model, with any registered metric (:mod:`.base`).
 
 ``compute_scores`` = ``collect_statistics`` (one batched pass, only as much as the metric needs)
 + ``scores_from_statistics``. The search calls the two halves itself so that trying new
@@ -7,74 +7,53 @@ coefficients on the same calibration set needs no new backward pass.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable
+import math
 
 import torch
 import torch.nn as nn
 
 from adapruner.config import AGGREGATIONS, MetricConfig
+from adapruner.core.adapters import adapter_for
+from adapruner.core.structure import UNIT_KINDS, Scores
 from adapruner.errors import AdaprunerError
-from adapruner.importance import activation, magnitude, saap, taylor
+from adapruner.importance.base import METRICS, Metric, get_metric
 from adapruner.importance.statistics import Statistics, collect_statistics, weight_statistics
-from adapruner.pruning.adapters import adapter_for
-from adapruner.pruning.structure import UNIT_KINDS, Scores
 
-
-@dataclass(frozen=True)
-class Metric:
-    """One importance metric: what data it needs and how it scores a layer's units of one kind."""
-
-    name: str
-    score: Callable[[Statistics, int, str, MetricConfig], torch.Tensor]
-    calibration: bool  # needs calibration samples
-    gradients: bool  # needs a backward pass
-    finish: Callable[[Scores], Scores] | None = None  # a step over all layers (FLAP standardisation)
-
-
-REGISTRY: dict[str, Metric] = {m.name: m for m in (
-    Metric("random", magnitude.random_scores, calibration=False, gradients=False),
-    Metric("l1", magnitude.l1_scores, calibration=False, gradients=False),
-    Metric("l2", magnitude.l2_scores, calibration=False, gradients=False),
-    Metric("vector", taylor.vector_scores, calibration=True, gradients=True),
-    Metric("element1", taylor.element1_scores, calibration=True, gradients=True),
-    Metric("element2", taylor.element2_scores, calibration=True, gradients=True),
-    Metric("adapruner", taylor.adapruner_scores, calibration=True, gradients=True),
-    Metric("saap", saap.saap_scores, calibration=True, gradients=True),
-    Metric("wanda-sp", activation.wanda_sp_scores, calibration=True, gradients=False),
-    Metric("flap", activation.flap_scores, calibration=True, gradients=False, finish=activation.standardise),
-)}
-
-METRICS: tuple[str, ...] = tuple(REGISTRY)
-
-
-def get_metric(name: str) -> Metric:
-    """The registered metric ``name``; an error listing the valid names otherwise."""
-    if name not in REGISTRY:
-        raise AdaprunerError(f"unknown importance metric '{name}'; choose one of {', '.join(METRICS)}")
-    return REGISTRY[name]
+_COEFFICIENTS = ("alpha1", "alpha2", "align_vec", "align_el", "second_order_vec", "second_order_el")
 
 
 def needs_calibration(name: str) -> bool:
     """Whether metric ``name`` needs calibration samples (random, l1 and l2 do not)."""
-    return get_metric(name).calibration
+    return get_metric(name).needs_calibration
 
 
 def needs_gradients(name: str) -> bool:
     """Whether metric ``name`` needs a backward pass (the Taylor family and SAAP)."""
-    return get_metric(name).gradients
+    return get_metric(name).needs_gradients
 
 
 def validate_metric(metric: MetricConfig) -> Metric:
-    """Check a metric configuration's name, aggregation and coefficients; return the metric."""
+    """Check a metric configuration's name, aggregation, coefficients and options; return the metric."""
     m = get_metric(metric.name)
     if metric.aggregation not in AGGREGATIONS:
         raise AdaprunerError(f"unknown aggregation '{metric.aggregation}'; choose one of {', '.join(AGGREGATIONS)}")
-    for key in ("alpha1", "alpha2", "align_vec", "align_el", "second_order_vec", "second_order_el"):
+    for key in _COEFFICIENTS:
         value = getattr(metric, key)
-        if not isinstance(value, (int, float)) or value != value or value in (float("inf"), float("-inf")):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             raise AdaprunerError(f"metric coefficient {key} must be a finite number, got {value!r}")
+    if not isinstance(metric.options, dict):
+        raise AdaprunerError(f"metric options must be a mapping of name to value, got {metric.options!r}")
+    unknown = sorted(set(metric.options) - set(m.options))
+    if unknown:
+        valid = ", ".join(m.options) or "none"
+        raise AdaprunerError(f"metric '{m.name}' has no option(s) {unknown}; its options: {valid}")
     return m
+
+
+def element_factors(metric: MetricConfig) -> tuple[float, ...]:
+    """The element-wise second-order factors a collection for ``metric`` folds (1 always, for element2)."""
+    m = get_metric(metric.name)
+    return tuple(sorted({1.0, *map(float, m.element_factors(metric))})) if m.needs_gradients else ()
 
 
 def scores_from_statistics(stats: Statistics, metric: MetricConfig) -> Scores:
@@ -88,8 +67,7 @@ def scores_from_statistics(stats: Statistics, metric: MetricConfig) -> Scores:
     scores: Scores = {}
     for index in sorted(stats.layers):
         scores[index] = {kind: m.score(stats, index, kind, metric) for kind in UNIT_KINDS}
-    if m.finish is not None:
-        scores = m.finish(scores)
+    scores = m.finish(scores)
     for index, per_layer in scores.items():
         for kind, value in per_layer.items():
             if not torch.isfinite(value).all():
@@ -97,6 +75,19 @@ def scores_from_statistics(stats: Statistics, metric: MetricConfig) -> Scores:
                     f"metric '{metric.name}' gave non-finite scores in layer {index} ({kind}); "
                     "try aggregation 'sum' or smaller coefficients")
     return scores
+
+
+def metric_statistics(model: nn.Module, metric: MetricConfig, calib: torch.Tensor | None,
+                      micro_batch: int | None = None, seq_len: int | None = None,
+                      progress: bool = True) -> Statistics:
+    """The statistics ``metric`` needs: weights only for data-free metrics, else one calibration pass
+    (with the backward pass only for gradient metrics)."""
+    m = validate_metric(metric)
+    adapter_for(model)  # an unsupported architecture fails here, before any work
+    if not m.needs_calibration:
+        return Statistics(layers=weight_statistics(model), num_samples=0, seq_len=0, element_factors=())
+    return collect_statistics(model, calib, micro_batch=micro_batch, gradients=m.needs_gradients,
+                              seq_len=seq_len, element_factors=element_factors(metric), progress=progress)
 
 
 def compute_scores(
@@ -113,13 +104,9 @@ def compute_scores(
     l1 and l2). ``micro_batch`` bounds the samples per forward/backward; ``seq_len``, when given,
     is the requested sample length and is checked against ``calib``.
     """
-    m = validate_metric(metric)
-    adapter_for(model)  # an unsupported architecture fails here, before any work
-    if not m.calibration:
-        stats = Statistics(layers=weight_statistics(model), num_samples=0, seq_len=0, element_factors=())
-    else:
-        # Fold only the factors this metric reads (element2: 1; adapruner/saap: theirs).
-        factors = tuple(sorted({1.0, float(metric.second_order_el)})) if m.gradients else ()
-        stats = collect_statistics(model, calib, micro_batch=micro_batch, gradients=m.gradients,
-                                   seq_len=seq_len, element_factors=factors, progress=progress)
+    stats = metric_statistics(model, metric, calib, micro_batch=micro_batch, seq_len=seq_len, progress=progress)
     return scores_from_statistics(stats, metric)
+
+
+__all__ = ["METRICS", "compute_scores", "element_factors", "metric_statistics", "needs_calibration",
+           "needs_gradients", "scores_from_statistics", "validate_metric"]

@@ -30,8 +30,9 @@ import torch
 
 from adapruner.config import MetricConfig
 from adapruner.importance.aggregation import aggregate
+from adapruner.importance.base import Metric, register_metric
 from adapruner.importance.statistics import Statistics
-from adapruner.importance.taylor import _require_gradients, element_members, factor_row, vector_members
+from adapruner.importance.taylor import element_members, factor_row, require_gradients, vector_members
 
 _EPS = 1e-12
 
@@ -51,7 +52,7 @@ def _sigma(per_sample: torch.Tensor) -> float:
 
 def saap_parts(stats: Statistics, index: int, kind: str, metric: MetricConfig) -> dict[str, tuple[torch.Tensor, float]]:
     """The normalised scores and sigmas that SAAP fuses: {"vec": (I~, sigma), "el": (I~, sigma)}."""
-    _require_gradients(stats)
+    require_gradients(stats)
     layer = stats.layers[index]
     agg = metric.aggregation
     vec = aggregate(vector_members(layer, kind, metric.second_order_vec), agg)
@@ -61,7 +62,18 @@ def saap_parts(stats: Statistics, index: int, kind: str, metric: MetricConfig) -
     return {"vec": (_normalised(vec), _sigma(vec_j)), "el": (_normalised(el), _sigma(el_j))}
 
 
-def saap_scores(stats: Statistics, index: int, kind: str, metric: MetricConfig) -> torch.Tensor:
+@register_metric
+class SaapMetric(Metric):
     """Uncertainty-weighted fusion sum_i I~_i / (2 sigma_i^2) + log sigma_i (see module doc)."""
-    parts = saap_parts(stats, index, kind, metric)
-    return sum(score / (2 * sigma**2) + math.log(sigma) for score, sigma in parts.values())
+
+    name = "saap"
+    help = "SAAP: vector- and element-wise scores fused by their calibration uncertainty"
+    needs_gradients = True
+    params = ("second_order_vec", "second_order_el", "aggregation")
+
+    def element_factors(self, config: MetricConfig) -> tuple[float, ...]:
+        return (float(config.second_order_el),)
+
+    def score(self, stats: Statistics, layer: int, kind: str, config: MetricConfig) -> torch.Tensor:
+        parts = saap_parts(stats, layer, kind, config)
+        return sum(score / (2 * sigma**2) + math.log(sigma) for score, sigma in parts.values())

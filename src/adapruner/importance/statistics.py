@@ -39,8 +39,8 @@ from adapruner.errors import AdaprunerError
 from adapruner.importance.coefficients import ELEMENT_FACTORS
 from adapruner.importance.folding import fold, fold_columns
 from adapruner.importance.loss import per_sample_nll
-from adapruner.pruning.adapters import adapter_for
-from adapruner.pruning.structure import LayerShape, Member
+from adapruner.core.adapters import adapter_for
+from adapruner.core.structure import LayerShape, Member
 
 
 

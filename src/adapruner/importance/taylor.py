@@ -8,7 +8,7 @@ H ~ sum_j G_j G_j^T (G_j: sample j's gradient) the quadratic term of a whole blo
 * vector-wise, Eq. 2: I_vec(u) = |g . W_u - s_vec/2 sum_j (G_j . W_u)^2|
 * element-wise, Eq. 4: I_el(u) = sum_k |g_k W_k - s_el/2 F_kk W_k^2|
 * AdaPruner blend, Eq. 5: I = alpha1 * a_vec * I_vec + alpha2 * a_el * I_el, per member, then
-  aggregated over the unit's members.
+  aggregated over the unit's members (:mod:`adapruner.importance.adapruner`).
 
 Alignment factors (the paper gives the ranges {1e5,1e6,1e7}, {1e-2,1e-3}, {1e-4} but not which
 term each scales). Measured on SmolLM2-135M with 10 x 128 book tokens (median over units of a
@@ -39,7 +39,9 @@ import torch
 from adapruner.config import MetricConfig
 from adapruner.errors import AdaprunerError
 from adapruner.importance.aggregation import aggregate
+from adapruner.importance.base import Metric, register_metric
 from adapruner.importance.statistics import LayerStatistics, Statistics
+
 
 def factor_row(stats: Statistics, factor: float) -> int:
     """Index of ``factor`` among the element-wise factors folded during collection."""
@@ -65,34 +67,58 @@ def element_members(layer: LayerStatistics, kind: str, row: int) -> list[torch.T
     return [el2[row].double() for _, el2 in layer.view(kind, "el2")]
 
 
-def _require_gradients(stats: Statistics) -> None:
+def require_gradients(stats: Statistics) -> None:
+    """A one-line error unless ``stats`` were collected with the backward pass."""
     if not stats.has_gradients:
         raise AdaprunerError("this metric needs gradient statistics; collect them with gradients=True")
 
 
-def vector_scores(stats: Statistics, index: int, kind: str, metric: MetricConfig) -> torch.Tensor:
+class TaylorMetric(Metric):
+    """Base of the gradient metrics: they need calibration data and the backward pass."""
+
+    name = ""  # abstract
+    needs_gradients = True
+
+    def score(self, stats: Statistics, layer: int, kind: str, config: MetricConfig) -> torch.Tensor:
+        require_gradients(stats)
+        return aggregate(self.members(stats, stats.layers[layer], kind, config), config.aggregation)
+
+    def members(self, stats: Statistics, layer: LayerStatistics, kind: str, config: MetricConfig) -> list[torch.Tensor]:
+        """Per-member scores of one layer's units of ``kind`` (aggregated by :meth:`score`)."""
+        raise NotImplementedError
+
+
+@register_metric
+class VectorMetric(TaylorMetric):
     """LLM-Pruner Vector: |g . W_u| per member (first order), aggregated."""
-    _require_gradients(stats)
-    return aggregate(vector_members(stats.layers[index], kind, 0.0), metric.aggregation)
+
+    name = "vector"
+    help = "LLM-Pruner vector-wise first-order Taylor |g.W|"
+
+    def members(self, stats, layer, kind, config):
+        return vector_members(layer, kind, 0.0)
 
 
-def element1_scores(stats: Statistics, index: int, kind: str, metric: MetricConfig) -> torch.Tensor:
+@register_metric
+class Element1Metric(TaylorMetric):
     """LLM-Pruner Element1: sum_k |g_k W_k| per member, aggregated."""
-    _require_gradients(stats)
-    return aggregate([v.double() for _, v in stats.layers[index].view(kind, "el1")], metric.aggregation)
+
+    name = "element1"
+    help = "LLM-Pruner element-wise first-order Taylor sum|g*W|"
+
+    def members(self, stats, layer, kind, config):
+        return [v.double() for _, v in layer.view(kind, "el1")]
 
 
-def element2_scores(stats: Statistics, index: int, kind: str, metric: MetricConfig) -> torch.Tensor:
+@register_metric
+class Element2Metric(TaylorMetric):
     """Element2 (paper Eq. 4 literally): sum_k |g_k W_k - 1/2 F_kk W_k^2|, aggregated."""
-    _require_gradients(stats)
-    return aggregate(element_members(stats.layers[index], kind, factor_row(stats, 1.0)), metric.aggregation)
 
+    name = "element2"
+    help = "LLM-Pruner element-wise second-order Taylor (Fisher) sum|gW - FW^2/2|"
 
-def adapruner_scores(stats: Statistics, index: int, kind: str, metric: MetricConfig) -> torch.Tensor:
-    """AdaPruner Eq. 5: alpha1*a_vec*I_vec + alpha2*a_el*I_el per member, aggregated."""
-    _require_gradients(stats)
-    layer = stats.layers[index]
-    vec = vector_members(layer, kind, metric.second_order_vec)
-    el = element_members(layer, kind, factor_row(stats, metric.second_order_el))
-    blended = [metric.alpha1 * metric.align_vec * v + metric.alpha2 * metric.align_el * e for v, e in zip(vec, el)]
-    return aggregate(blended, metric.aggregation)
+    def element_factors(self, config: MetricConfig) -> tuple[float, ...]:
+        return (1.0,)
+
+    def members(self, stats, layer, kind, config):
+        return element_members(layer, kind, factor_row(stats, 1.0))

@@ -19,11 +19,10 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import time
-import uuid
 from pathlib import Path
 
+from adapruner.core.io import atomic_directory
 from adapruner.errors import AdaprunerError
 
 CACHE_ENV = "ADAPRUNER_CACHE"
@@ -89,7 +88,7 @@ def convert_gguf(gguf: Path, out_dir: Path) -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from adapruner.models.load import fix_special_tokens
+    from adapruner.models.tokenizer import fix_special_tokens
 
     start = time.perf_counter()
     try:
@@ -108,20 +107,13 @@ def convert_gguf(gguf: Path, out_dir: Path) -> None:
         model.config.__dict__.pop("quantization_config", None)
     fix_special_tokens(tokenizer, model.config)
 
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir.parent / f"{out_dir.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    try:
+    # A stale, incomplete entry is replaced (complete ones are never converted again).
+    with atomic_directory(out_dir, overwrite=True) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         info = {"source": str(gguf), "fingerprint": file_fingerprint(gguf), "dtype": "float32",
                 "convert_seconds": round(time.perf_counter() - start, 2)}
         (tmp / _DONE).write_text(json.dumps(info, indent=2) + "\n")
-        if out_dir.exists():  # a stale, incomplete entry (complete ones are never converted again)
-            shutil.rmtree(out_dir)
-        os.rename(tmp, out_dir)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def ensure_converted(gguf: Path, alias: str | None = None, version: str | None = None) -> tuple[Path, bool]:

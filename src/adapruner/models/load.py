@@ -14,17 +14,16 @@ need be) with accelerate's ``device_map="auto"``.
 
 from __future__ import annotations
 
-import os
 import re
-import socket
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlparse
 
 import torch
 
 from adapruner.errors import AdaprunerError
 from adapruner.models.aliases import ALIASES, alias_gguf_path, package_version
+from adapruner.models import hub
+from adapruner.models.tokenizer import fix_special_tokens
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -48,24 +47,6 @@ class LoadedModel:
     path: str
     source: str = "directory"
     info: dict = field(default_factory=dict)
-
-
-def fix_special_tokens(tokenizer, config=None) -> None:
-    """Give ``tokenizer`` a pad token (its EOS) when it has none, and a BOS/EOS from ``config``.
-
-    Padding is used only for batching and masked out of every loss, so EOS is a safe pad.
-    """
-    if config is not None:
-        for role in ("bos", "eos"):
-            token_id = getattr(config, f"{role}_token_id", None)
-            if isinstance(token_id, list):
-                token_id = token_id[0] if token_id else None
-            if getattr(tokenizer, f"{role}_token", None) is None and token_id is not None:
-                token = tokenizer.convert_ids_to_tokens(int(token_id))
-                if token is not None:
-                    setattr(tokenizer, f"{role}_token", token)
-    if tokenizer.pad_token is None and tokenizer.eos_token is not None:
-        tokenizer.pad_token = tokenizer.eos_token
 
 
 def resolve_spec(spec: str) -> tuple[str, str]:
@@ -94,27 +75,6 @@ def resolve_spec(spec: str) -> tuple[str, str]:
         f"unknown model '{spec}': not an alias ({', '.join(sorted(ALIASES))}; see `adapruner models`), "
         "an existing directory or .gguf file, or a hub id 'org/name'"
     )
-
-
-def _hub_reachable(timeout: float = 3.0) -> bool:
-    """Whether the Hugging Face endpoint accepts a TCP connection within ``timeout`` seconds.
-
-    The hub client retries a dead network for ~25 s before failing; this probe makes the
-    offline case fail at once. Behind a proxy we cannot probe cheaply and let the client try.
-    """
-    from huggingface_hub import constants
-
-    if constants.HF_HUB_OFFLINE:
-        return False
-    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
-        return True
-    url = urlparse(constants.ENDPOINT)
-    port = url.port or (443 if url.scheme == "https" else 80)
-    try:
-        with socket.create_connection((url.hostname, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
 
 
 def _hub_error(spec: str, online: bool, exc: Exception | None = None) -> AdaprunerError:
@@ -192,7 +152,7 @@ def load_model(spec: str, device: str = "auto", dtype: str = "float32",
         path = value
 
     hub_kwargs: dict = {}
-    online = kind == "hub" and _hub_reachable()
+    online = kind == "hub" and hub.hub_reachable()
     if kind == "hub":
         # Without a network, still use a copy already in the local hub cache.
         hub_kwargs["local_files_only"] = not online

@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
-from adapruner.pruning.adapters import adapter_for
-from adapruner.pruning.structure import PruningPlan
+from adapruner.core.adapters import adapter_for
+from adapruner.core.structure import LinearUpdate, PruningPlan
 
 
 @dataclass
@@ -45,16 +46,24 @@ def _input_mask_hook(mask: torch.Tensor):
     return hook
 
 
-def _output_bias_hook(bias: torch.Tensor):
-    def hook(module, args, output):
-        return output + bias.to(dtype=output.dtype, device=output.device)
+def _update_hook(update: LinearUpdate, module: nn.Linear):
+    """Forward hook that makes ``module`` compute with ``update``: its replacement weight on the
+    (already masked) input, then its added bias."""
+    ref = module.weight
+    weight = update.weight.to(dtype=ref.dtype, device=ref.device) if update.weight is not None else None
+    bias = update.bias.to(dtype=ref.dtype, device=ref.device) if update.bias is not None else None
+
+    def hook(mod, args, output):
+        if weight is not None:
+            output = F.linear(args[0], weight, mod.bias)
+        return output + bias if bias is not None else output
 
     return hook
 
 
 def apply_masks(model: nn.Module, plan: PruningPlan) -> MaskHandle:
     """Make ``model`` compute as if ``plan`` had been applied, by masking output-side inputs
-    (and adding the plan's compensation biases to the outputs of those projections).
+    (and applying the plan's weight updates to those projections).
 
     Returns a :class:`MaskHandle`; use it as a context manager or call ``.remove()``.
     """
@@ -72,11 +81,10 @@ def apply_masks(model: nn.Module, plan: PruningPlan) -> MaskHandle:
                 mask = torch.zeros(linear.in_features, device=linear.weight.device, dtype=linear.weight.dtype)
                 mask[member.index(layer_plan.kept(member.unit)).to(mask.device)] = 1
                 handle.hooks.append(linear.register_forward_pre_hook(_input_mask_hook(mask)))
-        for idx, biases in sorted(plan.bias.items()):
-            for path, bias in biases.items():
+        for idx, updates in sorted(plan.updates.items()):
+            for path, update in updates.items():
                 linear = layers[idx].get_submodule(path)
-                bias = bias.to(device=linear.weight.device, dtype=linear.weight.dtype)
-                handle.hooks.append(linear.register_forward_hook(_output_bias_hook(bias)))
+                handle.hooks.append(linear.register_forward_hook(_update_hook(update, linear)))
     except Exception:
         handle.remove()
         raise

@@ -17,9 +17,7 @@ interrupted save never leaves a half-written model behind.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import uuid
 from pathlib import Path
 
 import torch.nn as nn
@@ -28,8 +26,9 @@ from huggingface_hub.errors import StrictDataclassError
 
 from adapruner.errors import AdaprunerError
 from adapruner.pruning import modeling_pruned
-from adapruner.pruning.adapters import adapter_for
-from adapruner.pruning.allocation import count_parameters
+from adapruner.core.adapters import adapter_for
+from adapruner.core.io import atomic_directory
+from adapruner.core.params import count_parameters
 from adapruner.pruning.surgery import layer_widths
 
 REPORT_NAME = "pruning_report.json"
@@ -101,9 +100,7 @@ def save_pruned(model: nn.Module, tokenizer, out_dir: str | Path, report: dict, 
         raise AdaprunerError(f"output directory {out} already exists; pass --overwrite or choose another --out")
     if out.exists() and not out.is_dir():
         raise AdaprunerError(f"output path {out} exists and is not a directory; choose another --out")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
-    try:
+    with atomic_directory(out, overwrite=overwrite) as tmp:
         cfg = checkpoint_config(model)
         model.save_pretrained(tmp)
         cfg.dtype = next(model.parameters()).dtype
@@ -123,14 +120,4 @@ def save_pruned(model: nn.Module, tokenizer, out_dir: str | Path, report: dict, 
                            "transformers_version": transformers.__version__},
         })
         (tmp / REPORT_NAME).write_text(json.dumps(full, indent=2, default=str) + "\n")
-        if out.exists():
-            old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
-            os.replace(out, old)
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return out

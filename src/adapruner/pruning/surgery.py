@@ -6,6 +6,9 @@ right), and their weights are the kept rows/columns of the old ones, gathered me
 with :meth:`Member.index`. Members that share a linear (Phi-3's fused qkv_proj / gate_up_proj)
 are concatenated in member order, which is their order inside the fused weight. Biases follow
 their rows; per-head-dim norms (q_norm/k_norm) are shared by all heads and are copied unchanged.
+The plan's weight updates (:class:`~adapruner.core.structure.LinearUpdate`) are applied on the
+way: a replacement weight is gathered instead of the old one, an added bias becomes the linear's
+bias (recorded per layer in ``layer_widths[i]["output_bias"]``).
 """
 
 from __future__ import annotations
@@ -13,15 +16,29 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from adapruner.pruning.adapters import FamilyAdapter, adapter_for
-from adapruner.pruning.compensation import add_bias
+from adapruner.core.adapters import FamilyAdapter, adapter_for
+from adapruner.core.structure import LayerPlan, LayerShape, LinearUpdate, PruningPlan
 from adapruner.pruning.modeling_pruned import layer_config, rebuild_layer
-from adapruner.pruning.structure import LayerPlan, LayerShape, PruningPlan
 
 
-def _gathered_state(layer: nn.Module, adapter: FamilyAdapter, shape: LayerShape, plan: LayerPlan) -> dict:
-    """State dict (relative to the layer) of the pruned attention and MLP modules."""
+def add_bias(linear: nn.Linear, bias: torch.Tensor) -> None:
+    """Add ``bias`` to ``linear``'s output, creating its bias parameter when it has none."""
+    bias = bias.to(device=linear.weight.device, dtype=linear.weight.dtype)
+    if linear.bias is None:
+        linear.bias = nn.Parameter(bias.clone(), requires_grad=linear.weight.requires_grad)
+    else:
+        linear.bias.data += bias
+
+
+def _gathered_state(layer: nn.Module, adapter: FamilyAdapter, shape: LayerShape, plan: LayerPlan,
+                    updates: dict[str, LinearUpdate]) -> dict:
+    """State dict (relative to the layer) of the pruned attention and MLP modules, with the
+    replacement weights of ``updates`` gathered like the originals."""
     state = {k: v for k, v in layer.state_dict().items() if k.startswith((adapter.attn + ".", adapter.mlp + "."))}
+    for path, update in updates.items():
+        if update.weight is not None:
+            old = state[f"{path}.weight"]
+            state[f"{path}.weight"] = update.weight.to(dtype=old.dtype, device=old.device)
     by_path: dict[str, list] = {}
     for member in adapter.members(shape):
         by_path.setdefault(member.path, []).append(member)
@@ -70,10 +87,15 @@ def prune_model(model: nn.Module, plan: PruningPlan) -> nn.Module:
         shape = adapter.layer_shape(model, idx)
         layer_plan.validate(shape)
         new_shape = layer_plan.shape(shape)
-        if new_shape == shape:
-            continue
+        updates = plan.updates.get(idx, {})
         layer = layers[idx]
-        state = _gathered_state(layer, adapter, shape, layer_plan)
+        if new_shape == shape:
+            for path, update in updates.items():
+                if update.weight is not None:
+                    linear = layer.get_submodule(path)
+                    linear.weight.data.copy_(update.weight.to(linear.weight.dtype))
+            continue
+        state = _gathered_state(layer, adapter, shape, layer_plan, updates)
         cfg = layer_config(base_cfg, {"num_attention_heads": new_shape.num_heads,
                                       "num_key_value_heads": new_shape.num_kv_heads,
                                       "intermediate_size": new_shape.intermediate_size,
@@ -85,9 +107,11 @@ def prune_model(model: nn.Module, plan: PruningPlan) -> nn.Module:
         if missing or unexpected:
             raise RuntimeError(f"layer {idx}: surgery left missing={missing} unexpected={unexpected}")
     widths = layer_widths(model)
-    for idx, biases in sorted(plan.bias.items()):
-        for path, bias in biases.items():
-            add_bias(layers[idx].get_submodule(path), bias)
-        widths[idx]["output_bias"] = sorted(set(widths[idx].get("output_bias", [])) | set(biases))
+    for idx, updates in sorted(plan.updates.items()):
+        biased = [path for path, u in updates.items() if u.bias is not None]
+        for path in biased:
+            add_bias(layers[idx].get_submodule(path), updates[path].bias)
+        if biased:
+            widths[idx]["output_bias"] = sorted(set(widths[idx].get("output_bias", [])) | set(biased))
     base_cfg.__dict__["layer_widths"] = widths
     return model

@@ -31,7 +31,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from adapruner.errors import AdaprunerError
-from adapruner.pruning.adapters import adapter_for
+from adapruner.core.adapters import adapter_for
 from adapruner.recovery.lora import pad_id, prepare_examples, target_modules
 from adapruner.recovery.training import TrainConfig, train, validation_loss
 

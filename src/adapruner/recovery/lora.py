@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from adapruner.data.alpaca import split_train_val, tokenize_example
-from adapruner.pruning.adapters import adapter_for
+from adapruner.core.adapters import adapter_for
 from adapruner.recovery.training import TrainConfig, train, validation_loss
 
 

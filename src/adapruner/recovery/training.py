@@ -15,8 +15,8 @@ import time
 from dataclasses import asdict, dataclass
 
 import torch
-import torch.nn.functional as F
 
+from adapruner.core.lm import next_token_nll
 from adapruner.data.alpaca import collate
 from adapruner.errors import AdaprunerError
 
@@ -58,10 +58,8 @@ def _token_loss(model, batch: dict, device) -> tuple[torch.Tensor, int]:
     """Summed next-token NLL over labelled tokens, and their number."""
     batch = {k: v.to(device) for k, v in batch.items()}
     logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-    labels = batch["labels"][:, 1:]
-    loss = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]).float(), labels.reshape(-1),
-                           ignore_index=-100, reduction="sum")
-    return loss, int((labels != -100).sum())
+    loss = next_token_nll(logits, batch["labels"])
+    return loss, int((batch["labels"][:, 1:] != -100).sum())
 
 
 @torch.no_grad()

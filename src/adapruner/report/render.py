@@ -8,11 +8,9 @@ per-layer kept widths, PPL and zero-shot accuracy per run, and the search conver
 
 from __future__ import annotations
 
-import os
-import shutil
-import uuid
 from pathlib import Path
 
+from adapruner.core.io import atomic_directory, write_text
 from adapruner.errors import AdaprunerError
 from adapruner.report.collect import RunSummary, collect_run
 
@@ -184,10 +182,8 @@ def write_report(run_dirs: list[str | Path], out: str | Path) -> Path:
         out = out / "report.md"
     out.parent.mkdir(parents=True, exist_ok=True)
     plot_dir_name = f"{out.stem}_plots"
-    tmp_dir = out.parent / f".{plot_dir_name}.tmp-{uuid.uuid4().hex[:8]}"
-    tmp_dir.mkdir()
     plots = {}
-    try:
+    with atomic_directory(out.parent / plot_dir_name, overwrite=True) as tmp_dir:
         if plot_widths(runs, tmp_dir / "widths.png"):
             plots["widths"] = f"{plot_dir_name}/widths.png"
         if _bars(runs, "ppl", "perplexity (lower is better)", tmp_dir / "ppl.png", "PPL"):
@@ -196,14 +192,5 @@ def write_report(run_dirs: list[str | Path], out: str | Path) -> Path:
             plots["accuracy"] = f"{plot_dir_name}/accuracy.png"
         if plot_convergence(runs, tmp_dir / "convergence.png"):
             plots["convergence"] = f"{plot_dir_name}/convergence.png"
-        final_dir = out.parent / plot_dir_name
-        if final_dir.exists():
-            shutil.rmtree(final_dir)
-        os.replace(tmp_dir, final_dir)
-    finally:
-        if tmp_dir.exists():
-            shutil.rmtree(tmp_dir, ignore_errors=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(markdown(runs, plots) + "\n")
-    os.replace(tmp, out)
+    write_text(out, markdown(runs, plots) + "\n")
     return out

@@ -26,17 +26,18 @@ from dataclasses import dataclass, field
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from adapruner.config import PruneConfig
-from adapruner.pruning.adapters import adapter_for
-from adapruner.pruning.structure import PruningPlan
+from adapruner.core.adapters import adapter_for
+from adapruner.core.lm import lm_logits, next_token_nll
+from adapruner.core.structure import PruningPlan
+from adapruner.planning import plan_pruning
 
 EVAL_DATASETS = ("wikitext2", "ptb")
 
 
 @dataclass
-class EvalProtocol:
+class ObjectiveProtocol:
     """The objective's evaluation data: ``windows`` windows of ``seq_len`` tokens per dataset,
     evenly spread over each validation split, scored in batches of ``batch_size``."""
 
@@ -55,7 +56,7 @@ def spread_windows(windows: torch.Tensor, count: int) -> torch.Tensor:
     return windows[idx]
 
 
-def load_eval_windows(tokenizer, data_dir, protocol: EvalProtocol) -> dict[str, torch.Tensor]:
+def load_eval_windows(tokenizer, data_dir, protocol: ObjectiveProtocol) -> dict[str, torch.Tensor]:
     """The fixed evaluation windows of every dataset of ``protocol`` (validation splits only)."""
     from adapruner.data.corpora import load_corpus
     from adapruner.eval.perplexity import corpus_windows
@@ -90,11 +91,7 @@ class CachedEvaluator:
         self.start = start
         self.adapter = adapter_for(model)
         self.layers = self.adapter.decoder_layers(model)
-        base = model.get_submodule(self.adapter.layers.rsplit(".", 1)[0])
-        self.norm = base.norm
-        self.head = model.get_output_embeddings()
-        cfg = self.adapter.text_config(model)
-        self.softcap = getattr(cfg, "final_logit_softcapping", None)
+        self.norm = self.adapter.final_norm(model)
         self.device = next(model.parameters()).device
         self.batches: dict[str, list[_Batch]] = {}
         self.dense: dict[str, float] = {}
@@ -137,10 +134,7 @@ class CachedEvaluator:
         for layer, args, kwargs in zip(self.layers[self.start:], batch.layer_args, batch.layer_kwargs):
             out = layer(h, *args, **kwargs)
             h = out[0] if isinstance(out, tuple) else out
-        logits = self.head(self.norm(h))
-        if self.softcap:
-            logits = torch.tanh(logits / self.softcap) * self.softcap
-        return logits
+        return lm_logits(self.model, self.norm(h))
 
     def evaluate(self, report: Callable[[int, float], None] | None = None) -> dict[str, float]:
         """Perplexity per dataset; ``report(step, running_objective)`` after every batch.
@@ -176,11 +170,8 @@ def _ppl(nll: float, count: int) -> float:
 
 def _nll(logits: torch.Tensor, ids: torch.Tensor) -> tuple[float, int]:
     """Summed next-token NLL and token count of a batch (float64 to keep long sums exact)."""
-    logp = logits[:, :-1].float()
-    target = ids[:, 1:]
-    loss = F.cross_entropy(logp.reshape(-1, logp.size(-1)), target.reshape(-1), reduction="sum")
-    value = float(loss.double())
-    return (value if math.isfinite(value) else float("inf")), target.numel()
+    value = float(next_token_nll(logits, ids).double())
+    return (value if math.isfinite(value) else float("inf")), ids[:, 1:].numel()
 
 
 @dataclass
@@ -197,25 +188,25 @@ class Objective:
     """Evaluates pruning configurations on one loaded model at one ratio (no copies of it).
 
     ``pool`` are the calibration windows (``calibration_pool``), ``windows`` the evaluation
-    windows per dataset. ``statistics_fn`` / ``scores_fn`` / ``allocate_fn`` / ``masks_fn``
-    default to the importance and engine modules; tests pass stand-ins.
+    windows per dataset. A trial's plan comes from :func:`adapruner.planning.plan_pruning`, the
+    same function that plans the delivered model, with the statistics of the last calibration
+    set cached. ``element_factors`` are the second-order factors the statistics pass folds (every
+    value the search space may suggest); ``statistics_fn(model, calib)`` replaces the collection
+    (tests count its calls).
     """
 
     def __init__(self, model: nn.Module, pool: torch.Tensor, windows: dict[str, torch.Tensor], ratio: float,
-                 batch_size: int = 8, statistics_fn=None, scores_fn=None, allocate_fn=None, masks_fn=None):
+                 batch_size: int = 8, statistics_fn=None, element_factors: tuple[float, ...] | None = None):
         self.model, self.pool, self.windows, self.ratio, self.batch_size = model, pool, windows, ratio, batch_size
-        if statistics_fn is None or scores_fn is None:
-            from adapruner.importance import collect_statistics, scores_from_statistics
+        if statistics_fn is None:
+            from adapruner.importance import ELEMENT_FACTORS, collect_statistics
 
-            def quiet_statistics(model, calib):
-                return collect_statistics(model, calib, progress=False)
+            factors = tuple(element_factors) if element_factors is not None else ELEMENT_FACTORS
 
-            statistics_fn, scores_fn = statistics_fn or quiet_statistics, scores_fn or scores_from_statistics
-        if allocate_fn is None:
-            from adapruner.pruning.allocation import allocate as allocate_fn
-        if masks_fn is None:
-            from adapruner.pruning.masks import apply_masks as masks_fn
-        self.statistics_fn, self.scores_fn, self.allocate_fn, self.masks_fn = statistics_fn, scores_fn, allocate_fn, masks_fn
+            def statistics_fn(model, calib):
+                return collect_statistics(model, calib, element_factors=factors, progress=False)
+
+        self.statistics_fn = statistics_fn
         self.evaluator: CachedEvaluator | None = None
         self._stats_key: tuple | None = None
         self._stats = None
@@ -238,19 +229,22 @@ class Objective:
         return self._stats
 
     def plan(self, config: PruneConfig) -> PruningPlan:
-        """The pruning plan of ``config`` at this objective's ratio."""
-        stats = self.statistics(config.calibration.indices)
-        scores = self.scores_fn(stats, config.metric)
-        return self.allocate_fn(self.model, scores, self.ratio, config.allocation)
+        """The pruning plan of ``config`` at this objective's ratio (the delivered model's plan)."""
+        indices = config.calibration.indices
+        calib = self.pool[sorted(indices)] if indices is not None else None
+        stats = self.statistics(indices) if indices is not None else None
+        return plan_pruning(self.model, calib, config, self.ratio, stats=stats, progress=False).plan
 
     def __call__(self, config: PruneConfig, report: Callable[[int, float], None] | None = None) -> TrialResult:
         """Mean validation perplexity of the model pruned (masked) with ``config``."""
+        from adapruner.pruning.masks import apply_masks
+
         t0 = time.perf_counter()
         plan = self.plan(config)
         t1 = time.perf_counter()
         evaluator = self.evaluator_for(plan)
         t2 = time.perf_counter()
-        handle = self.masks_fn(self.model, plan)
+        handle = apply_masks(self.model, plan)
         try:
             ppl = evaluator.evaluate(report)
         finally:

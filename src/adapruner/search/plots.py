@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
+
+from adapruner.core.io import atomic_file
 
 
 def best_so_far(points: list[tuple[int, float]]) -> tuple[list[int], list[float]]:
@@ -37,8 +38,7 @@ def plot_convergence(curves: dict[str, list[tuple[int, float]]], path: str | Pat
     if curves:
         ax.legend()
     fig.tight_layout()
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=120)
+    with atomic_file(path) as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
     plt.close(fig)
-    os.replace(tmp, path)
     return path

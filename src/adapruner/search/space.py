@@ -2,21 +2,16 @@
 
 A point of Z is a calibration set D (``num_samples`` windows of the book-text pool) together with
 an importance metric I (alpha1, alpha2 of Eq. 5, the alignment and second-order factors whose
-candidates :mod:`adapruner.importance` defines, optionally the aggregation). :class:`SearchSpace` describes Z and its ablations; :meth:`SearchSpace.suggest`
-turns one Optuna trial into a :class:`~adapruner.config.PruneConfig`, the same object that
-``adapruner prune --config`` applies, so a found configuration transfers unchanged.
+candidates :mod:`adapruner.importance` defines, optionally the aggregation), plus whatever further
+registered :mod:`dimensions <adapruner.search.dimensions>` the space lists.
+:class:`SearchSpace` describes Z and its ablations; :meth:`SearchSpace.suggest` turns one Optuna
+trial into a :class:`~adapruner.config.PruneConfig`, the same object that ``adapruner prune
+--config`` applies, so a found configuration transfers unchanged.
 
-Data spaces (paper Table 8):
-
-* ``joint`` (default): ``sample_0 .. sample_{k-1}`` each range over the whole pool.
-  Duplicated indices are *resampled deterministically*: a repeated index moves to the next
-  unused pool index (wrapping around), so every trial calibrates on exactly ``k`` distinct
-  windows and the mapping stays a pure function of the trial's parameters.
-* ``subspaces`` ("10 subspaces"): the pool is cut into ``k`` contiguous disjoint parts and
-  ``sample_i`` picks a window inside part ``i`` (duplicates are impossible).
-* ``score``: every candidate window is first scored alone (the objective of a pruning calibrated
-  on that window only) and the ``k`` best are fixed; only the metric is searched.
-* ``fixed`` (``--no-data-search``): ``k`` random windows drawn once from ``seed``.
+Data spaces (``data_space``, paper Table 8): ``joint`` (default), ``subspaces``, ``score`` (the
+``k`` best windows scored one by one are fixed; only the metric is searched) and ``fixed``
+(``--no-data-search``: ``k`` random windows drawn once from the seed); see
+:mod:`adapruner.search.dimensions.calibration`.
 
 Metric spaces: ``adapruner`` searches alpha1, alpha2, every factor with more than one candidate (and the
 aggregation when more than one is listed); ``element1`` / ``element2`` fix LLM-Pruner's
@@ -36,6 +31,8 @@ import torch
 
 from adapruner.config import AGGREGATIONS, AllocationConfig, CalibrationConfig, MetricConfig, PruneConfig
 from adapruner.errors import AdaprunerError
+from adapruner.search.dimensions import DIMENSIONS, SuggestContext
+from adapruner.search.dimensions.calibration import resolve_duplicates  # noqa: F401  (public name)
 
 DATA_SPACES = ("joint", "subspaces", "score", "fixed")
 SEARCH_METRICS = ("adapruner", "element1", "element2")
@@ -46,12 +43,15 @@ def default_factors() -> dict[str, list[float]]:
     """Candidate values of the metric's alignment/second-order factors (MetricConfig fields).
 
     The paper lists {1e5, 1e6, 1e7}, {1e-2, 1e-3} and {1e-4} without saying which term each
-    scales; :mod:`adapruner.importance` decides and documents it, and exposes the candidate lists
-    as ``ALIGNMENT_CHOICES``, which are used here unchanged.
+    scales; :mod:`adapruner.importance.coefficients` decides and documents it, and exposes the
+    candidate lists as ``FACTOR_CHOICES``, which are used here unchanged.
     """
-    from adapruner.importance import ALIGNMENT_CHOICES
+    from adapruner.importance.coefficients import FACTOR_CHOICES
 
-    return {k: [float(x) for x in v] for k, v in ALIGNMENT_CHOICES.items()}
+    return {k: [float(x) for x in v] for k, v in FACTOR_CHOICES.items()}
+
+
+DEFAULT_DIMENSIONS = ("calibration", "metric")
 
 
 @dataclass
@@ -70,6 +70,10 @@ class SearchSpace:
     sequential: bool = False
     score_candidates: int = 64
     allocation: dict = field(default_factory=lambda: asdict(AllocationConfig()))
+    # Registered dimensions searched, in suggestion order, and the settings of dimensions that
+    # keep them outside the fields above ({dimension name: {...}}).
+    dimensions: list[str] = field(default_factory=lambda: list(DEFAULT_DIMENSIONS))
+    options: dict = field(default_factory=dict)
 
     # -- loading and identity ----------------------------------------------------------------
     @staticmethod
@@ -104,35 +108,77 @@ class SearchSpace:
         return SearchSpace.from_dict(data)
 
     def validate(self) -> None:
-        """Raise :class:`AdaprunerError` for values outside their domains."""
-        if self.num_samples < 1:
-            raise AdaprunerError(f"num_samples must be >= 1 (got {self.num_samples})")
+        """Raise :class:`AdaprunerError` for values outside their domains or of the wrong type."""
+        _check_int("num_samples", self.num_samples, 1)
+        _check_int("seq_len", self.seq_len, 2)
+        _check_int("pool_seed", self.pool_seed, None)
+        _check_int("score_candidates", self.score_candidates, 1)
         if self.data_space not in DATA_SPACES:
             raise AdaprunerError(f"data_space '{self.data_space}' unknown; choose one of {', '.join(DATA_SPACES)}")
         if self.metric not in SEARCH_METRICS:
             raise AdaprunerError(f"metric '{self.metric}' unknown; choose one of {', '.join(SEARCH_METRICS)}")
         for name in ("alpha1", "alpha2"):
-            lo, hi = getattr(self, name)
+            value = getattr(self, name)
+            if not (isinstance(value, (list, tuple)) and len(value) == 2 and all(_is_number(v) for v in value)):
+                raise AdaprunerError(f"{name} must be a range [low, high] of two numbers (got {value!r})")
+            lo, hi = value
             if not 0.0 <= lo <= hi <= 1.0:
                 raise AdaprunerError(f"{name} range must satisfy 0 <= low <= high <= 1 (got [{lo}, {hi}])")
-        metric_fields = {f.name for f in fields(MetricConfig)} - {"name", "alpha1", "alpha2", "aggregation", "seed"}
+        if not isinstance(self.factors, dict):
+            raise AdaprunerError(f"factors must map a metric coefficient to its candidate values (got {self.factors!r})")
+        metric_fields = {f.name for f in fields(MetricConfig)} - {"name", "alpha1", "alpha2", "aggregation", "seed",
+                                                                 "options"}
         for key, values in self.factors.items():
             if key not in metric_fields:
                 raise AdaprunerError(f"factor '{key}' is not a metric coefficient; valid: {sorted(metric_fields)}")
-            if not values:
-                raise AdaprunerError(f"factor '{key}' needs at least one candidate value")
-        bad = [a for a in self.aggregations if a not in AGGREGATIONS]
-        if not self.aggregations or bad:
-            raise AdaprunerError(f"aggregations must be a non-empty subset of {', '.join(AGGREGATIONS)}")
+            if not isinstance(values, (list, tuple)) or not values or not all(_is_number(v) for v in values):
+                raise AdaprunerError(f"factor '{key}' needs a non-empty list of numbers (got {values!r})")
+        if not isinstance(self.aggregations, (list, tuple)) or not self.aggregations or \
+                any(a not in AGGREGATIONS for a in self.aggregations):
+            raise AdaprunerError(f"aggregations must be a non-empty subset of {', '.join(AGGREGATIONS)} "
+                                 f"(got {self.aggregations!r})")
         if self.sequential and (self.data_space not in ("joint", "subspaces") or self.metric != "adapruner"):
             raise AdaprunerError("--sequential needs a searched data space (joint|subspaces) and the adapruner metric")
-        AllocationConfig(**self.allocation)  # unknown keys raise TypeError early
+        if not isinstance(self.allocation, dict):
+            raise AdaprunerError(f"allocation must be a mapping of AllocationConfig keys (got {self.allocation!r})")
+        known = {f.name for f in fields(AllocationConfig)}
+        unknown = set(self.allocation) - known
+        if unknown:
+            raise AdaprunerError(f"unknown allocation key(s) {sorted(unknown)} in the search space; valid: {sorted(known)}")
+        from adapruner.allocation.base import validate_allocation
+
+        validate_allocation(AllocationConfig(**self.allocation))
         if self.score_candidates < self.num_samples:
             raise AdaprunerError("score_candidates must be >= num_samples")
+        if not isinstance(self.dimensions, (list, tuple)) or not isinstance(self.options, dict):
+            raise AdaprunerError("dimensions must be a list of names and options a mapping of dimension settings")
+        for name in self.dimensions:
+            DIMENSIONS.get(name).validate(self)
+        stray = set(self.options) - set(self.dimensions)
+        if stray:
+            raise AdaprunerError(f"options given for dimension(s) {sorted(stray)} that the space does not search; "
+                                 f"add them to dimensions ({', '.join(DIMENSIONS.names())})")
+
+    def element_factors(self) -> tuple[float, ...]:
+        """Every element-wise second-order factor a trial of this space may read: the collection
+        folds all of them in its one pass (so a space value off the default list still works)."""
+        from adapruner.importance.coefficients import ELEMENT_FACTORS
+
+        extra = [float(v) for v in self.factors.get("second_order_el", [])]
+        return tuple(sorted({*ELEMENT_FACTORS, *extra}))
 
     def to_json(self) -> dict:
-        """A JSON-serialisable dict (the study stores it and its hash)."""
-        return asdict(self)
+        """A JSON-serialisable dict (the study stores it and its hash).
+
+        ``dimensions`` and ``options`` are left out while at their defaults, so the hash of a
+        space that does not use them is the one it had before they existed (old studies resume).
+        """
+        data = asdict(self)
+        if list(data["dimensions"]) == list(DEFAULT_DIMENSIONS):
+            del data["dimensions"]
+        if not data["options"]:
+            del data["options"]
+        return data
 
     def digest(self) -> str:
         """A short stable hash of the space, to refuse mixing studies of different spaces."""
@@ -179,48 +225,24 @@ class SearchSpace:
 
         ``phase`` is ``joint`` (search everything the space searches), ``data`` or ``metric``
         (sequential ablation). ``fixed_indices`` is the calibration set of trials that do not
-        search the data; ``fixed_metric`` the metric of trials that do not search it.
+        search the data; ``fixed_metric`` the metric of trials that do not search it. Every
+        active dimension, in ``dimensions`` order, fills its part of the configuration.
         """
         self.check_pool(pool_size)
-        if self.searches_data(phase):
-            if self.data_space == "subspaces":
-                indices = [trial.suggest_int(f"sample_{i}", lo, hi - 1)
-                           for i, (lo, hi) in enumerate(self.subspace_bounds(pool_size))]
-            else:
-                raw = [trial.suggest_int(f"sample_{i}", 0, pool_size - 1) for i in range(self.num_samples)]
-                indices = resolve_duplicates(raw, pool_size)
-        else:
-            if fixed_indices is None:
-                raise ValueError("fixed_indices are needed when the data is not searched")
-            indices = list(fixed_indices)
-        if self.searches_metric(phase):
-            factors = {k: float(trial.suggest_categorical(k, v)) if len(v) > 1 else float(v[0])
-                       for k, v in self.factors.items()}
-            metric = MetricConfig(
-                name="adapruner",
-                alpha1=trial.suggest_float("alpha1", *self.alpha1),
-                alpha2=trial.suggest_float("alpha2", *self.alpha2),
-                aggregation=(trial.suggest_categorical("aggregation", self.aggregations)
-                             if len(self.aggregations) > 1 else self.aggregations[0]),
-                **factors,
-            )
-        else:
-            metric = fixed_metric or self.default_metric()
-        calibration = CalibrationConfig(seq_len=self.seq_len, num_samples=len(indices), pool_seed=self.pool_seed,
-                                        indices=sorted(indices))
-        return PruneConfig(metric=metric, calibration=calibration, allocation=AllocationConfig(**self.allocation))
-
-
-def resolve_duplicates(indices: list[int], pool_size: int) -> list[int]:
-    """Replace each repeated index by the next unused pool index (wrapping), keeping order."""
-    seen: set[int] = set()
-    out = []
-    for i in indices:
-        while i in seen:
-            i = (i + 1) % pool_size
-        seen.add(i)
-        out.append(i)
-    return out
+        if not self.searches_data(phase) and fixed_indices is None:
+            raise ValueError("fixed_indices are needed when the data is not searched")
+        indices = sorted(fixed_indices) if fixed_indices is not None else None
+        config = PruneConfig(
+            metric=fixed_metric or self.default_metric(),
+            calibration=CalibrationConfig(seq_len=self.seq_len, num_samples=len(indices) if indices else self.num_samples,
+                                          pool_seed=self.pool_seed, indices=indices),
+            allocation=AllocationConfig(**self.allocation))
+        ctx = SuggestContext(pool_size=pool_size, phase=phase, fixed_indices=fixed_indices, fixed_metric=fixed_metric)
+        for name in self.dimensions:
+            dimension = DIMENSIONS.get(name)
+            if dimension.active(self, phase):
+                dimension.suggest(trial, self, config, ctx)
+        return config
 
 
 def space_from_args(base: SearchSpace, no_data_search: bool = False, fixed_metric: str | None = None,
@@ -240,3 +262,13 @@ def space_from_args(base: SearchSpace, no_data_search: bool = False, fixed_metri
     if sequential:
         data["sequential"] = True
     return SearchSpace.from_dict(data)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
+
+
+def _check_int(name: str, value, minimum: int | None) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or (minimum is not None and value < minimum):
+        bound = f" >= {minimum}" if minimum is not None else ""
+        raise AdaprunerError(f"{name} must be an integer{bound} (got {value!r})")

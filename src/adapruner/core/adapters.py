@@ -1,8 +1,8 @@
-"""Family adapters: where each model family keeps its attention heads and MLP channels.
+"""Family adapters: where each model family keeps its decoder layers, heads, MLP channels and norm.
 
 An adapter is pure data. Everything else (importance, masks, surgery, saving) asks the adapter
-for the decoder layers, a layer's :class:`~adapruner.pruning.structure.LayerShape` and its
-:class:`~adapruner.pruning.structure.Member` list, so a new family is one more entry in
+for the decoder layers, a layer's :class:`~adapruner.core.structure.LayerShape` and its
+:class:`~adapruner.core.structure.Member` list, so a new family is one more entry in
 :data:`ADAPTERS`, never an ``if model_type == ...`` elsewhere.
 """
 
@@ -12,8 +12,15 @@ from dataclasses import dataclass
 
 import torch.nn as nn
 
+from adapruner.core.structure import LayerShape, Member
 from adapruner.errors import AdaprunerError
-from adapruner.pruning.structure import LayerShape, Member
+
+
+def text_config(model: nn.Module):
+    """The config that holds the decoder's widths: the text sub-config of multimodal wrappers,
+    else the model's own config (works for any transformers model, supported or not)."""
+    cfg = model.config
+    return cfg.get_text_config() if hasattr(cfg, "get_text_config") else cfg
 
 
 @dataclass(frozen=True)
@@ -29,6 +36,7 @@ class FamilyAdapter:
     name: str
     model_types: tuple[str, ...]
     layers: str = "model.layers"
+    norm: str | None = None  # the final norm after the decoder layers (None: "<parent of layers>.norm")
     attn: str = "self_attn"
     mlp: str = "mlp"
     q: str = "q_proj"
@@ -48,10 +56,13 @@ class FamilyAdapter:
         """The model's list of decoder layers."""
         return model.get_submodule(self.layers)
 
+    def final_norm(self, model: nn.Module) -> nn.Module:
+        """The norm applied to the last decoder layer's output before the LM head."""
+        return model.get_submodule(self.norm or self.layers.rsplit(".", 1)[0] + ".norm")
+
     def text_config(self, model: nn.Module):
         """The config that holds layer widths (the text sub-config for multimodal wrappers)."""
-        cfg = model.config
-        return cfg.get_text_config() if hasattr(cfg, "get_text_config") else cfg
+        return text_config(model)
 
     def layer_shape(self, model: nn.Module, index: int) -> LayerShape:
         """Current widths of decoder layer ``index`` (read from the modules, not the config)."""

@@ -12,7 +12,7 @@ A *member* is the slice that one unit occupies inside one linear layer: the unit
 member owns rows (``axis=0``) or columns (``axis=1``) ``offset + u*width ... offset + (u+1)*width``
 of the weight. Fused projections (Phi-3's qkv_proj and gate_up_proj) are just members with an
 offset. Importance metrics score members; masks and surgery act on members; the family adapter
-(:mod:`adapruner.pruning.adapters`) is the only place that knows which linear holds which member.
+(:mod:`adapruner.core.adapters`) is the only place that knows which linear holds which member.
 
 A :class:`PruningPlan` says which units every layer keeps. It is the single hand-over between
 allocation (which decides) and masks/surgery/saving (which act).
@@ -118,16 +118,30 @@ class LayerPlan:
 
 
 @dataclass
+class LinearUpdate:
+    """New values for one output-side linear (o_proj, down_proj) that a weight update computed.
+
+    ``weight``: a replacement weight of the linear's *original* shape (only the kept input
+    columns matter; least-squares reconstruction re-fits them). ``bias``: a vector added to the
+    linear's output (FLAP's bias compensation). Masks, surgery and saving apply both generically,
+    whatever update produced them (:mod:`adapruner.updates`).
+    """
+
+    weight: torch.Tensor | None = None
+    bias: torch.Tensor | None = None
+
+
+@dataclass
 class PruningPlan:
     """What every decoder layer keeps. Layers absent from ``layers`` are untouched.
 
-    ``bias`` optionally holds output biases to add when the plan is applied (FLAP's bias
-    compensation, :mod:`adapruner.pruning.compensation`): ``{layer: {linear path: vector}}``.
-    They are data, not decisions, so :meth:`to_json` leaves them out.
+    ``updates`` optionally holds weight updates to apply with the plan
+    (``{layer: {linear path: LinearUpdate}}``, see :mod:`adapruner.updates`). They are data, not
+    decisions, so :meth:`to_json` leaves them out.
     """
 
     layers: dict[int, LayerPlan] = field(default_factory=dict)
-    bias: dict[int, dict[str, torch.Tensor]] = field(default_factory=dict)
+    updates: dict[int, dict[str, LinearUpdate]] = field(default_factory=dict)
 
     def to_json(self) -> dict:
         """A JSON-serialisable form (layer indices become strings)."""

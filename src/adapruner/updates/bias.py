@@ -18,8 +18,9 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from adapruner.pruning.adapters import adapter_for
-from adapruner.pruning.structure import PruningPlan
+from adapruner.core.adapters import adapter_for
+from adapruner.core.structure import LinearUpdate, PruningPlan
+from adapruner.updates.base import Updates, WeightUpdate, register_update
 
 
 @torch.no_grad()
@@ -65,10 +66,17 @@ def input_means(model: nn.Module, calib: torch.Tensor, micro_batch: int | None =
     return {i: dict(ls.input_mean) for i, ls in stats.layers.items()}
 
 
-def add_bias(linear: nn.Linear, bias: torch.Tensor) -> None:
-    """Add ``bias`` to ``linear``'s output, creating its bias parameter when it has none."""
-    bias = bias.to(device=linear.weight.device, dtype=linear.weight.dtype)
-    if linear.bias is None:
-        linear.bias = nn.Parameter(bias.clone(), requires_grad=linear.weight.requires_grad)
-    else:
-        linear.bias.data += bias
+@register_update
+class BiasCompensation(WeightUpdate):
+    """FLAP's bias compensation (module docstring); works with any metric."""
+
+    name = "bias"
+    help = "FLAP bias compensation: removed columns' mean contribution becomes an o_proj/down_proj bias"
+
+    def compute(self, model, plan, calib, config, stats=None, micro_batch=None) -> Updates:
+        if stats is not None and stats.num_samples and all(ls.input_mean for ls in stats.layers.values()):
+            means = {i: dict(ls.input_mean) for i, ls in stats.layers.items()}  # same calibration set
+        else:
+            means = input_means(model, calib, micro_batch)
+        return {i: {path: LinearUpdate(bias=b) for path, b in biases.items()}
+                for i, biases in bias_compensation(model, plan, means).items()}

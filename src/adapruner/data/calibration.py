@@ -1,0 +1,40 @@
+"""Which calibration samples a run uses: windows of the book-text pool chosen by a config."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from adapruner.config import CalibrationConfig
+from adapruner.errors import AdaprunerError
+
+
+def calibration_indices(pool_size: int, calibration: CalibrationConfig) -> list[int]:
+    """The pool windows a run calibrates on: the configured ``indices``, else ``num_samples``
+    windows drawn with ``seed`` (the same draw as the search's no-data-search baseline)."""
+    if calibration.indices is not None:
+        bad = [i for i in calibration.indices if not 0 <= int(i) < pool_size]
+        if bad:
+            raise AdaprunerError(
+                f"calibration indices {bad[:5]} are outside the pool of {pool_size} windows; "
+                "use a best_config.json made with the same data directory, tokenizer and seq_len")
+        return [int(i) for i in calibration.indices]
+    if calibration.num_samples < 1:
+        raise AdaprunerError(f"--num-samples must be at least 1, got {calibration.num_samples}")
+    if calibration.num_samples > pool_size:
+        raise AdaprunerError(
+            f"{calibration.num_samples} calibration samples asked but the pool has only {pool_size} windows "
+            f"of {calibration.seq_len} tokens; lower --num-samples or --calib-seq-len")
+    g = torch.Generator().manual_seed(int(calibration.seed))
+    return sorted(torch.randperm(pool_size, generator=g)[: calibration.num_samples].tolist())
+
+
+def calibration_samples(tokenizer, calibration: CalibrationConfig, data_dir: str | Path) -> torch.Tensor:
+    """Token ids ``[N, seq_len]`` of the calibration samples ``calibration`` selects from the book pool."""
+    from adapruner.data.books import calibration_pool
+
+    if calibration.source != "books":
+        raise AdaprunerError(f"unknown calibration source '{calibration.source}'; the only source is 'books'")
+    pool = calibration_pool(tokenizer, data_dir, seq_len=calibration.seq_len, seed=calibration.pool_seed)
+    return pool[calibration_indices(pool.shape[0], calibration)]

@@ -1,0 +1,70 @@
+"""One pruning decision, end to end: statistics -> importance scores -> allocation -> weight update.
+
+Every plan adapruner makes goes through :func:`plan_pruning`: each search trial (with the
+statistics of its calibration set cached between trials) and the model a search or ``prune``
+delivers. So the model a search saves is, by construction, the model its best trial scored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+
+from adapruner.allocation import allocate, check_allocation
+from adapruner.config import PruneConfig
+from adapruner.core.structure import PruningPlan, Scores
+from adapruner.errors import AdaprunerError
+from adapruner.importance import metric_statistics, scores_from_statistics, validate_metric
+from adapruner.importance.statistics import Statistics
+from adapruner.updates.base import validate_update
+
+
+@dataclass
+class PlanResult:
+    """A plan with the scores it was allocated from and the statistics they came from."""
+
+    plan: PruningPlan
+    scores: Scores
+    stats: Statistics
+
+
+def needs_data(config: PruneConfig) -> bool:
+    """Whether the metric or the weight update of ``config`` reads calibration samples."""
+    return validate_metric(config.metric).needs_calibration or validate_update(config.update).needs_calibration
+
+
+def check_config(model: nn.Module, config: PruneConfig, ratio: float) -> None:
+    """Every check that needs no data: metric, update, allocation and ratio (reachable on ``model``)."""
+    validate_metric(config.metric)
+    validate_update(config.update)
+    check_allocation(model, ratio, config.allocation)
+
+
+def plan_pruning(model: nn.Module, calib: torch.Tensor | None, config: PruneConfig, ratio: float,
+                 stats: Statistics | None = None, micro_batch: int | None = None,
+                 progress: bool = True) -> PlanResult:
+    """Plan the removal of ``ratio`` of ``model``'s parameters with ``config``.
+
+    ``calib`` are the calibration token ids ``[N, T]`` (None is allowed when neither the metric
+    nor the update reads data). ``stats``, when given, are statistics of the same ``calib``
+    collected earlier (the search caches them per calibration set); otherwise the metric's
+    statistics are collected here. The returned plan carries the update's
+    :class:`~adapruner.core.structure.LinearUpdate` values; the model is left unchanged.
+    ``micro_batch`` bounds the calibration samples per forward/backward (memory, not results).
+    """
+    check_config(model, config, ratio)
+    if needs_data(config) and calib is None:
+        raise AdaprunerError(f"metric '{config.metric.name}' / update '{config.update.name}' need calibration "
+                             "text; pass --data-dir or set ADAPRUNER_DATA_DIR")
+    metric = validate_metric(config.metric)
+    if stats is None:
+        stats = metric_statistics(model, config.metric, calib if metric.needs_calibration else None,
+                                  micro_batch=micro_batch, progress=progress)
+    scores = scores_from_statistics(stats, config.metric)
+    plan = allocate(model, scores, ratio, config.allocation)
+    plan.updates = validate_update(config.update).compute(model, plan, calib, config.update,
+                                                          stats=stats if metric.needs_calibration else None,
+                                                          micro_batch=micro_batch)
+    return PlanResult(plan=plan, scores=scores, stats=stats)

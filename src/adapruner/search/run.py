@@ -1,0 +1,243 @@
+"""The library-level search: run (or continue) a study, then deliver the best trial's model.
+
+``adapruner search`` is parse -> :func:`check_request` -> load the model -> :func:`run_search`
+-> print. A library user does the same::
+
+    from adapruner import load_model
+    from adapruner.search import SearchRequest, SearchSpace, check_request, run_search
+
+    request = SearchRequest(ratio=0.2, trials=100, out="runs/x", space=SearchSpace())
+    check_request(request, "smollm2-135m")            # refuses a mismatched study before loading
+    result = run_search(load_model("smollm2-135m"), request, data_dir="../shared/data")
+
+When the budget of finished trials is spent, the model is planned with the best trial's
+configuration through the same :func:`adapruner.planning.plan_pruning` that planned the trial,
+physically pruned, and its objective on the same validation windows is *checked* against the
+trial's value (a loud warning, recorded in the report, when they differ beyond float noise).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from adapruner.errors import AdaprunerError
+from adapruner.search.identity import StudyIdentity, check_identity, open_study
+from adapruner.search.objective import ObjectiveProtocol
+from adapruner.search.samplers import EARLY_STOPS, SAMPLERS, make_early_stop, make_sampler
+from adapruner.search.space import SearchSpace
+from adapruner.search.storage import default_storage, existing_study, open_storage, redact
+
+# The final model must reproduce its trial's objective; masked vs physically pruned forwards
+# differ by float rounding only (~1e-6 relative on CPU float32).
+REPRODUCE_RTOL = 1e-3
+
+
+@dataclass
+class SearchRequest:
+    """Everything that defines a search besides the model: budget, space, storage, objective."""
+
+    ratio: float
+    trials: int
+    out: str | Path
+    space: SearchSpace = field(default_factory=SearchSpace)
+    sampler: str = "tpe"
+    early_stop: str = "percentile"
+    storage: str | None = None  # default: sqlite:///OUT/study.db
+    study: str | None = None  # default: adapruner-SAMPLER
+    eval_windows: int = 16
+    eval_batch_size: int = 8
+    heartbeat: int = 10
+    seed: int = 0
+    device: str = "auto"
+    dtype: str = "float32"
+
+    @property
+    def study_name(self) -> str:
+        """The study's name in the storage."""
+        return self.study or f"adapruner-{self.sampler}"
+
+    @property
+    def storage_url(self) -> str:
+        """The Optuna storage URL."""
+        return self.storage or default_storage(Path(self.out))
+
+    def protocol(self) -> ObjectiveProtocol:
+        """The objective's evaluation protocol."""
+        return ObjectiveProtocol(seq_len=self.space.seq_len, windows=self.eval_windows,
+                                 batch_size=self.eval_batch_size)
+
+    def protocol_json(self) -> dict:
+        """The protocol as stored with the study (part of its identity)."""
+        p = self.protocol()
+        return {"datasets": list(p.datasets), "split": p.split, "seq_len": p.seq_len,
+                "windows_per_dataset": p.windows, "objective": "mean perplexity (paper Eq. 6)",
+                "window_selection": "evenly spaced over all non-overlapping windows of the split"}
+
+
+@dataclass
+class SearchResult:
+    """What a finished search delivered: the best trial, its configuration, the report, the files."""
+
+    best_trial: int
+    objective: float
+    validation_ppl: dict
+    config: dict
+    report: dict
+    out: Path
+    files: list[str]
+    reproduced: bool
+
+
+def check_request(request: SearchRequest, model: str) -> StudyIdentity:
+    """Validate ``request`` and refuse a stored study of another identity, before any loading.
+
+    Returns the identity the study will carry. Creates ``out`` only when the default SQLite
+    storage needs it.
+    """
+    from adapruner.core.params import check_ratio
+
+    if isinstance(request.trials, bool) or not isinstance(request.trials, int) or request.trials < 1:
+        raise AdaprunerError(f"--trials must be an integer >= 1 (got {request.trials})")
+    check_ratio(request.ratio)
+    if request.eval_windows < 1 or request.eval_batch_size < 1:
+        raise AdaprunerError("--eval-windows and --eval-batch-size must be >= 1")
+    if request.heartbeat < 1:
+        raise AdaprunerError("--heartbeat must be >= 1 second")
+    if request.sampler not in SAMPLERS:
+        raise AdaprunerError(f"unknown sampler '{request.sampler}'; choose one of {', '.join(SAMPLERS)}")
+    if request.early_stop not in EARLY_STOPS:
+        raise AdaprunerError(f"unknown early-stop rule '{request.early_stop}'; choose one of {', '.join(EARLY_STOPS)}")
+    space = request.space
+    if space.data_space == "fixed" and space.metric != "adapruner":
+        raise AdaprunerError("--no-data-search with --fixed-metric leaves nothing to search; drop one of them")
+    out = Path(request.out)
+    if out.exists() and not out.is_dir():
+        raise AdaprunerError(f"--out {out} exists and is not a directory")
+    if request.storage is None:
+        out.mkdir(parents=True, exist_ok=True)
+    identity = StudyIdentity(model=model, ratio=request.ratio, space=space, protocol=request.protocol_json(),
+                             sampler=request.sampler)
+    storage = open_storage(request.storage_url, heartbeat=request.heartbeat)
+    existing = existing_study(storage, request.study_name)
+    if existing is not None:
+        check_identity(existing, identity)
+    return identity
+
+
+def sampler_seed(seed: int, url: str, local: bool) -> int:
+    """The sampler seed: ``seed`` for a local study; distinct per worker process for a shared
+    storage, so concurrent workers do not propose identical trials."""
+    if local:
+        return seed
+    from adapruner.search.worker import worker_tag
+
+    return int(hashlib.sha256(f"{seed}:{worker_tag()}:{url}".encode()).hexdigest()[:8], 16)
+
+
+def run_search(loaded, request: SearchRequest, data_dir: str | Path, progress: bool = True) -> SearchResult:
+    """Run or continue the study of ``request`` on ``loaded`` (a :class:`~adapruner.models.load.LoadedModel`),
+    then deliver the best trial's model and reports into ``request.out`` (see :func:`finalize`)."""
+    import optuna
+
+    from adapruner.allocation import check_allocation
+    from adapruner.config import AllocationConfig
+    from adapruner.data.books import calibration_pool
+    from adapruner.search.objective import Objective, load_eval_windows
+    from adapruner.search.worker import Worker, WorkerContext
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # the bar shows progress; trials.csv the details
+    identity = check_request(request, loaded.spec)
+    space = request.space
+    model, tokenizer = loaded.model, loaded.tokenizer
+    check_allocation(model, request.ratio, AllocationConfig(**space.allocation))  # unreachable ratio: fail now
+    pool = calibration_pool(tokenizer, data_dir, seq_len=space.seq_len, seed=space.pool_seed)
+    space.check_pool(len(pool))
+    windows = load_eval_windows(tokenizer, data_dir, request.protocol())
+
+    url = request.storage_url
+    storage = open_storage(url, heartbeat=request.heartbeat)
+    seed = sampler_seed(request.seed, url, request.storage is None)
+    study = open_study(storage, request.study_name, identity, make_sampler(request.sampler, seed),
+                       make_early_stop(request.early_stop))
+    objective = Objective(model, pool, windows, request.ratio, batch_size=request.eval_batch_size,
+                          element_factors=space.element_factors())
+    ctx = WorkerContext(space=space, pool_size=len(pool), n_trials=request.trials, objective=objective,
+                        seed=request.seed, progress=progress)
+    t0 = time.perf_counter()
+    Worker(study, ctx).run()
+    search_s = time.perf_counter() - t0
+    return finalize(study, storage, loaded, request, pool, objective,
+                    {"sampler_seed": seed, "storage": redact(url), "this_worker_search_s": round(search_s, 1)})
+
+
+def finalize(study, storage, loaded, request: SearchRequest, pool, objective, runtime: dict) -> SearchResult:
+    """Plan with the best trial, prune, check, save the model and write best_config.json,
+    trials.csv, pruning_report.json and convergence.png (idempotent: every finishing worker may run it)."""
+    from adapruner.core.io import write_json
+    from adapruner.core.params import count_parameters
+    from adapruner.core.versions import versions
+    from adapruner.eval.perplexity import perplexity
+    from adapruner.planning import plan_pruning
+    from adapruner.pruning.save import save_pruned
+    from adapruner.pruning.surgery import prune_model
+    from adapruner.search.plots import plot_convergence
+    from adapruner.search.results import best_config, convergence_curves, study_summary, write_trials_csv
+
+    out = Path(request.out)
+    out.mkdir(parents=True, exist_ok=True)
+    config, best = best_config(study)
+    model, tokenizer = loaded.model, loaded.tokenizer
+    dense_params = count_parameters(model)
+    indices = config.calibration.indices
+    calib = pool[sorted(indices)] if indices is not None else None
+    plan = plan_pruning(model, calib, config, request.ratio).plan
+    prune_model(model, plan)
+    pruned_params = count_parameters(model)
+    # The physically pruned model on the same validation windows must reproduce the trial's value.
+    check = {name: perplexity(model, w, batch_size=request.eval_batch_size, progress=False).ppl
+             for name, w in objective.windows.items()}
+    final_value = sum(check.values()) / len(check)
+    rel = abs(final_value - best.value) / max(abs(best.value), 1e-12)
+    reproduced = rel <= REPRODUCE_RTOL
+    reproduction = {"trial_objective": best.value, "final_objective": final_value, "relative_difference": rel,
+                    "tolerance": REPRODUCE_RTOL, "reproduced": reproduced}
+    if not reproduced:
+        print(f"WARNING: the saved model's objective {final_value:.4f} differs from best trial {best.number}'s "
+              f"{best.value:.4f} by {rel:.2%} (more than float noise); the report records both",
+              file=sys.stderr)
+
+    provenance = {
+        "model": loaded.spec, "ratio": request.ratio, "study": study.study_name, "sampler": request.sampler,
+        "best_trial": best.number, "objective": best.value, "validation_ppl": best.user_attrs.get("ppl"),
+        "space_hash": request.space.digest(), "seed": request.seed,
+    }
+    report = {
+        "command": "search",
+        "provenance": provenance,
+        "config": config.to_json(),
+        "space": request.space.to_json(),
+        "protocol": request.protocol_json(),
+        "study": study_summary(study),
+        "dense_validation_ppl": objective.evaluator.dense if objective.evaluator else None,
+        "pruned_validation_ppl": check,
+        "reproduction": reproduction,
+        "parameters": {"dense": dense_params, "pruned": pruned_params,
+                       "removed_fraction": 1 - pruned_params / dense_params},
+        "plan": plan.to_json(),
+        "model_source": {"spec": loaded.spec, "path": loaded.path, **getattr(loaded, "info", {})},
+        "runtime": {"device": request.device, "dtype": request.dtype, **runtime},
+        "versions": versions("optuna"),
+    }
+    save_pruned(model, tokenizer, out / "model", report, overwrite=True)
+    write_json(out / "best_config.json", {"config": config.to_json(), "provenance": provenance})
+    write_trials_csv(study, out / "trials.csv")
+    write_json(out / "pruning_report.json", report)
+    curves = convergence_curves(storage, loaded.spec, request.ratio)
+    plot_convergence(curves, out / "convergence.png", title=f"{loaded.spec} at {request.ratio:.0%}")
+    files = ["model", "best_config.json", "trials.csv", "pruning_report.json", "convergence.png"]
+    return SearchResult(best_trial=best.number, objective=best.value, validation_ppl=best.user_attrs.get("ppl") or {},
+                        config=config.to_json(), report=report, out=out, files=files, reproduced=reproduced)

@@ -1,0 +1,76 @@
+"""What a weight update is, and the registry of updates (``--update`` choices).
+
+Adding one is one file::
+
+    from adapruner.updates.base import WeightUpdate, register_update
+
+    @register_update
+    class Scale(WeightUpdate):
+        name = "scale"
+        needs_calibration = False
+        options = {"factor": (1.0, "multiplier of the kept o_proj/down_proj columns")}
+
+        def compute(self, model, plan, calib, config, stats=None, micro_batch=None):
+            ...  # return {layer: {linear path: LinearUpdate(weight=..., bias=...)}}
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import ClassVar
+
+import torch
+import torch.nn as nn
+
+from adapruner.config import UpdateConfig
+from adapruner.core.registry import Registry
+from adapruner.core.structure import LinearUpdate, PruningPlan
+from adapruner.errors import AdaprunerError
+
+UPDATES: Registry["WeightUpdate"] = Registry("weight update", flag="--update")
+register_update = UPDATES.register
+
+Updates = dict[int, dict[str, LinearUpdate]]
+
+
+class WeightUpdate(ABC):
+    """One weight update. Subclasses set ``name`` and implement :meth:`compute`.
+
+    ``needs_calibration``: reads calibration samples. ``options``: its settings,
+    ``{name: (default, help)}``, read from ``UpdateConfig.options``.
+    """
+
+    name: ClassVar[str]
+    help: ClassVar[str] = ""
+    needs_calibration: ClassVar[bool] = True
+    options: ClassVar[dict[str, tuple[object, str]]] = {}
+
+    def option(self, config: UpdateConfig, key: str):
+        """The value of option ``key``: the configured one, else its declared default."""
+        return config.options.get(key, self.options[key][0])
+
+    @abstractmethod
+    def compute(self, model: nn.Module, plan: PruningPlan, calib: torch.Tensor | None, config: UpdateConfig,
+                stats=None, micro_batch: int | None = None) -> Updates:
+        """The updates of the dense ``model`` for ``plan``: ``{layer: {linear path: LinearUpdate}}``.
+
+        ``stats`` are the importance statistics of the same ``calib`` when the caller has them
+        (an update may reuse what they hold instead of another pass over the data).
+        """
+
+
+def get_update(name: str) -> WeightUpdate:
+    """The registered update ``name``; a one-line error listing the valid names otherwise."""
+    return UPDATES.get(name)
+
+
+def validate_update(config: UpdateConfig) -> WeightUpdate:
+    """Check an update configuration's name and option names; return the update."""
+    update = get_update(config.name)
+    if not isinstance(config.options, dict):
+        raise AdaprunerError(f"update options must be a mapping of name to value, got {config.options!r}")
+    unknown = sorted(set(config.options) - set(update.options))
+    if unknown:
+        raise AdaprunerError(f"weight update '{update.name}' has no option(s) {unknown}; "
+                             f"its options: {', '.join(update.options) or 'none'}")
+    return update

@@ -1,0 +1,17 @@
+"""The ``none`` update: the kept weights stay as they are (LLM-Pruner, the paper)."""
+
+from __future__ import annotations
+
+from adapruner.updates.base import Updates, WeightUpdate, register_update
+
+
+@register_update
+class NoUpdate(WeightUpdate):
+    """Keep the surviving weights unchanged."""
+
+    name = "none"
+    help = "keep the surviving weights as they are"
+    needs_calibration = False
+
+    def compute(self, model, plan, calib, config, stats=None, micro_batch=None) -> Updates:
+        return {}
