@@ -1,7 +1,10 @@
 """The ``adapruner`` command line: one sub-command per pipeline stage.
 
 Each sub-command lives in :mod:`adapruner.commands.<name>` and exposes ``add_parser(subparsers)``
-and ``run(args) -> int``. User mistakes surface as :class:`~adapruner.errors.AdaprunerError` and
+and ``run(args) -> int``. Before the parser is built, plugins are imported so that the metrics,
+allocators, weight updates and search dimensions they register become CLI choices: the modules
+named in ``$ADAPRUNER_PLUGINS`` (comma-separated) and the ``adapruner.plugins`` entry points of
+installed packages. User mistakes surface as :class:`~adapruner.errors.AdaprunerError` and
 are printed as a single ``error: ...`` line (exit status 2), never as a traceback.
 """
 
@@ -9,12 +12,37 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.metadata
+import os
 import sys
 
 from adapruner.errors import AdaprunerError
 
 # Order = order in `adapruner --help`.
 COMMANDS = ("models", "eval", "prune", "search", "finetune", "stats", "report")
+
+
+PLUGINS_ENV = "ADAPRUNER_PLUGINS"
+
+
+def load_plugins() -> list[str]:
+    """Import the plugin modules (``$ADAPRUNER_PLUGINS`` and ``adapruner.plugins`` entry points);
+    return their names. A plugin that fails to import is a one-line error naming it."""
+    loaded = []
+    names = [n.strip() for n in os.environ.get(PLUGINS_ENV, "").split(",") if n.strip()]
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:
+            raise AdaprunerError(f"cannot import plugin '{name}' from ${PLUGINS_ENV}: {exc}") from None
+        loaded.append(name)
+    for entry in importlib.metadata.entry_points(group="adapruner.plugins"):
+        try:
+            entry.load()
+        except ImportError as exc:
+            raise AdaprunerError(f"cannot import plugin '{entry.name}' ({entry.value}): {exc}") from None
+        loaded.append(entry.value)
+    return loaded
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,6 +67,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script."""
+    try:
+        load_plugins()
+    except AdaprunerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -13,18 +13,6 @@ from adapruner.config import AllocationConfig
 from adapruner.core.structure import PruningPlan, Scores
 
 
-@register_allocator
-class Global(Allocator):
-    """Cheapest step (score per parameter) first, across every layer of the range."""
-
-    name = "global"
-    help = "greedy across layers by score per removed parameter (non-uniform widths)"
-
-    def allocate(self, budgets: list[LayerBudget], scores: Scores, target: float,
-                 config: AllocationConfig) -> PruningPlan:
-        return _global(budgets, scores, target, config)
-
-
 def _global(budgets: list[LayerBudget], scores: Scores, target: float, config: AllocationConfig) -> PruningPlan:
     """Greedy: repeatedly take the cheapest step (score per parameter) that fits the budget."""
     state = {}
@@ -86,3 +74,13 @@ def _global(budgets: list[LayerBudget], scores: Scores, target: float, config: A
         push(b, kind)
     return PruningPlan({b.index: layer_plan(b, scores[b.index], config.attention, state[b.index]["attn"],
                                              state[b.index]["kept"]) for b in budgets})
+
+
+@register_allocator
+class Global(Allocator):
+    """Cheapest step (score per parameter) first, across every layer of the range."""
+
+    name = "global"
+    help = "greedy across layers by score per removed parameter (non-uniform widths)"
+
+    allocate = staticmethod(_global)  # (budgets, scores, target, config) -> PruningPlan

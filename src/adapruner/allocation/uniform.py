@@ -55,18 +55,6 @@ def _fill_channels(budgets: list[LayerBudget], remaining: float, round_to: int) 
         kept[i], pos[i] = new, pos[i] + step
 
 
-@register_allocator
-class Uniform(Allocator):
-    """The same pruned fraction in every layer of the range (the paper's setting)."""
-
-    name = "uniform"
-    help = "the same fraction in every layer of the range (paper)"
-
-    def allocate(self, budgets: list[LayerBudget], scores: Scores, target: float,
-                 config: AllocationConfig) -> PruningPlan:
-        return _uniform(budgets, scores, target, config)
-
-
 def _uniform(budgets: list[LayerBudget], scores: Scores, target: float, config: AllocationConfig) -> PruningPlan:
     prunable = sum(b.attn_params + b.mlp_params for b in budgets)
     frac = target / prunable
@@ -93,3 +81,13 @@ def _uniform(budgets: list[LayerBudget], scores: Scores, target: float, config: 
         _, st, kept = fallback
     return PruningPlan({b.index: layer_plan(b, scores[b.index], config.attention, s, k)
                         for b, s, k in zip(budgets, st, kept)})
+
+
+@register_allocator
+class Uniform(Allocator):
+    """The same pruned fraction in every layer of the range (the paper's setting)."""
+
+    name = "uniform"
+    help = "the same fraction in every layer of the range (paper)"
+
+    allocate = staticmethod(_uniform)  # (budgets, scores, target, config) -> PruningPlan
