@@ -7,7 +7,6 @@ import json
 import pytest
 
 import adapruner.models.hub as hub
-import adapruner.models.load as load
 from adapruner.cli import main
 from tiny import tiny_model
 from tiny_tokenizer import char_tokenizer

@@ -9,7 +9,6 @@ import torch
 
 import adapruner.data.books as books
 import adapruner.models.hub as hub
-import adapruner.models.load as load
 from adapruner.data.books import calibration_pool, load_pool, paragraphs, strip_gutenberg
 from adapruner.data.corpora import load_corpus, load_ptb, load_wikitext2
 from adapruner.data.paths import resolve_data_dir

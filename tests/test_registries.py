@@ -75,7 +75,7 @@ class Scale(WeightUpdate):
     needs_calibration = False
     options = {"factor": (0.5, "multiplier")}
 
-    def compute(self, model, plan, calib, config, stats=None, micro_batch=None):
+    def compute(self, model, plan, calib, config, stats=None, micro_batch=None, cache=None):
         factor = float(self.option(config, "factor"))
         adapter = adapter_for(model)
         layers = adapter.decoder_layers(model)

@@ -135,7 +135,7 @@ def test_smollm2_cached_objective_matches_the_pruned_model(data_dir):
     from adapruner.data.books import calibration_pool
     from adapruner.eval.perplexity import perplexity
     from adapruner.models.load import load_model
-    from adapruner.pipeline import plan_pruning
+    from adapruner.planning import plan_pruning
     from adapruner.pruning.surgery import prune_model
     from adapruner.search.objective import ObjectiveProtocol, load_eval_windows
 
@@ -147,7 +147,7 @@ def test_smollm2_cached_objective_matches_the_pruned_model(data_dir):
     config = SearchSpace().suggest(optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0)).ask(), len(pool))
     result = objective(config)
     assert result.value < 1e4
-    plan, _ = plan_pruning(model, tok, config, 0.2, data_dir)
+    plan = plan_pruning(model, pool[sorted(config.calibration.indices)], config, 0.2).plan
     prune_model(model, plan)
     for name, w in windows.items():
         assert perplexity(model, w, batch_size=4, progress=False).ppl == pytest.approx(result.ppl[name], rel=1e-3)

@@ -3,7 +3,6 @@ datasets' own text through the harness's standard prompts, the result layout, an
 
 from __future__ import annotations
 
-import shutil
 
 import pytest
 import torch

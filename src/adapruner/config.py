@@ -57,12 +57,14 @@ class CalibrationConfig:
 class AllocationConfig:
     """How the parameter budget is spread: ``mode`` uniform|global; ``layers`` = [first, last)
     decoder layers that may be pruned (None = skip the first 4 and last 2 like the paper);
-    ``attention`` heads|kv|none; channel counts rounded to ``round_to``."""
+    ``attention`` heads|kv|none; channel counts rounded to ``round_to``; ``options`` are the
+    mode's own settings (``Allocator.options``)."""
 
     mode: str = "uniform"
     layers: list[int] | None = None
     attention: str = "heads"
     round_to: int = 8
+    options: dict = field(default_factory=dict)  # settings of the mode (e.g. a schedule's knots)
 
 
 @dataclass

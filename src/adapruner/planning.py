@@ -21,6 +21,16 @@ from adapruner.importance.statistics import Statistics
 from adapruner.updates.base import validate_update
 
 
+def update_samples(pool: torch.Tensor, config: PruneConfig) -> torch.Tensor | None:
+    """The weight update's own windows out of ``pool`` (None when it reads the importance samples)."""
+    from adapruner.data.calibration import update_indices
+
+    count = update_windows(config)
+    if count is None:
+        return None
+    return pool[update_indices(pool.shape[0], count, config.calibration.seed)]
+
+
 @dataclass
 class PlanResult:
     """A plan with the scores it was allocated from and the statistics they came from."""
@@ -42,9 +52,15 @@ def check_config(model: nn.Module, config: PruneConfig, ratio: float) -> None:
     check_allocation(model, ratio, config.allocation)
 
 
+def update_windows(config: PruneConfig) -> int | None:
+    """The number of calibration windows the weight update reads itself (None: the importance samples)."""
+    return validate_update(config.update).calibration_windows(config.update)
+
+
 def plan_pruning(model: nn.Module, calib: torch.Tensor | None, config: PruneConfig, ratio: float,
                  stats: Statistics | None = None, micro_batch: int | None = None,
-                 progress: bool = True) -> PlanResult:
+                 progress: bool = True, update_calib: torch.Tensor | None = None,
+                 cache: dict | None = None) -> PlanResult:
     """Plan the removal of ``ratio`` of ``model``'s parameters with ``config``.
 
     ``calib`` are the calibration token ids ``[N, T]`` (None is allowed when neither the metric
@@ -53,18 +69,26 @@ def plan_pruning(model: nn.Module, calib: torch.Tensor | None, config: PruneConf
     statistics are collected here. The returned plan carries the update's
     :class:`~adapruner.core.structure.LinearUpdate` values; the model is left unchanged.
     ``micro_batch`` bounds the calibration samples per forward/backward (memory, not results).
+    ``update_calib`` are the update's own windows when it reads some (:func:`update_windows`;
+    :func:`adapruner.data.calibration.update_samples` draws them); ``cache`` is kept by the caller
+    between plans of one model (a search: per study) for the update's plan-independent work.
     """
     check_config(model, config, ratio)
-    if needs_data(config) and calib is None:
+    metric, update = validate_metric(config.metric), validate_update(config.update)
+    own = update.calibration_windows(config.update)
+    reads_samples = metric.needs_calibration or (update.needs_calibration and own is None)
+    if reads_samples and calib is None:
         raise AdaprunerError(f"metric '{config.metric.name}' / update '{config.update.name}' need calibration "
                              "text; pass --data-dir or set ADAPRUNER_DATA_DIR")
-    metric = validate_metric(config.metric)
     if stats is None:
         stats = metric_statistics(model, config.metric, calib if metric.needs_calibration else None,
                                   micro_batch=micro_batch, progress=progress)
     scores = scores_from_statistics(stats, config.metric)
     plan = allocate(model, scores, ratio, config.allocation)
-    plan.updates = validate_update(config.update).compute(model, plan, calib, config.update,
-                                                          stats=stats if metric.needs_calibration else None,
-                                                          micro_batch=micro_batch)
+    if own is not None and update_calib is None:
+        raise AdaprunerError(f"weight update '{update.name}' reads {own} calibration windows of its own; "
+                             "pass --data-dir or set ADAPRUNER_DATA_DIR")
+    plan.updates = update.compute(model, plan, update_calib if own is not None else calib, config.update,
+                                  stats=stats if metric.needs_calibration and own is None else None,
+                                  micro_batch=micro_batch, cache=cache)
     return PlanResult(plan=plan, scores=scores, stats=stats)

@@ -2,10 +2,14 @@
 
 :mod:`.budget` says what each layer can give, :mod:`.base` holds the registry and the entry point
 :func:`allocate`; each mode is one registered file: :mod:`.uniform` (the paper's) and
-:mod:`.greedy` (``global``).
+:mod:`.greedy` (``global``), and the non-uniform :mod:`.schedule` (a knotted depth schedule)
+and :mod:`.saap` (SAAP's adaptive layer selection), both on :mod:`.weighted`.
 """
 
-from adapruner.allocation import greedy, uniform  # noqa: F401  (each registers its mode)
+from adapruner.allocation import uniform  # noqa: F401, I001  (each registers its mode, in --mode order)
+from adapruner.allocation import greedy  # noqa: F401
+from adapruner.allocation import schedule  # noqa: F401
+from adapruner.allocation import saap  # noqa: F401
 from adapruner.allocation.base import ALLOCATORS, Allocator, allocate, check_allocation, register_allocator
 from adapruner.allocation.budget import (
     ATTENTION_MODES,

@@ -38,6 +38,14 @@ class Allocator(ABC):
 
     name: ClassVar[str]
     help: ClassVar[str] = ""
+    options: ClassVar[dict[str, tuple[object, str]]] = {}
+
+    def option(self, config: AllocationConfig, key: str):
+        """The value of option ``key``: the configured one, else its declared default."""
+        return config.options.get(key, self.options[key][0])
+
+    def validate(self, config: AllocationConfig) -> None:
+        """Reject bad option values (one-line error); the default accepts every declared option."""
 
     @abstractmethod
     def allocate(self, budgets: list[LayerBudget], scores: Scores, target: float,
@@ -51,8 +59,15 @@ class Allocator(ABC):
 
 
 def validate_allocation(config: AllocationConfig) -> None:
-    """Reject unknown modes and bad rounding with a one-line error."""
-    ALLOCATORS.get(config.mode)
+    """Reject unknown modes, unknown options and bad rounding with a one-line error."""
+    allocator = ALLOCATORS.get(config.mode)
+    if not isinstance(config.options, dict):
+        raise AdaprunerError(f"allocation options must be a mapping, got {config.options!r}")
+    unknown = sorted(set(config.options) - set(allocator.options))
+    if unknown:
+        raise AdaprunerError(f"allocation mode '{allocator.name}' has no option(s) {unknown}; "
+                             f"its options: {', '.join(allocator.options) or 'none'}")
+    allocator.validate(config)
     if config.attention not in ATTENTION_MODES:
         raise AdaprunerError(
             f"unknown attention mode '{config.attention}'; choose one of {', '.join(ATTENTION_MODES)}")

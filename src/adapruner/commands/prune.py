@@ -74,6 +74,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     a.add_argument("--attention", default=None, choices=list(ATTENTION_MODES),
                    help="query heads inside KV groups (default), whole KV groups, or no attention pruning")
     a.add_argument("--round-to", type=int, default=None, help="kept MLP channels rounded to a multiple (default 8)")
+    a.add_argument("--allocation-option", dest="allocation_options", action="append", type=key_value, default=[],
+                   metavar="KEY=VALUE", help="a setting of the mode, e.g. knots=[0.5,1,2] for schedule, "
+                                             "strength=1 for saap; repeatable")
     add_data_arg(p)
     add_runtime_args(p)
     # None = "not given", so a --config's seed is kept unless --seed is passed.
@@ -100,6 +103,8 @@ def build_config(args: argparse.Namespace) -> PruneConfig:
                    if v is not None}
     allocation = {k: v for k, v in {"layers": args.layers, "mode": args.mode, "attention": args.attention,
                                     "round_to": args.round_to}.items() if v is not None}
+    if args.allocation_options:
+        allocation["options"] = {**config.allocation.options, **dict(args.allocation_options)}
     if args.seed is not None or not args.config:
         seed = args.seed or 0
         calibration["seed"] = seed
@@ -119,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
     from adapruner.core.params import check_ratio, count_parameters
     from adapruner.core.versions import versions
     from adapruner.models.load import load_model
-    from adapruner.planning import needs_data, plan_pruning
+    from adapruner.planning import needs_data, plan_pruning, update_samples
     from adapruner.pruning.save import check_savable, save_pruned
     from adapruner.pruning.surgery import layer_widths, prune_model
 
@@ -145,7 +150,7 @@ def run(args: argparse.Namespace) -> int:
     timings["load_s"] = time.perf_counter() - t
     check_savable(model)
 
-    calib = None
+    calib = update_calib = None
     if data_dir is not None:
         from adapruner.data.books import calibration_pool
         from adapruner.data.calibration import calibration_indices
@@ -155,10 +160,11 @@ def run(args: argparse.Namespace) -> int:
         # Record the exact windows drawn, so the report's config reproduces this run.
         cal.indices = calibration_indices(pool.shape[0], cal)
         calib = pool[cal.indices]
+        update_calib = update_samples(pool, config)
 
     before = count_parameters(model)
     t = time.perf_counter()
-    plan = plan_pruning(model, calib, config, args.ratio, micro_batch=args.micro_batch).plan
+    plan = plan_pruning(model, calib, config, args.ratio, micro_batch=args.micro_batch, update_calib=update_calib).plan
     timings["plan_s"] = time.perf_counter() - t
     t = time.perf_counter()
     prune_model(model, plan)

@@ -28,7 +28,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--storage", default=None, help="Optuna RDB URL (default: sqlite:///OUT/study.db); "
                    "postgresql://... lets several workers share one study")
     p.add_argument("--study", default=None, help="study name (default: adapruner-SAMPLER)")
-    p.add_argument("--space", default=None, help="search space file (JSON/YAML; keys of adapruner.search.space.SearchSpace)")
+    p.add_argument("--space", default=None,
+                   help="search space: 'paper' (default: the paper's calibration data + Eq. 5 coefficients), "
+                        "'full' (also every metric, weight update and allocation mode), or a JSON/YAML file "
+                        "with the keys of adapruner.search.space.SearchSpace")
     p.add_argument("--eval-windows", type=int, default=16,
                    help="validation windows per dataset (WikiText-2, PTB) of the objective (default 16)")
     p.add_argument("--eval-batch-size", type=int, default=8, help="windows per forward in the objective")

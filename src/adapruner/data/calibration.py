@@ -38,3 +38,13 @@ def calibration_samples(tokenizer, calibration: CalibrationConfig, data_dir: str
         raise AdaprunerError(f"unknown calibration source '{calibration.source}'; the only source is 'books'")
     pool = calibration_pool(tokenizer, data_dir, seq_len=calibration.seq_len, seed=calibration.pool_seed)
     return pool[calibration_indices(pool.shape[0], calibration)]
+
+
+def update_indices(pool_size: int, count: int, seed: int) -> list[int]:
+    """The pool windows a weight update reads: the first ``count`` of a permutation drawn with
+    ``seed`` (so they overlap the importance samples only by chance; all of the pool if smaller)."""
+    if count > pool_size:
+        raise AdaprunerError(f"the weight update asks for {count} calibration windows but the pool has only "
+                             f"{pool_size}; lower its windows option or use a shorter --calib-seq-len")
+    g = torch.Generator().manual_seed(int(seed) + 1)  # +1: not the importance draw's permutation
+    return sorted(torch.randperm(pool_size, generator=g)[:count].tolist())

@@ -14,6 +14,7 @@ from adapruner.importance import adapruner  # noqa: F401
 from adapruner.importance import saap  # noqa: F401
 from adapruner.importance import wanda_sp  # noqa: F401
 from adapruner.importance import flap  # noqa: F401
+from adapruner.importance import obs  # noqa: F401
 from adapruner.importance.base import METRICS, Metric, get_metric, register_metric
 from adapruner.importance.coefficients import (
     ALIGN_EL_CHOICES,

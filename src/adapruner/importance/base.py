@@ -53,6 +53,7 @@ class Metric(ABC):
 
     ``needs_calibration``: scored on calibration samples (random, l1, l2 are not).
     ``needs_gradients``: needs the backward pass of the statistics collection.
+    ``needs_gram``: needs the input Gram matrices of the output projections.
     ``params``: the :class:`MetricConfig` fields it reads (help in :data:`PARAM_HELP`).
     ``options``: settings of its own, ``{name: (default, help)}``, read from ``MetricConfig.options``.
     """
@@ -61,6 +62,7 @@ class Metric(ABC):
     help: ClassVar[str] = ""
     needs_calibration: ClassVar[bool] = True
     needs_gradients: ClassVar[bool] = False
+    needs_gram: ClassVar[bool] = False  # the input Gram matrices of o_proj / down_proj
     params: ClassVar[tuple[str, ...]] = ("aggregation",)
     options: ClassVar[dict[str, tuple[object, str]]] = {}
 

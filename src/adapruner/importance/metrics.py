@@ -87,7 +87,8 @@ def metric_statistics(model: nn.Module, metric: MetricConfig, calib: torch.Tenso
     if not m.needs_calibration:
         return Statistics(layers=weight_statistics(model), num_samples=0, seq_len=0, element_factors=())
     return collect_statistics(model, calib, micro_batch=micro_batch, gradients=m.needs_gradients,
-                              seq_len=seq_len, element_factors=element_factors(metric), progress=progress)
+                              seq_len=seq_len, element_factors=element_factors(metric), gram=m.needs_gram,
+                              progress=progress)
 
 
 def compute_scores(

@@ -77,6 +77,10 @@ class LayerStatistics:
     shape: LayerShape
     members: dict[str, MemberStatistics] = field(default_factory=dict)
     input_mean: dict[str, torch.Tensor] = field(default_factory=dict)
+    # Input Gram matrix sum_t x_t x_t^T (float64) of each input-side linear, by its member name
+    # ("o", "down"); collected only when a metric asks for it (structured OBS).
+    gram: dict[str, torch.Tensor] = field(default_factory=dict)
+    weights: dict[str, torch.Tensor] = field(default_factory=dict)  # those linears' weights, with the Grams
 
     def view(self, kind: str, name: str) -> list[tuple[Member, torch.Tensor]]:
         """The statistic ``name`` of every member of unit ``kind``, one value per unit of that kind.
@@ -169,7 +173,9 @@ def weight_statistics(model: nn.Module) -> dict[int, LayerStatistics]:
 class _Collector:
     """Hooks on every pruneable linear; see the module docstring for what they compute."""
 
-    def __init__(self, model, layers, num_samples, gradients, element_factors, accumulate_on):
+    def __init__(self, model, layers, num_samples, gradients, element_factors, accumulate_on, gram=False):
+        self.gram = gram
+        self.grams: dict[tuple[int, str], torch.Tensor] = {}
         self.model = model
         self.layers = layers
         self.num_samples = num_samples
@@ -207,6 +213,9 @@ class _Collector:
             x = args[0].detach()
             if wants_act:
                 xf = x.reshape(-1, x.shape[-1]).double()
+                if self.gram:
+                    g = xf.T @ xf
+                    self.grams[(i, path)] = g if (i, path) not in self.grams else self.grams[(i, path)] + g
                 s = [xf.sum(0), (xf * xf).sum(0), torch.tensor(float(xf.shape[0]), dtype=torch.float64)]
                 prev = self.act.get((i, path))
                 self.act[(i, path)] = s if prev is None else [a + b for a, b in zip(prev, s)]
@@ -294,6 +303,9 @@ class _Collector:
                             stats.members[m.name].wanda = fold_columns(norm * col_abs, m).float().cpu()
                             stats.members[m.name].fluctuation = fold_columns(var * col_sq, m).float().cpu()
                     stats.input_mean[members[0].name] = mean.float().cpu()
+                if (i, path) in self.grams:
+                    stats.gram[members[0].name] = self.grams.pop((i, path)).cpu()
+                    stats.weights[members[0].name] = w.cpu().clone()
 
 
 def collect_statistics(
@@ -303,6 +315,7 @@ def collect_statistics(
     gradients: bool = True,
     seq_len: int | None = None,
     element_factors: tuple[float, ...] = ELEMENT_FACTORS,
+    gram: bool = False,
     accumulate_on: str | torch.device | None = None,
     progress: bool = True,
 ) -> Statistics:
@@ -313,8 +326,9 @@ def collect_statistics(
     (activation and magnitude statistics only). ``seq_len``, when given, is the requested sample
     length, checked against ``calib``. ``element_factors`` are the candidate second-order factors
     folded for the element-wise score (the factor sits inside an absolute value, so each
-    candidate is folded in the same pass; default: every value of the search space); ``accumulate_on`` places the micro-batch accumulators (see
-    the module docstring). The model's parameters and their ``requires_grad`` flags are left as
+    candidate is folded in the same pass; default: every value of the search space); ``gram``
+    also keeps the input Gram matrix of o_proj / down_proj (structured OBS); ``accumulate_on``
+    places the micro-batch accumulators (see the module docstring). The model's parameters and their ``requires_grad`` flags are left as
     they were.
     """
     calib = validate_calibration(calib, model, seq_len)
@@ -330,7 +344,7 @@ def collect_statistics(
     try:
         for p in params:
             p.requires_grad_(False)
-        with _Collector(model, layers, n, gradients, tuple(element_factors), accumulate_on) as col:
+        with _Collector(model, layers, n, gradients, tuple(element_factors), accumulate_on, gram=gram) as col:
             col.single_pass = step == n
             chunks = range(0, n, step)
             for start in tqdm(chunks, desc="calibration statistics", disable=not progress or len(chunks) == 1):

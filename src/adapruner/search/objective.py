@@ -31,7 +31,7 @@ from adapruner.config import PruneConfig
 from adapruner.core.adapters import adapter_for
 from adapruner.core.lm import lm_logits, next_token_nll
 from adapruner.core.structure import PruningPlan
-from adapruner.planning import plan_pruning
+from adapruner.planning import plan_pruning, update_samples
 
 EVAL_DATASETS = ("wikitext2", "ptb")
 
@@ -191,12 +191,13 @@ class Objective:
     windows per dataset. A trial's plan comes from :func:`adapruner.planning.plan_pruning`, the
     same function that plans the delivered model, with the statistics of the last calibration
     set cached. ``element_factors`` are the second-order factors the statistics pass folds (every
-    value the search space may suggest); ``statistics_fn(model, calib)`` replaces the collection
+    value the search space may suggest), ``gram`` whether it keeps the Gram matrices (obs); ``statistics_fn(model, calib)`` replaces the collection
     (tests count its calls).
     """
 
     def __init__(self, model: nn.Module, pool: torch.Tensor, windows: dict[str, torch.Tensor], ratio: float,
-                 batch_size: int = 8, statistics_fn=None, element_factors: tuple[float, ...] | None = None):
+                 batch_size: int = 8, statistics_fn=None, element_factors: tuple[float, ...] | None = None,
+                 gram: bool = False):
         self.model, self.pool, self.windows, self.ratio, self.batch_size = model, pool, windows, ratio, batch_size
         if statistics_fn is None:
             from adapruner.importance import ELEMENT_FACTORS, collect_statistics
@@ -204,9 +205,10 @@ class Objective:
             factors = tuple(element_factors) if element_factors is not None else ELEMENT_FACTORS
 
             def statistics_fn(model, calib):
-                return collect_statistics(model, calib, element_factors=factors, progress=False)
+                return collect_statistics(model, calib, element_factors=factors, gram=gram, progress=False)
 
         self.statistics_fn = statistics_fn
+        self.update_cache: dict = {}  # the weight update's plan-independent work (e.g. dense Grams)
         self.evaluator: CachedEvaluator | None = None
         self._stats_key: tuple | None = None
         self._stats = None
@@ -233,7 +235,8 @@ class Objective:
         indices = config.calibration.indices
         calib = self.pool[sorted(indices)] if indices is not None else None
         stats = self.statistics(indices) if indices is not None else None
-        return plan_pruning(self.model, calib, config, self.ratio, stats=stats, progress=False).plan
+        return plan_pruning(self.model, calib, config, self.ratio, stats=stats, progress=False,
+                            update_calib=update_samples(self.pool, config), cache=self.update_cache).plan
 
     def __call__(self, config: PruneConfig, report: Callable[[int, float], None] | None = None) -> TrialResult:
         """Mean validation perplexity of the model pruned (masked) with ``config``."""

@@ -164,7 +164,7 @@ def run_search(loaded, request: SearchRequest, data_dir: str | Path, progress: b
     study = open_study(storage, request.study_name, identity, make_sampler(request.sampler, seed),
                        make_early_stop(request.early_stop))
     objective = Objective(model, pool, windows, request.ratio, batch_size=request.eval_batch_size,
-                          element_factors=space.element_factors())
+                          element_factors=space.element_factors(), gram=space.needs_gram())
     ctx = WorkerContext(space=space, pool_size=len(pool), n_trials=request.trials, objective=objective,
                         seed=request.seed, progress=progress)
     t0 = time.perf_counter()
@@ -181,7 +181,7 @@ def finalize(study, storage, loaded, request: SearchRequest, pool, objective, ru
     from adapruner.core.params import count_parameters
     from adapruner.core.versions import versions
     from adapruner.eval.perplexity import perplexity
-    from adapruner.planning import plan_pruning
+    from adapruner.planning import plan_pruning, update_samples
     from adapruner.pruning.save import save_pruned
     from adapruner.pruning.surgery import prune_model
     from adapruner.search.plots import plot_convergence
@@ -194,7 +194,8 @@ def finalize(study, storage, loaded, request: SearchRequest, pool, objective, ru
     dense_params = count_parameters(model)
     indices = config.calibration.indices
     calib = pool[sorted(indices)] if indices is not None else None
-    plan = plan_pruning(model, calib, config, request.ratio).plan
+    plan = plan_pruning(model, calib, config, request.ratio, update_calib=update_samples(pool, config),
+                        cache=objective.update_cache).plan
     prune_model(model, plan)
     pruned_params = count_parameters(model)
     # The physically pruned model on the same validation windows must reproduce the trial's value.

@@ -53,6 +53,23 @@ def default_factors() -> dict[str, list[float]]:
 
 DEFAULT_DIMENSIONS = ("calibration", "metric")
 
+# Named spaces for ``--space NAME``. ``paper`` is the AdaPruner paper's space (the default, so
+# the paper tables stay reproducible); ``full`` searches every metric, weight update and
+# allocation mode this tool has, together with the calibration data.
+PRESETS: dict[str, dict] = {
+    "paper": {},
+    "full": {
+        "dimensions": ["calibration", "metric-choice", "update", "allocation"],
+        "options": {
+            "metric-choice": {"choices": ["adapruner", "element1", "saap", "wanda-sp", "flap", "obs"]},
+            "update": {"choices": ["none", "bias", "reconstruct"],
+                       "reconstruct": {"mode": "oneshot", "windows": 64}},
+            "allocation": {"choices": ["uniform", "schedule", "saap"], "knots": 3,
+                           "knot_range": [0.25, 4.0], "strength_range": [0.0, 2.0]},
+        },
+    },
+}
+
 
 @dataclass
 class SearchSpace:
@@ -69,7 +86,9 @@ class SearchSpace:
     aggregations: list[str] = field(default_factory=lambda: ["sum"])
     sequential: bool = False
     score_candidates: int = 64
-    allocation: dict = field(default_factory=lambda: asdict(AllocationConfig()))
+    # Without ``options`` so that the hash of a default space stays what it was before they existed.
+    allocation: dict = field(default_factory=lambda: {k: v for k, v in asdict(AllocationConfig()).items()
+                                                      if k != "options"})
     # Registered dimensions searched, in suggestion order, and the settings of dimensions that
     # keep them outside the fields above ({dimension name: {...}}).
     dimensions: list[str] = field(default_factory=lambda: list(DEFAULT_DIMENSIONS))
@@ -89,10 +108,13 @@ class SearchSpace:
 
     @staticmethod
     def load(path: str | Path) -> "SearchSpace":
-        """Read a space file (``.json``, ``.yaml`` or ``.yml``)."""
+        """Read a space file (``.json``, ``.yaml`` or ``.yml``) or a named space (:data:`PRESETS`)."""
+        if str(path) in PRESETS:
+            return SearchSpace.from_dict(json.loads(json.dumps(PRESETS[str(path)])))
         path = Path(path)
         if not path.is_file():
-            raise AdaprunerError(f"search space file {path} not found; pass a JSON or YAML file")
+            raise AdaprunerError(f"search space file {path} not found; pass a JSON or YAML file or one of "
+                                 f"the named spaces {', '.join(PRESETS)}")
         text = path.read_text()
         try:
             if path.suffix in (".yaml", ".yml"):
@@ -158,6 +180,13 @@ class SearchSpace:
         if stray:
             raise AdaprunerError(f"options given for dimension(s) {sorted(stray)} that the space does not search; "
                                  f"add them to dimensions ({', '.join(DIMENSIONS.names())})")
+
+    def needs_gram(self) -> bool:
+        """Whether a trial may choose a metric that reads the output projections' Gram matrices."""
+        from adapruner.importance import METRICS
+
+        names = [self.metric] + list(self.options.get("metric-choice", {}).get("choices", []))
+        return any(n in METRICS and METRICS.get(n).needs_gram for n in names)
 
     def element_factors(self) -> tuple[float, ...]:
         """Every element-wise second-order factor a trial of this space may read: the collection

@@ -49,13 +49,20 @@ class WeightUpdate(ABC):
         """The value of option ``key``: the configured one, else its declared default."""
         return config.options.get(key, self.options[key][0])
 
+    def calibration_windows(self, config: UpdateConfig) -> int | None:
+        """How many calibration windows of its own the update reads (None: the importance samples)."""
+        return None
+
     @abstractmethod
     def compute(self, model: nn.Module, plan: PruningPlan, calib: torch.Tensor | None, config: UpdateConfig,
-                stats=None, micro_batch: int | None = None) -> Updates:
+                stats=None, micro_batch: int | None = None, cache: dict | None = None) -> Updates:
         """The updates of the dense ``model`` for ``plan``: ``{layer: {linear path: LinearUpdate}}``.
 
-        ``stats`` are the importance statistics of the same ``calib`` when the caller has them
-        (an update may reuse what they hold instead of another pass over the data).
+        ``calib`` are the importance samples, or the update's own windows when it asks for them
+        (:meth:`calibration_windows`). ``stats`` are the importance statistics of the same
+        samples when the caller has them (an update may reuse what they hold instead of another
+        pass). ``cache`` is a dict the caller keeps between plans of one model (a search keeps
+        one per study) for what does not depend on the plan.
         """
 
 

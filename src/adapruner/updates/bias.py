@@ -73,7 +73,7 @@ class BiasCompensation(WeightUpdate):
     name = "bias"
     help = "FLAP bias compensation: removed columns' mean contribution becomes an o_proj/down_proj bias"
 
-    def compute(self, model, plan, calib, config, stats=None, micro_batch=None) -> Updates:
+    def compute(self, model, plan, calib, config, stats=None, micro_batch=None, cache=None) -> Updates:
         if stats is not None and stats.num_samples and all(ls.input_mean for ls in stats.layers.values()):
             means = {i: dict(ls.input_mean) for i, ls in stats.layers.items()}  # same calibration set
         else:

@@ -13,5 +13,5 @@ class NoUpdate(WeightUpdate):
     help = "keep the surviving weights as they are"
     needs_calibration = False
 
-    def compute(self, model, plan, calib, config, stats=None, micro_batch=None) -> Updates:
+    def compute(self, model, plan, calib, config, stats=None, micro_batch=None, cache=None) -> Updates:
         return {}
