@@ -27,7 +27,8 @@ import torch
 def main() -> None:
     from adapruner.config import MetricConfig, PruneConfig
     from adapruner.data.corpora import load_corpus
-    from adapruner.eval.perplexity import corpus_windows, perplexity, versions
+    from adapruner.core.versions import versions
+    from adapruner.eval.perplexity import corpus_windows, perplexity
     from adapruner.importance import (METRICS, collect_statistics, compute_scores, needs_calibration,
                                       needs_gradients, scores_from_statistics)
     from adapruner.models.load import load_model

@@ -52,10 +52,11 @@ def identity(space=None, model="tiny", ratio=0.2):
 
 
 def run_worker(url: str, n: int, step_sleep: float = 0.0, seed: int = 0, heartbeat: int = 1,
-               pruner: str = "none", name: str = "s", space: SearchSpace | None = None, objective=None):
+               pruner: str = "none", name: str = "s", space: SearchSpace | None = None, objective=None,
+               sampler: str = "tpe"):
     space = space or SearchSpace(num_samples=4)
     storage = stg.open_storage(url, heartbeat=heartbeat)
-    study = idn.open_study(storage, name, identity(space), samplers.make_sampler("tpe", seed), samplers.make_early_stop(pruner))
+    study = idn.open_study(storage, name, identity(space), samplers.make_sampler(sampler, seed), samplers.make_early_stop(pruner))
     ctx = worker.WorkerContext(space=space, pool_size=POOL, n_trials=n, objective=objective or StandInObjective(step_sleep),
                            seed=seed, poll_s=0.2, progress=False)
     worker.Worker(study, ctx).run()
@@ -132,9 +133,10 @@ def test_search_improves_on_its_first_trial(tmp_path):
     assert results.best_trial(study).value < first.value
 
 
-def _start(url: str, n: int, step_sleep: float, seed: int = 0, name: str = "s") -> subprocess.Popen:
+def _start(url: str, n: int, step_sleep: float, seed: int = 0, name: str = "s",
+           sampler: str = "tpe") -> subprocess.Popen:
     cmd = [sys.executable, str(HERE), "--url", url, "--n", str(n), "--sleep", str(step_sleep), "--seed", str(seed),
-           "--name", name]
+           "--name", name, "--sampler", sampler]
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
 
@@ -192,6 +194,44 @@ def test_two_workers_share_a_postgres_study():
     workers = {t.user_attrs["worker"] for t in finished}
     assert len(workers) == 2, "both workers should have run trials"
     optuna.delete_study(study_name=name, storage=stg.open_storage(url))
+
+
+def _storages() -> list:
+    urls = ["sqlite"]
+    if os.environ.get("ADAPRUNER_TEST_POSTGRES_URL"):
+        urls.append("postgres")
+    return urls
+
+
+@pytest.mark.parametrize("backend", _storages())
+@pytest.mark.parametrize("sampler", ["tpe", "random"])
+def test_resumed_and_parallel_workers_never_replay_a_trial(tmp_path, sampler, backend):
+    """Same --seed everywhere: a resumed study and two workers on one storage draw new trials."""
+    url = stg.default_storage(tmp_path) if backend == "sqlite" else os.environ["ADAPRUNER_TEST_POSTGRES_URL"]
+    name = f"replay-{sampler}-{os.getpid()}-{int(time.time() * 1000)}"
+    run_worker(url, 2, name=name, sampler=sampler)  # then "killed"
+    run_worker(url, 6, name=name, sampler=sampler)  # resumed by a new process: a fresh sampler, same seed
+    procs = [_start(url, 10, step_sleep=0.02, name=name, sampler=sampler) for _ in range(2)]
+    outputs = [p.communicate(timeout=300)[0].decode() for p in procs]
+    assert all(p.returncode == 0 for p in procs), outputs
+    trials = [t for t in states(url, name) if t.state in worker.FINISHED]
+    assert len(trials) == 10
+    drawn = [tuple(sorted(t.params.items())) for t in trials]
+    assert len(set(drawn)) == len(drawn), "a trial replayed another's parameters"
+    study = optuna.load_study(study_name=name, storage=url)
+    assert study.best_value == min(t.value for t in trials if t.state == TrialState.COMPLETE)
+    if backend == "postgres":
+        optuna.delete_study(study_name=name, storage=stg.open_storage(url))
+
+
+def test_a_study_is_reproducible_from_its_seed(tmp_path):
+    a, b = stg.default_storage(tmp_path / "a"), stg.default_storage(tmp_path / "b")
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    run_worker(a, 4)
+    run_worker(b, 2)
+    run_worker(b, 4)  # killed after 2, resumed
+    params = [[t.params for t in states(url)] for url in (a, b)]
+    assert params[0] == params[1]
 
 
 # -- identity and storage errors ---------------------------------------------------------------
@@ -262,6 +302,7 @@ if __name__ == "__main__":
     ap.add_argument("--sleep", type=float)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--name", default="s")
+    ap.add_argument("--sampler", default="tpe")
     a = ap.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    run_worker(a.url, a.n, step_sleep=a.sleep, seed=a.seed, name=a.name)
+    run_worker(a.url, a.n, step_sleep=a.sleep, seed=a.seed, name=a.name, sampler=a.sampler)

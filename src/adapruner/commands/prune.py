@@ -12,6 +12,7 @@ width, or with ``trust_remote_code=True`` without it).
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -121,11 +122,12 @@ def build_config(args: argparse.Namespace) -> PruneConfig:
 
 def run(args: argparse.Namespace) -> int:
     """Prune, save and print a one-screen summary."""
-    from adapruner.core.params import check_ratio, count_parameters
+    from adapruner.core.params import check_ratio, count_parameters, parameter_views, removed_views
     from adapruner.core.versions import versions
     from adapruner.models.load import load_model
     from adapruner.planning import needs_data, plan_pruning, update_samples
     from adapruner.pruning.save import check_savable, save_pruned
+    from adapruner.pruning.model_card import width_ranges
     from adapruner.pruning.surgery import layer_widths, prune_model
 
     config = build_config(args)
@@ -166,10 +168,12 @@ def run(args: argparse.Namespace) -> int:
     t = time.perf_counter()
     plan = plan_pruning(model, calib, config, args.ratio, micro_batch=args.micro_batch, update_calib=update_calib).plan
     timings["plan_s"] = time.perf_counter() - t
+    views_before = parameter_views(model, sorted(plan.layers))
     t = time.perf_counter()
     prune_model(model, plan)
     timings["surgery_s"] = time.perf_counter() - t
     after = count_parameters(model)
+    views_after = parameter_views(model, sorted(plan.layers))
     report = {
         "command": "prune",
         "model": {"spec": args.model, "path": str(loaded.path), "source": getattr(loaded, "source", None)},
@@ -178,6 +182,8 @@ def run(args: argparse.Namespace) -> int:
         "ratio_achieved": (before - after) / before,
         "parameters_before": before,
         "parameters_after": after,
+        "budget": {"before": views_before, "after": views_after,
+                   "removed_fraction": removed_views(views_before, views_after)},
         "seed": seed,
         "device": args.device, "dtype": args.dtype,
         "data_dir": str(data_dir) if data_dir else None,
@@ -187,12 +193,14 @@ def run(args: argparse.Namespace) -> int:
     }
     path = save_pruned(model, tokenizer, out, report, overwrite=args.overwrite)
     widths = layer_widths(model)
-    pruned = [i for i in sorted(plan.layers)]
-    print(f"pruned {args.model} with metric '{config.metric.name}' ({config.allocation.mode}, attention "
-          f"{config.allocation.attention}, layers {pruned[0]}..{pruned[-1]})")
-    print(f"parameters: {before:,} -> {after:,} (removed {(before - after) / before:.2%}, asked {args.ratio:.2%})")
-    w = widths[pruned[0]]
-    print(f"layer {pruned[0]}: {w['num_attention_heads']} heads / {w['num_key_value_heads']} KV, "
-          f"{w['intermediate_size']} MLP channels")
-    print(f"saved to {path}")
+    pruned = sorted(plan.layers)
+    share = removed_views(views_before, views_after)
+    print(f"pruned {args.model} with metric '{config.metric.name}', update '{config.update.name}' "
+          f"({config.allocation.mode}, attention {config.allocation.attention}, layers {pruned[0]}..{pruned[-1]})")
+    print(f"parameters: {before:,} -> {after:,}; removed {share['total']:.2%} of all (asked {args.ratio:.2%}), "
+          f"{share['non_embedding']:.2%} of the non-embedding ones, {share['in_layers']:.2%} of the pruned layers'")
+    for line in width_ranges(widths):
+        print(f"  {line}")
+    flavour = json.loads((path / "pruning_report.json").read_text())["checkpoint"]["flavour"]
+    print(f"saved to {path} ({'plain transformers checkpoint' if flavour == 'plain' else 'needs import adapruner or trust_remote_code=True to load'}; see its README.md)")
     return 0

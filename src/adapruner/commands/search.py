@@ -74,4 +74,6 @@ def run(args: argparse.Namespace) -> int:
     ppl = ", ".join(f"{k} {v:.2f}" for k, v in result.validation_ppl.items())
     print(f"best trial {result.best_trial}: objective {result.objective:.3f} ({ppl}); "
           f"wrote {result.out}/{', '.join(result.files)}")
+    plain = result.report.get("checkpoint_flavour") == "plain"
+    print(f"{result.out}/model is {'a plain transformers checkpoint' if plain else 'an adapruner_pruned checkpoint: load it after import adapruner, or with trust_remote_code=True'} (see its README.md)")
     return 0

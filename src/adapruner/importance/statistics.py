@@ -214,7 +214,8 @@ class _Collector:
             if wants_act:
                 xf = x.reshape(-1, x.shape[-1]).double()
                 if self.gram:
-                    g = xf.T @ xf
+                    xs = xf.float()
+                    g = (xs.T @ xs).double()  # float32 products, float64 running sum
                     self.grams[(i, path)] = g if (i, path) not in self.grams else self.grams[(i, path)] + g
                 s = [xf.sum(0), (xf * xf).sum(0), torch.tensor(float(xf.shape[0]), dtype=torch.float64)]
                 prev = self.act.get((i, path))

@@ -1,7 +1,8 @@
 """Saving a pruned model so that ``AutoModelForCausalLM.from_pretrained(out)`` loads it.
 
-The directory holds safetensors weights, the tokenizer, ``pruning_report.json`` and a
-``config.json`` that records every layer's widths (``layer_widths``). Two config flavours:
+The directory holds safetensors weights, the tokenizer, ``pruning_report.json``, a model card
+(``README.md``: how it was made and how to load it) and a ``config.json`` that records every
+layer's widths (``layer_widths``). Two config flavours:
 
 * every layer has the same widths and the family's standard config accepts them (transformers 5
   checks ``hidden_size % num_attention_heads == 0``): a plain standard config with explicit
@@ -26,6 +27,7 @@ from huggingface_hub.errors import StrictDataclassError
 
 from adapruner.errors import AdaprunerError
 from adapruner.pruning import modeling_pruned
+from adapruner.pruning.model_card import model_card
 from adapruner.core.adapters import adapter_for
 from adapruner.core.io import atomic_directory
 from adapruner.core.params import count_parameters
@@ -120,4 +122,6 @@ def save_pruned(model: nn.Module, tokenizer, out_dir: str | Path, report: dict, 
                            "transformers_version": transformers.__version__},
         })
         (tmp / REPORT_NAME).write_text(json.dumps(full, indent=2, default=str) + "\n")
+        flavour = full["checkpoint"]["flavour"]
+        (tmp / "README.md").write_text(model_card(full, flavour, full["layer_widths"], full["parameters_after"]))
     return out

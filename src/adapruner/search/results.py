@@ -37,7 +37,7 @@ def trial_rows(study: optuna.Study) -> list[dict]:
         ppl = t.user_attrs.get("ppl", {})
         cal = t.user_attrs.get("config", {}).get("calibration", {})
         row = {"number": t.number, "state": t.state.name, "value": t.value,
-               "seconds": t.user_attrs.get("seconds"), "phase": t.user_attrs.get("phase"),
+               "seconds": _seconds(t), "phase": t.user_attrs.get("phase"),
                **{f"ppl_{k}": v for k, v in ppl.items()},
                **{f"param_{k}": v for k, v in t.params.items()},
                "indices": " ".join(map(str, cal.get("indices") or [])),
@@ -47,6 +47,15 @@ def trial_rows(study: optuna.Study) -> list[dict]:
                "complete": t.datetime_complete.isoformat() if t.datetime_complete else None}
         rows.append(row)
     return rows
+
+
+def _seconds(t: FrozenTrial) -> float | None:
+    """The trial's objective time; for early-stopped or failed trials, start to end."""
+    if "seconds" in t.user_attrs:
+        return t.user_attrs["seconds"]
+    if t.datetime_start and t.datetime_complete:
+        return round((t.datetime_complete - t.datetime_start).total_seconds(), 3)
+    return None
 
 
 def write_trials_csv(study: optuna.Study, path: Path) -> None:
@@ -61,16 +70,20 @@ def write_trials_csv(study: optuna.Study, path: Path) -> None:
         writer.writerows(rows)
 
 
-def convergence_curves(storage, model: str, ratio: float) -> dict[str, list[tuple[int, float]]]:
-    """Finished-trial objectives (in trial order) of every study in ``storage`` on the same
-    model and ratio, labelled ``study (sampler)``: the data of the convergence plot."""
+def convergence_curves(storage, model: str, ratio: float,
+                       state: TrialState = TrialState.COMPLETE) -> dict[str, list[tuple[int, float]]]:
+    """Objectives (in trial order) of the ``state`` trials of every study in ``storage`` on the same
+    model and ratio, labelled ``study (sampler)``: the data of the convergence plot. For
+    early-stopped (PRUNED) trials the value is the last running objective they reported."""
     curves = {}
     for summary in optuna.get_all_study_summaries(storage, include_best_trial=False):
         attrs = summary.user_attrs
         if attrs.get("model") != model or attrs.get("ratio") != ratio:
             continue
         study = optuna.load_study(study_name=summary.study_name, storage=storage)
-        points = [(t.number, t.value) for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
+        trials = study.get_trials(deepcopy=False, states=(state,))
+        points = [(t.number, t.value if state == TrialState.COMPLETE else t.intermediate_values[max(t.intermediate_values)])
+                  for t in trials if t.value is not None or t.intermediate_values]
         if points:
             curves[f"{summary.study_name} ({attrs.get('sampler', '?')})"] = sorted(points)
     return curves

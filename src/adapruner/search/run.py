@@ -18,7 +18,8 @@ trial's value (a loud warning, recorded in the report, when they differ beyond f
 
 from __future__ import annotations
 
-import hashlib
+import contextlib
+import json
 import sys
 import time
 from dataclasses import dataclass, field
@@ -34,6 +35,17 @@ from adapruner.search.storage import default_storage, existing_study, open_stora
 # The final model must reproduce its trial's objective; masked vs physically pruned forwards
 # differ by float rounding only (~1e-6 relative on CPU float32).
 REPRODUCE_RTOL = 1e-3
+
+
+@contextlib.contextmanager
+def phase(what: str, show: bool = True):
+    """Print a setup phase and its duration on stderr (the long silent parts before trial 1)."""
+    t0 = time.perf_counter()
+    if show:
+        print(f"[search] {what} ...", file=sys.stderr, flush=True)
+    yield
+    if show:
+        print(f"[search] {what}: {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
 
 
 @dataclass
@@ -128,16 +140,6 @@ def check_request(request: SearchRequest, model: str) -> StudyIdentity:
     return identity
 
 
-def sampler_seed(seed: int, url: str, local: bool) -> int:
-    """The sampler seed: ``seed`` for a local study; distinct per worker process for a shared
-    storage, so concurrent workers do not propose identical trials."""
-    if local:
-        return seed
-    from adapruner.search.worker import worker_tag
-
-    return int(hashlib.sha256(f"{seed}:{worker_tag()}:{url}".encode()).hexdigest()[:8], 16)
-
-
 def run_search(loaded, request: SearchRequest, data_dir: str | Path, progress: bool = True) -> SearchResult:
     """Run or continue the study of ``request`` on ``loaded`` (a :class:`~adapruner.models.load.LoadedModel`),
     then deliver the best trial's model and reports into ``request.out`` (see :func:`finalize`)."""
@@ -154,13 +156,16 @@ def run_search(loaded, request: SearchRequest, data_dir: str | Path, progress: b
     space = request.space
     model, tokenizer = loaded.model, loaded.tokenizer
     check_allocation(model, request.ratio, AllocationConfig(**space.allocation))  # unreachable ratio: fail now
-    pool = calibration_pool(tokenizer, data_dir, seq_len=space.seq_len, seed=space.pool_seed)
+    with phase("tokenizing the calibration pool (cached after the first run)", progress):
+        pool = calibration_pool(tokenizer, data_dir, seq_len=space.seq_len, seed=space.pool_seed)
     space.check_pool(len(pool))
-    windows = load_eval_windows(tokenizer, data_dir, request.protocol())
+    with phase("loading the validation windows", progress):
+        windows = load_eval_windows(tokenizer, data_dir, request.protocol())
 
     url = request.storage_url
     storage = open_storage(url, heartbeat=request.heartbeat)
-    seed = sampler_seed(request.seed, url, request.storage is None)
+    # Seeded per trial (samplers.PerTrialSeed): resumed runs and parallel workers never replay a draw.
+    seed = request.seed
     study = open_study(storage, request.study_name, identity, make_sampler(request.sampler, seed),
                        make_early_stop(request.early_stop))
     objective = Objective(model, pool, windows, request.ratio, batch_size=request.eval_batch_size,
@@ -182,7 +187,7 @@ def finalize(study, storage, loaded, request: SearchRequest, pool, objective, ru
     from adapruner.core.versions import versions
     from adapruner.eval.perplexity import perplexity
     from adapruner.planning import plan_pruning, update_samples
-    from adapruner.pruning.save import save_pruned
+    from adapruner.pruning.save import REPORT_NAME, save_pruned
     from adapruner.pruning.surgery import prune_model
     from adapruner.search.plots import plot_convergence
     from adapruner.search.results import best_config, convergence_curves, study_summary, write_trials_csv
@@ -194,9 +199,10 @@ def finalize(study, storage, loaded, request: SearchRequest, pool, objective, ru
     dense_params = count_parameters(model)
     indices = config.calibration.indices
     calib = pool[sorted(indices)] if indices is not None else None
-    plan = plan_pruning(model, calib, config, request.ratio, update_calib=update_samples(pool, config),
-                        cache=objective.update_cache).plan
-    prune_model(model, plan)
+    with phase(f"pruning with best trial {best.number} and checking it", True):
+        plan = plan_pruning(model, calib, config, request.ratio, update_calib=update_samples(pool, config),
+                            cache=objective.update_cache, progress=False).plan
+        prune_model(model, plan)
     pruned_params = count_parameters(model)
     # The physically pruned model on the same validation windows must reproduce the trial's value.
     check = {name: perplexity(model, w, batch_size=request.eval_batch_size, progress=False).ppl
@@ -234,11 +240,17 @@ def finalize(study, storage, loaded, request: SearchRequest, pool, objective, ru
         "versions": versions("optuna"),
     }
     save_pruned(model, tokenizer, out / "model", report, overwrite=True)
+    report["checkpoint_flavour"] = json.loads((out / "model" / REPORT_NAME).read_text())["checkpoint"]["flavour"]
     write_json(out / "best_config.json", {"config": config.to_json(), "provenance": provenance})
     write_trials_csv(study, out / "trials.csv")
     write_json(out / "pruning_report.json", report)
+    from optuna.trial import TrialState
+
     curves = convergence_curves(storage, loaded.spec, request.ratio)
-    plot_convergence(curves, out / "convergence.png", title=f"{loaded.spec} at {request.ratio:.0%}")
+    stopped = convergence_curves(storage, loaded.spec, request.ratio, TrialState.PRUNED)
+    dense = objective.evaluator.dense if objective.evaluator else None
+    plot_convergence(curves, out / "convergence.png", title=f"{loaded.spec} at {request.ratio:.0%}",
+                     stopped=stopped, dense=sum(dense.values()) / len(dense) if dense else None)
     files = ["model", "best_config.json", "trials.csv", "pruning_report.json", "convergence.png"]
     return SearchResult(best_trial=best.number, objective=best.value, validation_ppl=best.user_attrs.get("ppl") or {},
                         config=config.to_json(), report=report, out=out, files=files, reproduced=reproduced)

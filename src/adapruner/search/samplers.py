@@ -1,9 +1,21 @@
 """The sampler that proposes trials (TPE, the paper's BO-TPE, or random search, Fig. 4's baseline)
-and the early-stopping rule for hopeless trials (``--early-stop``; Optuna calls it a pruner)."""
+and the early-stopping rule for hopeless trials (``--early-stop``; Optuna calls it a pruner).
+
+Seeding. A seeded Optuna sampler draws from one random stream that starts again at every process
+start, so a resumed study, or a second worker on the same storage, would propose exactly the
+trials it proposed before (random start-up trials replayed). :class:`PerTrialSeed` instead gives
+every trial its own stream, derived from ``(seed, trial number)``: trial numbers are unique in a
+study, so no two trials share a draw, and a study stays reproducible however often it is killed
+and resumed. TPE still conditions on every stored trial.
+"""
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Callable
+
 import optuna
+from optuna.samplers import BaseSampler
 
 from adapruner.errors import AdaprunerError
 
@@ -11,13 +23,45 @@ SAMPLERS = ("tpe", "random")
 EARLY_STOPS = ("percentile", "median", "none")
 
 
+def trial_seed(seed: int, number: int) -> int:
+    """The random seed of trial ``number`` of a study seeded with ``seed`` (32 bits)."""
+    return int(hashlib.sha256(f"adapruner:{seed}:{number}".encode()).hexdigest()[:8], 16)
+
+
+class PerTrialSeed(BaseSampler):
+    """Wraps a sampler so that each trial draws from its own stream seeded by ``(seed, number)``."""
+
+    def __init__(self, factory: Callable[[int], BaseSampler], seed: int):
+        self._factory, self._seed = factory, seed
+        self._inner = factory(seed)
+
+    def reseed_rng(self) -> None:
+        self._inner.reseed_rng()
+
+    def before_trial(self, study, trial) -> None:
+        self._inner = self._factory(trial_seed(self._seed, trial.number))
+        self._inner.before_trial(study, trial)
+
+    def infer_relative_search_space(self, study, trial):
+        return self._inner.infer_relative_search_space(study, trial)
+
+    def sample_relative(self, study, trial, search_space):
+        return self._inner.sample_relative(study, trial, search_space)
+
+    def sample_independent(self, study, trial, param_name, param_distribution):
+        return self._inner.sample_independent(study, trial, param_name, param_distribution)
+
+    def after_trial(self, study, trial, state, values) -> None:
+        self._inner.after_trial(study, trial, state, values)
+
+
 def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
-    """TPE (the paper's BO-TPE) or uniform random sampling (Fig. 4's baseline)."""
-    if name == "tpe":
-        return optuna.samplers.TPESampler(seed=seed, constant_liar=True)
-    if name == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    raise AdaprunerError(f"unknown sampler '{name}'; choose tpe or random")
+    """TPE (the paper's BO-TPE) or uniform random sampling (Fig. 4's baseline), seeded per trial."""
+    factories = {"tpe": lambda s: optuna.samplers.TPESampler(seed=s, constant_liar=True),
+                 "random": lambda s: optuna.samplers.RandomSampler(seed=s)}
+    if name not in factories:
+        raise AdaprunerError(f"unknown sampler '{name}'; choose tpe or random")
+    return PerTrialSeed(factories[name], seed)
 
 
 def make_early_stop(name: str, warmup_steps: int = 2) -> optuna.pruners.BasePruner:

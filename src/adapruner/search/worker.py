@@ -111,11 +111,14 @@ class Worker:
             self.scored_indices = score_data(self.study, self.ctx)  # before any trial: it takes a while
         bar = tqdm(total=n, initial=min(finished, n), desc=f"search {self.study.study_name}", unit="trial",
                    disable=not self.ctx.progress)
+        bar.set_postfix_str("first trial also caches the dense hidden states", refresh=True)
         try:
             while True:
                 fail_dead_trials(self.study)
                 finished, running = counts(self.study)
-                bar.n = min(finished, n)
+                if bar.n != min(finished, n):
+                    bar.n = min(finished, n)
+                    bar.set_postfix_str(self._postfix(), refresh=False)
                 bar.refresh()
                 if finished >= n:
                     return
@@ -127,6 +130,16 @@ class Worker:
                     raise AdaprunerError(f"{MAX_FAILURES_IN_ROW} trials in a row failed; last error: {self.last_error}")
         finally:
             bar.close()
+
+    def _postfix(self) -> str:
+        """Best objective so far and the dense model's, for the progress bar."""
+        best = best_trial(self.study, required=False)
+        evaluator = getattr(self.ctx.objective, "evaluator", None)
+        dense = getattr(evaluator, "dense", None)
+        parts = [f"best {best.value:.2f} (trial {best.number})"] if best is not None else []
+        if dense:
+            parts.append(f"dense {sum(dense.values()) / len(dense):.2f}")
+        return ", ".join(parts)
 
     # -- one trial -------------------------------------------------------------------------------
     def _trial(self, trial: optuna.Trial) -> float:

@@ -65,8 +65,9 @@ class Gram:
         self.n = 0
 
     def add(self, x: torch.Tensor) -> None:
-        x = x.detach().reshape(-1, x.shape[-1]).double()
-        h, s = x.T @ x, x.sum(0)
+        x = x.detach().reshape(-1, x.shape[-1]).float()
+        # One batch's products in float32 (4x faster than float64), the running sums in float64.
+        h, s = (x.T @ x).double(), x.sum(0).double()
         self.h = h if self.h is None else self.h + h
         self.s = s if self.s is None else self.s + s
         self.n += x.shape[0]
