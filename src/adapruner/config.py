@@ -41,16 +41,17 @@ class MetricConfig:
 
 @dataclass
 class CalibrationConfig:
-    """Which calibration samples: ``indices`` into the book-text window pool built with
-    ``pool_seed`` and ``seq_len``; ``None`` indices means ``num_samples`` random windows drawn
-    with ``seed``."""
+    """Which calibration samples: ``indices`` into the window pool of ``source`` (the book texts,
+    or a user text file) built with ``pool_seed`` and ``seq_len``; ``None`` indices means
+    ``num_samples`` random windows drawn with ``seed``."""
 
-    source: str = "books"
+    source: str = "books"  # or a .txt / .jsonl / .json file of the user's own text
     seq_len: int = 128
     num_samples: int = 10
     pool_seed: int = 0
     seed: int = 0
     indices: list[int] | None = None
+    field: str = "text"  # the text field of a .jsonl / .json source
 
 
 @dataclass

@@ -28,8 +28,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     add_model_arg(p)
     add_data_arg(p)
     p.add_argument("--ppl", default=None,
-                   help="comma-separated corpora: wikitext2,ptb (default: both, unless only --tasks is given; "
-                        "'none' to skip)")
+                   help="comma-separated corpora: wikitext2,ptb and/or your own .txt/.jsonl/.json files (default: "
+                        "wikitext2,ptb, unless only --tasks is given; 'none' to skip)")
+    p.add_argument("--text-field", default="text", help="the text field of .jsonl/.json --ppl files (default text)")
     p.add_argument("--split", default="test", choices=["test", "valid"], help="corpus split (default test)")
     p.add_argument("--seq-len", default="128", help="window length(s) in tokens, comma-separated (default 128)")
     p.add_argument("--max-windows", type=int, default=None, help="score only the first N windows per corpus")
@@ -63,10 +64,16 @@ def _corpora(args) -> list[str]:
 
     if args.ppl is None:
         return [] if args.tasks else list(CORPORA)
+    from adapruner.data.user_text import is_text_file, read_rows
+
     names = [] if args.ppl.strip().lower() == "none" else _parse_list(args.ppl)
-    unknown = [n for n in names if n not in CORPORA]
+    unknown = [n for n in names if n not in CORPORA and not is_text_file(n)]
     if unknown:
-        raise AdaprunerError(f"unknown --ppl corpus {', '.join(unknown)}; choose from {', '.join(CORPORA)}")
+        raise AdaprunerError(f"unknown --ppl corpus {', '.join(unknown)}; choose from {', '.join(CORPORA)} or pass "
+                             ".txt/.jsonl/.json files")
+    for n in names:
+        if is_text_file(n):
+            read_rows(n, args.text_field)  # a missing or broken file fails before the model loads
     return names
 
 
@@ -113,8 +120,11 @@ def run(args: argparse.Namespace) -> int:
     for n in seq_lens:
         if n < 2:
             raise AdaprunerError(f"--seq-len must be at least 2 (got {n}): a window needs a token to predict")
-    data_dir = resolve_data_dir(args.data_dir)
-    out_path = _output_path(args.out)
+    from adapruner.data.corpora import CORPORA
+
+    builtin = any(n in CORPORA for n in corpora) or bool(tasks)
+    data_dir = resolve_data_dir(args.data_dir) if builtin else None
+    out_path = io.check_writable(_output_path(args.out))
     seed_everything(args.seed)
 
     start = time.perf_counter()
@@ -127,15 +137,15 @@ def run(args: argparse.Namespace) -> int:
         "command": "eval", "model": args.model, "model_path": loaded.path, "model_source": loaded.source,
         "load_info": loaded.info, "parameters": sum(p.numel() for p in loaded.model.parameters()),
         "seed": args.seed, "device": loaded.info.get("device", args.device), "dtype": args.dtype,
-        "data_dir": str(data_dir),
+        "data_dir": str(data_dir) if data_dir else None,
         "versions": versions(), "load_seconds": round(load_seconds, 2), "perplexity": [],
     }
     for seq_len in seq_lens:
         for name in corpora:
             t0 = time.perf_counter()
             r = evaluate_corpus(loaded.model, loaded.tokenizer, name, data_dir, split=args.split, seq_len=seq_len,
-                                max_windows=args.max_windows, batch_size=args.batch_size)
-            row = {"dataset": name, "split": args.split, "seq_len": seq_len, **r,
+                                max_windows=args.max_windows, batch_size=args.batch_size, field=args.text_field)
+            row = {"dataset": name, "split": r["protocol"]["split"], "seq_len": seq_len, **r,
                    "seconds": round(time.perf_counter() - t0, 2)}
             result["perplexity"].append(row)
             print(f"{name} ({args.split}, seq_len {seq_len}): PPL {r['ppl']:.3f} over {r['n_windows']} windows",

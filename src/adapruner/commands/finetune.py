@@ -31,19 +31,19 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output model directory")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     t = p.add_argument_group("training")
-    t.add_argument("--epochs", type=float, default=2.0)
+    t.add_argument("--epochs", type=float, default=2.0, help="passes over the training rows (default 2)")
     t.add_argument("--max-steps", type=int, default=None, help="stop after this many optimiser steps (CPU runs)")
     t.add_argument("--batch-size", type=int, default=64, help="examples per optimiser step")
     t.add_argument("--micro-batch-size", type=int, default=4, help="examples per forward (gradient accumulation)")
-    t.add_argument("--lr", type=float, default=1e-4)
+    t.add_argument("--lr", type=float, default=1e-4, help="peak learning rate of AdamW (default 1e-4)")
     t.add_argument("--cutoff", type=int, default=256, help="maximum tokens per example")
     t.add_argument("--val-size", type=int, default=2000,
                    help="held-out rows for the validation loss (capped at 10%% of the data)")
     t.add_argument("--train-on-inputs", action="store_true", help="also train on the prompt tokens")
     a = p.add_argument_group("adapter")
-    a.add_argument("--lora-r", type=int, default=8)
-    a.add_argument("--lora-alpha", type=int, default=16)
-    a.add_argument("--lora-dropout", type=float, default=0.05)
+    a.add_argument("--lora-r", type=int, default=8, help="LoRA rank (default 8)")
+    a.add_argument("--lora-alpha", type=int, default=16, help="LoRA scaling alpha (default 16)")
+    a.add_argument("--lora-dropout", type=float, default=0.05, help="LoRA dropout (default 0.05)")
     a.add_argument("--bits", type=int, default=4, help="group method: weight bits")
     a.add_argument("--group-size", type=int, default=32, help="group method: input columns per group")
     add_runtime_args(p)
@@ -61,8 +61,17 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and not args.overwrite:
         raise AdaprunerError(f"output directory {out} already exists; pass --overwrite or choose another --out")
+    from adapruner.pruning.save import check_output_dir
+
+    check_output_dir(out, args.overwrite)
     if args.lora_r < 1:
         raise AdaprunerError(f"--lora-r must be at least 1 (got {args.lora_r})")
+    if not 0.0 <= args.lora_dropout < 1.0:
+        raise AdaprunerError(f"--lora-dropout must be in [0, 1) (got {args.lora_dropout})")
+    if not 2 <= args.bits <= 8:
+        raise AdaprunerError(f"--bits must be an integer from 2 to 8 (got {args.bits})")
+    if args.group_size < 1:
+        raise AdaprunerError(f"--group-size must be at least 1 (got {args.group_size})")
     config = TrainConfig(epochs=args.epochs, max_steps=args.max_steps, batch_size=args.batch_size,
                          micro_batch_size=args.micro_batch_size, lr=args.lr, cutoff=args.cutoff,
                          train_on_inputs=args.train_on_inputs, val_size=args.val_size, seed=args.seed)

@@ -15,7 +15,6 @@ import argparse
 import json
 import time
 from dataclasses import replace
-from pathlib import Path
 
 from adapruner.allocation import ALLOCATORS, ATTENTION_MODES
 from adapruner.commands.common import add_data_arg, add_model_arg, add_runtime_args, key_value, seed_everything
@@ -38,9 +37,17 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser("prune", help="prune a model to a target ratio and save it",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_model_arg(p)
-    p.add_argument("--ratio", type=float, required=True, help="fraction of ALL parameters to remove, e.g. 0.2")
+    p.add_argument("--ratio", type=float, default=None,
+                   help="fraction to remove, e.g. 0.2: of ALL parameters (the paper's definition) unless --ratio-of")
+    p.add_argument("--ratio-of", default="total", choices=["total", "non-embedding", "layers"],
+                   help="what --ratio is a share of: all parameters (default), the non-embedding ones, or those of "
+                        "the prunable layer range")
+    p.add_argument("--target-params", default=None, metavar="N",
+                   help="instead of --ratio: the parameters to keep, e.g. 100M or 1.5B")
     p.add_argument("--out", required=True, help="output directory for the pruned checkpoint")
-    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists and adapruner wrote it")
+    p.add_argument("--force-overwrite", action="store_true",
+                   help="replace --out even if it is not an adapruner output (deletes it)")
     p.add_argument("--config", default=None, help="a PruneConfig JSON (e.g. a search's best_config.json)")
     m = p.add_argument_group("importance metric (override --config)")
     m.add_argument("--metric", default=None, help=f"one of: {', '.join(METRICS.names())}")
@@ -62,6 +69,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     u.add_argument("--bias-compensation", dest="update", action="store_const", const="bias",
                    help="the same as --update bias (FLAP's bias compensation)")
     c = p.add_argument_group("calibration (override --config)")
+    c.add_argument("--calib-data", default=None, metavar="FILE",
+                   help="calibrate on your own text: a .txt, .jsonl or .json file (default: the data directory's "
+                        "book texts)")
+    c.add_argument("--text-field", default=None, help="the text field of a .jsonl/.json --calib-data (default text)")
     c.add_argument("--num-samples", type=int, default=None, help="calibration windows (default 10)")
     c.add_argument("--calib-seq-len", type=int, default=None, help="tokens per calibration window (default 128)")
     c.add_argument("--micro-batch", type=int, default=None,
@@ -100,8 +111,8 @@ def build_config(args: argparse.Namespace) -> PruneConfig:
     update = {k: v for k, v in {"name": args.update}.items() if v is not None}
     if args.update_options:
         update["options"] = {**config.update.options, **dict(args.update_options)}
-    calibration = {k: v for k, v in {"num_samples": args.num_samples, "seq_len": args.calib_seq_len}.items()
-                   if v is not None}
+    calibration = {k: v for k, v in {"num_samples": args.num_samples, "seq_len": args.calib_seq_len,
+                                     "source": args.calib_data, "field": args.text_field}.items() if v is not None}
     allocation = {k: v for k, v in {"layers": args.layers, "mode": args.mode, "attention": args.attention,
                                     "round_to": args.round_to}.items() if v is not None}
     if args.allocation_options:
@@ -111,7 +122,7 @@ def build_config(args: argparse.Namespace) -> PruneConfig:
         calibration["seed"] = seed
         if hasattr(config.metric, "seed"):
             metric["seed"] = seed
-    if calibration.keys() & {"num_samples", "seq_len", "seed"}:
+    if calibration.keys() & {"num_samples", "seq_len", "seed", "source", "field"}:
         # Explicit sampling flags mean a fresh random draw, not the file's searched indices.
         calibration["indices"] = None
     return PruneConfig(metric=replace(config.metric, **metric),
@@ -122,28 +133,37 @@ def build_config(args: argparse.Namespace) -> PruneConfig:
 
 def run(args: argparse.Namespace) -> int:
     """Prune, save and print a one-screen summary."""
-    from adapruner.core.params import check_ratio, count_parameters, parameter_views, removed_views
+    from adapruner.allocation import resolve_layer_range
+    from adapruner.core.adapters import adapter_for
+    from adapruner.core.params import (check_ratio, count_parameters, parameter_views, parse_count, removed_views,
+                                       total_ratio)
     from adapruner.core.versions import versions
     from adapruner.models.load import load_model
     from adapruner.planning import needs_data, plan_pruning, update_samples
-    from adapruner.pruning.save import check_savable, save_pruned
+    from adapruner.pruning.save import check_output_dir, check_savable, save_pruned
     from adapruner.pruning.model_card import width_ranges
     from adapruner.pruning.surgery import layer_widths, prune_model
 
     config = build_config(args)
-    out = Path(args.out)
-    if out.exists() and not args.overwrite:
-        raise AdaprunerError(f"output directory {out} already exists; pass --overwrite or choose another --out")
-    check_ratio(args.ratio)
+    out = check_output_dir(args.out, args.overwrite, args.force_overwrite)
+    if (args.ratio is None) == (args.target_params is None):
+        raise AdaprunerError("give exactly one of --ratio (e.g. 0.2) and --target-params (e.g. 100M)")
+    target_params = parse_count(args.target_params) if args.target_params is not None else None
+    if args.ratio is not None:
+        check_ratio(args.ratio)
     if args.micro_batch is not None and args.micro_batch < 1:
         raise AdaprunerError(f"--micro-batch must be at least 1 (samples per forward/backward), got {args.micro_batch}")
     seed = config.calibration.seed
     seed_everything(seed)
     data_dir = None
-    if needs_data(config):
+    if needs_data(config) and config.calibration.source == "books":
         from adapruner.data.paths import resolve_data_dir
 
         data_dir = resolve_data_dir(args.data_dir)
+    if needs_data(config) and config.calibration.source != "books":
+        from adapruner.data.user_text import read_rows
+
+        read_rows(config.calibration.source, config.calibration.field)  # a bad file fails before the model loads
 
     timings = {}
     t = time.perf_counter()
@@ -151,14 +171,16 @@ def run(args: argparse.Namespace) -> int:
     model, tokenizer = loaded.model, loaded.tokenizer
     timings["load_s"] = time.perf_counter() - t
     check_savable(model)
+    n_layers = len(adapter_for(model).decoder_layers(model))
+    layer_range = list(range(*resolve_layer_range(n_layers, config.allocation.layers)))
+    ratio = total_ratio(model, layer_range, args.ratio, args.ratio_of, target_params)
 
     calib = update_calib = None
-    if data_dir is not None:
-        from adapruner.data.books import calibration_pool
-        from adapruner.data.calibration import calibration_indices
+    if needs_data(config):
+        from adapruner.data.calibration import calibration_indices, source_pool
 
         cal = config.calibration
-        pool = calibration_pool(tokenizer, data_dir, seq_len=cal.seq_len, seed=cal.pool_seed)
+        pool = source_pool(tokenizer, cal, data_dir)
         # Record the exact windows drawn, so the report's config reproduces this run.
         cal.indices = calibration_indices(pool.shape[0], cal)
         calib = pool[cal.indices]
@@ -166,7 +188,7 @@ def run(args: argparse.Namespace) -> int:
 
     before = count_parameters(model)
     t = time.perf_counter()
-    plan = plan_pruning(model, calib, config, args.ratio, micro_batch=args.micro_batch, update_calib=update_calib).plan
+    plan = plan_pruning(model, calib, config, ratio, micro_batch=args.micro_batch, update_calib=update_calib).plan
     timings["plan_s"] = time.perf_counter() - t
     views_before = parameter_views(model, sorted(plan.layers))
     t = time.perf_counter()
@@ -178,7 +200,8 @@ def run(args: argparse.Namespace) -> int:
         "command": "prune",
         "model": {"spec": args.model, "path": str(loaded.path), "source": getattr(loaded, "source", None)},
         "config": config.to_json(),
-        "ratio_requested": args.ratio,
+        "ratio_requested": ratio,
+        "budget_asked": {"ratio": args.ratio, "ratio_of": args.ratio_of, "target_params": target_params},
         "ratio_achieved": (before - after) / before,
         "parameters_before": before,
         "parameters_after": after,
@@ -191,13 +214,13 @@ def run(args: argparse.Namespace) -> int:
         "timings": timings,
         "versions": versions(),
     }
-    path = save_pruned(model, tokenizer, out, report, overwrite=args.overwrite)
+    path = save_pruned(model, tokenizer, out, report, overwrite=args.overwrite, force=args.force_overwrite)
     widths = layer_widths(model)
     pruned = sorted(plan.layers)
     share = removed_views(views_before, views_after)
     print(f"pruned {args.model} with metric '{config.metric.name}', update '{config.update.name}' "
           f"({config.allocation.mode}, attention {config.allocation.attention}, layers {pruned[0]}..{pruned[-1]})")
-    print(f"parameters: {before:,} -> {after:,}; removed {share['total']:.2%} of all (asked {args.ratio:.2%}), "
+    print(f"parameters: {before:,} -> {after:,}; removed {share['total']:.2%} of all (asked {ratio:.2%}), "
           f"{share['non_embedding']:.2%} of the non-embedding ones, {share['in_layers']:.2%} of the pruned layers'")
     for line in width_ranges(widths):
         print(f"  {line}")

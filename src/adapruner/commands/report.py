@@ -25,6 +25,9 @@ def run(args: argparse.Namespace) -> int:
     """Collect the runs and write the report."""
     from adapruner.report import write_report
 
+    from adapruner.core.io import check_writable
+
+    check_writable(args.out)
     out = write_report(args.runs, args.out)
     print(f"wrote {out}")
     return 0

@@ -40,6 +40,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--pruner", dest="early_stop", choices=["percentile", "median", "none"], help=argparse.SUPPRESS)
     p.add_argument("--heartbeat", type=int, default=10,
                    help="seconds between trial heartbeats; a trial silent for 3x this is failed and re-run")
+    p.add_argument("--calib-data", default=None, metavar="FILE",
+                   help="calibrate on your own text: a .txt, .jsonl or .json file (default: the book texts)")
+    p.add_argument("--text-field", default="text", help="the text field of a .jsonl/.json --calib-data")
     ab = p.add_argument_group("ablations (paper Tables 2 and 8)")
     ab.add_argument("--no-data-search", action="store_true", help="random calibration data drawn from --seed")
     ab.add_argument("--fixed-metric", choices=["first", "second"], default=None,
@@ -61,6 +64,8 @@ def run(args: argparse.Namespace) -> int:
     from adapruner.search.space import SearchSpace, space_from_args
 
     base = SearchSpace.load(args.space) if args.space else SearchSpace()
+    if args.calib_data:
+        base = SearchSpace.from_dict({**base.to_json(), "source": args.calib_data, "field": args.text_field})
     space = space_from_args(base, args.no_data_search, args.fixed_metric, args.sequential, args.data_space)
     request = SearchRequest(ratio=args.ratio, trials=args.trials, out=args.out, space=space, sampler=args.sampler,
                             early_stop=args.early_stop, storage=args.storage, study=args.study,

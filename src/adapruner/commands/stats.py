@@ -12,7 +12,7 @@ import argparse
 from pathlib import Path
 
 from adapruner.commands.common import add_model_arg, add_runtime_args, seed_everything
-from adapruner.core.io import write_json
+from adapruner.core.io import check_writable, write_json
 from adapruner.core.versions import versions
 from adapruner.errors import AdaprunerError
 
@@ -66,16 +66,31 @@ def run(args: argparse.Namespace) -> int:
     from adapruner.eval.stats import TimingProtocol, measure
     from adapruner.models.load import load_model
 
-    if args.context < 1 or args.repeats < 1 or args.decode_steps < 1 or args.warmup < 0:
-        raise AdaprunerError("--context, --repeats and --decode-steps must be >= 1 and --warmup >= 0")
+    if args.context < 1 or args.repeats < 1 or args.decode_steps < 1 or args.warmup < 0 or args.max_new_tokens < 1:
+        raise AdaprunerError("--context, --repeats, --decode-steps and --max-new-tokens must be >= 1 and --warmup >= 0")
+    need = args.context + max(args.decode_steps, args.max_new_tokens)
+
+    def check_context(limit: int | None, spec: str) -> None:
+        if limit is not None and need > limit:
+            raise AdaprunerError(f"--context {args.context} plus {max(args.decode_steps, args.max_new_tokens)} "
+                                 f"generated tokens exceeds the context of {spec} ({limit} tokens); lower --context")
+
+    from adapruner.models.load import peek_context
+
+    for spec in [args.model] + ([args.model2] if args.model2 else []):
+        check_context(peek_context(spec), spec)  # before loading, where the config can be read
     out = Path(args.out)
     if out.is_dir():
         out = out / "stats.json"
+    check_writable(out)
     seed_everything(args.seed)
     specs = [args.model] + ([args.model2] if args.model2 else [])
     models, paths = {}, {}
     for i, spec in enumerate(specs):
         loaded = load_model(spec, device=args.device, dtype=args.dtype, trust_remote_code=args.trust_remote_code)
+        from adapruner.eval.perplexity import max_context
+
+        check_context(max_context(loaded.model), spec)
         name = spec if spec not in models else f"{spec} ({i + 1})"
         models[name] = (loaded.model, loaded.tokenizer)
         paths[name] = loaded.path

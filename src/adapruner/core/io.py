@@ -11,17 +11,51 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 TMP_MARK = ".tmp-"
+_STALE = re.compile(r"^\.(?P<name>.+)\.(?:tmp|old)-(?P<pid>\d+)-[0-9a-f]{8}$")
 
 
 def temporary_sibling(path: Path, kind: str = "tmp") -> Path:
     """A hidden, unique name next to ``path`` (``.NAME.tmp-<pid>-<hex>``) for staging its content."""
     return path.parent / f".{path.name}.{kind}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temporaries(path: str | Path) -> list[Path]:
+    """Delete the staging siblings of ``path`` left by killed adapruner processes.
+
+    Only names of our own pattern (``.NAME.tmp-<pid>-<8 hex>`` / ``.NAME.old-...``) whose process
+    no longer exists are removed, never anything else. Returns what was removed.
+    """
+    path = Path(path)
+    removed = []
+    if not path.parent.is_dir():
+        return removed
+    for item in path.parent.iterdir():
+        m = _STALE.match(item.name)
+        if not m or m["name"] != path.name or int(m["pid"]) == os.getpid() or _alive(int(m["pid"])):
+            continue
+        if item.is_dir() and not item.is_symlink():
+            shutil.rmtree(item, ignore_errors=True)
+        else:
+            item.unlink(missing_ok=True)
+        removed.append(item)
+    return removed
 
 
 @contextlib.contextmanager
@@ -33,6 +67,7 @@ def atomic_file(path: str | Path) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(path)
     tmp = temporary_sibling(path)
     try:
         yield tmp
@@ -66,6 +101,7 @@ def atomic_directory(path: str | Path, overwrite: bool = False) -> Iterator[Path
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(path)
     tmp = temporary_sibling(path)
     tmp.mkdir()
     try:
@@ -86,3 +122,31 @@ def atomic_directory(path: str | Path, overwrite: bool = False) -> Iterator[Path
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def check_writable(path: str | Path, flag: str = "--out") -> Path:
+    """A one-line error, before any work, unless ``path`` can be created: its nearest existing
+    ancestor must accept a probe file (read-only directories, full disks, permissions)."""
+    import errno
+
+    from adapruner.errors import AdaprunerError
+
+    path = Path(path)
+    parent = path.parent if not path.is_dir() else path
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    probe = parent / f".adapruner-probe-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    try:
+        with open(probe, "wb") as f:
+            f.write(b"0" * 4096)
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as exc:
+        reason = "the disk is full" if exc.errno == errno.ENOSPC else (exc.strerror or type(exc).__name__)
+        raise AdaprunerError(f"cannot write {flag} {path}: {reason} in {parent}; choose another {flag}") from None
+    finally:
+        try:
+            probe.unlink()
+        except OSError:
+            pass
+    return path

@@ -23,6 +23,40 @@ def check_ratio(ratio: float, flag: str = "--ratio") -> float:
     return value
 
 
+RATIO_OF = ("total", "non-embedding", "layers")
+
+
+def parse_count(text: str) -> int:
+    """``100M``, ``1.5B``, ``250k`` or ``123456`` as a parameter count; a one-line error otherwise."""
+    units = {"k": 1e3, "m": 1e6, "b": 1e9, "g": 1e9}
+    t = str(text).strip().lower().replace("_", "").replace(",", "")
+    try:
+        value = float(t[:-1]) * units[t[-1]] if t and t[-1] in units else float(t)
+    except ValueError:
+        raise AdaprunerError(f"--target-params must be a count like 100M, 1.5B or 250000 (got '{text}')") from None
+    if value < 1:
+        raise AdaprunerError(f"--target-params must be positive (got '{text}')")
+    return int(value)
+
+
+def total_ratio(model: nn.Module, layers: list[int], ratio: float | None = None, ratio_of: str = "total",
+                target_params: int | None = None) -> float:
+    """The share of *all* parameters to remove (the allocators' ratio) from the user's budget: a
+    ``ratio`` of the ``total``, ``non-embedding`` or pruned-``layers`` parameters, or a
+    ``target_params`` count to keep. One-line errors for an impossible budget."""
+    views = parameter_views(model, layers)
+    total = views["total"]
+    if target_params is not None:
+        if target_params >= total:
+            raise AdaprunerError(f"--target-params {target_params:,} is not below the model's {total:,} parameters")
+        return check_ratio(1 - target_params / total, "the ratio implied by --target-params")
+    if ratio_of not in RATIO_OF:
+        raise AdaprunerError(f"--ratio-of must be one of {', '.join(RATIO_OF)} (got '{ratio_of}')")
+    ratio = check_ratio(ratio)
+    base = {"total": total, "non-embedding": views["non_embedding"], "layers": views["in_layers"]}[ratio_of]
+    return ratio * base / total
+
+
 def parameter_views(model: nn.Module, layers: list[int]) -> dict[str, int]:
     """Three views of the model's size: ``total``; ``non_embedding`` (without the input and, when
     untied, output embeddings); ``in_layers`` (the parameters of decoder ``layers``)."""

@@ -30,13 +30,26 @@ def calibration_indices(pool_size: int, calibration: CalibrationConfig) -> list[
     return sorted(torch.randperm(pool_size, generator=g)[: calibration.num_samples].tolist())
 
 
-def calibration_samples(tokenizer, calibration: CalibrationConfig, data_dir: str | Path) -> torch.Tensor:
-    """Token ids ``[N, seq_len]`` of the calibration samples ``calibration`` selects from the book pool."""
-    from adapruner.data.books import calibration_pool
+def source_pool(tokenizer, calibration: CalibrationConfig, data_dir: str | Path | None) -> torch.Tensor:
+    """The window pool of the calibration source: ``books`` (the data directory's book texts) or a
+    user text file (``.txt`` / ``.jsonl`` / ``.json``, :mod:`adapruner.data.user_text`)."""
+    from adapruner.data import user_text
 
-    if calibration.source != "books":
-        raise AdaprunerError(f"unknown calibration source '{calibration.source}'; the only source is 'books'")
-    pool = calibration_pool(tokenizer, data_dir, seq_len=calibration.seq_len, seed=calibration.pool_seed)
+    if calibration.source == "books":
+        from adapruner.data.books import calibration_pool
+        from adapruner.data.paths import resolve_data_dir
+
+        return calibration_pool(tokenizer, resolve_data_dir(data_dir) if data_dir is None else data_dir,
+                                seq_len=calibration.seq_len, seed=calibration.pool_seed)
+    if user_text.is_text_file(calibration.source):
+        return user_text.text_pool(tokenizer, calibration.source, calibration.seq_len, calibration.pool_seed,
+                                   calibration.field)
+    raise AdaprunerError(f"unknown calibration source '{calibration.source}'; use 'books' or a .txt/.jsonl/.json file")
+
+
+def calibration_samples(tokenizer, calibration: CalibrationConfig, data_dir: str | Path) -> torch.Tensor:
+    """Token ids ``[N, seq_len]`` of the calibration samples ``calibration`` selects from its pool."""
+    pool = source_pool(tokenizer, calibration, data_dir)
     return pool[calibration_indices(pool.shape[0], calibration)]
 
 

@@ -143,23 +143,29 @@ def default_batch_size(seq_len: int) -> int:
 
 def evaluate_corpus(model, tokenizer, name: str, data_dir: str | Path, split: str = "test",
                     seq_len: int = 128, max_windows: int | None = None, batch_size: int | None = None,
-                    progress: bool = True) -> dict:
-    """Perplexity of ``model`` on corpus ``name``/``split`` with the full protocol recorded.
+                    progress: bool = True, field: str = "text") -> dict:
+    """Perplexity of ``model`` on corpus ``name``/``split`` (or on a user ``.txt``/``.jsonl``/``.json``
+    file named by ``name``, reading ``field`` of its records) with the full protocol recorded.
 
     Returns ``{"ppl", "mean_nll", "n_windows", "n_tokens", "protocol": {...}}`` where the protocol
     names the dataset, split, seq_len, join string, BOS handling, window cap, batch size, dtype
     and software versions.
     """
+    from adapruner.data import user_text
     from adapruner.data.corpora import JOIN, load_corpus
 
     check_seq_len(model, seq_len)
-    rows = load_corpus(name, split, data_dir)
-    windows = corpus_windows(tokenizer, rows, seq_len, join=JOIN[name], max_windows=max_windows)
+    if user_text.is_text_file(name):
+        rows, join, source = user_text.read_rows(name, field), user_text.JOIN, user_text.protocol(name, field)
+        split = None
+    else:
+        rows, join, source = load_corpus(name, split, data_dir), JOIN[name], None
+    windows = corpus_windows(tokenizer, rows, seq_len, join=join, max_windows=max_windows)
     batch_size = batch_size or default_batch_size(seq_len)
     result = perplexity(model, windows, batch_size=batch_size, progress=progress)
     bos = leading_bos(tokenizer)
     protocol = {
-        "dataset": name, "split": split, "rows": len(rows), "seq_len": seq_len, "join": JOIN[name],
+        "dataset": name, "split": split, "rows": len(rows), "seq_len": seq_len, "join": join, "file": source,
         "windows": "non-overlapping, tail dropped, text tokenized once without special tokens",
         "bos_handling": f"[BOS={bos}] + seq_len-1 text tokens per window" if bos is not None
         else "seq_len text tokens per window (tokenizer adds no BOS)",

@@ -145,7 +145,7 @@ def validate_calibration(calib: torch.Tensor | None, model: nn.Module, seq_len: 
     if seq_len is not None and calib.shape[1] < seq_len:
         raise AdaprunerError(
             f"calibration samples have {calib.shape[1]} tokens but {seq_len} were requested; "
-            "use longer samples or a smaller --seq-len")
+            "use longer samples or a smaller --calib-seq-len")
     if calib.shape[1] < 2:
         raise AdaprunerError("calibration samples need at least 2 tokens for a next-token loss")
     if calib.dtype.is_floating_point or calib.dtype == torch.bool:

@@ -131,8 +131,15 @@ def ensure_converted(gguf: Path, alias: str | None = None, version: str | None =
     except OSError as exc:
         raise AdaprunerError(f"cannot create the cache directory {root} ({exc.strerror}); "
                              f"set {CACHE_ENV} to a writable directory") from exc
-    with _lock(root / f"{out_dir.name}.lock"):
-        if is_converted(out_dir):
-            return out_dir, False
-        convert_gguf(gguf, out_dir)
+    lock = root / f"{out_dir.name}.lock"
+    try:
+        with _lock(lock):
+            if is_converted(out_dir):
+                return out_dir, False
+            convert_gguf(gguf, out_dir)
+    except AdaprunerError:
+        # A file that cannot be converted leaves no empty lock file behind.
+        if not is_converted(out_dir):
+            lock.unlink(missing_ok=True)
+        raise
     return out_dir, True

@@ -118,6 +118,59 @@ def _placement(config, dtype: torch.dtype, device: str, requested: str, trust_re
     return {"device_map": {"": torch.device(device if ":" in device else "cuda:0")}}
 
 
+def check_weight_files(directory: str | Path) -> None:
+    """A one-line error for an empty, truncated or otherwise unreadable ``*.safetensors`` file in
+    ``directory`` (an interrupted download or copy), instead of a deserialisation traceback.
+
+    Reads only the header: 8 bytes of length, a JSON table of tensors with their byte ranges; the
+    file must be as long as the last range ends.
+    """
+    import json
+
+    for file in sorted(Path(directory).glob("*.safetensors")):
+        try:
+            size = file.stat().st_size
+            with open(file, "rb") as handle:
+                n = int.from_bytes(handle.read(8), "little")
+                if size < 8 or n <= 0 or 8 + n > size:
+                    raise ValueError(f"{size} bytes, header of {n}")
+                table = json.loads(handle.read(n))
+            ends = [v["data_offsets"][1] for k, v in table.items() if k != "__metadata__"]
+            if 8 + n + max(ends, default=0) > size:
+                raise ValueError(f"{size} bytes, the tensors need {8 + n + max(ends)}")
+        except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
+            raise AdaprunerError(f"{file} is empty, truncated or not a safetensors file ({exc}); an interrupted "
+                                 "download or copy? Restore or re-create it") from None
+
+
+def peek_context(spec: str) -> int | None:
+    """The model's ``max_position_embeddings`` read from its config.json without loading it
+    (local directories, and aliases / GGUF files once converted); None when unknown."""
+    import json
+
+    try:
+        kind, value = resolve_spec(spec)
+    except AdaprunerError:
+        return None
+    path = None
+    if kind == "directory":
+        path = Path(value)
+    elif kind == "alias":
+        from adapruner.models.gguf_cache import cache_key, cache_root
+
+        alias = ALIASES[value]
+        path = cache_root() / cache_key(None, alias=value, version=package_version(alias))
+    if path is None or not (path / "config.json").is_file():
+        return None
+    try:
+        cfg = json.loads((path / "config.json").read_text())
+    except (OSError, ValueError):
+        return None
+    cfg = cfg.get("text_config", cfg) if isinstance(cfg, dict) else {}
+    value = cfg.get("max_position_embeddings") if isinstance(cfg, dict) else None
+    return int(value) if isinstance(value, int) else None
+
+
 def load_model(spec: str, device: str = "auto", dtype: str = "float32",
                trust_remote_code: bool = False) -> LoadedModel:
     """Load a causal LM and its tokenizer from an alias, a local directory, a GGUF file or a hub id.
@@ -169,6 +222,8 @@ def load_model(spec: str, device: str = "auto", dtype: str = "float32",
         raise AdaprunerError(f"cannot load '{spec}': {str(exc).splitlines()[0]}"
                              " (pass --trust-remote-code only if you trust its code)") from exc
 
+    if kind in ("directory", "alias", "gguf"):
+        check_weight_files(path)
     placement = _placement(config, torch_dtype, device, requested, trust_remote_code)
     try:
         model = AutoModelForCausalLM.from_pretrained(path, config=config, dtype=torch_dtype, **placement, **common)

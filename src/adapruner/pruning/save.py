@@ -29,7 +29,7 @@ from adapruner.errors import AdaprunerError
 from adapruner.pruning import modeling_pruned
 from adapruner.pruning.model_card import model_card
 from adapruner.core.adapters import adapter_for
-from adapruner.core.io import atomic_directory
+from adapruner.core.io import atomic_directory, check_writable
 from adapruner.core.params import count_parameters
 from adapruner.pruning.surgery import layer_widths
 
@@ -90,18 +90,45 @@ def checkpoint_config(model: nn.Module):
     return cfg
 
 
-def save_pruned(model: nn.Module, tokenizer, out_dir: str | Path, report: dict, overwrite: bool = False) -> Path:
-    """Write ``model`` (already pruned by surgery), its tokenizer and ``report`` to ``out_dir``.
+def is_adapruner_output(directory: Path) -> bool:
+    """Whether ``directory`` is empty or was written by adapruner (it holds a pruning report)."""
+    return not any(directory.iterdir()) or (directory / REPORT_NAME).is_file()
 
-    Returns the final directory. Refuses an existing ``out_dir`` unless ``overwrite``.
-    ``report`` is extended with the per-layer widths, the parameter count and the config flavour.
-    """
-    check_savable(model)
-    out = Path(out_dir)
-    if out.exists() and not overwrite:
-        raise AdaprunerError(f"output directory {out} already exists; pass --overwrite or choose another --out")
+
+def check_output_dir(out: str | Path, overwrite: bool = False, force: bool = False) -> Path:
+    """Refuse, before any work, an ``out`` that exists (unless ``overwrite``), is not a directory, or
+    is a directory adapruner did not write (unless ``force``: ``--overwrite`` never deletes a
+    user's directory by accident)."""
+    out = Path(out)
     if out.exists() and not out.is_dir():
         raise AdaprunerError(f"output path {out} exists and is not a directory; choose another --out")
+    check_writable(out)
+    if out.exists() and not (overwrite or force):
+        raise AdaprunerError(f"output directory {out} already exists; pass --overwrite or choose another --out")
+    if out.exists() and not force and not is_adapruner_output(out):
+        raise AdaprunerError(f"output directory {out} is not an adapruner output (no {REPORT_NAME}); --overwrite "
+                             "would delete it: choose another --out, or pass --force-overwrite if you mean it")
+    return out
+
+
+def save_pruned(model: nn.Module, tokenizer, out_dir: str | Path, report: dict, overwrite: bool = False,
+                force: bool = False) -> Path:
+    """Write ``model`` (already pruned by surgery), its tokenizer and ``report`` to ``out_dir``.
+
+    Returns the final directory. Refuses an existing ``out_dir`` unless ``overwrite`` (and one that
+    adapruner did not write unless ``force``, see :func:`check_output_dir`). ``report`` is
+    extended with the per-layer widths, the parameter count and the config flavour.
+    """
+    check_savable(model)
+    out = check_output_dir(out_dir, overwrite, force)
+    try:
+        return _write(model, tokenizer, out, report, overwrite or force)
+    except OSError as exc:
+        raise AdaprunerError(f"writing {out} failed ({exc.strerror or exc}); nothing was left behind: free space or "
+                             "choose another --out and run again") from None
+
+
+def _write(model: nn.Module, tokenizer, out: Path, report: dict, overwrite: bool) -> Path:
     with atomic_directory(out, overwrite=overwrite) as tmp:
         cfg = checkpoint_config(model)
         model.save_pretrained(tmp)

@@ -48,6 +48,12 @@ class TrainConfig:
             raise AdaprunerError(f"--max-steps must be at least 1 (got {self.max_steps})")
         if self.epochs <= 0:
             raise AdaprunerError(f"--epochs must be positive (got {self.epochs})")
+        if not self.lr > 0 or self.lr != self.lr:
+            raise AdaprunerError(f"--lr must be a positive number (got {self.lr})")
+        if self.cutoff < 2:
+            raise AdaprunerError(f"--cutoff must be at least 2 tokens (got {self.cutoff})")
+        if self.val_size < 1:
+            raise AdaprunerError(f"--val-size must be at least 1 (got {self.val_size})")
 
     def to_json(self) -> dict:
         """A JSON-serialisable dict."""

@@ -36,10 +36,16 @@ class RunSummary:
 
 
 def _load_json(path: Path):
+    """The JSON in ``path`` (None if absent); a one-line error naming the file when it is corrupt."""
+    if not path.is_file():
+        return None
     try:
         return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
+    except json.JSONDecodeError as exc:
+        raise AdaprunerError(f"{path} is not valid JSON ({exc.msg} at line {exc.lineno}); it is corrupt or "
+                             "half-written: re-create it with the adapruner command that wrote it") from None
+    except OSError as exc:
+        raise AdaprunerError(f"cannot read {path} ({exc.strerror})") from None
 
 
 def _find_zeroshot(obj) -> dict | None:
@@ -94,7 +100,11 @@ def read_trials(path: Path) -> list[dict]:
     """Completed trials of a search's trials.csv as ``{number, value}``."""
     rows = []
     with path.open(newline="") as f:
-        for r in csv.DictReader(f):
+        reader = csv.DictReader(f)
+        if not reader.fieldnames or not {"number", "state", "value"} <= set(reader.fieldnames):
+            raise AdaprunerError(f"{path} is not a trials.csv written by adapruner search (no number/state/value "
+                                 "columns); re-create it by re-running the search command")
+        for r in reader:
             try:
                 value = float(r.get("value") or "nan")
             except ValueError:
@@ -112,10 +122,11 @@ def collect_run(path: str | Path) -> RunSummary:
     run = RunSummary(name=root.name, path=str(root))
     candidates = sorted(root.glob("*.json")) + sorted(root.glob("*/*.json"))
     for f in candidates:
+        if f.name in ("config.json", "tokenizer.json", "tokenizer_config.json", "generation_config.json",
+                      "special_tokens_map.json", "best_config.json", "chat_template.json"):
+            continue
         data = _load_json(f)
-        if not isinstance(data, dict) or f.name in ("config.json", "tokenizer.json", "tokenizer_config.json",
-                                                    "generation_config.json", "special_tokens_map.json",
-                                                    "best_config.json"):
+        if not isinstance(data, dict):
             continue
         used = False
         if "models" in data and isinstance(data.get("protocol"), dict) and "context" in data["protocol"]:

@@ -129,14 +129,18 @@ def check_request(request: SearchRequest, model: str) -> StudyIdentity:
     out = Path(request.out)
     if out.exists() and not out.is_dir():
         raise AdaprunerError(f"--out {out} exists and is not a directory")
-    if request.storage is None:
-        out.mkdir(parents=True, exist_ok=True)
+    from adapruner.core.io import check_writable
+
+    check_writable(out)
     identity = StudyIdentity(model=model, ratio=request.ratio, space=space, protocol=request.protocol_json(),
                              sampler=request.sampler)
-    storage = open_storage(request.storage_url, heartbeat=request.heartbeat)
-    existing = existing_study(storage, request.study_name)
-    if existing is not None:
-        check_identity(existing, identity)
+    # Only an existing study is opened here: a new --out (and its study.db) is created once the
+    # model and the data have loaded, so a failed start leaves nothing behind.
+    if request.storage is not None or (out / "study.db").exists():
+        storage = open_storage(request.storage_url, heartbeat=request.heartbeat)
+        existing = existing_study(storage, request.study_name)
+        if existing is not None:
+            check_identity(existing, identity)
     return identity
 
 
@@ -146,8 +150,8 @@ def run_search(loaded, request: SearchRequest, data_dir: str | Path, progress: b
     import optuna
 
     from adapruner.allocation import check_allocation
-    from adapruner.config import AllocationConfig
-    from adapruner.data.books import calibration_pool
+    from adapruner.config import AllocationConfig, CalibrationConfig
+    from adapruner.data.calibration import source_pool
     from adapruner.search.objective import Objective, load_eval_windows
     from adapruner.search.worker import Worker, WorkerContext
 
@@ -157,12 +161,15 @@ def run_search(loaded, request: SearchRequest, data_dir: str | Path, progress: b
     model, tokenizer = loaded.model, loaded.tokenizer
     check_allocation(model, request.ratio, AllocationConfig(**space.allocation))  # unreachable ratio: fail now
     with phase("tokenizing the calibration pool (cached after the first run)", progress):
-        pool = calibration_pool(tokenizer, data_dir, seq_len=space.seq_len, seed=space.pool_seed)
+        pool = source_pool(tokenizer, CalibrationConfig(source=space.source, field=space.field, seq_len=space.seq_len,
+                                                        pool_seed=space.pool_seed), data_dir)
     space.check_pool(len(pool))
     with phase("loading the validation windows", progress):
         windows = load_eval_windows(tokenizer, data_dir, request.protocol())
 
     url = request.storage_url
+    if request.storage is None:
+        Path(request.out).mkdir(parents=True, exist_ok=True)
     storage = open_storage(url, heartbeat=request.heartbeat)
     # Seeded per trial (samplers.PerTrialSeed): resumed runs and parallel workers never replay a draw.
     seed = request.seed

@@ -93,6 +93,9 @@ class SearchSpace:
     # keep them outside the fields above ({dimension name: {...}}).
     dimensions: list[str] = field(default_factory=lambda: list(DEFAULT_DIMENSIONS))
     options: dict = field(default_factory=dict)
+    # The calibration text: the book texts, or a user .txt / .jsonl / .json file (and its field).
+    source: str = "books"
+    field: str = "text"
 
     # -- loading and identity ----------------------------------------------------------------
     @staticmethod
@@ -170,6 +173,12 @@ class SearchSpace:
         from adapruner.allocation.base import validate_allocation
 
         validate_allocation(AllocationConfig(**self.allocation))
+        if self.source != "books":
+            from adapruner.data.user_text import is_text_file
+
+            if not is_text_file(self.source) or not Path(self.source).is_file():
+                raise AdaprunerError(f"calibration source '{self.source}' is neither 'books' nor an existing "
+                                     ".txt/.jsonl/.json file")
         if self.score_candidates < self.num_samples:
             raise AdaprunerError("score_candidates must be >= num_samples")
         if not isinstance(self.dimensions, (list, tuple)) or not isinstance(self.options, dict):
@@ -207,6 +216,9 @@ class SearchSpace:
             del data["dimensions"]
         if not data["options"]:
             del data["options"]
+        for key, default in (("source", "books"), ("field", "text")):
+            if data[key] == default:
+                del data[key]
         return data
 
     def digest(self) -> str:
@@ -264,7 +276,8 @@ class SearchSpace:
         config = PruneConfig(
             metric=fixed_metric or self.default_metric(),
             calibration=CalibrationConfig(seq_len=self.seq_len, num_samples=len(indices) if indices else self.num_samples,
-                                          pool_seed=self.pool_seed, indices=indices),
+                                          pool_seed=self.pool_seed, indices=indices, source=self.source,
+                                          field=self.field),
             allocation=AllocationConfig(**self.allocation))
         ctx = SuggestContext(pool_size=pool_size, phase=phase, fixed_indices=fixed_indices, fixed_metric=fixed_metric)
         for name in self.dimensions:

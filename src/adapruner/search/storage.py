@@ -21,6 +21,29 @@ def default_storage(out_dir: str | Path) -> str:
     return f"sqlite:///{Path(out_dir).resolve() / 'study.db'}"
 
 
+def check_sqlite_study_file(path: Path) -> None:
+    """Refuse, without writing to it, a file that is not an SQLite database, is damaged, or is
+    another program's database (tables, but no Optuna schema): Optuna would add its tables."""
+    import sqlite3
+
+    with open(path, "rb") as f:
+        if f.read(16) != b"SQLite format 3\x00":
+            raise AdaprunerError(f"{path} is not an SQLite database (corrupt?); move it away or pass another --out/--storage")
+    try:
+        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            con.execute("PRAGMA quick_check").fetchall()
+        finally:
+            con.close()
+    except sqlite3.DatabaseError as exc:
+        raise AdaprunerError(f"{path} is a damaged SQLite database ({exc}); move it away or pass another "
+                             "--out/--storage") from None
+    if tables and "studies" not in tables:
+        raise AdaprunerError(f"{path} is another program's SQLite database (tables {', '.join(sorted(tables)[:4])}), "
+                             "not an Optuna study; it was left untouched: pass another --out/--storage")
+
+
 def open_storage(url: str, heartbeat: int = 10) -> optuna.storages.RDBStorage:
     """Connect to an Optuna RDB storage, as a one-line error when it cannot be used.
 
@@ -30,8 +53,8 @@ def open_storage(url: str, heartbeat: int = 10) -> optuna.storages.RDBStorage:
     engine_kwargs = {}
     if url.startswith("sqlite:///"):
         path = Path(url[len("sqlite:///"):])
-        if path.exists() and path.stat().st_size and path.read_bytes()[:16] != b"SQLite format 3\x00":
-            raise AdaprunerError(f"{path} is not an SQLite database (corrupt?); move it away or pass another --out/--storage")
+        if path.exists() and path.stat().st_size:
+            check_sqlite_study_file(path)
         engine_kwargs["connect_args"] = {"timeout": 60}
     elif url.startswith("postgresql"):
         url = _postgres_driver(url)

@@ -99,6 +99,7 @@ class Worker:
         self.failures_in_row = 0
         self.last_error = ""
         self.scored_indices: list[int] | None = None
+        self.stop: BaseException | None = None
 
     # -- the loop ----------------------------------------------------------------------------
     def run(self) -> None:
@@ -125,7 +126,10 @@ class Worker:
                 if finished + running >= n:
                     time.sleep(self.ctx.poll_s)  # the rest of the budget is running elsewhere
                     continue
+                self.stop = None
                 self.study.optimize(self._trial, n_trials=1)
+                if self.stop is not None:
+                    raise self.stop  # Ctrl-C or a user error inside the trial, now that it is recorded
                 if self.failures_in_row >= MAX_FAILURES_IN_ROW:
                     raise AdaprunerError(f"{MAX_FAILURES_IN_ROW} trials in a row failed; last error: {self.last_error}")
         finally:
@@ -166,8 +170,14 @@ class Worker:
 
         try:
             result = self.ctx.objective(config, report)
-        except (optuna.TrialPruned, AdaprunerError, KeyboardInterrupt):
+        except optuna.TrialPruned:
             raise
+        except (AdaprunerError, KeyboardInterrupt) as exc:
+            # Recorded as FAILED by returning NaN (Optuna would log a traceback for a raise); the
+            # worker loop re-raises it once the trial is stored.
+            self.stop = exc
+            trial.set_user_attr("error", "interrupted (Ctrl-C)" if isinstance(exc, KeyboardInterrupt) else str(exc))
+            return float("nan")
         except Exception as exc:  # a broken trial is recorded, the study goes on
             self.failures_in_row += 1
             self.last_error = f"{type(exc).__name__}: {exc}"
@@ -227,5 +237,6 @@ def score_data(study: optuna.Study, ctx: WorkerContext) -> list[int]:
 
 def _single(space: SearchSpace, index: int, metric: MetricConfig) -> PruneConfig:
     return PruneConfig(metric=metric, calibration=CalibrationConfig(seq_len=space.seq_len, num_samples=1,
-                                                                    pool_seed=space.pool_seed, indices=[index]),
+                                                                    pool_seed=space.pool_seed, indices=[index],
+                                                                    source=space.source, field=space.field),
                        allocation=AllocationConfig(**space.allocation))
