@@ -475,6 +475,70 @@ def table10_section(res: Results, args) -> list[str]:
     return out + ["```bash", MODEL2_NOTE, *cmds, "```"]
 
 
+def _cell(v) -> str:
+    return f"{v:,.1f}" if isinstance(v, (int, float)) else "-"
+
+
+def quality_section(results: Path) -> list[str]:
+    """Every metric x weight update (benchmarks/updates_table.py), the trial cost of the full
+    space (benchmarks/trial_cost.py), and the hand-written notes in quality.md."""
+    lines = []
+    notes = HERE / "quality.md"
+    rows_path = results / "updates" / "rows.json"
+    if rows_path.is_file():
+        import json as _json
+
+        rows = _json.loads(rows_path.read_text())
+        proto = _json.loads((results / "updates" / "protocol.json").read_text()) \
+            if (results / "updates" / "protocol.json").is_file() else {}
+        updates = []
+        for key in rows:
+            if " | " in key and key.split(" | ", 1)[1] not in updates:
+                updates.append(key.split(" | ", 1)[1])
+        metrics = []
+        for key in rows:
+            if " | " in key and key.split(" | ", 1)[0] not in metrics:
+                metrics.append(key.split(" | ", 1)[0])
+        label = {u: ("reconstruct (sequential, 128 windows)" if u.startswith("reconstruct") and "sequential" in u
+                     else "bias compensation" if u == "bias" else "no update" if u == "none" else u) for u in updates}
+        windows = proto.get("max_windows", "?")
+        lines += [f"SmolLM2-135M, {proto.get('ratio', 0.2):.0%} of all parameters removed, uniform allocation, the "
+                  f"same 10 calibration windows for every metric; perplexity on the first {windows} windows of the "
+                  "WikiText-2 / PTB **test** splits (seq 128), masked model (masks apply the updates). "
+                  f"Dense on these windows: WikiText-2 {rows['dense']['wikitext2']:.2f} / PTB {rows['dense']['ptb']:.2f}. "
+                  "Times on 2 CPU cores in one process (scoring = statistics + scores; update = the weight update).", "",
+                  "```bash", f"python benchmarks/updates_table.py --data-dir ../shared/data --max-windows {windows} "
+                  "--updates \"none;bias;reconstruct:mode=sequential,windows=128\"", "```", "",
+                  "| metric | " + " | ".join(f"{label[u]}: WT2 / PTB" for u in updates) + " | scoring s | " +
+                  " | ".join(f"{label[u]} s" for u in updates if u != "none") + " |",
+                  "|---|" + "---|" * (len(updates) + 1 + len([u for u in updates if u != "none"]))]
+        for m in metrics:
+            cells = []
+            for u in updates:
+                r = rows.get(f"{m} | {u}")
+                cells.append(f"{_cell(r['wikitext2'])} / {_cell(r['ptb'])}" if r else "-")
+            first = rows.get(f"{m} | {updates[0]}") or {}
+            times = [_cell((rows.get(f"{m} | {u}") or {}).get("update_s")) for u in updates if u != "none"]
+            lines.append(f"| {m} | " + " | ".join(cells) + f" | {_cell(first.get('scoring_s'))} | " + " | ".join(times) + " |")
+        extra = [k for k in rows if " | " in k and k.split(" | ", 1)[1] not in updates]
+        lines.append("")
+        del extra
+    cost = results / "trial_cost.json"
+    if cost.is_file():
+        import json as _json
+
+        c = _json.loads(cost.read_text())
+        lines += [f"**Trial cost** (`python benchmarks/trial_cost.py --data-dir ../shared/data --trials {c['trials']}`, "
+                  "both spaces on one loaded model, trials alternating): median "
+                  f"{c['median_trial_s']['full']:.1f} s per full-space trial vs {c['median_trial_s']['paper']:.1f} s "
+                  f"per paper-space trial, **{c['ratio_full_over_paper']:.2f}x** (mean {c['mean_trial_s']['full']:.1f} "
+                  f"vs {c['mean_trial_s']['paper']:.1f} s); the study's first reconstruction trial, which also computes "
+                  f"the dense Gram matrices once for the whole study, took {c['first_reconstruct_trial_s']:.1f} s.", ""]
+    if notes.is_file():
+        lines += [notes.read_text().strip(), ""]
+    return lines
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     bench.add_common_args(p)
@@ -514,6 +578,8 @@ def main() -> int:
         "## Table 2 analogue: search ablations (20 %, same trial budget)", "", *t2,
         "## Fig. 4 analogue: TPE vs random search", "", *f4, "",
         "## Table 9 analogue: deployment statistics", "", *t9, "",
+        "## Beyond the paper: weight updates, OBS, non-uniform allocation, the full search space", "",
+        *quality_section(plots),
         "## Table 10 analogue: generations (greedy)", "", *t10, "",
         "## Discussion", "", discussion.strip(), "",
         "## Pending rows", "",

@@ -43,8 +43,17 @@ class ZeroShotSource:
 
 
 def _read_jsonl(path: Path) -> list[dict]:
+    rows = []
     with path.open(encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
+        for number, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise AdaprunerError(f"{path} line {number} is not valid JSON ({exc.msg}); the file is truncated or "
+                                     "damaged: restore it from the data set") from None
+    return rows
 
 
 def _read_labels(path: Path) -> list[str]:

@@ -132,8 +132,21 @@ class Worker:
                     raise self.stop  # Ctrl-C or a user error inside the trial, now that it is recorded
                 if self.failures_in_row >= MAX_FAILURES_IN_ROW:
                     raise AdaprunerError(f"{MAX_FAILURES_IN_ROW} trials in a row failed; last error: {self.last_error}")
+        except KeyboardInterrupt:
+            self._fail_own_running()
+            raise
         finally:
             bar.close()
+
+    def _fail_own_running(self) -> None:
+        """Mark this process's RUNNING trials failed (an interrupt between Optuna's steps)."""
+        tag = worker_tag()
+        for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            if t.user_attrs.get("worker") == tag:
+                try:
+                    self.study.tell(t.number, state=TrialState.FAIL)
+                except Exception:  # finished meanwhile, or owned by another process after all
+                    pass
 
     def _postfix(self) -> str:
         """Best objective so far and the dense model's, for the progress bar."""

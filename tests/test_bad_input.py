@@ -1,0 +1,251 @@
+"""The bad-input battery: every case is a one-line ``error:`` with exit status 2 (or the
+documented behaviour), leaves nothing partial behind and changes no pre-existing file."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from adapruner.cli import main
+from tiny import tiny_model
+from tiny_tokenizer import char_tokenizer
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("bad") / "llama"
+    tiny_model("llama").save_pretrained(path)
+    char_tokenizer(add_bos=True).save_pretrained(path)
+    return path
+
+
+def one_line_error(capsys, argv: list[str], match: str) -> str:
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err, err
+    assert match in err, err
+    return err
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def listing(directory: Path) -> list[str]:
+    return sorted(str(p.relative_to(directory)) for p in directory.rglob("*"))
+
+
+def prune_args(ckpt: Path, out: Path, *extra: str) -> list[str]:
+    return ["prune", "--model", str(ckpt), "--ratio", "0.2", "--metric", "l2", "--layers", "0:4", "--out", str(out),
+            "--device", "cpu", *extra]
+
+
+def test_unwritable_output_fails_before_any_work(ckpt, capsys):
+    one_line_error(capsys, prune_args(ckpt, Path("/proc/adapruner-nope/out")), "cannot write --out")
+
+
+def test_stats_context_beyond_the_model_fails_before_loading(ckpt, capsys, tmp_path):
+    one_line_error(capsys, ["stats", "--model", str(ckpt), "--context", "100000", "--out", str(tmp_path / "s.json")],
+                   "exceeds the context")
+    assert not (tmp_path / "s.json").exists()
+
+
+def test_a_foreign_sqlite_file_is_refused_untouched(ckpt, capsys, tmp_path, data_dir):
+    out = tmp_path / "run"
+    out.mkdir()
+    con = sqlite3.connect(out / "study.db")
+    con.execute("CREATE TABLE users (name TEXT)")
+    con.commit()
+    con.close()
+    before = digest(out / "study.db")
+    one_line_error(capsys, ["search", "--model", str(ckpt), "--ratio", "0.2", "--trials", "1", "--out", str(out),
+                            "--data-dir", str(data_dir)], "another program's SQLite database")
+    assert digest(out / "study.db") == before and listing(out) == ["study.db"]
+
+
+def test_a_scrambled_sqlite_study_is_one_line(ckpt, capsys, tmp_path, data_dir):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "study.db").write_bytes(b"SQLite format 3\x00" + bytes(range(256)) * 64)
+    before = digest(out / "study.db")
+    one_line_error(capsys, ["search", "--model", str(ckpt), "--ratio", "0.2", "--trials", "1", "--out", str(out),
+                            "--data-dir", str(data_dir)], "study.db")
+    assert digest(out / "study.db") == before
+
+
+def test_truncated_weights_are_one_line(ckpt, capsys, tmp_path):
+    broken = tmp_path / "broken"
+    shutil.copytree(ckpt, broken)
+    weights = broken / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    one_line_error(capsys, ["eval", "--model", str(broken), "--ppl", str(ckpt / "config.json").replace(".json", ".txt"),
+                            "--out", str(tmp_path / "e.json")], "not found")  # a missing text file: before loading
+    text = tmp_path / "t.txt"
+    text.write_text("hello world " * 200)
+    one_line_error(capsys, ["eval", "--model", str(broken), "--ppl", str(text), "--out", str(tmp_path / "e.json")],
+                   "truncated")
+    weights.write_bytes(b"")
+    one_line_error(capsys, ["eval", "--model", str(broken), "--ppl", str(text), "--out", str(tmp_path / "e.json")],
+                   "empty, truncated")
+    assert not (tmp_path / "e.json").exists()
+
+
+@pytest.mark.parametrize("content,match", [("[1, 2]", "must hold a JSON object"), ("{", "not valid JSON")])
+def test_a_bad_config_file_is_one_line(ckpt, capsys, tmp_path, content, match):
+    config = tmp_path / "c.json"
+    config.write_text(content)
+    one_line_error(capsys, prune_args(ckpt, tmp_path / "out", "--config", str(config)), match)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("space,match", [("alpha1: [0.5]", "alpha1 must be a range"),
+                                         ("allocation: {foo: 1}", "unknown allocation key"),
+                                         ("num_samples: ten", "num_samples must be an integer"),
+                                         ("factors: {second_order_el: [a]}", "needs a non-empty list of numbers")])
+def test_space_values_of_the_wrong_type_are_one_line(ckpt, capsys, tmp_path, data_dir, space, match):
+    path = tmp_path / "space.yaml"
+    path.write_text(space + "\n")
+    out = tmp_path / "run"
+    one_line_error(capsys, ["search", "--model", str(ckpt), "--ratio", "0.2", "--trials", "1", "--out", str(out),
+                            "--space", str(path), "--data-dir", str(data_dir)], match)
+    assert not out.exists()
+
+
+def test_a_failed_search_start_leaves_no_output(capsys, tmp_path, data_dir):
+    out = tmp_path / "run"
+    one_line_error(capsys, ["search", "--model", str(tmp_path / "no-such-model"), "--ratio", "0.2", "--trials", "1",
+                            "--out", str(out), "--data-dir", str(data_dir)], "no such file or directory")
+    assert not out.exists()
+
+
+def test_finetune_lr_is_checked_before_loading(ckpt, capsys, tmp_path):
+    data = tmp_path / "a.json"
+    data.write_text(json.dumps([{"instruction": "x", "input": "", "output": "y"}] * 4))
+    one_line_error(capsys, ["finetune", "--model", str(ckpt), "--data", str(data), "--out", str(tmp_path / "ft"),
+                            "--lr", "-1"], "--lr must be a positive number")
+    assert not (tmp_path / "ft").exists()
+
+
+def test_stale_temporaries_of_ours_are_cleaned_but_nothing_else(ckpt, tmp_path, capsys):
+    out = tmp_path / "out"
+    stale = tmp_path / ".out.tmp-999999-0123abcd"
+    stale.mkdir()
+    (stale / "model.safetensors").write_bytes(b"x" * 100)
+    mine = tmp_path / ".out.tmp-user-notes"
+    mine.write_text("keep me")
+    assert main(prune_args(ckpt, out)) == 0
+    assert not stale.exists() and mine.read_text() == "keep me"
+
+
+def test_overwrite_refuses_a_directory_adapruner_did_not_write(ckpt, tmp_path, capsys):
+    out = tmp_path / "photos"
+    out.mkdir()
+    (out / "holiday.jpg").write_bytes(b"jpeg")
+    one_line_error(capsys, prune_args(ckpt, out, "--overwrite"), "not an adapruner output")
+    assert listing(out) == ["holiday.jpg"]
+    assert main(prune_args(ckpt, tmp_path / "ok")) == 0
+    assert main(prune_args(ckpt, tmp_path / "ok", "--overwrite")) == 0  # our own output: replaced
+
+
+def test_report_names_a_corrupt_report_and_a_garbage_trials_csv(tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "pruning_report.json").write_text('{"command": "prune", ')
+    one_line_error(capsys, ["report", str(run), "--out", str(tmp_path / "r.md")], "pruning_report.json is not valid JSON")
+    (run / "pruning_report.json").unlink()
+    (run / "trials.csv").write_text("garbage,more\n1,2\n")
+    one_line_error(capsys, ["report", str(run), "--out", str(tmp_path / "r.md")], "is not a trials.csv")
+    assert not (tmp_path / "r.md").exists()
+
+
+def test_finetune_help_documents_its_training_flags(capsys):
+    with pytest.raises(SystemExit):
+        main(["finetune", "--help"])
+    text = capsys.readouterr().out
+    for flag in ("--epochs", "--lr", "--lora-r", "--lora-alpha", "--lora-dropout"):
+        assert flag in text
+    assert "default 1e-4" in text and "LoRA rank" in text
+
+
+def test_truncated_zeroshot_jsonl_names_file_and_line(tmp_path):
+    from adapruner.data.zeroshot import _read_jsonl
+    from adapruner.errors import AdaprunerError
+
+    path = tmp_path / "val.jsonl"
+    path.write_text('{"a": 1}\n{"a": 2\n')
+    with pytest.raises(AdaprunerError, match=r"val.jsonl line 2 is not valid JSON"):
+        _read_jsonl(path)
+
+
+# -- the user's own text --------------------------------------------------------------------------
+
+def test_eval_on_a_text_file_and_a_jsonl_file(ckpt, tmp_path):
+    text = tmp_path / "notes.txt"
+    text.write_text("The quick brown fox jumps over the lazy dog.\n\n" * 80)
+    records = tmp_path / "notes.jsonl"
+    records.write_text("\n".join(json.dumps({"body": "A line of my own domain text. " * 4}) for _ in range(40)))
+    out = tmp_path / "e.json"
+    assert main(["eval", "--model", str(ckpt), "--ppl", f"{text},{records}", "--text-field", "body",
+                 "--seq-len", "32", "--out", str(out), "--device", "cpu"]) == 0
+    result = json.loads(out.read_text())
+    files = [r["protocol"]["file"] for r in result["perplexity"]]
+    assert all(f and len(f["sha256"]) == 64 for f in files)
+    assert all(r["ppl"] > 1 for r in result["perplexity"])
+
+
+def test_a_too_short_text_file_says_how_many_windows_it_gives(ckpt, tmp_path, capsys):
+    text = tmp_path / "short.txt"
+    text.write_text("tiny")
+    one_line_error(capsys, prune_args(ckpt, tmp_path / "out", "--metric", "wanda-sp", "--calib-data", str(text),
+                                      "--calib-seq-len", "32"), "gives 0 window(s) of 32 tokens")
+    assert not (tmp_path / "out").exists()
+
+
+def test_prune_calibrates_on_a_text_file_and_takes_a_parameter_target(ckpt, tmp_path):
+    text = tmp_path / "domain.txt"
+    text.write_text("Domain text for calibration, repeated for length. " * 400)
+    out = tmp_path / "out"
+    assert main(["prune", "--model", str(ckpt), "--target-params", "240k", "--metric", "wanda-sp", "--calib-data",
+                 str(text), "--num-samples", "4", "--calib-seq-len", "32", "--layers", "0:4", "--out", str(out),
+                 "--device", "cpu"]) == 0
+    report = json.loads((out / "pruning_report.json").read_text())
+    assert report["config"]["calibration"]["source"] == str(text)
+    assert abs(report["parameters_after"] - 240_000) < 0.03 * report["parameters_before"]
+    assert report["budget_asked"]["target_params"] == 240_000
+
+
+def test_ctrl_c_during_a_search_exits_130_without_a_traceback(ckpt, tmp_path, data_dir):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import optuna
+
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "adapruner.cli", "search", "--model", str(ckpt), "--ratio", "0.2", "--trials", "1000",
+           "--out", str(out), "--data-dir", str(data_dir), "--eval-windows", "2", "--device", "cpu"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.time() + 240
+    while time.time() < deadline:
+        time.sleep(0.5)
+        if (out / "study.db").exists():
+            try:
+                trials = optuna.load_study(study_name="adapruner-tpe", storage=f"sqlite:///{out / 'study.db'}").trials
+            except Exception:
+                continue
+            if len(trials) >= 2:
+                break
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-2000:]
+    assert "Traceback" not in err, err[-2000:]
+    study = optuna.load_study(study_name="adapruner-tpe", storage=f"sqlite:///{out / 'study.db'}")
+    assert not [t for t in study.trials if t.state == optuna.trial.TrialState.RUNNING]
