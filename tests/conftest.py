@@ -17,3 +17,15 @@ def data_dir() -> Path:
     if not DATA_DIR.is_dir():
         pytest.skip(f"data directory {DATA_DIR} not found")
     return DATA_DIR
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_dir(tmp_path_factory) -> Path:
+    """A saved tiny Llama checkpoint with a BOS-prepending character tokenizer."""
+    from tiny import tiny_model
+    from tiny_tokenizer import char_tokenizer
+
+    path = tmp_path_factory.mktemp("tiny-llama") / "llama"
+    tiny_model("llama").save_pretrained(path)
+    char_tokenizer(add_bos=True).save_pretrained(path)
+    return path

@@ -12,16 +12,11 @@ from pathlib import Path
 import pytest
 
 from adapruner.cli import main
-from tiny import tiny_model
-from tiny_tokenizer import char_tokenizer
 
 
 @pytest.fixture(scope="module")
-def ckpt(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("bad") / "llama"
-    tiny_model("llama").save_pretrained(path)
-    char_tokenizer(add_bos=True).save_pretrained(path)
-    return path
+def ckpt(tiny_llama_dir) -> Path:
+    return tiny_llama_dir
 
 
 def one_line_error(capsys, argv: list[str], match: str) -> str:

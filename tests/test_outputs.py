@@ -14,16 +14,11 @@ from pathlib import Path
 import pytest
 
 from adapruner.cli import main
-from tiny import tiny_model
-from tiny_tokenizer import char_tokenizer
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("ckpt") / "llama"
-    tiny_model("llama").save_pretrained(path)
-    char_tokenizer(add_bos=True).save_pretrained(path)
-    return path
+def checkpoint(tiny_llama_dir) -> Path:
+    return tiny_llama_dir
 
 
 def _prune(checkpoint: Path, out: Path, *extra: str) -> None:

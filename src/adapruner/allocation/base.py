@@ -25,7 +25,7 @@ from adapruner.allocation.budget import ATTENTION_MODES, LayerBudget, layer_budg
 from adapruner.config import AllocationConfig
 from adapruner.core.adapters import adapter_for
 from adapruner.core.params import check_ratio, count_parameters
-from adapruner.core.registry import Registry
+from adapruner.core.registry import Registry, check_options
 from adapruner.core.structure import PruningPlan, Scores
 from adapruner.errors import AdaprunerError
 
@@ -61,12 +61,7 @@ class Allocator(ABC):
 def validate_allocation(config: AllocationConfig) -> None:
     """Reject unknown modes, unknown options and bad rounding with a one-line error."""
     allocator = ALLOCATORS.get(config.mode)
-    if not isinstance(config.options, dict):
-        raise AdaprunerError(f"allocation options must be a mapping, got {config.options!r}")
-    unknown = sorted(set(config.options) - set(allocator.options))
-    if unknown:
-        raise AdaprunerError(f"allocation mode '{allocator.name}' has no option(s) {unknown}; "
-                             f"its options: {', '.join(allocator.options) or 'none'}")
+    check_options("allocation mode", allocator.name, allocator.options, config.options)
     allocator.validate(config)
     if config.attention not in ATTENTION_MODES:
         raise AdaprunerError(

@@ -26,7 +26,8 @@ def temporary_sibling(path: Path, kind: str = "tmp") -> Path:
     return path.parent / f".{path.name}.{kind}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process with ``pid`` exists (on this host)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -48,7 +49,7 @@ def remove_stale_temporaries(path: str | Path) -> list[Path]:
         return removed
     for item in path.parent.iterdir():
         m = _STALE.match(item.name)
-        if not m or m["name"] != path.name or int(m["pid"]) == os.getpid() or _alive(int(m["pid"])):
+        if not m or m["name"] != path.name or int(m["pid"]) == os.getpid() or pid_alive(int(m["pid"])):
             continue
         if item.is_dir() and not item.is_symlink():
             shutil.rmtree(item, ignore_errors=True)

@@ -22,6 +22,16 @@ from adapruner.errors import AdaprunerError
 T = TypeVar("T")
 
 
+def check_options(what: str, name: str, declared: dict, given) -> None:
+    """A one-line error unless ``given`` is a mapping whose keys ``name`` declares (``what`` is
+    the kind, e.g. "weight update")."""
+    if not isinstance(given, dict):
+        raise AdaprunerError(f"{what} options must be a mapping of name to value, got {given!r}")
+    unknown = sorted(set(given) - set(declared))
+    if unknown:
+        raise AdaprunerError(f"{what} '{name}' has no option(s) {unknown}; its options: {', '.join(declared) or 'none'}")
+
+
 class Registry(Generic[T]):
     """Named implementations of one kind (``what`` names the kind in error messages)."""
 

@@ -14,6 +14,7 @@ import torch.nn as nn
 
 from adapruner.config import AGGREGATIONS, MetricConfig
 from adapruner.core.adapters import adapter_for
+from adapruner.core.registry import check_options
 from adapruner.core.structure import UNIT_KINDS, Scores
 from adapruner.errors import AdaprunerError
 from adapruner.importance.base import METRICS, Metric, get_metric
@@ -41,12 +42,7 @@ def validate_metric(metric: MetricConfig) -> Metric:
         value = getattr(metric, key)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             raise AdaprunerError(f"metric coefficient {key} must be a finite number, got {value!r}")
-    if not isinstance(metric.options, dict):
-        raise AdaprunerError(f"metric options must be a mapping of name to value, got {metric.options!r}")
-    unknown = sorted(set(metric.options) - set(m.options))
-    if unknown:
-        valid = ", ".join(m.options) or "none"
-        raise AdaprunerError(f"metric '{m.name}' has no option(s) {unknown}; its options: {valid}")
+    check_options("metric", m.name, m.options, metric.options)
     return m
 
 

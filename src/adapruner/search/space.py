@@ -63,7 +63,7 @@ PRESETS: dict[str, dict] = {
         "options": {
             "metric-choice": {"choices": ["adapruner", "element1", "saap", "wanda-sp", "flap", "obs"]},
             "update": {"choices": ["none", "bias", "reconstruct"],
-                       "reconstruct": {"mode": "oneshot", "windows": 64}},
+                       "reconstruct": {"mode": "oneshot", "windows": 256}},
             "allocation": {"choices": ["uniform", "schedule", "saap"], "knots": 3,
                            "knot_range": [0.25, 4.0], "strength_range": [0.0, 2.0]},
         },

@@ -29,6 +29,7 @@ import optuna
 from optuna.trial import TrialState
 
 from adapruner.config import AllocationConfig, CalibrationConfig, MetricConfig, PruneConfig
+from adapruner.core.io import pid_alive
 from adapruner.errors import AdaprunerError
 from adapruner.search.results import best_trial
 from adapruner.search.space import SearchSpace
@@ -50,16 +51,6 @@ def worker_tag() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def fail_dead_trials(study: optuna.Study) -> int:
     """Fail RUNNING trials of dead processes: this host's by pid, others' by stale heartbeat."""
     host = socket.gethostname()
@@ -67,7 +58,7 @@ def fail_dead_trials(study: optuna.Study) -> int:
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         tag = t.user_attrs.get("worker", "")
         h, _, pid = tag.rpartition(":")
-        if h == host and pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+        if h == host and pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)):
             try:
                 study.tell(t.number, state=TrialState.FAIL)
                 failed += 1

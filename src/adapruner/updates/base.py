@@ -23,9 +23,8 @@ import torch
 import torch.nn as nn
 
 from adapruner.config import UpdateConfig
-from adapruner.core.registry import Registry
+from adapruner.core.registry import Registry, check_options
 from adapruner.core.structure import LinearUpdate, PruningPlan
-from adapruner.errors import AdaprunerError
 
 UPDATES: Registry["WeightUpdate"] = Registry("weight update", flag="--update")
 register_update = UPDATES.register
@@ -74,10 +73,5 @@ def get_update(name: str) -> WeightUpdate:
 def validate_update(config: UpdateConfig) -> WeightUpdate:
     """Check an update configuration's name and option names; return the update."""
     update = get_update(config.name)
-    if not isinstance(config.options, dict):
-        raise AdaprunerError(f"update options must be a mapping of name to value, got {config.options!r}")
-    unknown = sorted(set(config.options) - set(update.options))
-    if unknown:
-        raise AdaprunerError(f"weight update '{update.name}' has no option(s) {unknown}; "
-                             f"its options: {', '.join(update.options) or 'none'}")
+    check_options("weight update", update.name, update.options, config.options)
     return update
