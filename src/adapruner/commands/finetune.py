@@ -14,7 +14,7 @@ import argparse
 import json
 from pathlib import Path
 
-from adapruner.commands.common import add_model_arg, add_runtime_args, seed_everything
+from adapruner.commands.common import add_data_arg, add_model_arg, add_runtime_args, seed_everything
 from adapruner.core.io import write_json
 from adapruner.core.versions import versions
 from adapruner.errors import AdaprunerError
@@ -25,17 +25,22 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser("finetune", help="recovery fine-tuning (LoRA or group-wise) and merge",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_model_arg(p)
-    p.add_argument("--data", required=True, help="Alpaca-format JSON/JSONL file or HF dataset name")
-    p.add_argument("--method", default="lora", choices=["lora", "group"],
-                   help="lora (LLM-Pruner) or group (SAAP-style group-quantised adapter, see recovery/group.py)")
+    p.add_argument("--data", default=None,
+                   help="lora/group: Alpaca-format JSON/JSONL file or HF dataset name (required); distill: plain "
+                        "text, a .txt/.jsonl/.json file (default: the data directory's book texts)")
+    p.add_argument("--method", default="lora", choices=["lora", "group", "distill"],
+                   help="lora (LLM-Pruner), group (SAAP-style group-quantised adapter, see recovery/group.py) or "
+                        "distill (match the dense --teacher's next-token distribution on plain text)")
     p.add_argument("--out", required=True, help="output model directory")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     t = p.add_argument_group("training")
     t.add_argument("--epochs", type=float, default=2.0, help="passes over the training rows (default 2)")
-    t.add_argument("--max-steps", type=int, default=None, help="stop after this many optimiser steps (CPU runs)")
-    t.add_argument("--batch-size", type=int, default=64, help="examples per optimiser step")
+    t.add_argument("--max-steps", type=int, default=None,
+                   help="stop after this many optimiser steps (CPU runs; distill default 200)")
+    t.add_argument("--batch-size", type=int, default=None,
+                   help="examples (windows for distill) per optimiser step (default 64; distill 8)")
     t.add_argument("--micro-batch-size", type=int, default=4, help="examples per forward (gradient accumulation)")
-    t.add_argument("--lr", type=float, default=1e-4, help="peak learning rate of AdamW (default 1e-4)")
+    t.add_argument("--lr", type=float, default=None, help="peak learning rate of AdamW (default 1e-4; distill 5e-5)")
     t.add_argument("--cutoff", type=int, default=256, help="maximum tokens per example")
     t.add_argument("--val-size", type=int, default=2000,
                    help="held-out rows for the validation loss (capped at 10%% of the data)")
@@ -46,6 +51,21 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     a.add_argument("--lora-dropout", type=float, default=0.05, help="LoRA dropout (default 0.05)")
     a.add_argument("--bits", type=int, default=4, help="group method: weight bits")
     a.add_argument("--group-size", type=int, default=32, help="group method: input columns per group")
+    d = p.add_argument_group("distillation (--method distill)")
+    d.add_argument("--teacher", default=None, help="the dense model the student was pruned from (alias, directory, ...)")
+    d.add_argument("--teacher-device", default=None, help="where the teacher runs (default: --device)")
+    d.add_argument("--teacher-dtype", default=None, help="the teacher's dtype (default: --dtype)")
+    d.add_argument("--temperature", type=float, default=2.0, help="softmax temperature of the KL (default 2)")
+    d.add_argument("--lm-weight", type=float, default=0.0, help="weight of the plain next-token loss (default 0)")
+    d.add_argument("--seq-len", type=int, default=128, help="tokens per training window (default 128)")
+    d.add_argument("--text-field", default="text", help="the text field of a .jsonl/.json --data")
+    d.add_argument("--max-minutes", type=float, default=None, help="stop cleanly after this many minutes and save")
+    d.add_argument("--eval-every", type=int, default=25, help="validation perplexity every N steps (default 25)")
+    d.add_argument("--val-windows", type=int, default=16, help="WikiText-2 validation windows (default 16)")
+    d.add_argument("--checkpoint-every", type=int, default=25,
+                   help="steps between checkpoints; the same command resumes from the last one (default 25)")
+    d.add_argument("--distill-lora", action="store_true", help="train LoRA adapters (--lora-r) instead of all weights")
+    add_data_arg(p)
     add_runtime_args(p)
     return p
 
@@ -72,8 +92,12 @@ def run(args: argparse.Namespace) -> int:
         raise AdaprunerError(f"--bits must be an integer from 2 to 8 (got {args.bits})")
     if args.group_size < 1:
         raise AdaprunerError(f"--group-size must be at least 1 (got {args.group_size})")
-    config = TrainConfig(epochs=args.epochs, max_steps=args.max_steps, batch_size=args.batch_size,
-                         micro_batch_size=args.micro_batch_size, lr=args.lr, cutoff=args.cutoff,
+    if args.method == "distill":
+        return run_distill(args, out)
+    if not args.data:
+        raise AdaprunerError(f"--method {args.method} needs --data (an Alpaca-format JSON/JSONL file)")
+    config = TrainConfig(epochs=args.epochs, max_steps=args.max_steps, batch_size=args.batch_size or 64,
+                         micro_batch_size=args.micro_batch_size, lr=args.lr if args.lr is not None else 1e-4, cutoff=args.cutoff,
                          train_on_inputs=args.train_on_inputs, val_size=args.val_size, seed=args.seed)
     config.check()
     rows = load_alpaca(args.data)  # validate the data before spending time on the model
@@ -106,3 +130,88 @@ def run(args: argparse.Namespace) -> int:
     print(f"{args.method}: validation loss {report['val_loss_before']:.4f} -> {report['val_loss_after']:.4f} "
           f"in {report['steps']} steps ({report['seconds']:.0f} s); wrote {final}")
     return 0
+
+
+def run_distill(args: argparse.Namespace, out: Path) -> int:
+    """``--method distill``: check everything, load student and teacher, distil, save like the input."""
+    from adapruner.data import user_text
+    from adapruner.models.load import load_model
+    from adapruner.pruning.save import save_pruned
+    from adapruner.recovery.distill import DistillConfig, distill, text_windows_from_books
+
+    if not args.teacher:
+        raise AdaprunerError("--method distill needs --teacher (the dense model the student was pruned from)")
+    config = DistillConfig(temperature=args.temperature, lm_weight=args.lm_weight, seq_len=args.seq_len,
+                           batch_size=args.batch_size or 8, lr=args.lr if args.lr is not None else 5e-5,
+                           max_steps=args.max_steps or 200, max_minutes=args.max_minutes, eval_every=args.eval_every,
+                           val_windows=args.val_windows, checkpoint_every=args.checkpoint_every,
+                           lora_r=args.lora_r if args.distill_lora else 0, seed=args.seed)
+    config.check()
+    data_dir = None
+    if args.data is None or not user_text.is_text_file(args.data):
+        if args.data is not None:
+            raise AdaprunerError(f"--data {args.data}: distillation reads plain text, a .txt, .jsonl or .json file "
+                                 "(or nothing: the book texts)")
+    if args.data is not None:
+        user_text.read_rows(args.data, args.text_field)  # a bad file fails before any model loads
+        _refuse_test_split(Path(args.data))
+    from adapruner.data.paths import resolve_data_dir
+
+    try:
+        data_dir = resolve_data_dir(args.data_dir)
+    except AdaprunerError:
+        if args.data is None:
+            raise
+    from adapruner.models.load import peek_config, resolve_spec
+
+    resolve_spec(args.teacher)  # a missing teacher fails before the student loads
+
+    vocab = [(peek_config(spec) or {}).get("vocab_size") for spec in (args.model, args.teacher)]
+    if None not in vocab and vocab[0] != vocab[1]:
+        raise AdaprunerError(f"the teacher's vocabulary ({vocab[1]} tokens) differs from the student's ({vocab[0]}); "
+                             "distil from the dense model the student was pruned from")
+    seed_everything(args.seed)
+    loaded = load_model(args.model, device=args.device, dtype=args.dtype, trust_remote_code=args.trust_remote_code)
+    teacher = load_model(args.teacher, device=args.teacher_device or args.device, dtype=args.teacher_dtype or args.dtype,
+                         trust_remote_code=args.trust_remote_code)
+    tok = loaded.tokenizer
+    if args.data is None:
+        windows = text_windows_from_books(tok, data_dir, config.seq_len)
+        source = {"data": "books", "data_dir": str(data_dir)}
+    else:
+        windows = user_text.text_windows(tok, args.data, config.seq_len, args.text_field, need=config.batch_size + 1)
+        source = {"data": user_text.protocol(args.data, args.text_field)}
+    if data_dir is not None:
+        from adapruner.data.corpora import JOIN, load_corpus
+        from adapruner.eval.perplexity import corpus_windows
+
+        val = corpus_windows(tok, load_corpus("wikitext2", "valid", data_dir), config.seq_len, JOIN["wikitext2"],
+                             max_windows=config.val_windows)
+        source["validation_data"] = f"first {len(val)} windows of WikiText-2 validation"
+    else:
+        val, windows = windows[-config.val_windows:], windows[:-config.val_windows]
+        source["validation_data"] = f"the last {len(val)} windows of --data, held out of training"
+    checkpoint = out.parent / f".{out.name}.distill-checkpoint"
+    student, report = distill(loaded.model, teacher.model, windows, val, config, checkpoint_dir=checkpoint)
+    report.update({"command": "finetune", "model": args.model, "model_path": loaded.path, "teacher": args.teacher,
+                   "teacher_path": teacher.path, **source, "seed": args.seed, "dtype": args.dtype,
+                   "device": str(next(student.parameters()).device), "versions": versions("peft")})
+    previous = Path(loaded.path) / "pruning_report.json"
+    pruning = json.loads(previous.read_text()) if previous.is_file() else {}
+    pruning = {**pruning, "finetune": {k: v for k, v in report.items() if k not in ("train_loss", "validation")}}
+    final = save_pruned(student, tok, out, pruning, overwrite=args.overwrite)
+    write_json(Path(final) / "finetune_report.json", report)
+    import shutil
+
+    shutil.rmtree(checkpoint, ignore_errors=True)
+    budget = " (time budget reached)" if report["stopped_on_time_budget"] else ""
+    print(f"distill: validation PPL {report['val_ppl_before']:.2f} -> {report['val_ppl_after']:.2f} in "
+          f"{report['steps']} steps{budget} ({report['seconds']:.0f} s); wrote {final}")
+    return 0
+
+
+def _refuse_test_split(path: Path) -> None:
+    """Distilling on an evaluation test split would make every later test number meaningless."""
+    if path.name in ("wiki.test.raw", "wiki.test.tokens", "ptb.test.txt"):
+        raise AdaprunerError(f"{path} is an evaluation test split; never train on it (use the book texts or your "
+                             "own text)")

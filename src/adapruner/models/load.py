@@ -143,9 +143,9 @@ def check_weight_files(directory: str | Path) -> None:
                                  "download or copy? Restore or re-create it") from None
 
 
-def peek_context(spec: str) -> int | None:
-    """The model's ``max_position_embeddings`` read from its config.json without loading it
-    (local directories, and aliases / GGUF files once converted); None when unknown."""
+def peek_config(spec: str) -> dict | None:
+    """The (text) config.json of ``spec`` without loading the model (local directories, and aliases
+    once converted); None when it cannot be read cheaply."""
     import json
 
     try:
@@ -158,16 +158,19 @@ def peek_context(spec: str) -> int | None:
     elif kind == "alias":
         from adapruner.models.gguf_cache import cache_key, cache_root
 
-        alias = ALIASES[value]
-        path = cache_root() / cache_key(None, alias=value, version=package_version(alias))
+        path = cache_root() / cache_key(None, alias=value, version=package_version(ALIASES[value]))
     if path is None or not (path / "config.json").is_file():
         return None
     try:
         cfg = json.loads((path / "config.json").read_text())
     except (OSError, ValueError):
         return None
-    cfg = cfg.get("text_config", cfg) if isinstance(cfg, dict) else {}
-    value = cfg.get("max_position_embeddings") if isinstance(cfg, dict) else None
+    return cfg.get("text_config", cfg) if isinstance(cfg, dict) else None
+
+
+def peek_context(spec: str) -> int | None:
+    """The model's ``max_position_embeddings`` read from its config.json without loading it; None when unknown."""
+    value = (peek_config(spec) or {}).get("max_position_embeddings")
     return int(value) if isinstance(value, int) else None
 
 

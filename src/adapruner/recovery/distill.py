@@ -1,0 +1,281 @@
+"""Knowledge distillation from the dense model: the recovery that Minitron, Sheared-LLaMA and
+DarwinLM use, on plain text instead of instructions.
+
+The student (the pruned model) is trained to match the teacher's (the dense model's) next-token
+distribution on text windows of ``seq_len`` tokens:
+
+    loss = T^2 * KL(softmax(z_teacher / T) || softmax(z_student / T))  +  lm_weight * CE(student)
+
+averaged over all predicted tokens (T = ``temperature``; the T^2 keeps gradient scales
+comparable across temperatures, Hinton et al. 2015). The teacher runs without gradients, in its
+own dtype, on its own device, its logits computed on the fly. Full-parameter training by default
+(a pruned 100M-1B model fits); ``lora_r > 0`` trains LoRA adapters instead (merged at the end).
+
+Budget and safety for CPU users: ``max_steps`` and ``max_minutes`` (stop cleanly after the
+current step and save), a validation perplexity every ``eval_every`` steps (WikiText-2
+*validation* windows, never a test split), and a checkpoint every ``checkpoint_every`` steps
+into ``checkpoint_dir`` (student weights in safetensors, optimiser state loaded with
+``weights_only=True``, step, data order) from which the same command resumes after Ctrl-C or a
+kill and ends with the same number of steps.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from adapruner.core.io import atomic_directory
+from adapruner.core.lm import next_token_nll
+from adapruner.errors import AdaprunerError
+
+
+@dataclass
+class DistillConfig:
+    """Settings of a distillation run (module docstring)."""
+
+    temperature: float = 2.0
+    lm_weight: float = 0.0
+    seq_len: int = 128
+    batch_size: int = 8
+    lr: float = 5e-5
+    weight_decay: float = 0.0
+    warmup_steps: int = 10
+    max_steps: int = 200
+    max_minutes: float | None = None
+    eval_every: int = 25
+    val_windows: int = 16
+    checkpoint_every: int = 25
+    lora_r: int = 0
+    seed: int = 0
+
+    def check(self) -> None:
+        """One-line errors for settings that cannot train."""
+        if not self.temperature > 0:
+            raise AdaprunerError(f"--temperature must be positive (got {self.temperature})")
+        if self.lm_weight < 0:
+            raise AdaprunerError(f"--lm-weight must be >= 0 (got {self.lm_weight})")
+        if self.seq_len < 2:
+            raise AdaprunerError(f"--seq-len must be at least 2 (got {self.seq_len})")
+        if self.batch_size < 1 or self.max_steps < 1:
+            raise AdaprunerError("--batch-size and --max-steps must be at least 1")
+        if not self.lr > 0:
+            raise AdaprunerError(f"--lr must be a positive number (got {self.lr})")
+        if self.max_minutes is not None and not self.max_minutes > 0:
+            raise AdaprunerError(f"--max-minutes must be positive (got {self.max_minutes}); omit it for no time limit")
+        if self.eval_every < 1 or self.checkpoint_every < 1 or self.val_windows < 1:
+            raise AdaprunerError("--eval-every, --checkpoint-every and --val-windows must be at least 1")
+        if self.lora_r < 0:
+            raise AdaprunerError(f"--lora-r must be >= 0 (got {self.lora_r})")
+
+
+def check_pair(student, teacher) -> None:
+    """The teacher must speak the student's vocabulary (same output size and embedding rows)."""
+    s, t = student.get_output_embeddings().out_features, teacher.get_output_embeddings().out_features
+    if s != t:
+        raise AdaprunerError(f"the teacher's vocabulary ({t} tokens) differs from the student's ({s}); distil from "
+                             "the dense model the student was pruned from")
+
+
+def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, ids: torch.Tensor,
+                      temperature: float, lm_weight: float) -> tuple[torch.Tensor, float]:
+    """Mean over predicted tokens of T^2 KL(teacher || student) (+ lm_weight * CE); also the KL alone."""
+    s = student_logits[:, :-1].float() / temperature
+    t = teacher_logits[:, :-1].float().to(s.device) / temperature
+    kl = F.kl_div(F.log_softmax(s, -1).reshape(-1, s.shape[-1]), F.log_softmax(t, -1).reshape(-1, t.shape[-1]),
+                  log_target=True, reduction="batchmean")
+    loss = temperature**2 * kl
+    if lm_weight:
+        loss = loss + lm_weight * next_token_nll(student_logits, ids, reduction="mean")
+    return loss, float(kl.detach())
+
+
+@torch.no_grad()
+def mean_kl(student, teacher, windows: torch.Tensor, batch_size: int = 8) -> float:
+    """Mean per-token KL(teacher || student) at temperature 1 over ``windows``."""
+    total, count = 0.0, 0
+    for batch in windows.split(batch_size):
+        s = student(input_ids=batch.to(_device(student)), use_cache=False).logits
+        t = teacher(input_ids=batch.to(_device(teacher)), use_cache=False).logits
+        _, kl = distillation_loss(s, t, batch, 1.0, 0.0)
+        n = batch.shape[0] * (batch.shape[1] - 1)
+        total, count = total + kl * n, count + n
+    return total / max(count, 1)
+
+
+@torch.no_grad()
+def validation_ppl(model, windows: torch.Tensor, batch_size: int = 8) -> float:
+    """Perplexity of ``model`` on ``windows`` (eval mode, restored after)."""
+    was = model.training
+    model.eval()
+    nll, n = 0.0, 0
+    for batch in windows.split(batch_size):
+        logits = model(input_ids=batch.to(_device(model)), use_cache=False).logits
+        nll += float(next_token_nll(logits, batch))
+        n += batch[:, 1:].numel()
+    model.train(was)
+    return math.exp(min(nll / max(n, 1), 700.0))
+
+
+def _device(model) -> torch.device:
+    return model.get_input_embeddings().weight.device
+
+
+def _state(config: DistillConfig) -> dict:
+    """What a checkpoint must agree with to be resumed."""
+    return {k: v for k, v in asdict(config).items() if k not in ("max_minutes", "eval_every", "checkpoint_every")}
+
+
+def _save_checkpoint(directory: Path, student, optim, sched, step: int, history: dict, config: DistillConfig,
+                     windows_digest: str) -> None:
+    from safetensors.torch import save_file
+
+    with atomic_directory(directory, overwrite=True) as tmp:
+        state = {k: v.detach().contiguous().cpu() for k, v in student.state_dict().items()}
+        # Tied embeddings are one tensor under two names; safetensors refuses shared storage.
+        seen, unique = {}, {}
+        for k, v in state.items():
+            key = (v.data_ptr(), tuple(v.shape))
+            if key not in seen:
+                seen[key] = k
+                unique[k] = v
+        save_file(unique, str(tmp / "student.safetensors"))
+        torch.save({"optim": optim.state_dict(), "sched": sched.state_dict()}, tmp / "optim.pt")
+        (tmp / "state.json").write_text(json.dumps({"step": step, "config": _state(config), "history": history,
+                                                    "windows": windows_digest}, default=str))
+
+
+def _load_checkpoint(directory: Path, student, optim, sched, config: DistillConfig, windows_digest: str):
+    from safetensors.torch import load_file
+
+    info = json.loads((directory / "state.json").read_text())
+    if info["config"] != _state(config) or info["windows"] != windows_digest:
+        raise AdaprunerError(f"the checkpoint in {directory} was made with other settings or data; delete it or "
+                             "run with the same flags")
+    weights = load_file(str(directory / "student.safetensors"))
+    missing, unexpected = student.load_state_dict(weights, strict=False)
+    if unexpected or any(not k.endswith("lm_head.weight") for k in missing):
+        raise AdaprunerError(f"the checkpoint in {directory} does not fit this student model; delete it")
+    saved = torch.load(directory / "optim.pt", weights_only=True)
+    optim.load_state_dict(saved["optim"])
+    sched.load_state_dict(saved["sched"])
+    return info["step"], info["history"]
+
+
+def distill(student, teacher, train_windows: torch.Tensor, val_windows: torch.Tensor, config: DistillConfig,
+            checkpoint_dir: str | Path | None = None, progress: bool = True) -> tuple[object, dict]:
+    """Train ``student`` to match ``teacher`` on ``train_windows``; return ``(student, report)``.
+
+    The report holds the loss curve, the validation curve (step, seconds, perplexity, KL), the
+    settings, how many windows were seen and whether the run stopped on the time budget. The
+    student comes back in eval mode (LoRA adapters merged).
+    """
+    from tqdm.auto import tqdm
+
+    config.check()
+    check_pair(student, teacher)
+    if len(train_windows) < config.batch_size:
+        raise AdaprunerError(f"{len(train_windows)} training windows of {config.seq_len} tokens, fewer than one batch "
+                             f"of {config.batch_size}; use more text or a smaller --batch-size / --seq-len")
+    torch.manual_seed(config.seed)
+    teacher.eval()
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    if config.lora_r:
+        from peft import LoraConfig, get_peft_model
+
+        from adapruner.recovery.lora import target_modules
+
+        student = get_peft_model(student, LoraConfig(r=config.lora_r, lora_alpha=2 * config.lora_r,
+                                                     target_modules=target_modules(student), lora_dropout=0.0))
+    else:
+        for p in student.parameters():
+            p.requires_grad_(True)
+    params = [p for p in student.parameters() if p.requires_grad]
+    optim = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    total, warm = config.max_steps, min(config.warmup_steps, max(1, config.max_steps // 10))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        optim, lambda s: (s + 1) / warm if s < warm else max(0.0, (total - s) / max(1, total - warm)))
+    digest = str(hash(train_windows.numpy().tobytes()) & 0xFFFFFFFF)
+    history = {"train": [], "validation": []}
+    step, start_wall = 0, time.perf_counter()
+    checkpoint = Path(checkpoint_dir) if checkpoint_dir else None
+    if checkpoint is not None and (checkpoint / "state.json").is_file():
+        step, history = _load_checkpoint(checkpoint, student, optim, sched, config, digest)
+    resumed_at = step
+    offset = history["validation"][-1]["seconds"] if history["validation"] else 0.0
+    # The data order is a pure function of the seed and the step, so a resumed run sees the
+    # windows the uninterrupted run would have seen.
+    order = list(range(len(train_windows)))
+    random.Random(config.seed).shuffle(order)
+
+    def batch_at(s: int) -> torch.Tensor:
+        n = config.batch_size
+        idx = [order[(s * n + j) % len(order)] for j in range(n)]
+        return train_windows[idx]
+
+    def evaluate(s: int) -> None:
+        student.eval()
+        history["validation"].append({"step": s, "seconds": round(offset + time.perf_counter() - start_wall, 1),
+                                      "ppl": validation_ppl(student, val_windows, config.batch_size),
+                                      "kl": mean_kl(student, teacher, val_windows, config.batch_size)})
+        student.train()
+
+    if step == 0:
+        evaluate(0)
+    stopped_on_time = False
+    student.train()
+    bar = tqdm(total=total, initial=step, desc="distilling", unit="step", disable=not progress)
+    while step < total:
+        if config.max_minutes is not None and time.perf_counter() - start_wall > 60 * config.max_minutes:
+            stopped_on_time = True
+            break
+        ids = batch_at(step)
+        with torch.no_grad():
+            t_logits = teacher(input_ids=ids.to(_device(teacher)), use_cache=False).logits
+        s_logits = student(input_ids=ids.to(_device(student)), use_cache=False).logits
+        loss, kl = distillation_loss(s_logits, t_logits, ids, config.temperature, config.lm_weight)
+        optim.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optim.step()
+        sched.step()
+        step += 1
+        history["train"].append({"step": step, "loss": float(loss.detach()), "kl": kl, "lr": optim.param_groups[0]["lr"]})
+        bar.update(1)
+        bar.set_postfix(loss=f"{float(loss.detach()):.3f}", val=f"{history['validation'][-1]['ppl']:.1f}")
+        if step % config.eval_every == 0 or step == total:
+            evaluate(step)
+        if checkpoint is not None and step % config.checkpoint_every == 0 and step < total:
+            _save_checkpoint(checkpoint, student, optim, sched, step, history, config, digest)
+    bar.close()
+    if history["validation"][-1]["step"] != step:
+        evaluate(step)
+    if checkpoint is not None and stopped_on_time:
+        _save_checkpoint(checkpoint, student, optim, sched, step, history, config, digest)
+    if config.lora_r:
+        student = student.merge_and_unload()
+    for p in student.parameters():
+        p.requires_grad_(False)
+    student.eval()
+    report = {"method": "distill", "settings": asdict(config), "steps": step, "resumed_at_step": resumed_at,
+              "stopped_on_time_budget": stopped_on_time, "windows_seen": step * config.batch_size,
+              "train_windows": len(train_windows), "train_loss": history["train"], "validation": history["validation"],
+              "val_ppl_before": history["validation"][0]["ppl"], "val_ppl_after": history["validation"][-1]["ppl"],
+              "seconds": round(offset + time.perf_counter() - start_wall, 1)}
+    return student, report
+
+
+def text_windows_from_books(tokenizer, data_dir: str | Path, seq_len: int) -> torch.Tensor:
+    """Non-overlapping windows of all the book texts (joined by paragraph), the default training text."""
+    from adapruner.data.books import book_files, paragraphs, read_book
+    from adapruner.data.tokens import cut_windows, encode, leading_bos
+
+    text = "\n\n".join(p for f in book_files(data_dir) for p in paragraphs(read_book(f)))
+    return cut_windows(encode(tokenizer, text), seq_len, leading_bos(tokenizer))

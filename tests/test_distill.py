@@ -1,0 +1,156 @@
+"""Distillation recovery: it pulls the student towards the teacher, resumes after a kill with the
+same number of steps, and refuses bad input in one line without leaving output behind."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from adapruner.cli import main
+from adapruner.config import AllocationConfig, MetricConfig, PruneConfig
+from adapruner.planning import plan_pruning
+from adapruner.pruning.surgery import prune_model
+from adapruner.recovery.distill import DistillConfig, distill, mean_kl, validation_ppl
+from tiny import tiny_batch, tiny_model
+
+
+def pruned_pair(seed: int = 0):
+    teacher = tiny_model("llama", seed=seed)
+    student = tiny_model("llama", seed=seed)
+    plan = plan_pruning(student, None, PruneConfig(metric=MetricConfig(name="l2"),
+                                                   allocation=AllocationConfig(layers=[0, 4])), 0.3).plan
+    prune_model(student, plan)
+    return student, teacher
+
+
+def patterned(n: int, length: int, seed: int) -> torch.Tensor:
+    """Windows of a learnable text: counting sequences with random starts and strides."""
+    g = torch.Generator().manual_seed(seed)
+    start = torch.randint(3, 200, (n, 1), generator=g)
+    step = torch.randint(1, 4, (n, 1), generator=g)
+    return (start + step * torch.arange(length)) % 250 + 3
+
+
+def test_distillation_lowers_the_kl_to_the_teacher():
+    student, teacher = pruned_pair()
+    train, val = tiny_batch(64, 24, seed=1), tiny_batch(8, 24, seed=2)
+    before = mean_kl(student, teacher, val)
+    student, report = distill(student, teacher, train, val, DistillConfig(max_steps=40, batch_size=8, lr=3e-3,
+                                                                          eval_every=20, seq_len=24), progress=False)
+    assert mean_kl(student, teacher, val) < 0.7 * before
+    assert report["validation"][-1]["kl"] < report["validation"][0]["kl"]
+    assert report["steps"] == 40 and len(report["train_loss"]) == 40
+
+
+def test_distillation_with_the_lm_loss_lowers_the_validation_loss():
+    student, teacher = pruned_pair()
+    train, val = patterned(64, 24, 1), patterned(8, 24, 2)
+    before = validation_ppl(student, val)
+    student, report = distill(student, teacher, train, val, DistillConfig(max_steps=40, batch_size=8, lr=3e-3,
+                                                                          lm_weight=1.0, seq_len=24), progress=False)
+    assert report["val_ppl_after"] < 0.5 * before
+
+
+class Dies(torch.nn.Module):
+    """A teacher that is killed on its ``n``-th forward (like Ctrl-C in the middle of a run)."""
+
+    def __init__(self, inner, n):
+        super().__init__()
+        self.inner, self.n, self.calls = inner, n, 0
+
+    def forward(self, *args, **kwargs):
+        self.calls += 1
+        if self.calls == self.n:
+            raise KeyboardInterrupt
+        return self.inner(*args, **kwargs)
+
+    def get_output_embeddings(self):
+        return self.inner.get_output_embeddings()
+
+    def get_input_embeddings(self):
+        return self.inner.get_input_embeddings()
+
+
+def test_a_killed_run_resumes_from_its_checkpoint_and_ends_with_the_same_steps(tmp_path):
+    train, val = tiny_batch(64, 24, seed=1), tiny_batch(4, 24, seed=2)
+    config = DistillConfig(max_steps=20, batch_size=4, lr=1e-3, eval_every=100, checkpoint_every=5, seq_len=24)
+    student, teacher = pruned_pair()
+    # 1 forward for the KL of the first validation, then 1 per step: dies during step 13.
+    with pytest.raises(KeyboardInterrupt):
+        distill(student, Dies(teacher, 2 + 12), train, val, config, checkpoint_dir=tmp_path / "ckpt", progress=False)
+    assert json.loads((tmp_path / "ckpt" / "state.json").read_text())["step"] == 10
+    student2, _ = pruned_pair()
+    resumed, report = distill(student2, teacher, train, val, config, checkpoint_dir=tmp_path / "ckpt", progress=False)
+    assert report["resumed_at_step"] == 10 and report["steps"] == 20
+    assert [h["step"] for h in report["train_loss"]] == list(range(1, 21))
+    # The same run without the interruption ends at the same weights (same data order, same state).
+    student3, _ = pruned_pair()
+    straight, _ = distill(student3, teacher, train, val, config, progress=False)
+    for (k, a), (_, b) in zip(resumed.state_dict().items(), straight.state_dict().items()):
+        assert torch.allclose(a, b, atol=1e-6), k
+
+
+def _save_pair(tmp_path: Path) -> tuple[Path, Path]:
+    from tiny_tokenizer import char_tokenizer
+
+    student, teacher = pruned_pair()
+    s, t = tmp_path / "student", tmp_path / "teacher"
+    from adapruner.pruning.save import save_pruned
+
+    save_pruned(student, char_tokenizer(add_bos=True), s, {"command": "prune"})
+    teacher.save_pretrained(t)
+    char_tokenizer(add_bos=True).save_pretrained(t)
+    return s, t
+
+
+def test_distill_cli_end_to_end(tmp_path, data_dir):
+    s, t = _save_pair(tmp_path)
+    out = tmp_path / "out"
+    assert main(["finetune", "--method", "distill", "--model", str(s), "--teacher", str(t), "--max-steps", "6",
+                 "--batch-size", "4", "--seq-len", "32", "--eval-every", "3", "--val-windows", "2", "--out", str(out),
+                 "--device", "cpu", "--data-dir", str(data_dir)]) == 0
+    report = json.loads((out / "finetune_report.json").read_text())
+    assert report["steps"] == 6 and report["data"] == "books"
+    assert [v["step"] for v in report["validation"]] == [0, 3, 6]
+    config = json.loads((out / "config.json").read_text())
+    assert config["model_type"] == json.loads((s / "config.json").read_text())["model_type"]  # loads like the input
+    assert not (tmp_path / ".out.distill-checkpoint").exists()
+
+
+@pytest.mark.parametrize("case", ["vocab", "missing", "short", "minutes"])
+def test_distill_bad_input_is_one_line_and_leaves_nothing(tmp_path, capsys, case):
+    s, t = _save_pair(tmp_path)
+    args = ["finetune", "--method", "distill", "--model", str(s), "--teacher", str(t), "--max-steps", "2",
+            "--batch-size", "2", "--seq-len", "32", "--out", str(tmp_path / "out"), "--device", "cpu"]
+    text = tmp_path / "text.txt"
+    text.write_text("some words for training " * 200)
+    args += ["--data", str(text)]
+    if case == "vocab":
+        import transformers as T
+
+        other = tmp_path / "other"
+        T.LlamaForCausalLM(T.LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                                         num_attention_heads=2, num_key_value_heads=1, vocab_size=300)).save_pretrained(other)
+        from tiny_tokenizer import char_tokenizer
+
+        char_tokenizer(add_bos=True).save_pretrained(other)
+        args[args.index(str(t))] = str(other)
+        match = "vocabulary"
+    elif case == "missing":
+        args[args.index(str(t))] = str(tmp_path / "no-teacher")
+        match = "no such file"
+    elif case == "short":
+        text.write_text("tiny")
+        match = "window(s) of 32 tokens"
+    else:
+        args += ["--max-minutes", "0"]
+        match = "--max-minutes must be positive"
+    capsys.readouterr()  # the setup's own output
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    last = [line for line in err.splitlines() if line.strip()][-1]
+    assert last.startswith("error:") and match in last and "Traceback" not in err, err
+    assert not (tmp_path / "out").exists()
