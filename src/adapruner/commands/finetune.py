@@ -42,6 +42,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     t.add_argument("--micro-batch-size", type=int, default=4, help="examples per forward (gradient accumulation)")
     t.add_argument("--lr", type=float, default=None, help="peak learning rate of AdamW (default 1e-4; distill 5e-5)")
     t.add_argument("--cutoff", type=int, default=256, help="maximum tokens per example")
+    t.add_argument("--max-minutes", type=float, default=None,
+                   help="wall-clock budget: stop cleanly after the step that crosses it and save (every method)")
     t.add_argument("--val-size", type=int, default=2000,
                    help="held-out rows for the validation loss (capped at 10%% of the data)")
     t.add_argument("--train-on-inputs", action="store_true", help="also train on the prompt tokens")
@@ -59,7 +61,6 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     d.add_argument("--lm-weight", type=float, default=0.0, help="weight of the plain next-token loss (default 0)")
     d.add_argument("--seq-len", type=int, default=128, help="tokens per training window (default 128)")
     d.add_argument("--text-field", default="text", help="the text field of a .jsonl/.json --data")
-    d.add_argument("--max-minutes", type=float, default=None, help="stop cleanly after this many minutes and save")
     d.add_argument("--eval-every", type=int, default=25, help="validation perplexity every N steps (default 25)")
     d.add_argument("--val-windows", type=int, default=16, help="WikiText-2 validation windows (default 16)")
     d.add_argument("--checkpoint-every", type=int, default=25,
@@ -98,7 +99,8 @@ def run(args: argparse.Namespace) -> int:
         raise AdaprunerError(f"--method {args.method} needs --data (an Alpaca-format JSON/JSONL file)")
     config = TrainConfig(epochs=args.epochs, max_steps=args.max_steps, batch_size=args.batch_size or 64,
                          micro_batch_size=args.micro_batch_size, lr=args.lr if args.lr is not None else 1e-4, cutoff=args.cutoff,
-                         train_on_inputs=args.train_on_inputs, val_size=args.val_size, seed=args.seed)
+                         train_on_inputs=args.train_on_inputs, val_size=args.val_size, seed=args.seed,
+                         max_minutes=args.max_minutes)
     config.check()
     rows = load_alpaca(args.data)  # validate the data before spending time on the model
     if len(rows) < 2:

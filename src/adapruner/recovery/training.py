@@ -36,6 +36,7 @@ class TrainConfig:
     train_on_inputs: bool = False
     val_size: int = 2000
     seed: int = 0
+    max_minutes: float | None = None  # stop after the step that crosses this wall-clock budget
 
     def check(self) -> None:
         """Reject settings that cannot train."""
@@ -52,6 +53,8 @@ class TrainConfig:
             raise AdaprunerError(f"--lr must be a positive number (got {self.lr})")
         if self.cutoff < 2:
             raise AdaprunerError(f"--cutoff must be at least 2 tokens (got {self.cutoff})")
+        if self.max_minutes is not None and not self.max_minutes > 0:
+            raise AdaprunerError(f"--max-minutes must be positive (got {self.max_minutes}); omit it for no time limit")
         if self.val_size < 1:
             raise AdaprunerError(f"--val-size must be at least 1 (got {self.val_size})")
 
@@ -108,7 +111,10 @@ def train(model, train_examples: list[dict], config: TrainConfig, pad_id: int,
     start = time.time()
     model.train()
     bar = tqdm(range(total_steps), desc="fine-tuning", disable=not progress)
+    done = 0
     for step in bar:
+        if config.max_minutes is not None and time.time() - start > 60 * config.max_minutes:
+            break
         batch = []
         while len(batch) < config.batch_size:
             if not order:  # a new epoch: reshuffle
@@ -128,7 +134,9 @@ def train(model, train_examples: list[dict], config: TrainConfig, pad_id: int,
         sched.step()
         history.append({"step": step + 1, "loss": step_loss / max(n_tokens, 1), "lr": optim.param_groups[0]["lr"]})
         bar.set_postfix(loss=f"{history[-1]['loss']:.3f}")
+        done = step + 1
     model.eval()
-    return {"steps": total_steps, "warmup_steps": warmup, "examples_seen": total_steps * config.batch_size,
-            "epochs_done": total_steps * config.batch_size / len(train_examples),
+    return {"steps": done, "planned_steps": total_steps, "stopped_on_time_budget": done < total_steps,
+            "warmup_steps": warmup, "examples_seen": done * config.batch_size,
+            "epochs_done": done * config.batch_size / len(train_examples),
             "train_loss": history, "seconds": round(time.time() - start, 1)}
