@@ -218,7 +218,7 @@ def test_resumed_and_parallel_workers_never_replay_a_trial(tmp_path, sampler, ba
     assert len(trials) == 10
     drawn = [tuple(sorted(t.params.items())) for t in trials]
     assert len(set(drawn)) == len(drawn), "a trial replayed another's parameters"
-    study = optuna.load_study(study_name=name, storage=url)
+    study = optuna.load_study(study_name=name, storage=stg.open_storage(url))
     assert study.best_value == min(t.value for t in trials if t.state == TrialState.COMPLETE)
     if backend == "postgres":
         optuna.delete_study(study_name=name, storage=stg.open_storage(url))
