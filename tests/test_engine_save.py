@@ -148,7 +148,10 @@ def test_existing_output_is_refused_unless_overwrite(tmp_path):
     with pytest.raises(AdaprunerError, match="already exists.*--overwrite"):
         save_pruned(model, None, out, {})
     assert (out / "keep.txt").read_text() == "user data"
-    save_pruned(model, None, out, {"second": True}, overwrite=True)
+    with pytest.raises(AdaprunerError, match="not an adapruner output"):
+        save_pruned(model, None, out, {}, overwrite=True)  # --overwrite never deletes a user's directory
+    assert (out / "keep.txt").read_text() == "user data"
+    save_pruned(model, None, out, {"second": True}, force=True)
     assert not (out / "keep.txt").exists() and (out / "model.safetensors").is_file()
     assert json.loads((out / REPORT_NAME).read_text())["second"] is True
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"], "no temporary directory may remain"

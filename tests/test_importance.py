@@ -90,7 +90,7 @@ def test_collection_leaves_requires_grad_flags_and_weights():
 @pytest.mark.parametrize("family", sorted(CONFIGS))
 def test_every_metric_gives_finite_scores_of_the_right_shapes(family):
     model = tiny_model(family)
-    stats = collect_statistics(model, tiny_batch(n=3, length=12), progress=False)
+    stats = collect_statistics(model, tiny_batch(n=3, length=12), gram=True, progress=False)
     adapter = adapter_for(model)
     for name in METRICS:
         metric = MetricConfig(name=name, second_order_el=1e2, align_el=1e-2)

@@ -173,7 +173,9 @@ def test_objective_of_the_full_space_scores_the_delivered_model():
 
     model = tiny_model("llama")
     pool, windows = tiny_batch(80, 24, seed=1), {"wikitext2": tiny_batch(4, 24, seed=2)}
-    space = SearchSpace.load("full")
+    data = SearchSpace.load("full").to_json()
+    data["options"]["update"]["reconstruct"]["windows"] = 32  # the tiny pool has 80 windows
+    space = SearchSpace.from_dict(data)
     objective = Objective(model, pool, windows, 0.25, batch_size=2, element_factors=space.element_factors(),
                           gram=space.needs_gram())
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=3))

@@ -266,7 +266,7 @@ def test_damaged_sqlite_pages_are_an_error(tmp_path):
     data[100:4096] = b"\xff" * (4096 - 100)  # keep the header, wreck the schema page
     db.write_bytes(bytes(data))
     before = db.read_bytes()
-    with pytest.raises(AdaprunerError, match="cannot use study storage"):
+    with pytest.raises(AdaprunerError, match="damaged SQLite database|cannot use study storage"):
         storage = stg.open_storage(url)
         stg.existing_study(storage, "s")
     assert db.read_bytes() == before

@@ -97,7 +97,8 @@ def format_table(rows: list[dict]) -> str:
     head = f"{'dataset':<10} {'split':<6} {'seq_len':>7} {'windows':>8} {'tokens':>9} {'PPL':>10} {'time':>8}"
     lines = [head, "-" * len(head)]
     for r in rows:
-        lines.append(f"{r['dataset']:<10} {r['split']:<6} {r['seq_len']:>7} {r['n_windows']:>8} {r['n_tokens']:>9} "
+        name = r["dataset"] if len(r["dataset"]) <= 10 else "..." + r["dataset"][-7:]
+        lines.append(f"{name:<10} {r['split'] or 'file':<6} {r['seq_len']:>7} {r['n_windows']:>8} {r['n_tokens']:>9} "
                      f"{r['ppl']:>10.3f} {r['seconds']:>7.1f}s")
     return "\n".join(lines)
 

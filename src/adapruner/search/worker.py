@@ -151,6 +151,14 @@ class Worker:
 
     # -- one trial -------------------------------------------------------------------------------
     def _trial(self, trial: optuna.Trial) -> float:
+        try:
+            return self._run_trial(trial)
+        except KeyboardInterrupt as exc:
+            # Ctrl-C outside the objective (storage calls): the same quiet FAILED record as inside it.
+            self.stop = exc
+            return float("nan")
+
+    def _run_trial(self, trial: optuna.Trial) -> float:
         trial.set_user_attr("worker", worker_tag())
         ahead = [t for t in self.study.get_trials(deepcopy=False, states=(*FINISHED, TrialState.RUNNING))
                  if t.number < trial.number]
