@@ -81,7 +81,12 @@ def test_a_killed_run_resumes_from_its_checkpoint_and_ends_with_the_same_steps(t
     # 1 forward for the KL of the first validation, then 1 per step: dies during step 13.
     with pytest.raises(KeyboardInterrupt):
         distill(student, Dies(teacher, 2 + 12), train, val, config, checkpoint_dir=tmp_path / "ckpt", progress=False)
-    assert json.loads((tmp_path / "ckpt" / "state.json").read_text())["step"] == 10
+    state = json.loads((tmp_path / "ckpt" / "state.json").read_text())
+    assert state["step"] == 10
+    # The data digest must be the same in any process (a resume usually is a new process).
+    import hashlib
+
+    assert state["windows"] == hashlib.sha256(train.numpy().tobytes()).hexdigest()[:16]
     student2, _ = pruned_pair()
     resumed, report = distill(student2, teacher, train, val, config, checkpoint_dir=tmp_path / "ckpt", progress=False)
     assert report["resumed_at_step"] == 10 and report["steps"] == 20

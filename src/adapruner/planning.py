@@ -73,7 +73,8 @@ def plan_pruning(model: nn.Module, calib: torch.Tensor | None, config: PruneConf
     :func:`adapruner.data.calibration.update_samples` draws them); ``cache`` is kept by the caller
     between plans of one model (a search: per study) for the update's plan-independent work.
     """
-    check_config(model, config, ratio)
+    if stats is None:
+        check_config(model, config, ratio)  # before the scoring work; with given stats, allocate checks
     metric, update = validate_metric(config.metric), validate_update(config.update)
     own = update.calibration_windows(config.update)
     reads_samples = metric.needs_calibration or (update.needs_calibration and own is None)

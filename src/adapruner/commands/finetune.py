@@ -150,10 +150,9 @@ def run_distill(args: argparse.Namespace, out: Path) -> int:
                            lora_r=args.lora_r if args.distill_lora else 0, seed=args.seed)
     config.check()
     data_dir = None
-    if args.data is None or not user_text.is_text_file(args.data):
-        if args.data is not None:
-            raise AdaprunerError(f"--data {args.data}: distillation reads plain text, a .txt, .jsonl or .json file "
-                                 "(or nothing: the book texts)")
+    if args.data is not None and not user_text.is_text_file(args.data):
+        raise AdaprunerError(f"--data {args.data}: distillation reads plain text, a .txt, .jsonl or .json file "
+                             "(or nothing: the book texts)")
     if args.data is not None:
         user_text.read_rows(args.data, args.text_field)  # a bad file fails before any model loads
         _refuse_test_split(Path(args.data))

@@ -75,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
             raise AdaprunerError(f"--context {args.context} plus {max(args.decode_steps, args.max_new_tokens)} "
                                  f"generated tokens exceeds the context of {spec} ({limit} tokens); lower --context")
 
+    from adapruner.eval.perplexity import max_context
     from adapruner.models.load import peek_context
 
     for spec in [args.model] + ([args.model2] if args.model2 else []):
@@ -88,8 +89,6 @@ def run(args: argparse.Namespace) -> int:
     models, paths = {}, {}
     for i, spec in enumerate(specs):
         loaded = load_model(spec, device=args.device, dtype=args.dtype, trust_remote_code=args.trust_remote_code)
-        from adapruner.eval.perplexity import max_context
-
         check_context(max_context(loaded.model), spec)
         name = spec if spec not in models else f"{spec} ({i + 1})"
         models[name] = (loaded.model, loaded.tokenizer)

@@ -61,7 +61,10 @@ class ObsMetric(Metric):
             raise AdaprunerError("the obs metric needs the input Gram matrices; collect statistics with gram=True")
         member = ls.members[member_name].member
         w = ls.weights[member_name]
-        hinv = damped_inverse(ls.gram[member_name])
+        key = ("obs-inverse", member_name)
+        if key not in ls.derived:
+            ls.derived[key] = damped_inverse(ls.gram[member_name])
+        hinv = ls.derived[key]
         units = torch.arange(member.count)
         groups = torch.stack([member.index([u]) for u in units]) if kind != "kv" else None
         if kind == "kv":

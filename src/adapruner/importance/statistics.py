@@ -81,6 +81,9 @@ class LayerStatistics:
     # ("o", "down"); collected only when a metric asks for it (structured OBS).
     gram: dict[str, torch.Tensor] = field(default_factory=dict)
     weights: dict[str, torch.Tensor] = field(default_factory=dict)  # those linears' weights, with the Grams
+    # Quantities a metric derives from these statistics (e.g. OBS's damped inverses), kept with
+    # them so that every trial scoring the same calibration set computes them once.
+    derived: dict = field(default_factory=dict)
 
     def view(self, kind: str, name: str) -> list[tuple[Member, torch.Tensor]]:
         """The statistic ``name`` of every member of unit ``kind``, one value per unit of that kind.
@@ -114,6 +117,28 @@ class Statistics:
     element_factors: tuple[float, ...]
     mean_loss: float | None = None
     has_gradients: bool = False
+
+
+class Gram:
+    """Running ``sum x x^T``, ``sum x`` and token count of one linear's inputs (float64)."""
+
+    def __init__(self):
+        self.h = self.s = None
+        self.n = 0
+
+    def add(self, x: torch.Tensor) -> None:
+        x = x.detach().reshape(-1, x.shape[-1]).float()
+        # One batch's products in float32 (4x faster than float64), the running sums in float64.
+        h, s = (x.T @ x).double(), x.sum(0).double()
+        self.h = h if self.h is None else self.h + h
+        self.s = s if self.s is None else self.s + s
+        self.n += x.shape[0]
+
+    def hook(self):
+        """A forward pre-hook that records the (unmasked) input; register it with ``prepend=True``."""
+        def pre(module, args):
+            self.add(args[0])
+        return pre
 
 
 def pruneable_linears(model: nn.Module) -> dict[int, dict[str, tuple[nn.Linear, list[Member]]]]:
@@ -175,7 +200,7 @@ class _Collector:
 
     def __init__(self, model, layers, num_samples, gradients, element_factors, accumulate_on, gram=False):
         self.gram = gram
-        self.grams: dict[tuple[int, str], torch.Tensor] = {}
+        self.grams: dict[tuple[int, str], Gram] = {}
         self.model = model
         self.layers = layers
         self.num_samples = num_samples
@@ -214,9 +239,7 @@ class _Collector:
             if wants_act:
                 xf = x.reshape(-1, x.shape[-1]).double()
                 if self.gram:
-                    xs = xf.float()
-                    g = (xs.T @ xs).double()  # float32 products, float64 running sum
-                    self.grams[(i, path)] = g if (i, path) not in self.grams else self.grams[(i, path)] + g
+                    self.grams.setdefault((i, path), Gram()).add(xf)
                 s = [xf.sum(0), (xf * xf).sum(0), torch.tensor(float(xf.shape[0]), dtype=torch.float64)]
                 prev = self.act.get((i, path))
                 self.act[(i, path)] = s if prev is None else [a + b for a, b in zip(prev, s)]
@@ -305,7 +328,7 @@ class _Collector:
                             stats.members[m.name].fluctuation = fold_columns(var * col_sq, m).float().cpu()
                     stats.input_mean[members[0].name] = mean.float().cpu()
                 if (i, path) in self.grams:
-                    stats.gram[members[0].name] = self.grams.pop((i, path)).cpu()
+                    stats.gram[members[0].name] = self.grams.pop((i, path)).h.cpu()
                     stats.weights[members[0].name] = w.cpu().clone()
 
 

@@ -34,6 +34,8 @@ larger than I_vec. So, in this implementation:
 
 from __future__ import annotations
 
+from abc import abstractmethod
+
 import torch
 
 from adapruner.config import MetricConfig
@@ -74,18 +76,18 @@ def require_gradients(stats: Statistics) -> None:
 
 
 class TaylorMetric(Metric):
-    """Base of the gradient metrics: they need calibration data and the backward pass."""
+    """Base of the gradient metrics (not registered itself): they need calibration data and the
+    backward pass, and define their per-member scores in :meth:`members`."""
 
-    name = ""  # abstract
     needs_gradients = True
 
     def score(self, stats: Statistics, layer: int, kind: str, config: MetricConfig) -> torch.Tensor:
         require_gradients(stats)
         return aggregate(self.members(stats, stats.layers[layer], kind, config), config.aggregation)
 
+    @abstractmethod
     def members(self, stats: Statistics, layer: LayerStatistics, kind: str, config: MetricConfig) -> list[torch.Tensor]:
         """Per-member scores of one layer's units of ``kind`` (aggregated by :meth:`score`)."""
-        raise NotImplementedError
 
 
 @register_metric

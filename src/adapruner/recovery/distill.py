@@ -21,6 +21,7 @@ kill and ends with the same number of steps.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import random
@@ -202,7 +203,9 @@ def distill(student, teacher, train_windows: torch.Tensor, val_windows: torch.Te
     total, warm = config.max_steps, min(config.warmup_steps, max(1, config.max_steps // 10))
     sched = torch.optim.lr_scheduler.LambdaLR(
         optim, lambda s: (s + 1) / warm if s < warm else max(0.0, (total - s) / max(1, total - warm)))
-    digest = str(hash(train_windows.numpy().tobytes()) & 0xFFFFFFFF)
+    # A digest stable across processes (Python's hash() of bytes is salted per process), so a
+    # resumed run in a new process recognises its data.
+    digest = hashlib.sha256(train_windows.numpy().tobytes()).hexdigest()[:16]
     history = {"train": [], "validation": []}
     step, start_wall = 0, time.perf_counter()
     checkpoint = Path(checkpoint_dir) if checkpoint_dir else None

@@ -154,8 +154,13 @@ class Worker:
         try:
             return self._run_trial(trial)
         except KeyboardInterrupt as exc:
-            # Ctrl-C outside the objective (storage calls): the same quiet FAILED record as inside it.
+            # Recorded as FAILED by returning NaN (Optuna would log a traceback for a raise, also
+            # for one from its storage calls); the worker loop re-raises it once stored.
             self.stop = exc
+            try:
+                trial.set_user_attr("error", "interrupted (Ctrl-C)")
+            except Exception:  # the storage call itself may have been what Ctrl-C cut short
+                pass
             return float("nan")
 
     def _run_trial(self, trial: optuna.Trial) -> float:
@@ -184,11 +189,9 @@ class Worker:
             result = self.ctx.objective(config, report)
         except optuna.TrialPruned:
             raise
-        except (AdaprunerError, KeyboardInterrupt) as exc:
-            # Recorded as FAILED by returning NaN (Optuna would log a traceback for a raise); the
-            # worker loop re-raises it once the trial is stored.
-            self.stop = exc
-            trial.set_user_attr("error", "interrupted (Ctrl-C)" if isinstance(exc, KeyboardInterrupt) else str(exc))
+        except AdaprunerError as exc:
+            self.stop = exc  # a user error: recorded quietly, re-raised by the worker loop
+            trial.set_user_attr("error", str(exc))
             return float("nan")
         except Exception as exc:  # a broken trial is recorded, the study goes on
             self.failures_in_row += 1

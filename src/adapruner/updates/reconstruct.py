@@ -29,12 +29,15 @@ with the run's calibration seed), not the importance samples.
 
 from __future__ import annotations
 
+import hashlib
+
 import torch
 import torch.nn as nn
 
 from adapruner.core.adapters import adapter_for
 from adapruner.core.structure import LinearUpdate, PruningPlan
 from adapruner.errors import AdaprunerError
+from adapruner.importance.statistics import Gram
 from adapruner.updates.base import Updates, WeightUpdate, register_update
 
 MODES = ("sequential", "oneshot")
@@ -55,28 +58,6 @@ def output_columns(model: nn.Module, plan: PruningPlan, layer: int) -> dict[str,
             continue
         out[path] = torch.sort(torch.cat([m.index(lp.kept(m.unit)) for m in members])).values
     return out
-
-
-class Gram:
-    """Running ``sum x x^T``, ``sum x`` and token count of one linear's inputs (float64)."""
-
-    def __init__(self):
-        self.h = self.s = None
-        self.n = 0
-
-    def add(self, x: torch.Tensor) -> None:
-        x = x.detach().reshape(-1, x.shape[-1]).float()
-        # One batch's products in float32 (4x faster than float64), the running sums in float64.
-        h, s = (x.T @ x).double(), x.sum(0).double()
-        self.h = h if self.h is None else self.h + h
-        self.s = s if self.s is None else self.s + s
-        self.n += x.shape[0]
-
-    def hook(self):
-        """A forward pre-hook that records the (unmasked) input; register it with ``prepend=True``."""
-        def pre(module, args):
-            self.add(args[0])
-        return pre
 
 
 @torch.no_grad()
@@ -242,7 +223,7 @@ class Reconstruct(WeightUpdate):
             return sequential_updates(model, plan, calib, float(damping), fit_bias, micro_batch)
         layers = adapter_for(model).decoder_layers(model)
         columns = {i: output_columns(model, plan, i) for i in sorted(plan.layers)}
-        key = ("reconstruct-dense-grams", calib.shape, hash(calib.cpu().numpy().tobytes()))
+        key = ("reconstruct-dense-grams", hashlib.sha256(calib.cpu().numpy().tobytes()).hexdigest())
         grams = cache.get(key) if cache is not None else None
         if grams is None:
             # All output projections of every layer the plan may touch: the same for every plan
