@@ -63,6 +63,17 @@ def is_converted(directory: Path) -> bool:
     return (directory / _DONE).is_file() and (directory / "config.json").is_file()
 
 
+def cache_source(directory: Path) -> Path | None:
+    """The GGUF file a complete cache entry ``directory`` was converted from, if it still exists."""
+    if not is_converted(directory):
+        return None
+    try:
+        source = Path(json.loads((directory / _DONE).read_text())["source"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return source if source.is_file() else None
+
+
 @contextlib.contextmanager
 def _lock(path: Path):
     """An exclusive advisory lock on ``path`` (a no-op where fcntl is unavailable)."""
