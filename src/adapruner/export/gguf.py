@@ -2,7 +2,8 @@
 
 llama.cpp's ``llama`` and ``qwen2`` architectures take one head count and one FFN width for all
 layers (their tensors and graph are built from layer 0's values), so a uniformly pruned model is
-written as its family's own architecture. A model whose layers differ is written as ``deci``
+written as its family's own architecture (``qwen2`` moreover sizes the query projection as the
+hidden size, so only models with all heads kept fit it). A model whose layers differ is written as ``deci``
 (DeciLM / Nemotron-NAS, ``src/models/deci.cpp``), whose loader reads ``head_count``,
 ``head_count_kv`` and ``feed_forward_length`` as arrays of one value per layer and builds every
 layer with its own widths (0 heads = an attention-free layer); the head dimension stays global.
@@ -46,20 +47,20 @@ class GGUFFamily:
 
     ``arch``: the family's own llama.cpp architecture (one width for all layers). ``interleaved``:
     that architecture ropes interleaved pairs (q/k rows are permuted). ``output_bias``: it loads
-    biases on ``attn_output`` / ``ffn_down``. ``per_layer``: a non-uniform model can go to ``deci``
-    (false where the family has parts ``deci`` lacks).
+    biases on ``attn_output`` / ``ffn_down``. ``full_width_q``: it sizes ``attn_q`` / ``attn_output``
+    as ``hidden_size`` (pruned heads do not fit it).
     """
 
     arch: str
     interleaved: bool
     output_bias: bool
-    per_layer: bool = True
+    full_width_q: bool = False
 
 
 FAMILIES: dict[str, GGUFFamily] = {
     "llama": GGUFFamily("llama", interleaved=True, output_bias=True),
     "mistral": GGUFFamily("llama", interleaved=True, output_bias=True),
-    "qwen2": GGUFFamily("qwen2", interleaved=False, output_bias=False),
+    "qwen2": GGUFFamily("qwen2", interleaved=False, output_bias=False, full_width_q=True),
 }
 # Why the other pruned families cannot be written (yet): named in the error.
 UNSUPPORTED = {
@@ -102,7 +103,8 @@ def choose_arch(ckpt: Checkpoint) -> tuple[str, bool]:
                              f"{', '.join(FAMILIES)}")
     family = FAMILIES[ckpt.family]
     output_bias = any(b in layer.biases for layer in ckpt.layers for b in ("self_attn.o_proj", "mlp.down_proj"))
-    if ckpt.uniform and ckpt.layers[0].n_head > 0 and (family.output_bias or not output_bias):
+    fits_q = ckpt.layers[0].n_head * ckpt.head_dim == ckpt.config["hidden_size"] or not family.full_width_q
+    if ckpt.uniform and ckpt.layers[0].n_head > 0 and fits_q and (family.output_bias or not output_bias):
         return family.arch, family.interleaved
     for i, layer in enumerate(ckpt.layers):
         if layer.n_ff == 0 and layer.n_head > 0:

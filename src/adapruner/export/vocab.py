@@ -85,6 +85,15 @@ def _looks_special(token: str) -> bool:
             or (token.startswith("<unused") and token.endswith(">")))
 
 
+def _add_bos_as_transformers(writer: gguf.GGUFWriter, tokenizer) -> None:
+    """Make llama.cpp prepend BOS exactly when the transformers tokenizer does (where the
+    tokenizer config does not say, llama.cpp's default depends on the vocabulary type)."""
+    if "tokenizer.ggml.add_bos_token" in writer.kv_data[0]:
+        return
+    bos = tokenizer.bos_token_id
+    writer.add_add_bos_token(bos is not None and tokenizer.encode("a")[:1] == [bos])
+
+
 def _gpt2_vocab(writer: gguf.GGUFWriter, directory: Path, vocab_size: int) -> None:
     from transformers import AutoTokenizer
 
@@ -113,6 +122,7 @@ def _gpt2_vocab(writer: gguf.GGUFWriter, directory: Path, vocab_size: int) -> No
     writer.add_token_list(tokens)
     writer.add_token_types(types)
     gguf.SpecialVocab(directory, load_merges=True, n_vocab=vocab_size).add_to_gguf(writer, quiet=True)
+    _add_bos_as_transformers(writer, tokenizer)
 
 
 def _sentencepiece_vocab(writer: gguf.GGUFWriter, directory: Path, vocab_size: int) -> None:
@@ -131,6 +141,9 @@ def _sentencepiece_vocab(writer: gguf.GGUFWriter, directory: Path, vocab_size: i
     writer.add_token_scores(scores)
     writer.add_token_types(types)
     gguf.SpecialVocab(directory, n_vocab=vocab_size).add_to_gguf(writer, quiet=True)
+    from transformers import AutoTokenizer
+
+    _add_bos_as_transformers(writer, AutoTokenizer.from_pretrained(directory))
 
 
 def convert_tokenizer(writer: gguf.GGUFWriter, directory: Path, vocab_size: int) -> str:
