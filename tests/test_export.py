@@ -12,6 +12,7 @@ import pytest
 import torch
 
 import adapruner  # noqa: F401  (registers the pruned model types)
+from conftest import need_llama_cpp
 from adapruner.cli import main
 from adapruner.core.structure import LinearUpdate, PruningPlan
 from adapruner.errors import AdaprunerError
@@ -87,7 +88,7 @@ def hf_greedy(model, ids: list[int], n: int) -> list[int]:
 @pytest.mark.parametrize("layout", ["uniform", "per-layer", "biases"])
 @pytest.mark.parametrize("family", EXPORTED)
 def test_llama_cpp_matches_transformers(family, layout, tokenizer_gguf, tmp_path):
-    llamacpp = pytest.importorskip("llama_cpp")  # noqa: F841
+    need_llama_cpp()
     from adapruner.export.llamacpp import greedy, mean_nll, open_gguf
 
     model = build(family, layout)
@@ -101,7 +102,7 @@ def test_llama_cpp_matches_transformers(family, layout, tokenizer_gguf, tmp_path
         # qwen2's own architecture cannot hold pruned heads (see GGUFFamily.full_width_q)
         own = layout == "uniform" and not FAMILIES[family].full_width_q
         assert result.arch == (FAMILIES[family].arch if own else "deci")
-        with open_gguf(result.path, n_ctx=64) as llm:
+        with open_gguf(result.path, n_ctx=64, f32_cache=outtype == "f32") as llm:
             got = mean_nll(llm, [row.tolist() for row in x])
             assert abs(got - expected) / expected < tol, (outtype, got, expected)
             if outtype == "f32":

@@ -2,7 +2,7 @@
 
 Heads are coarse, so the head steps per layer come from the fraction and MLP channels fill the
 rest of the budget (the kept channel counts may differ by one ``round_to`` block between layers
-so the total lands close to the target).
+so the total lands close to the target, unless the ``equal`` option asks for one width).
 """
 
 from __future__ import annotations
@@ -13,13 +13,32 @@ from adapruner.config import AllocationConfig
 from adapruner.core.structure import PruningPlan, Scores
 
 
-def _fill_channels(budgets: list[LayerBudget], remaining: float, round_to: int) -> list[int] | None:
-    """Kept channel counts that remove about ``remaining`` parameters spread evenly over the layers.
+def _equal_channels(budgets: list[LayerBudget], remaining: float, round_to: int) -> list[int] | None:
+    """One kept channel count for every layer, removing as close to ``remaining`` as it can."""
+    common = sorted(set.intersection(*(set(channel_options(b, round_to)) for b in budgets)))
+    if not common:
+        return None
+
+    def error(k: int) -> float:
+        return sum((b.shape.intermediate_size - k) * b.channel_cost for b in budgets) - remaining
+
+    k = min(common, key=lambda o: (abs(error(o)), o))
+    if error(k) < 0 and -error(k) > sum(b.channel_cost for b in budgets) * round_to:
+        return None
+    return [k] * len(budgets)
+
+
+def _fill_channels(budgets: list[LayerBudget], remaining: float, round_to: int,
+                   equal: bool = False) -> list[int] | None:
+    """Kept channel counts that remove about ``remaining`` parameters spread evenly over the layers
+    (with ``equal``, one count for all of them).
 
     Returns None when the MLPs cannot give that much (or ``remaining`` is negative).
     """
     if remaining < 0:
         return None
+    if equal:
+        return _equal_channels(budgets, remaining, round_to)
     mlp_total = sum(b.mlp_params for b in budgets)
     options = [channel_options(b, round_to) for b in budgets]
     kept = []
@@ -70,7 +89,7 @@ def _uniform(budgets: list[LayerBudget], scores: Scores, target: float, config: 
     for delta in sorted(range(-span, span + 1), key=lambda d: (abs(d), -d)):
         st = steps(delta)
         remaining = target - sum(s * b.attn_step_cost for s, b in zip(st, budgets))
-        kept = _fill_channels(budgets, remaining, config.round_to)
+        kept = _fill_channels(budgets, remaining, config.round_to, bool(config.options.get("equal", False)))
         if kept is not None:
             break
         kept = [b.channel_min_keep if remaining > 0 else b.shape.intermediate_size for b in budgets]
@@ -89,5 +108,8 @@ class Uniform(Allocator):
 
     name = "uniform"
     help = "the same fraction in every layer of the range (paper)"
+    options = {"equal": (False, "every pruned layer keeps exactly the same widths, so a range covering all layers "
+                                "gives a plain checkpoint and a llama.cpp 'llama' GGUF; the total then lands within "
+                                "one rounding block per layer of the target")}
 
     allocate = staticmethod(_uniform)  # (budgets, scores, target, config) -> PruningPlan

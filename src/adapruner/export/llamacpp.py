@@ -21,10 +21,12 @@ from adapruner.errors import AdaprunerError
 
 
 @contextlib.contextmanager
-def open_gguf(path: str | Path, n_ctx: int = 512, threads: int | None = None, all_logits: bool = True) -> Iterator:
+def open_gguf(path: str | Path, n_ctx: int = 512, threads: int | None = None, all_logits: bool = True,
+              f32_cache: bool = False) -> Iterator:
     """A ``llama_cpp.Llama`` over ``path``, closed on exit; ``all_logits`` keeps the logits of every
     position (for NLL), off for speed measurements (llama.cpp then computes the output layer for
-    the last position only)."""
+    the last position only). ``f32_cache`` keeps the KV cache in f32 instead of llama.cpp's default
+    f16 (for exact comparisons with transformers; the default is what users run)."""
     try:
         import llama_cpp
     except ImportError:
@@ -32,7 +34,8 @@ def open_gguf(path: str | Path, n_ctx: int = 512, threads: int | None = None, al
     threads = threads or int(os.environ.get("OMP_NUM_THREADS", 0) or os.cpu_count() or 1)
     try:
         llm = llama_cpp.Llama(model_path=str(path), n_ctx=n_ctx, n_batch=n_ctx, n_threads=threads,
-                              n_threads_batch=threads, logits_all=all_logits, verbose=False)
+                              n_threads_batch=threads, logits_all=all_logits, verbose=False,
+                              **({"type_k": 0, "type_v": 0} if f32_cache else {}))  # 0 = GGML_TYPE_F32
     except ValueError as exc:
         raise AdaprunerError(f"llama.cpp cannot load {path} ({exc})") from None
     try:
