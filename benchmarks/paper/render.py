@@ -544,6 +544,26 @@ def quality_section(results: Path) -> list[str]:
     return lines
 
 
+def llamacpp_section(results: Path) -> list[str]:
+    """llama.cpp speed and fidelity of exported GGUF files (benchmarks/llamacpp_speed.py)."""
+    table = results / "llamacpp" / "speed.md"
+    if not table.is_file():
+        return ["- not measured yet: `python benchmarks/llamacpp_speed.py --data-dir ../shared/data`", ""]
+    import json as _json
+
+    rec = _json.loads((results / "llamacpp" / "speed.json").read_text())
+    proto = rec["protocol"]
+    return [f"SmolLM2-135M dense vs pruned 20 % (FLAP + bias compensation, `--round-to 32`; uniform = `--layers 0:30 "
+            "--allocation-option equal=true`, llama.cpp architecture `llama`; global = `--mode global`, per-layer "
+            f"widths, architecture `deci`), exported with `adapruner export`, run in llama.cpp "
+            f"(llama-cpp-python {rec['versions'].get('llama_cpp')}) on {proto['threads']} CPU threads; all six files "
+            f"in one process, {proto['rounds']} interleaved rounds, medians; prefill of a {proto['prompt_tokens']}-token "
+            f"prompt, greedy decode of {proto['decode_tokens']} tokens; NLL of {proto['nll_windows']} WikiText-2 test "
+            f"windows (seq {proto['seq_len']}, KV cache {proto['kv_cache']}) against transformers on the same ids.", "",
+            "```bash", "python benchmarks/llamacpp_speed.py --data-dir ../shared/data", "```", "",
+            table.read_text().strip(), ""]
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     bench.add_common_args(p)
@@ -585,6 +605,7 @@ def main() -> int:
         "## Table 9 analogue: deployment statistics", "", *t9, "",
         "## Beyond the paper: weight updates, OBS, non-uniform allocation, the full search space", "",
         *quality_section(plots),
+        "## Deployment in llama.cpp: exported GGUF files", "", *llamacpp_section(plots),
         "## Table 10 analogue: generations (greedy)", "", *t10, "",
         "## Discussion", "", discussion.strip(), "",
         "## Pending rows", "",
