@@ -59,12 +59,12 @@ def main() -> int:
 
     checkpoints = {"dense": resolve_checkpoint("smollm2-135m")}
     for name, flags in MODELS.items():
-        if not (work / name / "config.json").is_file():
+        if not (work / name / "model" / "config.json").is_file():
             rc = cli(["prune", "--model", "smollm2-135m", "--ratio", "0.2", "--seed", "0", "--device", "cpu",
                       "--data-dir", args.data_dir, *flags, "--out", str(work / name), "--overwrite"])
             if rc:
                 return rc
-        checkpoints[name] = work / name
+        checkpoints[name] = work / name / "model"
     files = {}
     for name, ckpt in checkpoints.items():
         for outtype in OUTTYPES:

@@ -60,12 +60,12 @@ def main() -> None:
                   "--out", str(out), "--device", "cpu", "--overwrite"])
         if rc:
             raise SystemExit(rc)
-        model = T.AutoModelForCausalLM.from_pretrained(out).eval()  # plain transformers load
+        model = T.AutoModelForCausalLM.from_pretrained(out / "model").eval()  # transformers load
         report = json.loads((out / "pruning_report.json").read_text())
         t = time.perf_counter()
         ppl = perplexity(model, windows).ppl
         rows.append({"model": f"{metric} {args.ratio:.0%}", "params": count_parameters(model),
-                     "bytes": safetensors_bytes(out), "ppl": ppl, "ppl_s": time.perf_counter() - t,
+                     "bytes": safetensors_bytes(out / "model"), "ppl": ppl, "ppl_s": time.perf_counter() - t,
                      "checkpoint": report["checkpoint"]["model_type"]})
 
     base = rows[0]

@@ -11,9 +11,9 @@ export ADAPRUNER_DATA_DIR=${ADAPRUNER_DATA_DIR:-../shared/data}
 EVAL="--tasks all --limit $LIMIT --ppl wikitext2,ptb --max-windows $WINDOWS --device cpu"
 mkdir -p "$R/dense" "$R/p20" "$R/p20_lora"
 time adapruner eval --model smollm2-135m $EVAL --out "$R/dense/eval.json"
-time adapruner prune --model smollm2-135m --ratio 0.2 --metric element1 --out "$R/p20/model" --overwrite --device cpu
+time adapruner prune --model smollm2-135m --ratio 0.2 --metric element1 --out "$R/p20" --overwrite --device cpu
 time adapruner finetune --model "$R/p20/model" --data "$ADAPRUNER_DATA_DIR/alpaca/alpaca_cleaned_sample2000.json" \
-  --method lora --out "$R/p20_lora/model" --overwrite --max-steps 8 --batch-size 4 --micro-batch-size 4 \
+  --method lora --out "$R/p20_lora" --overwrite --max-steps 8 --batch-size 4 --micro-batch-size 4 \
   --lr 3e-4 --val-size 32 --device cpu
 time adapruner eval --model "$R/p20/model" $EVAL --out "$R/p20/eval.json"
 time adapruner eval --model "$R/p20_lora/model" $EVAL --out "$R/p20_lora/eval.json"

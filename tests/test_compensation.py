@@ -91,7 +91,7 @@ def test_prune_cli_bias_compensation(tmp_path, data_dir):
     report = json.loads((out / "pruning_report.json").read_text())
     assert report["config"]["update"]["name"] == "bias"
     assert len(report["config"]["calibration"]["indices"]) == 3
-    model = T.AutoModelForCausalLM.from_pretrained(out)
+    model = T.AutoModelForCausalLM.from_pretrained(out / "model")
     assert model.model.layers[0].mlp.down_proj.bias is not None
     assert model.model.layers[0].self_attn.o_proj.bias is not None
 

@@ -120,7 +120,7 @@ def test_distill_cli_end_to_end(tmp_path, data_dir):
     report = json.loads((out / "finetune_report.json").read_text())
     assert report["steps"] == 6 and report["data"] == "books"
     assert [v["step"] for v in report["validation"]] == [0, 3, 6]
-    config = json.loads((out / "config.json").read_text())
+    config = json.loads((out / "model" / "config.json").read_text())
     assert config["model_type"] == json.loads((s / "config.json").read_text())["model_type"]  # loads like the input
     assert not (tmp_path / ".out.distill-checkpoint").exists()
 

@@ -34,7 +34,7 @@ def pruned(tmp_path_factory, data_dir) -> dict:
                  "--out", str(root / "uniform")]) == 0
     assert main(["prune", *common, "--metric", "flap", "--update", "bias", "--mode", "global",
                  "--out", str(root / "global")]) == 0
-    return {"uniform": root / "uniform", "global": root / "global", "root": root}
+    return {"uniform": root / "uniform" / "model", "global": root / "global" / "model", "root": root}
 
 
 @pytest.fixture(scope="module")

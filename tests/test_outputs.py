@@ -41,9 +41,12 @@ def test_prune_writes_a_model_card_and_ordinary_permissions(checkpoint, tmp_path
     printed = capsys.readouterr().out
     assert "of the non-embedding ones" in printed and "of the pruned layers'" in printed
     assert "  layer" in printed  # per-layer widths, as ranges of equal layers
-    card = (out / "README.md").read_text()
+    card = (out / "model" / "README.md").read_text()
     assert "## How to load it" in card and "## Widths" in card and "`l2`" in card
-    for f in out.iterdir():
+    files = [f for f in out.rglob("*") if f.is_file()]
+    assert {"pruning_report.json", "model/model.safetensors", "model/pruning_report.json"} <= \
+        {str(f.relative_to(out)) for f in files}
+    for f in files:
         assert stat.S_IMODE(f.stat().st_mode) == 0o644, f
     report = json.loads((out / "pruning_report.json").read_text())
     assert set(report["budget"]["removed_fraction"]) == {"total", "non_embedding", "in_layers"}
@@ -55,7 +58,8 @@ def test_a_checkpoint_loads_exactly_as_its_card_says(checkpoint, tmp_path, mode)
     out = tmp_path / mode
     _prune(checkpoint, out, "--mode", mode, "--round-to", "32")
     flavour = json.loads((out / "pruning_report.json").read_text())["checkpoint"]["flavour"]
-    card = (out / "README.md").read_text()
+    card = (out / "model" / "README.md").read_text()
+    out = out / "model"
     if flavour == "plain":
         assert "A plain transformers checkpoint" in card
         assert _load(out, "plain").returncode == 0
@@ -66,3 +70,38 @@ def test_a_checkpoint_loads_exactly_as_its_card_says(checkpoint, tmp_path, mode)
         assert _load(out, "remote").returncode == 0
     if mode == "global":
         assert flavour == "adapruner_pruned"
+
+
+def test_one_layout_and_eval_outputs_that_never_replace_another_models(checkpoint, tmp_path, data_dir, capsys,
+                                                                       monkeypatch):
+    """prune and finetune write run directories like search (model in OUT/model, reports beside);
+    --model OUT reads the model in it; eval's default output is named after the model."""
+    run = tmp_path / "run"
+    _prune(checkpoint, run, "--round-to", "4")
+    assert (run / "model" / "config.json").is_file() and (run / "pruning_report.json").is_file()
+    assert not (run / "config.json").exists()
+    tuned = tmp_path / "tuned"
+    assert main(["finetune", "--model", str(run), "--data", str(data_dir / "alpaca" / "alpaca_first200.json"),
+                 "--out", str(tuned), "--max-steps", "1", "--batch-size", "2", "--micro-batch-size", "2",
+                 "--val-size", "2", "--cutoff", "64", "--device", "cpu"]) == 0
+    assert {p.name for p in tuned.iterdir()} >= {"model", "pruning_report.json", "finetune_report.json"}
+
+    text = tmp_path / "text.txt"
+    text.write_text("hello world, this is a small text to score.\n" * 40)
+    monkeypatch.chdir(tmp_path)
+    common = ["--ppl", str(text), "--seq-len", "16", "--max-windows", "2", "--device", "cpu"]
+    assert main(["eval", "--model", str(run), *common]) == 0  # the run directory: its model
+    assert (run / "eval_results.json").is_file()
+    assert main(["eval", "--model", str(checkpoint), *common]) == 0
+    assert (checkpoint / "eval_results.json").is_file()
+    first = json.loads((run / "eval_results.json").read_text())
+    assert first["model_id"] == str((run / "model").resolve())
+    # another model's result is never replaced without --overwrite; the same model's is (a re-run)
+    capsys.readouterr()
+    assert main(["eval", "--model", str(checkpoint), *common, "--out", str(run / "eval_results.json")]) == 2
+    assert "already holds results of" in capsys.readouterr().err
+    assert json.loads((run / "eval_results.json").read_text()) == first
+    assert main(["eval", "--model", str(run / "model"), *common]) == 0
+    assert main(["eval", "--model", str(checkpoint), *common, "--out", str(run / "eval_results.json"),
+                 "--overwrite"]) == 0
+    (checkpoint / "eval_results.json").unlink()  # the shared fixture directory stays as it was

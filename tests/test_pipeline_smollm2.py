@@ -63,7 +63,7 @@ def test_search_prune_transfer_finetune_eval_report(tmp_path, data_dir, capsys):
                  str(data_dir / "alpaca" / "alpaca_first200.json"), "--max-steps", "2", "--batch-size", "2",
                  "--micro-batch-size", "2", "--cutoff", "64", "--val-size", "4", "--out", str(tuned),
                  "--device", "cpu"]) == 0
-    assert count_parameters(T.AutoModelForCausalLM.from_pretrained(tuned)) == report["parameters"]["pruned"]
+    assert count_parameters(T.AutoModelForCausalLM.from_pretrained(tuned / "model")) == report["parameters"]["pruned"]
     evaluation = tmp_path / "eval.json"
     assert main(["eval", "--model", str(tuned), "--ppl", "wikitext2", "--max-windows", "2", "--tasks", "boolq",
                  "--limit", "4", "--out", str(evaluation), *common]) == 0

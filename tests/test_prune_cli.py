@@ -44,9 +44,9 @@ def test_prune_random_writes_a_loadable_smaller_checkpoint(tiny_dir, tmp_path, c
     assert len(report["layer_widths"]) == 4 and set(report["plan"]) == {"0", "1", "2", "3"}
     assert {"load_s", "plan_s", "surgery_s"} <= set(report["timings"])
     assert {"torch", "transformers", "adapruner"} <= set(report["versions"])
-    model = T.AutoModelForCausalLM.from_pretrained(out)
+    model = T.AutoModelForCausalLM.from_pretrained(out / "model")
     assert count_parameters(model) == report["parameters_after"]
-    assert T.AutoTokenizer.from_pretrained(out)("ab")["input_ids"][0] == 1
+    assert T.AutoTokenizer.from_pretrained(out / "model")("ab")["input_ids"][0] == 1
     assert model.generate(tiny_batch(1, 5), max_new_tokens=3, do_sample=False).shape == (1, 8)
 
 
@@ -90,7 +90,7 @@ def test_existing_out_is_refused_unless_overwrite(tiny_dir, tmp_path, capsys):
     assert prune(tiny_dir, out, "--metric", "l2") == 2
     assert "already exists" in capsys.readouterr().err
     assert prune(tiny_dir, out, "--metric", "l2", "--overwrite") == 0
-    assert (out / "model.safetensors").is_file()
+    assert (out / "model" / "model.safetensors").is_file()
 
 
 def test_unsupported_architecture(tmp_path, capsys):
@@ -116,12 +116,12 @@ def test_smollm2_prune_20_percent(metric, tmp_path, capsys):
     assert len(widths) == 30 and widths[0]["num_attention_heads"] == 9 and widths[29]["intermediate_size"] == 1536
     assert all(w["intermediate_size"] < 1536 and w["intermediate_size"] % 8 == 0 for w in widths[4:28])
     dense_bytes = sum(f.stat().st_size for f in Path(report["model"]["path"]).glob("*.safetensors"))
-    pruned_bytes = (out / "model.safetensors").stat().st_size
+    pruned_bytes = (out / "model" / "model.safetensors").stat().st_size
     assert abs(pruned_bytes / dense_bytes - report["parameters_after"] / report["parameters_before"]) < 0.01
-    model = T.AutoModelForCausalLM.from_pretrained(out)
+    model = T.AutoModelForCausalLM.from_pretrained(out / "model")
     assert count_parameters(model) == report["parameters_after"]
     assert model.lm_head.weight.data_ptr() == model.model.embed_tokens.weight.data_ptr()  # still tied
-    tok = T.AutoTokenizer.from_pretrained(out)
+    tok = T.AutoTokenizer.from_pretrained(out / "model")
     ids = tok("The capital of France is", return_tensors="pt")["input_ids"]
     with torch.no_grad():
         assert torch.isfinite(model(ids).logits).all()

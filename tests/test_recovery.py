@@ -144,7 +144,8 @@ def test_finetune_command_writes_loadable_model(tiny_dir, tmp_path, data_dir, me
     report = json.loads((out / "finetune_report.json").read_text())
     assert report["method"] == method and report["steps"] == 2 and report["n_val"] == 4
     assert "val_loss_before" in report and "val_loss_after" in report and report["train"]["seed"] == 0
-    reloaded = AutoModelForCausalLM.from_pretrained(out)
+    reloaded = AutoModelForCausalLM.from_pretrained(out / "model")
+    assert (out / "model" / "finetune_report.json").is_file()
     original = AutoModelForCausalLM.from_pretrained(tiny_dir)
     assert [p.shape for p in reloaded.parameters()] == [p.shape for p in original.parameters()]
     assert json.loads((out / "pruning_report.json").read_text())["finetune"]["method"] == method

@@ -82,7 +82,7 @@ def test_search_writes_outputs_that_prune_reapplies(tiny_dir, data_dir, tmp_path
     pruned = tmp_path / "transfer"
     code = main(["prune", "--model", str(tiny_dir), "--config", str(out / "best_config.json"), "--ratio", "0.3",
                  "--out", str(pruned), "--data-dir", str(data_dir), "--device", "cpu"])
-    assert code == 0 and (pruned / "config.json").is_file()
+    assert code == 0 and (pruned / "model" / "config.json").is_file()
 
 
 def test_rerun_continues_and_refuses_another_model_or_space(tiny_dir, data_dir, tmp_path, capsys):

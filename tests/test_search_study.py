@@ -306,3 +306,23 @@ if __name__ == "__main__":
     a = ap.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     run_worker(a.url, a.n, step_sleep=a.sleep, seed=a.seed, name=a.name, sampler=a.sampler)
+
+
+def test_eta_comes_from_trial_durations_not_from_setup():
+    import datetime
+
+    import optuna
+    from optuna.trial import FrozenTrial, TrialState
+
+    from adapruner.search.worker import trials_eta
+
+    study = optuna.create_study()
+    assert trials_eta(study, 10) == ""
+    t0 = datetime.datetime(2026, 1, 1)
+    for i, seconds in enumerate([300.0, 10.0, 12.0]):  # the first trial also filled the caches
+        study.add_trial(FrozenTrial(number=i, state=TrialState.COMPLETE, value=1.0, values=None,
+                                    datetime_start=t0, datetime_complete=t0 + datetime.timedelta(seconds=seconds),
+                                    params={}, distributions={}, user_attrs={}, system_attrs={},
+                                    intermediate_values={}, trial_id=i))
+    assert trials_eta(study, 10) == "ETA 84 s (median trial 12.0 s)"
+    assert trials_eta(study, 3) == ""

@@ -210,10 +210,16 @@ class Context:
     def workdir(self, v: Variant) -> Path:
         return self.scratch / v.slug()
 
-    def model_dir(self, v: Variant) -> Path:
+    def run_dir(self, v: Variant) -> Path:
+        """Where the command that builds ``v`` writes (``adapruner search`` / ``prune`` / ``finetune --out``)."""
         if v.search and not v.tune:
-            return self.workdir(v) / "search" / "model"
-        return self.workdir(v) / "model"
+            search, rebuilt = self.workdir(v) / "search", self.workdir(v) / "search-config"
+            # A finished study's model may be rebuilt by ``prune --config`` next to the study.
+            return rebuilt if (rebuilt / "model").is_dir() and not (search / "model").is_dir() else search
+        return self.workdir(v) / "run"
+
+    def model_dir(self, v: Variant) -> Path:
+        return self.run_dir(v) / "model"
 
 
 # -- small utilities -------------------------------------------------------------------------------
@@ -351,7 +357,7 @@ def _trial_rows(csv_path: Path) -> list[dict]:
 
 def _build_steps(ctx: Context, v: Variant, rec: dict) -> list[dict]:
     """Run the commands that (re)create the variant's model directory; return their step records."""
-    work, out = ctx.workdir(v), ctx.model_dir(v)
+    work, out = ctx.workdir(v), ctx.run_dir(v)
     work.mkdir(parents=True, exist_ok=True)
     if v.tune:
         base = v.base()
@@ -366,7 +372,7 @@ def _build_steps(ctx: Context, v: Variant, rec: dict) -> list[dict]:
             cfg = work / "best_config.json"
             write_json(cfg, best)
             step = run_command(["prune", "--model", v.model, "--ratio", str(v.ratio), "--config", str(cfg),
-                                "--out", str(out), "--overwrite", *_common(ctx)], ctx.dry_run)
+                                "--out", str(work / "search-config"), "--overwrite", *_common(ctx)], ctx.dry_run)
             return [{"name": "prune --config best_config.json", **step}]
         step = run_command(["search", "--model", v.model, "--ratio", str(v.ratio), "--out", str(work / "search"),
                             *v.search.flags(), *_common(ctx)], ctx.dry_run)

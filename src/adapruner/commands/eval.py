@@ -6,8 +6,12 @@ token NLL) over the whole split (test by default); with a BOS-prepending tokeniz
 starts with BOS. --max-windows caps the windows per dataset for quick runs. --tasks adds
 zero-shot accuracy through lm-evaluation-harness on local files (--limit caps documents).
 
-Prints a table and writes everything, with the protocol and versions, to --out as JSON
-(default ./eval_results.json; written to a temporary file and renamed).
+Prints a table and writes everything, with the protocol and versions, to --out as JSON (written
+to a temporary file and renamed). The default --out is named after the model, so evaluating
+another model never replaces it: ``eval_results.json`` beside the model of a run directory
+(``OUT/eval_results.json`` for ``OUT/model``) or inside a plain checkpoint directory, and
+``eval_<alias or file stem>.json`` in the current directory for aliases, .gguf files and hub ids.
+An existing --out that holds another model's results is refused unless --overwrite.
 """
 
 from __future__ import annotations
@@ -40,7 +44,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="comma-separated zero-shot tasks (boolq,piqa,hellaswag,winogrande,arc_easy,"
                         "arc_challenge,openbookqa) or 'all'")
     p.add_argument("--limit", type=int, default=None, help="zero-shot: only the first N documents per task")
-    p.add_argument("--out", default="eval_results.json", help="JSON output file (default eval_results.json)")
+    p.add_argument("--out", default=None,
+                   help="JSON output file (default: named after the model, see above; a directory gets "
+                        "eval_results.json inside)")
+    p.add_argument("--overwrite", action="store_true", help="replace an --out that holds another model's results")
     add_runtime_args(p)
     return p
 
@@ -87,9 +94,45 @@ def _tasks(args) -> list[str]:
     return _parse_list(args.tasks)
 
 
-def _output_path(out: str) -> Path:
-    path = Path(out)
-    return path / "eval_results.json" if path.is_dir() else path
+def model_identity(spec: str) -> str:
+    """What names the evaluated model in a result file: the resolved directory, or the alias / file / hub id."""
+    from adapruner.models.load import resolve_spec
+
+    kind, value = resolve_spec(spec)
+    return str(Path(value).resolve()) if kind in ("directory", "gguf") else f"{kind}:{value}"
+
+
+def default_output(spec: str) -> Path:
+    """The default --out of ``spec``: next to (or inside) a model directory, else named after the model."""
+    from adapruner.models.load import resolve_spec
+
+    kind, value = resolve_spec(spec)
+    if kind == "directory":
+        model = Path(value)
+        run = model.parent
+        beside = model.name == "model" and (run / "pruning_report.json").is_file()
+        return (run if beside else model) / "eval_results.json"
+    name = Path(value).stem if kind == "gguf" else value.replace("/", "--")
+    return Path(f"eval_{name}.json")
+
+
+def output_path(out: str | None, spec: str, overwrite: bool) -> Path:
+    """The file to write, refusing one that records another model's results unless ``overwrite``."""
+    import json
+
+    path = Path(out) if out else default_output(spec)
+    if path.is_dir():
+        path = path / "eval_results.json"
+    if path.is_file() and not overwrite:
+        try:
+            previous = json.loads(path.read_text())
+            recorded = previous.get("model_id") or previous.get("model")
+        except (OSError, ValueError, AttributeError):
+            recorded = None
+        if recorded != model_identity(spec):
+            raise AdaprunerError(f"{path} already holds {'results of ' + str(recorded) if recorded else 'another file'}; "
+                                 "pass --overwrite or choose another --out")
+    return path
 
 
 def format_table(rows: list[dict]) -> str:
@@ -125,7 +168,7 @@ def run(args: argparse.Namespace) -> int:
 
     builtin = any(n in CORPORA for n in corpora) or bool(tasks)
     data_dir = resolve_data_dir(args.data_dir) if builtin else None
-    out_path = io.check_writable(_output_path(args.out))
+    out_path = io.check_writable(output_path(args.out, args.model, args.overwrite))
     seed_everything(args.seed)
 
     start = time.perf_counter()
@@ -135,7 +178,8 @@ def run(args: argparse.Namespace) -> int:
         check_seq_len(loaded.model, n)
 
     result: dict = {
-        "command": "eval", "model": args.model, "model_path": loaded.path, "model_source": loaded.source,
+        "command": "eval", "model": args.model, "model_id": model_identity(args.model), "model_path": loaded.path,
+        "model_source": loaded.source,
         "load_info": loaded.info, "parameters": sum(p.numel() for p in loaded.model.parameters()),
         "seed": args.seed, "device": loaded.info.get("device", args.device), "dtype": args.dtype,
         "data_dir": str(data_dir) if data_dir else None,

@@ -2,9 +2,9 @@
 
 Trains on instruction data in Alpaca format (JSON list or JSONL of {instruction, input, output},
 or a Hugging Face dataset name such as yahma/alpaca-cleaned when a network exists), merges the
-adapter and writes ``--out`` in the same format as a pruned model (it loads exactly like the
-input directory) plus ``finetune_report.json`` (validation loss before/after, loss curve, the
-full protocol). Defaults are LLM-Pruner's: r=8, alpha=16, dropout 0.05, lr 1e-4, 2 epochs,
+adapter and writes the run directory ``--out`` like ``prune`` does: the model in ``OUT/model`` (it
+loads exactly like the input) and, beside it, ``pruning_report.json`` and ``finetune_report.json``
+(validation loss before/after, loss curve, the full protocol). Defaults are LLM-Pruner's: r=8, alpha=16, dropout 0.05, lr 1e-4, 2 epochs,
 cutoff 256, batch 64 in micro-batches of 4; on a CPU use --max-steps and smaller batches.
 """
 
@@ -15,7 +15,6 @@ import json
 from pathlib import Path
 
 from adapruner.commands.common import add_data_arg, add_model_arg, add_runtime_args, seed_everything
-from adapruner.core.io import write_json
 from adapruner.core.versions import versions
 from adapruner.errors import AdaprunerError
 
@@ -31,7 +30,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--method", default="lora", choices=["lora", "group", "distill"],
                    help="lora (LLM-Pruner), group (SAAP-style group-quantised adapter, see recovery/group.py) or "
                         "distill (match the dense --teacher's next-token distribution on plain text)")
-    p.add_argument("--out", required=True, help="output model directory")
+    p.add_argument("--out", required=True, help="run directory to write: the model in OUT/model, the reports beside it")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     t = p.add_argument_group("training")
     t.add_argument("--epochs", type=float, default=2.0, help="passes over the training rows (default 2)")
@@ -76,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
 
     from adapruner.data.alpaca import load_alpaca
     from adapruner.models.load import load_model
-    from adapruner.pruning.save import save_pruned
+    from adapruner.pruning.save import save_run
     from adapruner.recovery.training import TrainConfig
 
     out = Path(args.out)
@@ -127,8 +126,7 @@ def run(args: argparse.Namespace) -> int:
     previous = Path(loaded.path) / "pruning_report.json"
     pruning = json.loads(previous.read_text()) if previous.is_file() else {}
     pruning = {**pruning, "finetune": {k: v for k, v in report.items() if k != "train_loss"}}
-    final = save_pruned(model, tokenizer, out, pruning, overwrite=args.overwrite)
-    write_json(Path(final) / "finetune_report.json", report)
+    final = save_run(model, tokenizer, out, pruning, overwrite=args.overwrite, extra={"finetune_report.json": report})
     print(f"{args.method}: validation loss {report['val_loss_before']:.4f} -> {report['val_loss_after']:.4f} "
           f"in {report['steps']} steps ({report['seconds']:.0f} s); wrote {final}")
     return 0
@@ -138,7 +136,7 @@ def run_distill(args: argparse.Namespace, out: Path) -> int:
     """``--method distill``: check everything, load student and teacher, distil, save like the input."""
     from adapruner.data import user_text
     from adapruner.models.load import load_model
-    from adapruner.pruning.save import save_pruned
+    from adapruner.pruning.save import save_run
     from adapruner.recovery.distill import DistillConfig, distill, text_windows_from_books
 
     if not args.teacher:
@@ -200,8 +198,7 @@ def run_distill(args: argparse.Namespace, out: Path) -> int:
     previous = Path(loaded.path) / "pruning_report.json"
     pruning = json.loads(previous.read_text()) if previous.is_file() else {}
     pruning = {**pruning, "finetune": {k: v for k, v in report.items() if k not in ("train_loss", "validation")}}
-    final = save_pruned(student, tok, out, pruning, overwrite=args.overwrite)
-    write_json(Path(final) / "finetune_report.json", report)
+    final = save_run(student, tok, out, pruning, overwrite=args.overwrite, extra={"finetune_report.json": report})
     import shutil
 
     shutil.rmtree(checkpoint, ignore_errors=True)

@@ -2,11 +2,12 @@
 
 Scores every head, KV group and MLP channel with ``--metric`` (or the metric of a search's
 ``--config best_config.json``; flags override the file), allocates ``--ratio`` of all parameters
-for removal, removes them physically and writes ``--out``: safetensors weights, tokenizer,
-``config.json`` (per-layer widths) and ``pruning_report.json`` (config, ratio asked/achieved,
-parameters, widths, seed, timings, versions). The result loads with
-``AutoModelForCausalLM.from_pretrained(out)`` (after ``import adapruner`` when layers differ in
-width, or with ``trust_remote_code=True`` without it).
+for removal, removes them physically and writes the run directory ``--out``: the checkpoint in
+``OUT/model`` (safetensors weights, tokenizer, ``config.json`` with per-layer widths, a model
+card) and ``OUT/pruning_report.json`` (config, ratio asked/achieved, parameters, widths, seed,
+timings, versions), the layout ``search`` writes too. ``--model OUT`` of any command reads the
+model in it; ``AutoModelForCausalLM.from_pretrained("OUT/model")`` loads it (after ``import
+adapruner`` when layers differ in width, or with ``trust_remote_code=True`` without it).
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         "the prunable layer range")
     p.add_argument("--target-params", default=None, metavar="N",
                    help="instead of --ratio: the parameters to keep, e.g. 100M or 1.5B")
-    p.add_argument("--out", required=True, help="output directory for the pruned checkpoint")
+    p.add_argument("--out", required=True, help="run directory to write: the checkpoint in OUT/model, pruning_report.json beside it")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists and adapruner wrote it")
     p.add_argument("--force-overwrite", action="store_true",
                    help="replace --out even if it is not an adapruner output (deletes it)")
@@ -140,7 +141,7 @@ def run(args: argparse.Namespace) -> int:
     from adapruner.core.versions import versions
     from adapruner.models.load import load_model
     from adapruner.planning import needs_data, plan_pruning, update_samples
-    from adapruner.pruning.save import check_output_dir, check_savable, save_pruned
+    from adapruner.pruning.save import MODEL_DIR, check_output_dir, check_savable, save_run
     from adapruner.pruning.model_card import width_ranges
     from adapruner.pruning.surgery import layer_widths, prune_model
 
@@ -214,7 +215,7 @@ def run(args: argparse.Namespace) -> int:
         "timings": timings,
         "versions": versions(),
     }
-    path = save_pruned(model, tokenizer, out, report, overwrite=args.overwrite, force=args.force_overwrite)
+    path = save_run(model, tokenizer, out, report, overwrite=args.overwrite, force=args.force_overwrite)
     widths = layer_widths(model)
     pruned = sorted(plan.layers)
     share = removed_views(views_before, views_after)
@@ -225,5 +226,7 @@ def run(args: argparse.Namespace) -> int:
     for line in width_ranges(widths):
         print(f"  {line}")
     flavour = json.loads((path / "pruning_report.json").read_text())["checkpoint"]["flavour"]
-    print(f"saved to {path} ({'plain transformers checkpoint' if flavour == 'plain' else 'needs import adapruner or trust_remote_code=True to load'}; see its README.md)")
+    how = "plain transformers checkpoint" if flavour == "plain" else "needs import adapruner or trust_remote_code=True to load"
+    print(f"saved to {path}: the model in {path / MODEL_DIR} ({how}; see its README.md), the report in "
+          f"{path / 'pruning_report.json'}")
     return 0

@@ -75,7 +75,9 @@ def _weight_files(directory: Path) -> dict[str, Path]:
 
 def read_checkpoint(directory: str | Path) -> Checkpoint:
     """Read the config and tensor index of ``directory``; a one-line error if it is not a checkpoint."""
-    directory = Path(directory)
+    from adapruner.pruning.save import run_model_dir
+
+    directory = run_model_dir(directory)
     if not (directory / "config.json").is_file():
         raise AdaprunerError(f"{directory} is not a checkpoint directory (no config.json); pass a directory written "
                              "by adapruner prune/search/finetune or a Hugging Face checkpoint")

@@ -58,8 +58,11 @@ def resolve_spec(spec: str) -> tuple[str, str]:
         return "alias", spec
     path = Path(spec).expanduser()
     if path.is_dir():
+        if not (path / "config.json").is_file() and (path / "model" / "config.json").is_file():
+            path = path / "model"  # a run directory of prune / search / finetune: its model
         if not (path / "config.json").is_file():
-            raise AdaprunerError(f"{spec} is a directory but not a Hugging Face checkpoint (no config.json)")
+            raise AdaprunerError(f"{spec} is a directory but not a Hugging Face checkpoint (no config.json) nor a run "
+                                 "directory holding one in model/")
         return "directory", str(path)
     if path.is_file():
         if path.suffix.lower() != ".gguf":

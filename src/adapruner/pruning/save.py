@@ -34,6 +34,7 @@ from adapruner.core.params import count_parameters
 from adapruner.pruning.surgery import layer_widths
 
 REPORT_NAME = "pruning_report.json"
+MODEL_DIR = "model"  # a run directory OUT holds the checkpoint in OUT/model, its reports beside it
 
 
 def _plain_config(config, widths: dict):
@@ -126,6 +127,38 @@ def save_pruned(model: nn.Module, tokenizer, out_dir: str | Path, report: dict, 
     except OSError as exc:
         raise AdaprunerError(f"writing {out} failed ({exc.strerror or exc}); nothing was left behind: free space or "
                              "choose another --out and run again") from None
+
+
+def save_run(model: nn.Module, tokenizer, out_dir: str | Path, report: dict, overwrite: bool = False,
+             force: bool = False, extra: dict[str, dict] | None = None) -> Path:
+    """Write the run directory ``out_dir`` of ``prune`` / ``finetune``: the checkpoint in
+    ``out_dir/model`` (see :func:`save_pruned`) and its ``pruning_report.json`` beside it, plus the
+    ``extra`` JSON files (name -> data) at both places, the layout ``search`` writes too.
+
+    The whole directory appears at once (staged and renamed); refusal rules as :func:`save_pruned`.
+    Returns ``out_dir``.
+    """
+    check_savable(model)
+    out = check_output_dir(out_dir, overwrite, force)
+    try:
+        with atomic_directory(out, overwrite=overwrite or force) as tmp:
+            _write(model, tokenizer, tmp / MODEL_DIR, report, False)
+            shutil.copyfile(tmp / MODEL_DIR / REPORT_NAME, tmp / REPORT_NAME)
+            for name, data in (extra or {}).items():
+                for where in (tmp, tmp / MODEL_DIR):
+                    (where / name).write_text(json.dumps(data, indent=2, default=str) + "\n")
+    except OSError as exc:
+        raise AdaprunerError(f"writing {out} failed ({exc.strerror or exc}); nothing was left behind: free space or "
+                             "choose another --out and run again") from None
+    return out
+
+
+def run_model_dir(directory: str | Path) -> Path:
+    """The checkpoint inside a run directory (``OUT/model``), or ``directory`` itself when it is one."""
+    directory = Path(directory)
+    if not (directory / "config.json").is_file() and (directory / MODEL_DIR / "config.json").is_file():
+        return directory / MODEL_DIR
+    return directory
 
 
 def _write(model: nn.Module, tokenizer, out: Path, report: dict, overwrite: bool) -> Path:
