@@ -199,3 +199,27 @@ def test_kill_9_mid_trial_then_rerun_finishes_exactly_n(tiny_dir, data_dir, tmp_
     assert all(complete[k] == v for k, v in done_before.items()), "a completed trial was lost"
     assert all(t.state == TrialState.FAIL for t in trials if t.number in killed)
     assert (out / "best_config.json").is_file()
+
+
+def test_search_takes_the_budget_in_the_users_terms(tiny_dir, data_dir, tmp_path):
+    """--target-params and --ratio-of work for search as for prune: the study's ratio is the
+    equivalent share of all parameters, and the report records what was asked."""
+    import transformers as T
+
+    from adapruner.core.params import count_parameters
+
+    total = count_parameters(T.AutoModelForCausalLM.from_pretrained(tiny_dir))
+    keep = int(total * 0.75)
+    args = search_args(tiny_dir, tmp_path / "t", data_dir, 1, "--sampler", "random")
+    i = args.index("--ratio")
+    args[i:i + 2] = ["--target-params", str(keep)]
+    assert main(args) == 0
+    report = json.loads((tmp_path / "t" / "pruning_report.json").read_text())
+    assert report["provenance"]["ratio"] == pytest.approx(0.25)
+    assert report["provenance"]["budget_asked"] == {"ratio": None, "ratio_of": "total", "target_params": keep}
+    assert report["parameters"]["pruned"] == pytest.approx(keep, rel=0.02)
+    assert main(search_args(tiny_dir, tmp_path / "n", data_dir, 1, "--sampler", "random",
+                            "--ratio-of", "non-embedding")) == 0
+    report = json.loads((tmp_path / "n" / "pruning_report.json").read_text())
+    assert report["provenance"]["ratio"] < 0.2  # a share of fewer parameters
+    assert report["provenance"]["budget_asked"]["ratio_of"] == "non-embedding"

@@ -51,3 +51,31 @@ def key_value(text: str) -> tuple[str, object]:
         return key.strip(), json.loads(value)
     except json.JSONDecodeError:
         return key.strip(), value
+
+
+def add_budget_args(parser: argparse.ArgumentParser) -> None:
+    """``--ratio`` / ``--ratio-of`` / ``--target-params``: the budget in the user's terms (prune, search)."""
+    parser.add_argument("--ratio", type=float, default=None,
+                        help="fraction to remove, e.g. 0.2: of ALL parameters (the paper's definition) unless --ratio-of")
+    parser.add_argument("--ratio-of", default="total", choices=["total", "non-embedding", "layers"],
+                        help="what --ratio is a share of: all parameters (default), the non-embedding ones, or those "
+                             "of the prunable layer range")
+    parser.add_argument("--target-params", default=None, metavar="N",
+                        help="instead of --ratio: the parameters to keep, e.g. 100M or 1.5B")
+
+
+def check_budget_args(args: argparse.Namespace) -> int | None:
+    """Validate the budget flags before any work; returns ``--target-params`` as a count (or None)."""
+    from adapruner.core.params import check_ratio, parse_count
+    from adapruner.errors import AdaprunerError
+
+    if (args.ratio is None) == (args.target_params is None):
+        raise AdaprunerError("give exactly one of --ratio (e.g. 0.2) and --target-params (e.g. 100M)")
+    if args.ratio is not None:
+        check_ratio(args.ratio)
+    return parse_count(args.target_params) if args.target_params is not None else None
+
+
+def budget_asked(args: argparse.Namespace, target_params: int | None) -> dict:
+    """The budget as the user gave it (for the reports)."""
+    return {"ratio": args.ratio, "ratio_of": args.ratio_of, "target_params": target_params}

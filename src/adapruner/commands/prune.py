@@ -18,7 +18,8 @@ import time
 from dataclasses import replace
 
 from adapruner.allocation import ALLOCATORS, ATTENTION_MODES
-from adapruner.commands.common import add_data_arg, add_model_arg, add_runtime_args, key_value, seed_everything
+from adapruner.commands.common import (add_budget_args, add_data_arg, add_model_arg, add_runtime_args, budget_asked,
+                                       check_budget_args, key_value, seed_everything)
 from adapruner.config import AGGREGATIONS, PruneConfig
 from adapruner.errors import AdaprunerError
 from adapruner.importance import METRICS
@@ -38,13 +39,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser("prune", help="prune a model to a target ratio and save it",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_model_arg(p)
-    p.add_argument("--ratio", type=float, default=None,
-                   help="fraction to remove, e.g. 0.2: of ALL parameters (the paper's definition) unless --ratio-of")
-    p.add_argument("--ratio-of", default="total", choices=["total", "non-embedding", "layers"],
-                   help="what --ratio is a share of: all parameters (default), the non-embedding ones, or those of "
-                        "the prunable layer range")
-    p.add_argument("--target-params", default=None, metavar="N",
-                   help="instead of --ratio: the parameters to keep, e.g. 100M or 1.5B")
+    add_budget_args(p)
     p.add_argument("--out", required=True, help="run directory to write: the checkpoint in OUT/model, pruning_report.json beside it")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists and adapruner wrote it")
     p.add_argument("--force-overwrite", action="store_true",
@@ -136,8 +131,7 @@ def run(args: argparse.Namespace) -> int:
     """Prune, save and print a one-screen summary."""
     from adapruner.allocation import resolve_layer_range
     from adapruner.core.adapters import adapter_for
-    from adapruner.core.params import (check_ratio, count_parameters, parameter_views, parse_count, removed_views,
-                                       total_ratio)
+    from adapruner.core.params import count_parameters, parameter_views, removed_views, total_ratio
     from adapruner.core.versions import versions
     from adapruner.models.load import load_model
     from adapruner.planning import needs_data, plan_pruning, update_samples
@@ -147,11 +141,7 @@ def run(args: argparse.Namespace) -> int:
 
     config = build_config(args)
     out = check_output_dir(args.out, args.overwrite, args.force_overwrite)
-    if (args.ratio is None) == (args.target_params is None):
-        raise AdaprunerError("give exactly one of --ratio (e.g. 0.2) and --target-params (e.g. 100M)")
-    target_params = parse_count(args.target_params) if args.target_params is not None else None
-    if args.ratio is not None:
-        check_ratio(args.ratio)
+    target_params = check_budget_args(args)
     if args.micro_batch is not None and args.micro_batch < 1:
         raise AdaprunerError(f"--micro-batch must be at least 1 (samples per forward/backward), got {args.micro_batch}")
     seed = config.calibration.seed
@@ -202,7 +192,7 @@ def run(args: argparse.Namespace) -> int:
         "model": {"spec": args.model, "path": str(loaded.path), "source": getattr(loaded, "source", None)},
         "config": config.to_json(),
         "ratio_requested": ratio,
-        "budget_asked": {"ratio": args.ratio, "ratio_of": args.ratio_of, "target_params": target_params},
+        "budget_asked": budget_asked(args, target_params),
         "ratio_achieved": (before - after) / before,
         "parameters_before": before,
         "parameters_after": after,

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import argparse
 
-from adapruner.commands.common import add_data_arg, add_model_arg, add_runtime_args, seed_everything
+from adapruner.commands.common import (add_budget_args, add_data_arg, add_model_arg, add_runtime_args, budget_asked,
+                                       check_budget_args, seed_everything)
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -20,7 +21,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser("search", help="AdaPruner search: Bayesian optimisation of calibration data and metric",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_model_arg(p)
-    p.add_argument("--ratio", type=float, required=True, help="fraction of all parameters to remove, e.g. 0.2")
+    add_budget_args(p)
     p.add_argument("--trials", type=int, required=True,
                    help="budget: the study ends with exactly this many finished (complete or pruned) trials")
     p.add_argument("--out", required=True, help="output directory (also holds study.db unless --storage is given)")
@@ -67,14 +68,31 @@ def run(args: argparse.Namespace) -> int:
     if args.calib_data:
         base = SearchSpace.from_dict({**base.to_json(), "source": args.calib_data, "field": args.text_field})
     space = space_from_args(base, args.no_data_search, args.fixed_metric, args.sequential, args.data_space)
-    request = SearchRequest(ratio=args.ratio, trials=args.trials, out=args.out, space=space, sampler=args.sampler,
-                            early_stop=args.early_stop, storage=args.storage, study=args.study,
-                            eval_windows=args.eval_windows, eval_batch_size=args.eval_batch_size,
-                            heartbeat=args.heartbeat, seed=args.seed, device=args.device, dtype=args.dtype)
-    check_request(request, args.model)  # refuse a mismatched study before spending time on loading
+    target_params = check_budget_args(args)
+    paper_ratio = args.ratio_of == "total" and target_params is None
+
+    def request_for(ratio: float) -> SearchRequest:
+        return SearchRequest(ratio=ratio, trials=args.trials, out=args.out, space=space, sampler=args.sampler,
+                             early_stop=args.early_stop, storage=args.storage, study=args.study,
+                             eval_windows=args.eval_windows, eval_batch_size=args.eval_batch_size,
+                             heartbeat=args.heartbeat, seed=args.seed, device=args.device, dtype=args.dtype,
+                             budget=budget_asked(args, target_params))
+
+    if paper_ratio:
+        request = request_for(args.ratio)
+        check_request(request, args.model)  # refuse a mismatched study before spending time on loading
     data_dir = resolve_data_dir(args.data_dir)
     seed_everything(args.seed)
     loaded = load_model(args.model, device=args.device, dtype=args.dtype, trust_remote_code=args.trust_remote_code)
+    if not paper_ratio:  # the budget in the user's terms needs the model's parameter counts
+        from adapruner.allocation import resolve_layer_range
+        from adapruner.core.adapters import adapter_for
+        from adapruner.core.params import total_ratio
+
+        n_layers = len(adapter_for(loaded.model).decoder_layers(loaded.model))
+        layers = list(range(*resolve_layer_range(n_layers, space.allocation.get("layers"))))
+        request = request_for(total_ratio(loaded.model, layers, args.ratio, args.ratio_of, target_params))
+        check_request(request, args.model)
     result = run_search(loaded, request, data_dir)
     ppl = ", ".join(f"{k} {v:.2f}" for k, v in result.validation_ppl.items())
     print(f"best trial {result.best_trial}: objective {result.objective:.3f} ({ppl}); "

@@ -66,6 +66,7 @@ class SearchRequest:
     seed: int = 0
     device: str = "auto"
     dtype: str = "float32"
+    budget: dict | None = None  # the budget as the user gave it (ratio / ratio_of / target_params), for the report
 
     @property
     def study_name(self) -> str:
@@ -228,6 +229,7 @@ def finalize(study, storage, loaded, request: SearchRequest, pool, objective, ru
         "model": loaded.spec, "ratio": request.ratio, "study": study.study_name, "sampler": request.sampler,
         "best_trial": best.number, "objective": best.value, "validation_ppl": best.user_attrs.get("ppl"),
         "space_hash": request.space.digest(), "seed": request.seed,
+        "budget_asked": request.budget or {"ratio": request.ratio, "ratio_of": "total", "target_params": None},
     }
     report = {
         "command": "search",
