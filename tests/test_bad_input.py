@@ -248,3 +248,39 @@ def test_ctrl_c_during_a_search_exits_130_without_a_traceback(ckpt, tmp_path, da
     assert "Traceback" not in err, err[-2000:]
     study = optuna.load_study(study_name="adapruner-tpe", storage=f"sqlite:///{out / 'study.db'}")
     assert not [t for t in study.trials if t.state == optuna.trial.TrialState.RUNNING]
+
+
+def test_a_full_disk_at_the_final_write_keeps_the_finished_result(ckpt, capsys, tmp_path, monkeypatch):
+    """prune and eval finish their work, then the disk fills: a one-line error names where the
+    result was kept, and nothing half-written is left at --out."""
+    import errno
+
+    import adapruner.core.io as io
+    import adapruner.pruning.save as save
+
+    full = tmp_path / "full"
+    full.mkdir()
+    monkeypatch.setenv("ADAPRUNER_RESCUE_DIR", str(tmp_path / "rescue"))
+
+    def on_full_disk(real):
+        def wrapper(*args, **kwargs):
+            if any(str(full) in str(a) for a in args):
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return real(*args, **kwargs)
+        return wrapper
+
+    monkeypatch.setattr(save, "_write", on_full_disk(save._write))
+    last = one_line_error(capsys, prune_args(ckpt, full / "run"), "the disk is full")
+    kept = Path(last.split("kept in ")[1].split(":")[0])
+    assert (kept / "model" / "config.json").is_file() and (kept / "pruning_report.json").is_file()
+    assert listing(full) == []
+
+    monkeypatch.setattr(io, "write_json", on_full_disk(io.write_json))
+    text = tmp_path / "t.txt"
+    text.write_text("some words to score in windows.\n" * 30)
+    last = one_line_error(capsys, ["eval", "--model", str(ckpt), "--ppl", str(text), "--seq-len", "16",
+                                   "--max-windows", "1", "--device", "cpu", "--out", str(full / "e.json")],
+                          "the disk is full")
+    kept = Path(last.split("kept in ")[1].split(":")[0])
+    assert json.loads(kept.read_text())["perplexity"][0]["n_windows"] == 1
+    assert listing(full) == []

@@ -208,7 +208,7 @@ def run(args: argparse.Namespace) -> int:
         print(format_table(result["perplexity"]))
     if tasks:
         _print_zeroshot(result["zeroshot"], tasks)
-    io.write_json(out_path, result)
+    io.write_json_or_rescue(out_path, result)
     print(f"wrote {out_path}")
     return 0
 

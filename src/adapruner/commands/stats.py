@@ -12,7 +12,7 @@ import argparse
 from pathlib import Path
 
 from adapruner.commands.common import add_model_arg, add_runtime_args, seed_everything
-from adapruner.core.io import check_writable, write_json
+from adapruner.core.io import check_writable, write_json_or_rescue
 from adapruner.core.versions import versions
 from adapruner.errors import AdaprunerError
 
@@ -99,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
     result["command"] = "stats"
     result["model_paths"] = paths
     result["versions"] = versions()
-    write_json(out, result)
+    write_json_or_rescue(out, result)
     print(summary_table(result))
     if not args.no_samples:
         for name, r in result["models"].items():

@@ -151,3 +151,47 @@ def check_writable(path: str | Path, flag: str = "--out") -> Path:
         except OSError:
             pass
     return path
+
+
+RESCUE_ENV = "ADAPRUNER_RESCUE_DIR"
+
+
+def rescue(write, name: str) -> Path | None:
+    """Keep a finished result whose final write failed: ``write(path)`` into the first fallback
+    location that accepts it (``$ADAPRUNER_RESCUE_DIR``, the system temp directory, the cache),
+    under a fresh ``adapruner-rescued-*`` folder. Returns the path written, or None."""
+    import tempfile
+
+    bases = [os.environ.get(RESCUE_ENV), tempfile.gettempdir(),
+             os.path.join(os.environ.get("ADAPRUNER_CACHE") or os.path.expanduser("~/.cache/adapruner"), "rescued")]
+    for base in filter(None, bases):
+        folder = Path(base) / f"adapruner-rescued-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            write(folder / name)
+            return folder / name
+        except OSError:
+            shutil.rmtree(folder, ignore_errors=True)
+    return None
+
+
+def write_failed(what: str | Path, exc: OSError, rescued: Path | None):
+    """The one-line error for a final write that failed, naming where the result was kept."""
+    import errno
+
+    from adapruner.errors import AdaprunerError
+
+    reason = "the disk is full" if exc.errno == errno.ENOSPC else (exc.strerror or type(exc).__name__)
+    if rescued is not None:
+        return AdaprunerError(f"writing {what} failed ({reason}); the finished result is kept in {rescued}: move it "
+                              "where you want it")
+    return AdaprunerError(f"writing {what} failed ({reason}) and no fallback location accepted the result; free space "
+                          "and run again")
+
+
+def write_json_or_rescue(path: str | Path, data) -> Path:
+    """:func:`write_json`, keeping ``data`` in a fallback location (one-line error) when that fails."""
+    try:
+        return write_json(path, data)
+    except OSError as exc:
+        raise write_failed(path, exc, rescue(lambda p: write_json(p, data), Path(path).name)) from None

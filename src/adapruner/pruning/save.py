@@ -29,7 +29,7 @@ from adapruner.errors import AdaprunerError
 from adapruner.pruning import modeling_pruned
 from adapruner.pruning.model_card import model_card
 from adapruner.core.adapters import adapter_for
-from adapruner.core.io import atomic_directory, check_writable
+from adapruner.core.io import atomic_directory, check_writable, rescue, write_failed
 from adapruner.core.params import count_parameters
 from adapruner.pruning.surgery import layer_widths
 
@@ -140,16 +140,20 @@ def save_run(model: nn.Module, tokenizer, out_dir: str | Path, report: dict, ove
     """
     check_savable(model)
     out = check_output_dir(out_dir, overwrite, force)
-    try:
-        with atomic_directory(out, overwrite=overwrite or force) as tmp:
+
+    def write(target: Path) -> None:
+        with atomic_directory(target, overwrite=overwrite or force) as tmp:
             _write(model, tokenizer, tmp / MODEL_DIR, report, False)
             shutil.copyfile(tmp / MODEL_DIR / REPORT_NAME, tmp / REPORT_NAME)
             for name, data in (extra or {}).items():
                 for where in (tmp, tmp / MODEL_DIR):
                     (where / name).write_text(json.dumps(data, indent=2, default=str) + "\n")
+
+    try:
+        write(out)
     except OSError as exc:
-        raise AdaprunerError(f"writing {out} failed ({exc.strerror or exc}); nothing was left behind: free space or "
-                             "choose another --out and run again") from None
+        # Nothing half-written stays at ``out``; the finished model is kept elsewhere if possible.
+        raise write_failed(out, exc, rescue(write, out.name)) from None
     return out
 
 
