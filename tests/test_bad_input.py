@@ -284,3 +284,20 @@ def test_a_full_disk_at_the_final_write_keeps_the_finished_result(ckpt, capsys, 
     kept = Path(last.split("kept in ")[1].split(":")[0])
     assert json.loads(kept.read_text())["perplexity"][0]["n_windows"] == 1
     assert listing(full) == []
+
+
+def test_calibration_from_a_hub_dataset(ckpt, capsys, tmp_path, monkeypatch):
+    """--calib-data org/name reads the dataset's train split when the hub is reachable (a fake one
+    here) and is a one-line error without a network, before the model loads."""
+    import adapruner.data.user_text as user_text
+
+    monkeypatch.setattr("adapruner.models.hub.hub_reachable", lambda timeout=3.0: False)
+    one_line_error(capsys, prune_args(ckpt, tmp_path / "a", "--metric", "wanda-sp", "--calib-data", "someone/corpus",
+                                      "--num-samples", "2", "--calib-seq-len", "16"), "not reachable")
+    assert not (tmp_path / "a").exists()
+    monkeypatch.setattr("adapruner.models.hub.hub_reachable", lambda timeout=3.0: True)
+    monkeypatch.setattr(user_text, "_load_hub_rows", lambda name, field: [f"row {i} of {name}, some words." for i in range(60)])
+    assert main(prune_args(ckpt, tmp_path / "b", "--metric", "wanda-sp", "--calib-data", "someone/corpus",
+                           "--num-samples", "2", "--calib-seq-len", "16")) == 0
+    report = json.loads((tmp_path / "b" / "pruning_report.json").read_text())
+    assert report["config"]["calibration"]["source"] == "someone/corpus"

@@ -65,10 +65,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     u.add_argument("--bias-compensation", dest="update", action="store_const", const="bias",
                    help="the same as --update bias (FLAP's bias compensation)")
     c = p.add_argument_group("calibration (override --config)")
-    c.add_argument("--calib-data", default=None, metavar="FILE",
-                   help="calibrate on your own text: a .txt, .jsonl or .json file (default: the data directory's "
-                        "book texts)")
-    c.add_argument("--text-field", default=None, help="the text field of a .jsonl/.json --calib-data (default text)")
+    c.add_argument("--calib-data", default=None, metavar="FILE|ORG/NAME",
+                   help="calibrate on your own text: a .txt, .jsonl or .json file, or a hub dataset org/name (its "
+                        "train split; needs a network) (default: the data directory's book texts)")
+    c.add_argument("--text-field", default=None,
+                   help="the text field of a .jsonl/.json file or hub dataset --calib-data (default text)")
     c.add_argument("--num-samples", type=int, default=None, help="calibration windows (default 10)")
     c.add_argument("--calib-seq-len", type=int, default=None, help="tokens per calibration window (default 128)")
     c.add_argument("--micro-batch", type=int, default=None,

@@ -41,9 +41,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--pruner", dest="early_stop", choices=["percentile", "median", "none"], help=argparse.SUPPRESS)
     p.add_argument("--heartbeat", type=int, default=10,
                    help="seconds between trial heartbeats; a trial silent for 3x this is failed and re-run")
-    p.add_argument("--calib-data", default=None, metavar="FILE",
-                   help="calibrate on your own text: a .txt, .jsonl or .json file (default: the book texts)")
-    p.add_argument("--text-field", default="text", help="the text field of a .jsonl/.json --calib-data")
+    p.add_argument("--calib-data", default=None, metavar="FILE|ORG/NAME",
+                   help="calibrate on your own text: a .txt, .jsonl or .json file, or a hub dataset org/name (its "
+                        "train split; needs a network) (default: the book texts)")
+    p.add_argument("--text-field", default="text", help="the text field of a .jsonl/.json file or hub dataset --calib-data")
     ab = p.add_argument_group("ablations (paper Tables 2 and 8)")
     ab.add_argument("--no-data-search", action="store_true", help="random calibration data drawn from --seed")
     ab.add_argument("--fixed-metric", choices=["first", "second"], default=None,

@@ -41,10 +41,10 @@ def source_pool(tokenizer, calibration: CalibrationConfig, data_dir: str | Path 
 
         return calibration_pool(tokenizer, resolve_data_dir(data_dir) if data_dir is None else data_dir,
                                 seq_len=calibration.seq_len, seed=calibration.pool_seed)
-    if user_text.is_text_file(calibration.source):
+    if user_text.is_user_text(calibration.source):
         return user_text.text_pool(tokenizer, calibration.source, calibration.seq_len, calibration.pool_seed,
                                    calibration.field)
-    raise AdaprunerError(f"unknown calibration source '{calibration.source}'; use 'books' or a .txt/.jsonl/.json file")
+    raise AdaprunerError(f"unknown calibration source '{calibration.source}'; use 'books', a .txt/.jsonl/.json file or a hub dataset org/name")
 
 
 def calibration_samples(tokenizer, calibration: CalibrationConfig, data_dir: str | Path) -> torch.Tensor:

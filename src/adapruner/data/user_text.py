@@ -1,5 +1,7 @@
 """The user's own text: a local ``.txt`` or ``.jsonl`` / ``.json`` file, for perplexity
-(``adapruner eval --ppl FILE``) and for calibration (``--calib-data FILE``).
+(``adapruner eval --ppl FILE``) and for calibration (``--calib-data FILE``), or for calibration a
+Hugging Face hub dataset ``org/name`` (its ``train`` split, the string in ``field``) when a network
+exists.
 
 Rows: a ``.txt`` file gives one row per line with WikiText's row semantics (the line keeps its
 newline, a blank line is ``""``); a ``.jsonl`` file one row per record (the string in
@@ -30,6 +32,49 @@ def is_text_file(name: str) -> bool:
     return Path(name).suffix.lower() in SUFFIXES
 
 
+def is_hub_dataset(name: str) -> bool:
+    """Whether ``name`` reads as a hub dataset id ``org/name`` rather than a local file."""
+    import re
+
+    return (not Path(name).exists() and not is_text_file(name)
+            and re.fullmatch(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*", name) is not None)
+
+
+def is_user_text(name: str) -> bool:
+    """A calibration source of the user's: a text file or a hub dataset."""
+    return is_text_file(name) or is_hub_dataset(name)
+
+
+def _load_hub_rows(name: str, field: str) -> list[str]:
+    """The ``field`` strings of the hub dataset ``name``'s train split (tests replace this)."""
+    import datasets
+
+    ds = datasets.load_dataset(name, split="train")
+    if field not in ds.column_names:
+        raise AdaprunerError(f"hub dataset '{name}' has no column '{field}' (columns: {', '.join(ds.column_names)}); "
+                             "pass --text-field")
+    return [r for r in ds[field] if isinstance(r, str)]
+
+
+def hub_rows(name: str, field: str = "text") -> list[str]:
+    """Rows of a hub dataset; a one-line error without a network or when loading fails."""
+    from adapruner.models.hub import hub_reachable
+
+    if not hub_reachable():
+        raise AdaprunerError(f"cannot load the hub dataset '{name}': the Hugging Face hub is not reachable (no "
+                             "network?); pass a local .txt/.jsonl/.json file as --calib-data")
+    try:
+        rows = _load_hub_rows(name, field)
+    except AdaprunerError:
+        raise
+    except Exception as exc:  # the datasets library raises many unrelated types
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise AdaprunerError(f"could not load the hub dataset '{name}' ({first}); check the id or pass a local file") from None
+    if not JOIN.join(rows).strip():
+        raise AdaprunerError(f"hub dataset '{name}' holds no text in column '{field}'")
+    return rows
+
+
 def sha256(path: Path) -> str:
     """Hex sha256 of a file."""
     h = hashlib.sha256()
@@ -40,7 +85,9 @@ def sha256(path: Path) -> str:
 
 
 def read_rows(path: str | Path, field: str = "text") -> list[str]:
-    """The rows of a user text file (module docstring); one-line errors name the file and line."""
+    """The rows of a user text file or hub dataset (module docstring); one-line errors name the file and line."""
+    if is_hub_dataset(str(path)):
+        return hub_rows(str(path), field)
     path = Path(path)
     if not path.is_file():
         raise AdaprunerError(f"text file {path} not found")
@@ -103,7 +150,9 @@ def text_pool(tokenizer, path: str | Path, seq_len: int = 128, seed: int = 0, fi
 
 
 def protocol(path: str | Path, field: str) -> dict:
-    """What identifies a user text file in a report: its path, sha256 and field."""
+    """What identifies a user text file in a report: its path, sha256 and field (a hub dataset: its id)."""
+    if is_hub_dataset(str(path)):
+        return {"hub_dataset": str(path), "split": "train", "field": field, "join": JOIN}
     path = Path(path)
     return {"file": str(path.resolve()), "sha256": sha256(path), "field": field if path.suffix != ".txt" else None,
             "rows": "one per line (.txt) or per record (.jsonl/.json)", "join": JOIN}

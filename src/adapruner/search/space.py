@@ -174,11 +174,11 @@ class SearchSpace:
 
         validate_allocation(AllocationConfig(**self.allocation))
         if self.source != "books":
-            from adapruner.data.user_text import is_text_file
+            from adapruner.data.user_text import is_hub_dataset, is_text_file
 
-            if not is_text_file(self.source) or not Path(self.source).is_file():
-                raise AdaprunerError(f"calibration source '{self.source}' is neither 'books' nor an existing "
-                                     ".txt/.jsonl/.json file")
+            if not is_hub_dataset(self.source) and (not is_text_file(self.source) or not Path(self.source).is_file()):
+                raise AdaprunerError(f"calibration source '{self.source}' is neither 'books', an existing "
+                                     ".txt/.jsonl/.json file nor a hub dataset org/name")
         if self.score_candidates < self.num_samples:
             raise AdaprunerError("score_candidates must be >= num_samples")
         if not isinstance(self.dimensions, (list, tuple)) or not isinstance(self.options, dict):
