@@ -179,3 +179,15 @@ def test_smollm2_lora_step_keeps_shape(data_dir):
                                    progress=False)
     assert [p.shape for p in merged.parameters()] == shapes
     assert 0 < report["val_loss_after"] < 10 and report["n_val"] == 1
+
+
+def test_lora_records_a_validation_curve_over_wall_time(tiny_dir, tmp_path, data_dir):
+    """--eval-every gives LoRA the validation-PPL curve distillation has (same windows, same clock)."""
+    out = tmp_path / "curve"
+    assert main(["finetune", "--model", str(tiny_dir), "--data", str(data_dir / "alpaca" / "alpaca_first200.json"),
+                 "--out", str(out), "--max-steps", "2", "--batch-size", "2", "--micro-batch-size", "2",
+                 "--val-size", "2", "--cutoff", "64", "--eval-every", "1", "--val-windows", "2", "--seq-len", "32",
+                 "--device", "cpu", "--data-dir", str(data_dir)]) == 0
+    curve = json.loads((out / "finetune_report.json").read_text())["validation"]
+    assert [c["step"] for c in curve] == [0, 1, 2]
+    assert all(c["ppl"] > 1 for c in curve) and curve[0]["seconds"] <= curve[-1]["seconds"]

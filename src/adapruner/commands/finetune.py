@@ -60,7 +60,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     d.add_argument("--lm-weight", type=float, default=0.0, help="weight of the plain next-token loss (default 0)")
     d.add_argument("--seq-len", type=int, default=128, help="tokens per training window (default 128)")
     d.add_argument("--text-field", default="text", help="the text field of a .jsonl/.json --data")
-    d.add_argument("--eval-every", type=int, default=25, help="validation perplexity every N steps (default 25)")
+    d.add_argument("--eval-every", type=int, default=None,
+                   help="validation perplexity (WikiText-2 validation windows) every N steps, a curve over wall time "
+                        "in the report (distill default 25; lora: off unless given)")
     d.add_argument("--val-windows", type=int, default=16, help="WikiText-2 validation windows (default 16)")
     d.add_argument("--checkpoint-every", type=int, default=25,
                    help="steps between checkpoints; the same command resumes from the last one (default 25)")
@@ -110,8 +112,10 @@ def run(args: argparse.Namespace) -> int:
     if args.method == "lora":
         from adapruner.recovery.lora import LoraSettings, finetune_lora
 
+        validate = _validation_ppl(args, tokenizer) if args.eval_every else None
         model, report = finetune_lora(model, tokenizer, rows, config,
-                                      LoraSettings(args.lora_r, args.lora_alpha, args.lora_dropout))
+                                      LoraSettings(args.lora_r, args.lora_alpha, args.lora_dropout),
+                                      validate=validate, eval_every=args.eval_every)
     else:
         from adapruner.recovery.group import GroupSettings, finetune_group
 
@@ -143,7 +147,7 @@ def run_distill(args: argparse.Namespace, out: Path) -> int:
         raise AdaprunerError("--method distill needs --teacher (the dense model the student was pruned from)")
     config = DistillConfig(temperature=args.temperature, lm_weight=args.lm_weight, seq_len=args.seq_len,
                            batch_size=args.batch_size or 8, lr=args.lr if args.lr is not None else 5e-5,
-                           max_steps=args.max_steps or 200, max_minutes=args.max_minutes, eval_every=args.eval_every,
+                           max_steps=args.max_steps or 200, max_minutes=args.max_minutes, eval_every=args.eval_every or 25,
                            val_windows=args.val_windows, checkpoint_every=args.checkpoint_every,
                            lora_r=args.lora_r if args.distill_lora else 0, seed=args.seed)
     config.check()
@@ -206,6 +210,21 @@ def run_distill(args: argparse.Namespace, out: Path) -> int:
     print(f"distill: validation PPL {report['val_ppl_before']:.2f} -> {report['val_ppl_after']:.2f} in "
           f"{report['steps']} steps{budget} ({report['seconds']:.0f} s); wrote {final}")
     return 0
+
+
+def _validation_ppl(args: argparse.Namespace, tokenizer):
+    """model -> perplexity on the first --val-windows WikiText-2 validation windows of --seq-len
+    tokens (the windows distillation validates on, so the two methods' curves compare)."""
+    from adapruner.data.corpora import JOIN, load_corpus
+    from adapruner.data.paths import resolve_data_dir
+    from adapruner.eval.perplexity import corpus_windows
+    from adapruner.recovery.distill import validation_ppl
+
+    if args.eval_every < 1:
+        raise AdaprunerError(f"--eval-every must be at least 1 (got {args.eval_every})")
+    rows = load_corpus("wikitext2", "valid", resolve_data_dir(args.data_dir))
+    windows = corpus_windows(tokenizer, rows, args.seq_len, JOIN["wikitext2"], max_windows=args.val_windows)
+    return lambda model: validation_ppl(model, windows)
 
 
 def _refuse_test_split(path: Path) -> None:

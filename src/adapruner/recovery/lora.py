@@ -58,12 +58,14 @@ def add_lora(model, settings: LoraSettings):
 
 
 def finetune_lora(model, tokenizer, rows: list[dict], config: TrainConfig | None = None,
-                  settings: LoraSettings | None = None, progress: bool = True, keep_adapter: bool = False):
+                  settings: LoraSettings | None = None, progress: bool = True, keep_adapter: bool = False,
+                  validate=None, eval_every: int | None = None):
     """Train LoRA on Alpaca ``rows`` and merge it; return ``(merged_model, report)``.
 
     The report holds the held-out validation loss before and after, the training loss curve and
     the full protocol. With ``keep_adapter`` the unmerged PEFT model is returned instead of the
-    merged one (tests compare the two).
+    merged one (tests compare the two). ``validate`` / ``eval_every``: a validation perplexity
+    curve over wall time (see :func:`~adapruner.recovery.training.train`).
     """
     import torch
 
@@ -76,7 +78,7 @@ def finetune_lora(model, tokenizer, rows: list[dict], config: TrainConfig | None
     val_before = validation_loss(model, val_ex, pid, config.micro_batch_size, progress)
     peft_model = add_lora(model, settings)
     trainable = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
-    history = train(peft_model, train_ex, config, pid, progress)
+    history = train(peft_model, train_ex, config, pid, progress, validate=validate, eval_every=eval_every)
     val_after = validation_loss(peft_model, val_ex, pid, config.micro_batch_size, progress)
     report = {
         "method": "lora", "lora": asdict(settings), "target_modules": target_modules(model),

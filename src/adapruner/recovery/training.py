@@ -90,8 +90,14 @@ def validation_loss(model, examples: list[dict], pad_id: int, micro_batch_size: 
 
 
 def train(model, train_examples: list[dict], config: TrainConfig, pad_id: int,
-          progress: bool = True) -> dict:
-    """Train the parameters of ``model`` that require grad; return the loss history and timing."""
+          progress: bool = True, validate=None, eval_every: int | None = None) -> dict:
+    """Train the parameters of ``model`` that require grad; return the loss history and timing.
+
+    With ``validate`` (model -> validation perplexity) and ``eval_every``, the history also holds
+    a validation curve ``[{step, seconds, ppl}]`` at step 0, every ``eval_every`` steps and at the
+    end, timed on the same wall clock as distillation's (validation time included), so the two
+    recovery methods' curves compare at equal time.
+    """
     from tqdm import tqdm
 
     config.check()
@@ -112,6 +118,14 @@ def train(model, train_examples: list[dict], config: TrainConfig, pad_id: int,
     model.train()
     bar = tqdm(range(total_steps), desc="fine-tuning", disable=not progress)
     done = 0
+    curve = []
+
+    def checkpoint_validation(step: int) -> None:
+        if validate is not None and eval_every:
+            curve.append({"step": step, "seconds": round(time.time() - start, 1), "ppl": float(validate(model))})
+            model.train()
+
+    checkpoint_validation(0)
     for step in bar:
         if config.max_minutes is not None and time.time() - start > 60 * config.max_minutes:
             break
@@ -135,8 +149,13 @@ def train(model, train_examples: list[dict], config: TrainConfig, pad_id: int,
         history.append({"step": step + 1, "loss": step_loss / max(n_tokens, 1), "lr": optim.param_groups[0]["lr"]})
         bar.set_postfix(loss=f"{history[-1]['loss']:.3f}")
         done = step + 1
+        if eval_every and done % eval_every == 0:
+            checkpoint_validation(done)
+    if curve and curve[-1]["step"] != done:
+        checkpoint_validation(done)
     model.eval()
     return {"steps": done, "planned_steps": total_steps, "stopped_on_time_budget": done < total_steps,
             "warmup_steps": warmup, "examples_seen": done * config.batch_size,
             "epochs_done": done * config.batch_size / len(train_examples),
-            "train_loss": history, "seconds": round(time.time() - start, 1)}
+            "train_loss": history, "seconds": round(time.time() - start, 1),
+            **({"validation": curve} if curve else {})}
