@@ -1,0 +1,131 @@
+"""Distillation vs LoRA recovery at the same wall-clock budget (issue: "recovery that recovers").
+
+For each pruned SmolLM2-135M model (element1 at 20 % and 50 % by default; add a searched model's
+run directory with ``--extra NAME=DIR``), both recovery methods get ``--minutes`` of wall time on
+this machine, validation time included, measured on the same clock and the same WikiText-2
+validation windows (``--eval-every`` steps):
+
+- LoRA (LLM-Pruner's recipe, r=8) on the cleaned-Alpaca sample of the data directory;
+- distillation from the dense model (KL at temperature 2, all weights) on the book texts.
+
+Then the full WikiText-2 / PTB test perplexity of the untuned, LoRA and distilled models (and with
+``--limit N`` the 7-task zero-shot average), a markdown table and a plot of validation PPL
+against wall time. Resumable: every run directory in ``--work`` with its results is kept and
+skipped on the next run; results go to ``benchmarks/results/recovery/``.
+
+    python benchmarks/recovery_equal_time.py --data-dir ../shared/data --minutes 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+METHODS = ("lora", "distill")
+
+
+def run_cli(args: list[str]) -> None:
+    from adapruner.cli import main
+
+    print("adapruner " + " ".join(args), file=sys.stderr, flush=True)
+    if main(args) != 0:
+        raise SystemExit(f"command failed: adapruner {' '.join(args)}")
+
+
+def main() -> int:
+    from adapruner.core.io import write_json, write_text
+    from adapruner.core.versions import versions
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--data-dir", required=True)
+    p.add_argument("--work", default="/tmp/adapruner-bench/recovery")
+    p.add_argument("--out", default="benchmarks/results/recovery")
+    p.add_argument("--ratios", default="0.2,0.5")
+    p.add_argument("--extra", action="append", default=[], metavar="NAME=DIR",
+                   help="another pruned run directory to recover, e.g. searched20=/tmp/.../full-space-r20-tpe-s0")
+    p.add_argument("--minutes", type=float, default=20.0, help="wall-clock budget of each recovery run")
+    p.add_argument("--eval-every", type=int, default=10)
+    p.add_argument("--limit", type=int, default=None, help="zero-shot documents per task (default: no zero-shot)")
+    args = p.parse_args()
+    work, out = Path(args.work), Path(args.out)
+    common = ["--device", "cpu", "--data-dir", args.data_dir]
+
+    models = {}
+    for ratio in [float(r) for r in args.ratios.split(",") if r]:
+        name = f"element1-{round(ratio * 100)}"
+        run = work / name
+        if not (run / "model" / "config.json").is_file():
+            run_cli(["prune", "--model", "smollm2-135m", "--ratio", str(ratio), "--metric", "element1", "--seed", "0",
+                     "--out", str(run), "--overwrite", *common])
+        models[name] = run
+    for item in args.extra:
+        name, _, path = item.partition("=")
+        models[name] = Path(path)
+
+    budget = ["--max-minutes", str(args.minutes), "--max-steps", "100000", "--eval-every", str(args.eval_every),
+              "--val-windows", "16", "--seq-len", "128"]
+    flags = {
+        "lora": ["--method", "lora", "--data", str(Path(args.data_dir) / "alpaca" / "alpaca_cleaned_sample2000.json"),
+                 "--batch-size", "8", "--micro-batch-size", "4", "--lr", "3e-4", "--val-size", "32", "--cutoff", "128"],
+        "distill": ["--method", "distill", "--teacher", "smollm2-135m", "--batch-size", "8"],
+    }
+    rows = {}
+    for name, run in models.items():
+        variants = {"untuned": run}
+        for method in METHODS:
+            tuned = work / f"{name}-{method}-{args.minutes:g}min"
+            if not (tuned / "finetune_report.json").is_file():
+                run_cli(["finetune", "--model", str(run), *flags[method], *budget, "--out", str(tuned), "--overwrite",
+                         *common])
+            variants[method] = tuned
+        for label, directory in variants.items():
+            result = directory / "eval_results.json"
+            if not result.is_file():
+                extra = ["--tasks", "all", "--limit", str(args.limit)] if args.limit else []
+                run_cli(["eval", "--model", str(directory), "--ppl", "wikitext2,ptb", *extra, *common, "--overwrite"])
+            ev = json.loads(result.read_text())
+            ppl = {r["dataset"]: r["ppl"] for r in ev["perplexity"]}
+            row = {"model": name, "recovery": label, "wikitext2": ppl.get("wikitext2"), "ptb": ppl.get("ptb"),
+                   "zeroshot_average": ((ev.get("zeroshot") or {}).get("average") or {}).get("value")}
+            if label != "untuned":
+                rep = json.loads((directory / "finetune_report.json").read_text())
+                row.update(steps=rep["steps"], seconds=rep["seconds"], validation=rep.get("validation"))
+            rows[f"{name} | {label}"] = row
+    write_json(out / "rows.json", {"minutes": args.minutes, "rows": rows, "versions": versions("peft")})
+
+    lines = [f"| model | recovery ({args.minutes:g} min) | steps | WikiText-2 | PTB | WT2 vs LoRA |",
+             "|---|---|---|---|---|---|"]
+    for name in models:
+        lora = rows[f"{name} | lora"]["wikitext2"]
+        for label in ("untuned", *METHODS):
+            r = rows[f"{name} | {label}"]
+            lines.append(f"| {name} | {label} | {r.get('steps', '-')} | {r['wikitext2']:.2f} | {r['ptb']:.2f} | "
+                         f"{r['wikitext2'] / lora:.2f}x |")
+    write_text(out / "table.md", "\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(models), figsize=(5 * len(models), 3.6), squeeze=False)
+    for ax, name in zip(axes[0], models):
+        for method in METHODS:
+            curve = rows[f"{name} | {method}"].get("validation") or []
+            ax.plot([c["seconds"] / 60 for c in curve], [c["ppl"] for c in curve], marker=".", label=method)
+        ax.set_title(f"{name}: validation PPL vs wall time")
+        ax.set_xlabel("minutes")
+        ax.set_ylabel("WikiText-2 validation PPL")
+        ax.set_yscale("log")
+        ax.legend()
+    fig.tight_layout()
+    out.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out / "validation_vs_time.png", dpi=120)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
