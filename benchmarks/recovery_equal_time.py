@@ -48,6 +48,7 @@ def main() -> int:
     p.add_argument("--minutes", type=float, default=20.0, help="wall-clock budget of each recovery run")
     p.add_argument("--eval-every", type=int, default=10)
     p.add_argument("--limit", type=int, default=None, help="zero-shot documents per task (default: no zero-shot)")
+    p.add_argument("--max-windows", type=int, default=None, help="smoke runs only: score the first N test windows")
     args = p.parse_args()
     work, out = Path(args.work), Path(args.out)
     common = ["--device", "cpu", "--data-dir", args.data_dir]
@@ -84,6 +85,7 @@ def main() -> int:
             result = directory / "eval_results.json"
             if not result.is_file():
                 extra = ["--tasks", "all", "--limit", str(args.limit)] if args.limit else []
+                extra += ["--max-windows", str(args.max_windows)] if args.max_windows else []
                 run_cli(["eval", "--model", str(directory), "--ppl", "wikitext2,ptb", *extra, *common, "--overwrite"])
             ev = json.loads(result.read_text())
             ppl = {r["dataset"]: r["ppl"] for r in ev["perplexity"]}
