@@ -170,3 +170,34 @@ def test_bad_input_is_one_line_and_writes_nothing(tiny_llama_dir, tokenizer_gguf
     assert main(["export", "--model", str(tiny_llama_dir), "--out", str(out), "--tokenizer-from", str(tokenizer_gguf),
                  "--overwrite"]) == 0
     assert out.read_bytes()[:4] == b"GGUF"
+
+
+@pytest.mark.parametrize("rope", [{"rope_type": "linear", "factor": 2.0},
+                                  {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+                                   "high_freq_factor": 4.0, "original_max_position_embeddings": 64}])
+def test_rope_scaling_is_carried_over(rope, tokenizer_gguf, tmp_path):
+    """Linear and Llama-3 rope scaling give llama.cpp the positions transformers uses (logits
+    compared directly: a random model's mean NLL hardly depends on positions, its logits do; without
+    the scaling they differ by ~1.6 here)."""
+    need_llama_cpp()
+    import transformers as T
+
+    from adapruner.export.llamacpp import logits, open_gguf
+    from tiny import COMMON
+
+    torch.manual_seed(0)
+    config = T.LlamaConfig(**COMMON, rope_parameters={"rope_theta": 10000.0, **rope})
+    config._attn_implementation = "eager"
+    model = T.AutoModelForCausalLM.from_config(config).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() == 2:
+                p.normal_(0, 0.08)
+    ckpt = save_pruned(prune_model(model, uniform_plan()), None, tmp_path / "model", {})
+    x = tiny_batch(1, 128)
+    result = export_gguf(ckpt, tmp_path / "m.gguf", tokenizer_from=tokenizer_gguf)
+    with open_gguf(result.path, n_ctx=128, f32_cache=True) as llm:
+        got = logits(llm, x[0].tolist())
+    with torch.no_grad():
+        expected = model(x).logits[0].numpy()
+    assert abs(got - expected).max() < 1e-3

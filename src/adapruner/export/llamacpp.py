@@ -44,7 +44,8 @@ def open_gguf(path: str | Path, n_ctx: int = 512, threads: int | None = None, al
         llm.close()  # explicitly: llama-cpp-python's __del__ fails at interpreter exit
 
 
-def _logits(llm, ids: list[int]) -> np.ndarray:
+def logits(llm, ids: list[int]) -> np.ndarray:
+    """llama.cpp's logits ``[len(ids), vocab]`` for the token ids (from a fresh context)."""
     llm.reset()
     llm.eval(ids)
     return np.asarray(llm.scores[: len(ids)], dtype=np.float64)
@@ -54,9 +55,9 @@ def mean_nll(llm, windows: list[list[int]]) -> float:
     """Mean next-token NLL (nats) over all predicted positions of ``windows``."""
     total, count = 0.0, 0
     for ids in windows:
-        logits = _logits(llm, ids)[:-1]
-        logits = logits - logits.max(axis=-1, keepdims=True)
-        logp = logits - np.log(np.exp(logits).sum(axis=-1, keepdims=True))
+        z = logits(llm, ids)[:-1]
+        z = z - z.max(axis=-1, keepdims=True)
+        logp = z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
         total -= float(logp[np.arange(len(ids) - 1), ids[1:]].sum())
         count += len(ids) - 1
     return total / count
