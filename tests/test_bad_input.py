@@ -301,3 +301,11 @@ def test_calibration_from_a_hub_dataset(ckpt, capsys, tmp_path, monkeypatch):
                            "--num-samples", "2", "--calib-seq-len", "16")) == 0
     report = json.loads((tmp_path / "b" / "pruning_report.json").read_text())
     assert report["config"]["calibration"]["source"] == "someone/corpus"
+
+
+def test_a_truncated_gguf_is_one_line(capsys, tmp_path, data_dir):
+    """An interrupted GGUF download (8 bytes) fails with one line, not a struct.error traceback."""
+    bad = tmp_path / "m.gguf"
+    bad.write_bytes(b"GGUFjunk")
+    one_line_error(capsys, ["eval", "--model", str(bad), "--data-dir", str(data_dir), "--device", "cpu"],
+                   "cannot read GGUF file")

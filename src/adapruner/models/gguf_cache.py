@@ -19,6 +19,7 @@ import hashlib
 import json
 import os
 import re
+import struct
 import time
 from pathlib import Path
 
@@ -105,7 +106,8 @@ def convert_gguf(gguf: Path, out_dir: Path) -> None:
     try:
         model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
         tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    except (ValueError, KeyError, OSError, RuntimeError) as exc:
+    except (ValueError, KeyError, OSError, RuntimeError, struct.error, EOFError, IndexError) as exc:
+        # struct.error / EOFError / IndexError: a truncated or damaged file (interrupted download)
         raise AdaprunerError(
             f"cannot read GGUF file {gguf}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}; "
             "is it a complete GGUF of a supported architecture?"
