@@ -223,3 +223,24 @@ def test_search_takes_the_budget_in_the_users_terms(tiny_dir, data_dir, tmp_path
     report = json.loads((tmp_path / "n" / "pruning_report.json").read_text())
     assert report["provenance"]["ratio"] < 0.2  # a share of fewer parameters
     assert report["provenance"]["budget_asked"]["ratio_of"] == "non-embedding"
+
+
+def test_a_default_search_result_loads_exactly_as_its_card_and_message_say(tiny_dir, data_dir, tmp_path, capsys):
+    """The README's loading statements hold for a search result: with import adapruner and with
+    trust_remote_code it loads; plainly it loads only when the card says it is plain."""
+    from test_outputs import _load
+
+    out = tmp_path / "run"
+    assert main(search_args(tiny_dir, out, data_dir, 1, "--sampler", "random")) == 0
+    printed = capsys.readouterr().out
+    flavour = json.loads((out / "model" / "pruning_report.json").read_text())["checkpoint"]["flavour"]
+    card = (out / "model" / "README.md").read_text()
+    if flavour == "plain":
+        assert "a plain transformers checkpoint" in printed and "A plain transformers checkpoint" in card
+        assert _load(out / "model", "plain").returncode == 0
+    else:
+        assert "load it after import adapruner, or with trust_remote_code=True" in printed
+        assert "A plain `from_pretrained(DIR)` without either fails" in card
+        assert _load(out / "model", "plain").returncode != 0
+    assert _load(out / "model", "adapruner").returncode == 0
+    assert _load(out / "model", "remote").returncode == 0
