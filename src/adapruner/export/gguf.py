@@ -111,6 +111,10 @@ def choose_arch(ckpt: Checkpoint) -> tuple[str, bool]:
             # deci.cpp skips the rest of such a layer, dropping its attention output as well.
             raise AdaprunerError(f"layer {i} keeps attention but no MLP channel, which llama.cpp's deci "
                                  "architecture cannot run; prune with at least one MLP channel per layer")
+        if layer.n_head == 0 and "self_attn.o_proj" in layer.biases:
+            # deci.cpp passes an attention-free layer's input through, ignoring an o_proj bias.
+            raise AdaprunerError(f"layer {i} has no attention head but an attention-output bias, which llama.cpp's "
+                                 "deci architecture ignores; fold the bias into the next layer or keep one head")
         if layer.n_head > 0 and layer.n_head_kv == 0:
             raise AdaprunerError(f"layer {i} has {layer.n_head} query heads but no KV head; not a valid attention layer")
     return PER_LAYER_ARCH, True
