@@ -21,7 +21,7 @@ from adapruner.errors import AdaprunerError
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Register ``finetune`` and its flags."""
-    p = subparsers.add_parser("finetune", help="recovery fine-tuning (LoRA or group-wise) and merge",
+    p = subparsers.add_parser("finetune", help="recovery: LoRA, group-wise tuning or distillation from the dense model",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_model_arg(p)
     p.add_argument("--data", default=None,
