@@ -244,3 +244,14 @@ def test_a_default_search_result_loads_exactly_as_its_card_and_message_say(tiny_
         assert _load(out / "model", "plain").returncode != 0
     assert _load(out / "model", "adapruner").returncode == 0
     assert _load(out / "model", "remote").returncode == 0
+
+
+def test_refinalising_a_finished_study_keeps_the_dense_reference(tiny_dir, data_dir, tmp_path):
+    """A re-run that has no trial left to run still measures the dense model for the report and plot."""
+    out = tmp_path / "run"
+    args = search_args(tiny_dir, out, data_dir, 1, "--sampler", "random")
+    assert main(args) == 0
+    first = json.loads((out / "pruning_report.json").read_text())["dense_validation_ppl"]
+    assert main(args) == 0  # nothing left to run: finalises again
+    again = json.loads((out / "pruning_report.json").read_text())["dense_validation_ppl"]
+    assert again is not None and again == pytest.approx(first, rel=1e-4)

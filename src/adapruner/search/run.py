@@ -207,6 +207,10 @@ def finalize(study, storage, loaded, request: SearchRequest, pool, objective, ru
     dense_params = count_parameters(model)
     indices = config.calibration.indices
     calib = pool[sorted(indices)] if indices is not None else None
+    dense = objective.evaluator.dense if objective.evaluator else None
+    if not dense:  # a process that ran no trial (a finished study re-finalised): measure it now
+        dense = {name: perplexity(model, w, batch_size=request.eval_batch_size, progress=False).ppl
+                 for name, w in objective.windows.items()}
     with phase(f"pruning with best trial {best.number} and checking it", True):
         plan = plan_pruning(model, calib, config, request.ratio, update_calib=update_samples(pool, config),
                             cache=objective.update_cache, progress=False).plan
@@ -238,7 +242,7 @@ def finalize(study, storage, loaded, request: SearchRequest, pool, objective, ru
         "space": request.space.to_json(),
         "protocol": request.protocol_json(),
         "study": study_summary(study),
-        "dense_validation_ppl": objective.evaluator.dense if objective.evaluator else None,
+        "dense_validation_ppl": dense,
         "pruned_validation_ppl": check,
         "reproduction": reproduction,
         "parameters": {"dense": dense_params, "pruned": pruned_params,
@@ -257,7 +261,6 @@ def finalize(study, storage, loaded, request: SearchRequest, pool, objective, ru
 
     curves = convergence_curves(storage, loaded.spec, request.ratio)
     stopped = convergence_curves(storage, loaded.spec, request.ratio, TrialState.PRUNED)
-    dense = objective.evaluator.dense if objective.evaluator else None
     plot_convergence(curves, out / "convergence.png", title=f"{loaded.spec} at {request.ratio:.0%}",
                      stopped=stopped, dense=sum(dense.values()) / len(dense) if dense else None)
     files = ["model", "best_config.json", "trials.csv", "pruning_report.json", "convergence.png"]
