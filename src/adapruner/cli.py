@@ -84,5 +84,24 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def entry() -> None:
+    """The process entry point (console script, ``python -m adapruner.cli``): :func:`main`, then exit.
+
+    After Ctrl-C (exit status 130) a thread a library left running would keep the interpreter
+    alive: Optuna starts a non-daemon heartbeat thread per trial, and an interrupt that lands
+    while it is being started skips the code that stops it. The study is already recorded (the
+    interrupted trial is marked failed), so exit without waiting for such threads.
+    """
+    import threading
+
+    code = main()
+    if code == 130 and any(t is not threading.main_thread() and t.is_alive() and not t.daemon
+                           for t in threading.enumerate()):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()
