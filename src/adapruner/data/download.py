@@ -216,8 +216,9 @@ def download(to: str | Path, groups: list[str] | None = None, progress: bool = T
     if unknown:
         raise AdaprunerError(f"unknown data set(s) {unknown}; choose from {', '.join(GROUPS)}")
     to = Path(to)
-    todo = [g for g in names if _passes(GROUPS[g], to) is None]
-    results = {g: _passes(GROUPS[g], to) for g in names if g not in todo}
+    present = {g: _passes(GROUPS[g], to) for g in names}  # each check reads every file of its group once
+    todo = [g for g in names if present[g] is None]
+    results = {g: r for g, r in present.items() if r is not None}
     if todo and not hub_reachable():
         raise AdaprunerError(f"cannot download {', '.join(todo)}: the Hugging Face hub is not reachable (no network?); "
                              "copy an existing data directory instead and pass it as --data-dir")

@@ -125,8 +125,8 @@ def save_pruned(model: nn.Module, tokenizer, out_dir: str | Path, report: dict, 
     try:
         return _write(model, tokenizer, out, report, overwrite or force)
     except OSError as exc:
-        raise AdaprunerError(f"writing {out} failed ({exc.strerror or exc}); nothing was left behind: free space or "
-                             "choose another --out and run again") from None
+        # As for run directories: nothing half-written at ``out``, the finished model kept elsewhere.
+        raise write_failed(out, exc, rescue(lambda t: _write(model, tokenizer, t, report, False), out.name)) from None
 
 
 def save_run(model: nn.Module, tokenizer, out_dir: str | Path, report: dict, overwrite: bool = False,
