@@ -258,6 +258,27 @@ def test_corrupt_sqlite_is_an_error_and_left_untouched(tmp_path):
     assert db.read_bytes() == before
 
 
+def test_a_study_killed_mid_write_opens_after_its_hot_journal_rolls_back(tmp_path):
+    """kill -9 during a write leaves a hot journal: the study must still open (rolled back to
+    its last commit), not be called damaged, which is what a read-only check reported."""
+    url = stg.default_storage(tmp_path)
+    run_worker(url, 1)
+    db = tmp_path / "study.db"
+    writer = (
+        "import os, sqlite3, sys\n"
+        "con = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
+        "con.execute('PRAGMA journal_mode=DELETE'); con.execute('PRAGMA cache_size=1')\n"
+        "con.execute('CREATE TABLE IF NOT EXISTS filler(x)'); con.execute('BEGIN')\n"
+        "for _ in range(2000): con.execute('INSERT INTO filler VALUES (randomblob(1000))')\n"
+        "os.kill(os.getpid(), 9)\n"
+    )
+    subprocess.run([sys.executable, "-c", writer, str(db)], check=False)
+    assert (tmp_path / "study.db-journal").exists()  # the hot journal the test is about
+    storage = stg.open_storage(url)
+    study = stg.existing_study(storage, "s")
+    assert len([t for t in study.get_trials() if t.state == TrialState.COMPLETE]) == 1
+
+
 def test_damaged_sqlite_pages_are_an_error(tmp_path):
     url = stg.default_storage(tmp_path)
     run_worker(url, 1)

@@ -23,14 +23,20 @@ def default_storage(out_dir: str | Path) -> str:
 
 def check_sqlite_study_file(path: Path) -> None:
     """Refuse, without writing to it, a file that is not an SQLite database, is damaged, or is
-    another program's database (tables, but no Optuna schema): Optuna would add its tables."""
+    another program's database (tables, but no Optuna schema): Optuna would add its tables.
+
+    The file is opened read-write (never created) because a process killed mid-write leaves a
+    hot journal that SQLite must roll back before anything can be read; a read-only connection
+    then reports "attempt to write a readonly database" for a perfectly sound study. The
+    rollback restores the last committed state, which is what any SQLite client would do.
+    """
     import sqlite3
 
     with open(path, "rb") as f:
         if f.read(16) != b"SQLite format 3\x00":
             raise AdaprunerError(f"{path} is not an SQLite database (corrupt?); move it away or pass another --out/--storage")
     try:
-        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        con = sqlite3.connect(f"file:{path}?mode=rw", uri=True, timeout=60)
         try:
             tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
             con.execute("PRAGMA quick_check").fetchall()
