@@ -48,7 +48,11 @@ def main() -> int:
     p.add_argument("--minutes", type=float, default=20.0, help="wall-clock budget of each recovery run")
     p.add_argument("--eval-every", type=int, default=10)
     p.add_argument("--limit", type=int, default=None, help="zero-shot documents per task (default: no zero-shot)")
-    p.add_argument("--max-windows", type=int, default=None, help="smoke runs only: score the first N test windows")
+    p.add_argument("--zeroshot-models", default=None,
+                   help="comma list of model names that get the zero-shot run (default: all, when --limit is set)")
+    p.add_argument("--max-windows", type=int, default=None,
+                   help="score the first N windows of each test split (a full split takes ~20 min per model on 2 "
+                        "CPU cores; default: all)")
     args = p.parse_args()
     work, out = Path(args.work), Path(args.out)
     common = ["--device", "cpu", "--data-dir", args.data_dir]
@@ -84,7 +88,8 @@ def main() -> int:
         for label, directory in variants.items():
             result = directory / "eval_results.json"
             if not result.is_file():
-                extra = ["--tasks", "all", "--limit", str(args.limit)] if args.limit else []
+                zeroshot = args.limit and (args.zeroshot_models is None or name in args.zeroshot_models.split(","))
+                extra = ["--tasks", "all", "--limit", str(args.limit)] if zeroshot else []
                 extra += ["--max-windows", str(args.max_windows)] if args.max_windows else []
                 run_cli(["eval", "--model", str(directory), "--ppl", "wikitext2,ptb", *extra, *common, "--overwrite"])
             ev = json.loads(result.read_text())
@@ -95,16 +100,21 @@ def main() -> int:
                 rep = json.loads((directory / "finetune_report.json").read_text())
                 row.update(steps=rep["steps"], seconds=rep["seconds"], validation=rep.get("validation"))
             rows[f"{name} | {label}"] = row
-    write_json(out / "rows.json", {"minutes": args.minutes, "rows": rows, "versions": versions("peft")})
+    protocol = {"minutes": args.minutes, "seq_len": 128, "test_windows": args.max_windows or "all",
+                "zeroshot_limit": args.limit, "eval_every": args.eval_every, "val_windows": 16}
+    write_json(out / "rows.json", {**protocol, "rows": rows, "versions": versions("peft")})
 
-    lines = [f"| model | recovery ({args.minutes:g} min) | steps | WikiText-2 | PTB | WT2 vs LoRA |",
-             "|---|---|---|---|---|---|"]
+    windows = "full test" if not args.max_windows else f"first {args.max_windows} test windows"
+    lines = [f"| model | recovery ({args.minutes:g} min) | steps | WikiText-2 | PTB | WT2 vs LoRA | zero-shot avg |",
+             "|---|---|---|---|---|---|---|", ]
     for name in models:
         lora = rows[f"{name} | lora"]["wikitext2"]
         for label in ("untuned", *METHODS):
             r = rows[f"{name} | {label}"]
+            zs = f"{r['zeroshot_average'] * 100:.2f}" if r.get("zeroshot_average") is not None else "-"
             lines.append(f"| {name} | {label} | {r.get('steps', '-')} | {r['wikitext2']:.2f} | {r['ptb']:.2f} | "
-                         f"{r['wikitext2'] / lora:.2f}x |")
+                         f"{r['wikitext2'] / lora:.2f}x | {zs} |")
+    lines.append(f"\nPerplexity: seq 128, {windows}; zero-shot: 7 tasks, limit {args.limit}.")
     write_text(out / "table.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
 
