@@ -70,7 +70,9 @@ def main() -> int:
         models[name] = Path(path)
 
     budget = ["--max-minutes", str(args.minutes), "--max-steps", "100000", "--eval-every", str(args.eval_every),
-              "--val-windows", "16", "--seq-len", "128"]
+              "--val-windows", "16", "--seq-len", "128",
+              # LLM-Pruner's 100 warm-up steps would leave LoRA below its peak rate for the whole budget
+              "--warmup-steps", "10"]
     flags = {
         "lora": ["--method", "lora", "--data", str(Path(args.data_dir) / "alpaca" / "alpaca_cleaned_sample2000.json"),
                  "--batch-size", "8", "--micro-batch-size", "4", "--lr", "3e-4", "--val-size", "32", "--cutoff", "128"],

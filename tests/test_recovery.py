@@ -165,6 +165,12 @@ def test_finetune_command_errors(tiny_dir, tmp_path, capsys):
     code = main(["finetune", "--model", str(not_a_model), "--data", str(good), "--out", str(tmp_path / "o")])
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("error:") and len(err.strip().splitlines()) == 1
+    for method in ("lora", "distill"):
+        code = main(["finetune", "--model", str(tiny_dir), "--method", method, "--data", str(good), "--teacher",
+                     str(tiny_dir), "--warmup-steps", "-1", "--out", str(tmp_path / "o")])
+        err = capsys.readouterr().err
+        assert code == 2 and "--warmup-steps must be 0 or more" in err, err
+    assert not (tmp_path / "o").exists()
 
 
 @pytest.mark.slow

@@ -40,6 +40,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="examples (windows for distill) per optimiser step (default 64; distill 8)")
     t.add_argument("--micro-batch-size", type=int, default=4, help="examples per forward (gradient accumulation)")
     t.add_argument("--lr", type=float, default=None, help="peak learning rate of AdamW (default 1e-4; distill 5e-5)")
+    t.add_argument("--warmup-steps", type=int, default=None,
+                   help="linear learning-rate warm-up steps (default 100, LLM-Pruner's; distill 10); with a "
+                        "--max-minutes budget on a CPU a run may take fewer steps than that")
     t.add_argument("--cutoff", type=int, default=256, help="maximum tokens per example")
     t.add_argument("--max-minutes", type=float, default=None,
                    help="wall-clock budget: stop cleanly after the step that crosses it and save (every method)")
@@ -101,7 +104,8 @@ def run(args: argparse.Namespace) -> int:
     config = TrainConfig(epochs=args.epochs, max_steps=args.max_steps, batch_size=args.batch_size or 64,
                          micro_batch_size=args.micro_batch_size, lr=args.lr if args.lr is not None else 1e-4, cutoff=args.cutoff,
                          train_on_inputs=args.train_on_inputs, val_size=args.val_size, seed=args.seed,
-                         max_minutes=args.max_minutes)
+                         max_minutes=args.max_minutes,
+                         warmup_steps=args.warmup_steps if args.warmup_steps is not None else 100)
     config.check()
     rows = load_alpaca(args.data)  # validate the data before spending time on the model
     if len(rows) < 2:
@@ -149,7 +153,8 @@ def run_distill(args: argparse.Namespace, out: Path) -> int:
                            batch_size=args.batch_size or 8, lr=args.lr if args.lr is not None else 5e-5,
                            max_steps=args.max_steps or 200, max_minutes=args.max_minutes, eval_every=args.eval_every or 25,
                            val_windows=args.val_windows, checkpoint_every=args.checkpoint_every,
-                           lora_r=args.lora_r if args.distill_lora else 0, seed=args.seed)
+                           lora_r=args.lora_r if args.distill_lora else 0, seed=args.seed,
+                           warmup_steps=args.warmup_steps if args.warmup_steps is not None else 10)
     config.check()
     data_dir = None
     if args.data is not None and not user_text.is_text_file(args.data):

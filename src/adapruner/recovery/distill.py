@@ -74,6 +74,8 @@ class DistillConfig:
             raise AdaprunerError("--eval-every, --checkpoint-every and --val-windows must be at least 1")
         if self.lora_r < 0:
             raise AdaprunerError(f"--lora-r must be >= 0 (got {self.lora_r})")
+        if self.warmup_steps < 0:
+            raise AdaprunerError(f"--warmup-steps must be 0 or more (got {self.warmup_steps})")
 
 
 def check_pair(student, teacher) -> None:

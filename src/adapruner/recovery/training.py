@@ -57,6 +57,8 @@ class TrainConfig:
             raise AdaprunerError(f"--max-minutes must be positive (got {self.max_minutes}); omit it for no time limit")
         if self.val_size < 1:
             raise AdaprunerError(f"--val-size must be at least 1 (got {self.val_size})")
+        if self.warmup_steps < 0:
+            raise AdaprunerError(f"--warmup-steps must be 0 or more (got {self.warmup_steps})")
 
     def to_json(self) -> dict:
         """A JSON-serialisable dict."""
