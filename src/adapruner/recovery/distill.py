@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from adapruner.core.io import atomic_directory
 from adapruner.core.lm import next_token_nll
 from adapruner.errors import AdaprunerError
+from adapruner.recovery.training import budget_postfix
 
 
 @dataclass
@@ -102,28 +103,32 @@ def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor
 @torch.no_grad()
 def mean_kl(student, teacher, windows: torch.Tensor, batch_size: int = 8) -> float:
     """Mean per-token KL(teacher || student) at temperature 1 over ``windows``."""
-    total, count = 0.0, 0
-    for batch in windows.split(batch_size):
-        s = student(input_ids=batch.to(_device(student)), use_cache=False).logits
-        t = teacher(input_ids=batch.to(_device(teacher)), use_cache=False).logits
-        _, kl = distillation_loss(s, t, batch, 1.0, 0.0)
-        n = batch.shape[0] * (batch.shape[1] - 1)
-        total, count = total + kl * n, count + n
-    return total / max(count, 1)
+    return validation_metrics(student, teacher, windows, batch_size)[1]
 
 
 @torch.no_grad()
 def validation_ppl(model, windows: torch.Tensor, batch_size: int = 8) -> float:
     """Perplexity of ``model`` on ``windows`` (eval mode, restored after)."""
-    was = model.training
-    model.eval()
-    nll, n = 0.0, 0
+    return validation_metrics(model, None, windows, batch_size)[0]
+
+
+@torch.no_grad()
+def validation_metrics(student, teacher, windows: torch.Tensor, batch_size: int = 8) -> tuple[float, float | None]:
+    """Perplexity of ``student`` on ``windows`` and, with a teacher, its mean per-token KL to it
+    at temperature 1, from one student pass (validation time counts against a time budget, so
+    it should not run the student twice)."""
+    was = student.training
+    student.eval()
+    nll, kl_sum, n = 0.0, 0.0, 0
     for batch in windows.split(batch_size):
-        logits = model(input_ids=batch.to(_device(model)), use_cache=False).logits
+        logits = student(input_ids=batch.to(_device(student)), use_cache=False).logits
         nll += float(next_token_nll(logits, batch))
+        if teacher is not None:
+            t = teacher(input_ids=batch.to(_device(teacher)), use_cache=False).logits
+            kl_sum += distillation_loss(logits, t, batch, 1.0, 0.0)[1] * batch[:, 1:].numel()
         n += batch[:, 1:].numel()
-    model.train(was)
-    return math.exp(min(nll / max(n, 1), 700.0))
+    student.train(was)
+    return math.exp(min(nll / max(n, 1), 700.0)), (kl_sum / max(n, 1) if teacher is not None else None)
 
 
 def _device(model) -> torch.device:
@@ -226,11 +231,9 @@ def distill(student, teacher, train_windows: torch.Tensor, val_windows: torch.Te
         return train_windows[idx]
 
     def evaluate(s: int) -> None:
-        student.eval()
+        ppl, kl = validation_metrics(student, teacher, val_windows, config.batch_size)
         history["validation"].append({"step": s, "seconds": round(offset + time.perf_counter() - start_wall, 1),
-                                      "ppl": validation_ppl(student, val_windows, config.batch_size),
-                                      "kl": mean_kl(student, teacher, val_windows, config.batch_size)})
-        student.train()
+                                      "ppl": ppl, "kl": kl})
 
     if step == 0:
         evaluate(0)
@@ -254,7 +257,8 @@ def distill(student, teacher, train_windows: torch.Tensor, val_windows: torch.Te
         step += 1
         history["train"].append({"step": step, "loss": float(loss.detach()), "kl": kl, "lr": optim.param_groups[0]["lr"]})
         bar.update(1)
-        bar.set_postfix(loss=f"{float(loss.detach()):.3f}", val=f"{history['validation'][-1]['ppl']:.1f}")
+        bar.set_postfix(loss=f"{float(loss.detach()):.3f}", val=f"{history['validation'][-1]['ppl']:.1f}",
+                        **budget_postfix(start_wall, config.max_minutes))
         if step % config.eval_every == 0 or step == total:
             evaluate(step)
         if checkpoint is not None and step % config.checkpoint_every == 0 and step < total:

@@ -65,6 +65,15 @@ class TrainConfig:
         return asdict(self)
 
 
+def budget_postfix(start: float, max_minutes: float | None) -> dict:
+    """The progress bar's note of the wall-clock budget left (its step ETA is meaningless when a
+    --max-minutes budget, not --max-steps, ends the run)."""
+    if max_minutes is None:
+        return {}
+    left = max(0.0, 60 * max_minutes - (time.perf_counter() - start))
+    return {"budget_left": f"{left / 60:.1f}min"}
+
+
 def _token_loss(model, batch: dict, device) -> tuple[torch.Tensor, int]:
     """Summed next-token NLL over labelled tokens, and their number."""
     batch = {k: v.to(device) for k, v in batch.items()}
@@ -116,7 +125,7 @@ def train(model, train_examples: list[dict], config: TrainConfig, pad_id: int,
     rng = random.Random(config.seed)
     order: list[int] = []
     history = []
-    start = time.time()
+    start, start_clock = time.time(), time.perf_counter()
     model.train()
     bar = tqdm(range(total_steps), desc="fine-tuning", disable=not progress)
     done = 0
@@ -149,7 +158,7 @@ def train(model, train_examples: list[dict], config: TrainConfig, pad_id: int,
         optim.step()
         sched.step()
         history.append({"step": step + 1, "loss": step_loss / max(n_tokens, 1), "lr": optim.param_groups[0]["lr"]})
-        bar.set_postfix(loss=f"{history[-1]['loss']:.3f}")
+        bar.set_postfix(loss=f"{history[-1]['loss']:.3f}", **budget_postfix(start_clock, config.max_minutes))
         done = step + 1
         if eval_every and done % eval_every == 0:
             checkpoint_validation(done)
