@@ -47,6 +47,10 @@ def main() -> int:
                    help="another pruned run directory to recover, e.g. searched20=/tmp/.../full-space-r20-tpe-s0")
     p.add_argument("--minutes", type=float, default=20.0, help="wall-clock budget of each recovery run")
     p.add_argument("--eval-every", type=int, default=10)
+    # Peak rates picked per method by 1.6-2.5-minute pilots on element1-20 (benchmarks/README.md):
+    # each method gets the better of the rates tried, so neither loses by an untuned rate.
+    p.add_argument("--lora-lr", default="1e-3")
+    p.add_argument("--distill-lr", default="1e-3")
     p.add_argument("--limit", type=int, default=None, help="zero-shot documents per task (default: no zero-shot)")
     p.add_argument("--zeroshot-models", default=None,
                    help="comma list of model names that get the zero-shot run (default: all, when --limit is set)")
@@ -75,14 +79,15 @@ def main() -> int:
               "--warmup-steps", "10"]
     flags = {
         "lora": ["--method", "lora", "--data", str(Path(args.data_dir) / "alpaca" / "alpaca_cleaned_sample2000.json"),
-                 "--batch-size", "8", "--micro-batch-size", "4", "--lr", "3e-4", "--val-size", "32", "--cutoff", "128"],
-        "distill": ["--method", "distill", "--teacher", "smollm2-135m", "--batch-size", "8"],
+                 "--batch-size", "8", "--micro-batch-size", "4", "--lr", args.lora_lr, "--val-size", "32", "--cutoff", "128"],
+        "distill": ["--method", "distill", "--teacher", "smollm2-135m", "--batch-size", "8", "--lr", args.distill_lr],
     }
     rows = {}
     for name, run in models.items():
         variants = {"untuned": run}
         for method in METHODS:
-            tuned = work / f"{name}-{method}-{args.minutes:g}min"
+            lr = args.lora_lr if method == "lora" else args.distill_lr
+            tuned = work / f"{name}-{method}-{args.minutes:g}min-lr{lr}"
             if not (tuned / "finetune_report.json").is_file():
                 run_cli(["finetune", "--model", str(run), *flags[method], *budget, "--out", str(tuned), "--overwrite",
                          *common])
@@ -102,7 +107,7 @@ def main() -> int:
                 rep = json.loads((directory / "finetune_report.json").read_text())
                 row.update(steps=rep["steps"], seconds=rep["seconds"], validation=rep.get("validation"))
             rows[f"{name} | {label}"] = row
-    protocol = {"minutes": args.minutes, "seq_len": 128, "test_windows": args.max_windows or "all",
+    protocol = {"minutes": args.minutes, "lora_lr": args.lora_lr, "distill_lr": args.distill_lr, "seq_len": 128, "test_windows": args.max_windows or "all",
                 "zeroshot_limit": args.limit, "eval_every": args.eval_every, "val_windows": 16}
     write_json(out / "rows.json", {**protocol, "rows": rows, "versions": versions("peft")})
 

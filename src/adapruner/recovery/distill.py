@@ -231,9 +231,11 @@ def distill(student, teacher, train_windows: torch.Tensor, val_windows: torch.Te
         return train_windows[idx]
 
     def evaluate(s: int) -> None:
+        # The clock is read before validating, as LoRA's curve does: the time at which the
+        # model reached this state (earlier validations included).
+        seconds = round(offset + time.perf_counter() - start_wall, 1)
         ppl, kl = validation_metrics(student, teacher, val_windows, config.batch_size)
-        history["validation"].append({"step": s, "seconds": round(offset + time.perf_counter() - start_wall, 1),
-                                      "ppl": ppl, "kl": kl})
+        history["validation"].append({"step": s, "seconds": seconds, "ppl": ppl, "kl": kl})
 
     if step == 0:
         evaluate(0)
