@@ -309,3 +309,33 @@ def test_a_truncated_gguf_is_one_line(capsys, tmp_path, data_dir):
     bad.write_bytes(b"GGUFjunk")
     one_line_error(capsys, ["eval", "--model", str(bad), "--data-dir", str(data_dir), "--device", "cpu"],
                    "cannot read GGUF file")
+
+
+def test_a_cleanup_that_hangs_after_ctrl_c_is_cut_off(tmp_path):
+    """Whatever the cleanup after Ctrl-C waits on (an SQLite lock held by a storage call the
+    interrupt cut short), the process exits 130 soon after, with one line saying so."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = (
+        "import sys, time\n"
+        "import adapruner.cli as cli\n"
+        "cli.CLEANUP_AFTER_CTRL_C_S = 1\n"
+        "def main(argv=None):\n"
+        "    try:\n"
+        "        print('ready', flush=True); time.sleep(60)\n"
+        "    except KeyboardInterrupt:\n"
+        "        time.sleep(60)  # a cleanup that never ends\n"
+        "    return 0\n"
+        "cli.main = main\n"
+        "cli.entry()\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "ready"
+    start = time.time()
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130 and time.time() - start < 20
+    assert "cleanup did not finish" in err and "Traceback" not in err

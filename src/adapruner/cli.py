@@ -84,16 +84,43 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+CLEANUP_AFTER_CTRL_C_S = 30
+
+
+def _on_ctrl_c(signum, frame) -> None:
+    """First Ctrl-C: raise KeyboardInterrupt as Python does, and start a clock. If the cleanup it
+    triggers (marking the running trial failed, closing the storage) has not ended the process
+    within CLEANUP_AFTER_CTRL_C_S, exit anyway: a storage call cut short mid-transaction can hold
+    an SQLite lock that the cleanup then waits on, and a user who pressed Ctrl-C must get their
+    shell back. A trial left RUNNING that way is failed by Optuna's heartbeat on the next run."""
+    import signal
+    import threading
+
+    def give_up() -> None:
+        print(f"interrupted; cleanup did not finish within {CLEANUP_AFTER_CTRL_C_S} s, exiting",
+              file=sys.stderr, flush=True)
+        os._exit(130)
+
+    timer = threading.Timer(CLEANUP_AFTER_CTRL_C_S, give_up)
+    timer.daemon = True
+    timer.start()
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # a second Ctrl-C interrupts the cleanup
+    raise KeyboardInterrupt
+
+
 def entry() -> None:
     """The process entry point (console script, ``python -m adapruner.cli``): :func:`main`, then exit.
 
     After Ctrl-C (exit status 130) a thread a library left running would keep the interpreter
     alive: Optuna starts a non-daemon heartbeat thread per trial, and an interrupt that lands
     while it is being started skips the code that stops it. The study is already recorded (the
-    interrupted trial is marked failed), so exit without waiting for such threads.
+    interrupted trial is marked failed), so exit without waiting for such threads. A cleanup that
+    itself hangs is cut off by :func:`_on_ctrl_c`'s clock.
     """
+    import signal
     import threading
 
+    signal.signal(signal.SIGINT, _on_ctrl_c)
     code = main()
     if code == 130 and any(t is not threading.main_thread() and t.is_alive() and not t.daemon
                            for t in threading.enumerate()):
