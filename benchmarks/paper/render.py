@@ -564,6 +564,31 @@ def llamacpp_section(results: Path) -> list[str]:
             table.read_text().strip(), ""]
 
 
+def recovery_section(results: Path) -> list[str]:
+    """Distillation vs LoRA at the same wall-clock budget (benchmarks/recovery_equal_time.py) and
+    the hand-written notes in recovery.md (the rate pilots, what the numbers mean)."""
+    table = results / "recovery" / "table.md"
+    notes = HERE / "recovery.md"
+    if not table.is_file():
+        return ["- not measured yet: `python benchmarks/recovery_equal_time.py --data-dir ../shared/data`", ""]
+    import json as _json
+
+    rec = _json.loads((results / "recovery" / "rows.json").read_text())
+    lines = [f"Each pruned SmolLM2-135M model gets {rec['minutes']:g} minutes of wall time per recovery method on 2 CPU "
+             "cores, validation included, one run at a time: LoRA (r 8, cleaned-Alpaca sample, batch 8, cutoff 128, "
+             f"peak rate {rec['lora_lr']}) and distillation from the dense model (KL at temperature 2, all weights, "
+             f"book texts, batch 8 windows of 128 tokens, peak rate {rec['distill_lr']}); both warm up for 10 steps. "
+             f"Perplexity on the first {rec['test_windows']} windows of each test split, zero-shot (7 tasks, limit "
+             f"{rec['zeroshot_limit']}) where shown.", "",
+             "```bash", "python benchmarks/recovery_equal_time.py --data-dir ../shared/data --minutes "
+             f"{rec['minutes']:g} --extra searched20=RUN_DIR --max-windows {rec['test_windows']} --limit "
+             f"{rec['zeroshot_limit']} --zeroshot-models searched20", "```", "",
+             table.read_text().strip(), "", "![validation PPL vs wall time](results/recovery/validation_vs_time.png)", ""]
+    if notes.is_file():
+        lines += [notes.read_text().strip(), ""]
+    return lines
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     bench.add_common_args(p)
@@ -605,6 +630,7 @@ def main() -> int:
         "## Table 9 analogue: deployment statistics", "", *t9, "",
         "## Beyond the paper: weight updates, OBS, non-uniform allocation, the full search space", "",
         *quality_section(plots),
+        "## Recovery at equal wall time: distillation vs LoRA", "", *recovery_section(plots),
         "## Deployment in llama.cpp: exported GGUF files", "", *llamacpp_section(plots),
         "## Table 10 analogue: generations (greedy)", "", *t10, "",
         "## Discussion", "", discussion.strip(), "",

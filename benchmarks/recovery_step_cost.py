@@ -1,0 +1,121 @@
+"""What one recovery step costs, and where the time goes: distillation vs LoRA, float32 vs bfloat16.
+
+Side by side in one process, on one pruned SmolLM2-135M model, interleaved rounds, medians:
+
+- the teacher's forward alone (what a cache of its logits would save per step);
+- a distillation step (teacher forward, student forward + backward, AdamW) in float32, with the
+  teacher in bfloat16, and under ``torch.autocast(bfloat16)`` for student and teacher;
+- a LoRA step (r 8, the same batch of 8 windows of 128 tokens as the LM loss) in float32 and
+  under autocast.
+
+CPUs with AMX / AVX512-BF16 run bfloat16 matmuls much faster than float32; others do not, so the
+ratios hold for the machine that printed them only.
+
+    python benchmarks/recovery_step_cost.py --model RUN_DIR/model --data-dir ../shared/data
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", required=True, help="a pruned model directory")
+    p.add_argument("--teacher", default="smollm2-135m")
+    p.add_argument("--data-dir", required=True)
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--out", default="benchmarks/results/recovery/step_cost.json")
+    args = p.parse_args()
+
+    import torch
+
+    from adapruner.core.io import write_json
+    from adapruner.core.lm import next_token_nll
+    from adapruner.core.versions import versions
+    from adapruner.models.load import load_model
+    from adapruner.recovery.distill import distillation_loss, text_windows_from_books
+    from adapruner.recovery.lora import LoraSettings, add_lora
+
+    torch.manual_seed(0)
+    student = load_model(args.model, device="cpu", dtype="float32").model
+    teacher = load_model(args.teacher, device="cpu", dtype="float32")
+    tok, teacher = teacher.tokenizer, teacher.model
+    teacher_bf16 = load_model(args.teacher, device="cpu", dtype="bfloat16").model
+    for m in (teacher, teacher_bf16):
+        m.eval().requires_grad_(False)
+    ids = text_windows_from_books(tok, Path(args.data_dir), 128)[:8]
+    params = [q for q in student.parameters()]
+    for q in params:
+        q.requires_grad_(True)
+    optim = torch.optim.AdamW(params, lr=1e-6)
+
+    def autocast(on: bool):
+        return torch.autocast("cpu", dtype=torch.bfloat16) if on else nullcontext()
+
+    def teacher_forward(t=teacher, amp=False):
+        with torch.no_grad(), autocast(amp):
+            return t(input_ids=ids, use_cache=False).logits
+
+    def distill_step(t=teacher, amp=False):
+        t_logits = teacher_forward(t, amp)
+        with autocast(amp):
+            s_logits = student(input_ids=ids, use_cache=False).logits
+        loss, _ = distillation_loss(s_logits, t_logits, ids, 2.0, 0.0)
+        optim.zero_grad(set_to_none=True)
+        loss.backward()
+        optim.step()
+
+    lora_model = None
+
+    def lora_step(amp=False):
+        nonlocal lora_model
+        if lora_model is None:
+            import copy
+
+            lora_model = add_lora(copy.deepcopy(student), LoraSettings(8, 16, 0.05))
+        lp = [q for q in lora_model.parameters() if q.requires_grad]
+        opt = torch.optim.AdamW(lp, lr=1e-6)
+        with autocast(amp):
+            logits = lora_model(input_ids=ids, use_cache=False).logits
+        loss = next_token_nll(logits.float(), ids, reduction="mean")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    cases = {
+        "teacher forward float32": lambda: teacher_forward(),
+        "teacher forward bfloat16 weights": lambda: teacher_forward(teacher_bf16),
+        "distill step float32": lambda: distill_step(),
+        "distill step, teacher bfloat16": lambda: distill_step(teacher_bf16),
+        "distill step, autocast bfloat16": lambda: distill_step(amp=True),
+        "lora step float32": lambda: lora_step(),
+        "lora step, autocast bfloat16": lambda: lora_step(amp=True),
+    }
+    for fn in cases.values():  # warm-up: oneDNN kernels, allocator
+        fn()
+    times: dict[str, list[float]] = {k: [] for k in cases}
+    for _ in range(args.rounds):
+        for name, fn in cases.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    base = med["distill step float32"]
+    print(f"| case (batch 8 x 128 tokens, {torch.get_num_threads()} threads) | median s | vs distill float32 |")
+    print("|---|---|---|")
+    for k, v in med.items():
+        print(f"| {k} | {v:.2f} | {v / base:.2f}x |")
+    write_json(Path(args.out), {"median_seconds": med, "seconds": times, "threads": torch.get_num_threads(),
+                                "model": args.model, "teacher": args.teacher, "versions": versions()})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
