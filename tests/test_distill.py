@@ -54,6 +54,26 @@ def test_distillation_with_the_lm_loss_lowers_the_validation_loss():
     assert report["val_ppl_after"] < 0.5 * before
 
 
+def test_the_hidden_state_loss_pulls_every_layer_towards_the_teacher():
+    from adapruner.recovery.distill import hidden_state_loss
+
+    student, teacher = pruned_pair()
+    train, val = tiny_batch(64, 24, seed=1), tiny_batch(8, 24, seed=2)
+
+    def gap() -> float:
+        with torch.no_grad():
+            s = student(input_ids=val, output_hidden_states=True).hidden_states
+            t = teacher(input_ids=val, output_hidden_states=True).hidden_states
+        return float(hidden_state_loss(s, t))
+
+    before = gap()
+    student, report = distill(student, teacher, train, val, DistillConfig(max_steps=30, batch_size=8, lr=3e-3,
+                                                                          hidden_weight=1.0, seq_len=24), progress=False)
+    student.train(False)
+    assert gap() < 0.7 * before
+    assert all("hidden" in r for r in report["train_loss"]) and report["settings"]["hidden_weight"] == 1.0
+
+
 class Dies(torch.nn.Module):
     """A teacher that is killed on its ``n``-th forward (like Ctrl-C in the middle of a run)."""
 
@@ -119,13 +139,14 @@ def test_distill_cli_end_to_end(tmp_path, data_dir):
                  "--device", "cpu", "--data-dir", str(data_dir)]) == 0
     report = json.loads((out / "finetune_report.json").read_text())
     assert report["steps"] == 6 and report["data"] == "books"
+    assert len(report["seen_windows"]) == 24 and max(report["seen_windows"]) < report["train_windows"]
     assert [v["step"] for v in report["validation"]] == [0, 3, 6]
     config = json.loads((out / "model" / "config.json").read_text())
     assert config["model_type"] == json.loads((s / "config.json").read_text())["model_type"]  # loads like the input
     assert not (tmp_path / ".out.distill-checkpoint").exists()
 
 
-@pytest.mark.parametrize("case", ["vocab", "missing", "short", "minutes"])
+@pytest.mark.parametrize("case", ["vocab", "missing", "short", "minutes", "hidden"])
 def test_distill_bad_input_is_one_line_and_leaves_nothing(tmp_path, capsys, case):
     s, t = _save_pair(tmp_path)
     args = ["finetune", "--method", "distill", "--model", str(s), "--teacher", str(t), "--max-steps", "2",
@@ -147,6 +168,18 @@ def test_distill_bad_input_is_one_line_and_leaves_nothing(tmp_path, capsys, case
     elif case == "missing":
         args[args.index(str(t))] = str(tmp_path / "no-teacher")
         match = "no such file"
+    elif case == "hidden":
+        import transformers as T
+
+        other = tmp_path / "other"
+        T.LlamaForCausalLM(T.LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                                         num_attention_heads=2, num_key_value_heads=1, vocab_size=256)).save_pretrained(other)
+        from tiny_tokenizer import char_tokenizer
+
+        char_tokenizer(add_bos=True).save_pretrained(other)
+        args[args.index(str(t))] = str(other)
+        args += ["--hidden-weight", "1"]
+        match = "--hidden-weight needs student and teacher with the same layers"
     elif case == "short":
         text.write_text("tiny")
         match = "window(s) of 32 tokens"

@@ -197,3 +197,14 @@ def test_lora_records_a_validation_curve_over_wall_time(tiny_dir, tmp_path, data
     curve = json.loads((out / "finetune_report.json").read_text())["validation"]
     assert [c["step"] for c in curve] == [0, 1, 2]
     assert all(c["ppl"] > 1 for c in curve) and curve[0]["seconds"] <= curve[-1]["seconds"]
+
+
+def test_the_rate_decays_to_zero_at_whichever_budget_ends_first():
+    from adapruner.recovery.training import lr_factor
+
+    assert lr_factor(0, 10, 100, 0.0, None) == pytest.approx(0.1)  # warm-up
+    assert lr_factor(55, 10, 100, 0.0, None) == pytest.approx(0.5)  # halfway through the steps
+    # A 10-minute budget half spent binds before the steps do; spent, the rate is zero.
+    assert lr_factor(20, 10, 100_000, 300.0, 10.0) == pytest.approx(0.5, abs=1e-3)
+    assert lr_factor(20, 10, 100_000, 600.0, 10.0) == 0.0
+    assert lr_factor(90, 10, 100, 60.0, 10.0) == pytest.approx(1 - 80 / 90)  # the steps bind

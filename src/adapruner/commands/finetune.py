@@ -61,6 +61,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     d.add_argument("--teacher-dtype", default=None, help="the teacher's dtype (default: --dtype)")
     d.add_argument("--temperature", type=float, default=2.0, help="softmax temperature of the KL (default 2)")
     d.add_argument("--lm-weight", type=float, default=0.0, help="weight of the plain next-token loss (default 0)")
+    d.add_argument("--hidden-weight", type=float, default=0.0,
+                   help="weight of a loss matching every decoder layer's output to the teacher's (normalised "
+                        "squared error; default 0: logits only)")
     d.add_argument("--seq-len", type=int, default=128, help="tokens per training window (default 128)")
     d.add_argument("--text-field", default="text", help="the text field of a .jsonl/.json --data")
     d.add_argument("--eval-every", type=int, default=None,
@@ -149,7 +152,8 @@ def run_distill(args: argparse.Namespace, out: Path) -> int:
 
     if not args.teacher:
         raise AdaprunerError("--method distill needs --teacher (the dense model the student was pruned from)")
-    config = DistillConfig(temperature=args.temperature, lm_weight=args.lm_weight, seq_len=args.seq_len,
+    config = DistillConfig(temperature=args.temperature, lm_weight=args.lm_weight, hidden_weight=args.hidden_weight,
+                           seq_len=args.seq_len,
                            batch_size=args.batch_size or 8, lr=args.lr if args.lr is not None else 5e-5,
                            max_steps=args.max_steps or 200, max_minutes=args.max_minutes, eval_every=args.eval_every or 25,
                            val_windows=args.val_windows, checkpoint_every=args.checkpoint_every,
@@ -174,10 +178,16 @@ def run_distill(args: argparse.Namespace, out: Path) -> int:
 
     resolve_spec(args.teacher)  # a missing teacher fails before the student loads
 
-    vocab = [(peek_config(spec) or {}).get("vocab_size") for spec in (args.model, args.teacher)]
+    configs = [peek_config(spec) or {} for spec in (args.model, args.teacher)]
+    vocab = [c.get("vocab_size") for c in configs]
     if None not in vocab and vocab[0] != vocab[1]:
         raise AdaprunerError(f"the teacher's vocabulary ({vocab[1]} tokens) differs from the student's ({vocab[0]}); "
                              "distil from the dense model the student was pruned from")
+    shape = [(c.get("num_hidden_layers"), c.get("hidden_size")) for c in configs]
+    if config.hidden_weight and None not in (*shape[0], *shape[1]) and shape[0] != shape[1]:
+        raise AdaprunerError(f"--hidden-weight needs student and teacher with the same layers and hidden size "
+                             f"(student {shape[0][0]} x {shape[0][1]}, teacher {shape[1][0]} x {shape[1][1]}); "
+                             "use --hidden-weight 0")
     seed_everything(args.seed)
     loaded = load_model(args.model, device=args.device, dtype=args.dtype, trust_remote_code=args.trust_remote_code)
     teacher = load_model(args.teacher, device=args.teacher_device or args.device, dtype=args.teacher_dtype or args.dtype,

@@ -5,9 +5,13 @@ The student (the pruned model) is trained to match the teacher's (the dense mode
 distribution on text windows of ``seq_len`` tokens:
 
     loss = T^2 * KL(softmax(z_teacher / T) || softmax(z_student / T))  +  lm_weight * CE(student)
+           + hidden_weight * mean_l ||h_s^l - h_t^l||^2 / ||h_t^l||^2
 
 averaged over all predicted tokens (T = ``temperature``; the T^2 keeps gradient scales
-comparable across temperatures, Hinton et al. 2015). The teacher runs without gradients, in its
+comparable across temperatures, Hinton et al. 2015). The optional last term matches the output
+of every decoder layer (the residual stream, which structured pruning leaves at full width, so
+student and teacher share all layers), each normalised by the teacher's energy at that layer so
+that deep layers with large activations do not drown the shallow ones. The teacher runs without gradients, in its
 own dtype, on its own device, its logits computed on the fly. Full-parameter training by default
 (a pruned 100M-1B model fits); ``lora_r > 0`` trains LoRA adapters instead (merged at the end).
 
@@ -35,7 +39,7 @@ import torch.nn.functional as F
 from adapruner.core.io import atomic_directory
 from adapruner.core.lm import next_token_nll
 from adapruner.errors import AdaprunerError
-from adapruner.recovery.training import budget_postfix
+from adapruner.recovery.training import budget_postfix, lr_factor
 
 
 @dataclass
@@ -44,6 +48,7 @@ class DistillConfig:
 
     temperature: float = 2.0
     lm_weight: float = 0.0
+    hidden_weight: float = 0.0
     seq_len: int = 128
     batch_size: int = 8
     lr: float = 5e-5
@@ -63,6 +68,8 @@ class DistillConfig:
             raise AdaprunerError(f"--temperature must be positive (got {self.temperature})")
         if self.lm_weight < 0:
             raise AdaprunerError(f"--lm-weight must be >= 0 (got {self.lm_weight})")
+        if not self.hidden_weight >= 0:
+            raise AdaprunerError(f"--hidden-weight must be >= 0 (got {self.hidden_weight})")
         if self.seq_len < 2:
             raise AdaprunerError(f"--seq-len must be at least 2 (got {self.seq_len})")
         if self.batch_size < 1 or self.max_steps < 1:
@@ -85,6 +92,24 @@ def check_pair(student, teacher) -> None:
     if s != t:
         raise AdaprunerError(f"the teacher's vocabulary ({t} tokens) differs from the student's ({s}); distil from "
                              "the dense model the student was pruned from")
+
+
+def check_hidden_pair(student, teacher) -> None:
+    """A hidden-state loss needs the layers to line up: same depth and residual width."""
+    s, t = student.config, teacher.config
+    if (s.num_hidden_layers, s.hidden_size) != (t.num_hidden_layers, t.hidden_size):
+        raise AdaprunerError(f"--hidden-weight needs student and teacher with the same layers and hidden size (student "
+                             f"{s.num_hidden_layers} x {s.hidden_size}, teacher {t.num_hidden_layers} x {t.hidden_size}); "
+                             "use --hidden-weight 0")
+
+
+def hidden_state_loss(student_hidden: tuple[torch.Tensor, ...], teacher_hidden: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    """Mean over decoder layers of ||h_s - h_t||^2 / ||h_t||^2 (``hidden_states[1:]`` of both)."""
+    terms = []
+    for hs, ht in zip(student_hidden[1:], teacher_hidden[1:]):
+        ht = ht.float().to(hs.device)
+        terms.append((hs.float() - ht).pow(2).mean() / ht.pow(2).mean().clamp_min(1e-12))
+    return torch.stack(terms).mean()
 
 
 def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, ids: torch.Tensor,
@@ -188,6 +213,8 @@ def distill(student, teacher, train_windows: torch.Tensor, val_windows: torch.Te
 
     config.check()
     check_pair(student, teacher)
+    if config.hidden_weight:
+        check_hidden_pair(student, teacher)
     if len(train_windows) < config.batch_size:
         raise AdaprunerError(f"{len(train_windows)} training windows of {config.seq_len} tokens, fewer than one batch "
                              f"of {config.batch_size}; use more text or a smaller --batch-size / --seq-len")
@@ -205,21 +232,27 @@ def distill(student, teacher, train_windows: torch.Tensor, val_windows: torch.Te
     else:
         for p in student.parameters():
             p.requires_grad_(True)
+    step, start_wall, offset = 0, time.perf_counter(), 0.0
+
+    def elapsed() -> float:  # wall time of the whole run, earlier processes of a resumed run included
+        return offset + time.perf_counter() - start_wall
+
     params = [p for p in student.parameters() if p.requires_grad]
     optim = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     total, warm = config.max_steps, min(config.warmup_steps, max(1, config.max_steps // 10))
     sched = torch.optim.lr_scheduler.LambdaLR(
-        optim, lambda s: (s + 1) / warm if s < warm else max(0.0, (total - s) / max(1, total - warm)))
+        optim, lambda s: lr_factor(s, warm, total, elapsed(), config.max_minutes))
     # A digest stable across processes (Python's hash() of bytes is salted per process), so a
     # resumed run in a new process recognises its data.
     digest = hashlib.sha256(train_windows.numpy().tobytes()).hexdigest()[:16]
     history = {"train": [], "validation": []}
-    step, start_wall = 0, time.perf_counter()
     checkpoint = Path(checkpoint_dir) if checkpoint_dir else None
     if checkpoint is not None and (checkpoint / "state.json").is_file():
         step, history = _load_checkpoint(checkpoint, student, optim, sched, config, digest)
     resumed_at = step
-    offset = history["validation"][-1]["seconds"] if history["validation"] else 0.0
+    # --max-minutes is the budget of the whole run: a resumed run spends what is left of it.
+    done = [r["seconds"] for r in history["train"] if "seconds" in r] or [0.0]
+    offset = max(done[-1], history["validation"][-1]["seconds"] if history["validation"] else 0.0)
     # The data order is a pure function of the seed and the step, so a resumed run sees the
     # windows the uninterrupted run would have seen.
     order = list(range(len(train_windows)))
@@ -233,7 +266,7 @@ def distill(student, teacher, train_windows: torch.Tensor, val_windows: torch.Te
     def evaluate(s: int) -> None:
         # The clock is read before validating, as LoRA's curve does: the time at which the
         # model reached this state (earlier validations included).
-        seconds = round(offset + time.perf_counter() - start_wall, 1)
+        seconds = round(elapsed(), 1)
         ppl, kl = validation_metrics(student, teacher, val_windows, config.batch_size)
         history["validation"].append({"step": s, "seconds": seconds, "ppl": ppl, "kl": kl})
 
@@ -243,24 +276,33 @@ def distill(student, teacher, train_windows: torch.Tensor, val_windows: torch.Te
     student.train()
     bar = tqdm(total=total, initial=step, desc="distilling", unit="step", disable=not progress)
     while step < total:
-        if config.max_minutes is not None and time.perf_counter() - start_wall > 60 * config.max_minutes:
+        if config.max_minutes is not None and elapsed() > 60 * config.max_minutes:
             stopped_on_time = True
             break
         ids = batch_at(step)
+        hidden = config.hidden_weight > 0
         with torch.no_grad():
-            t_logits = teacher(input_ids=ids.to(_device(teacher)), use_cache=False).logits
-        s_logits = student(input_ids=ids.to(_device(student)), use_cache=False).logits
-        loss, kl = distillation_loss(s_logits, t_logits, ids, config.temperature, config.lm_weight)
+            t_out = teacher(input_ids=ids.to(_device(teacher)), use_cache=False, output_hidden_states=hidden)
+        s_out = student(input_ids=ids.to(_device(student)), use_cache=False, output_hidden_states=hidden)
+        loss, kl = distillation_loss(s_out.logits, t_out.logits, ids, config.temperature, config.lm_weight)
+        record = {}
+        if hidden:
+            h_loss = hidden_state_loss(s_out.hidden_states, t_out.hidden_states)
+            loss = loss + config.hidden_weight * h_loss
+            record["hidden"] = float(h_loss.detach())
+        del t_out, s_out
         optim.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
+        lr_used = optim.param_groups[0]["lr"]
         optim.step()
         sched.step()
         step += 1
-        history["train"].append({"step": step, "loss": float(loss.detach()), "kl": kl, "lr": optim.param_groups[0]["lr"]})
+        history["train"].append({"step": step, "loss": float(loss.detach()), "kl": kl, **record,
+                                 "lr": lr_used, "seconds": round(elapsed(), 1)})
         bar.update(1)
         bar.set_postfix(loss=f"{float(loss.detach()):.3f}", val=f"{history['validation'][-1]['ppl']:.1f}",
-                        **budget_postfix(start_wall, config.max_minutes))
+                        **budget_postfix(start_wall - offset, config.max_minutes))
         if step % config.eval_every == 0 or step == total:
             evaluate(step)
         if checkpoint is not None and step % config.checkpoint_every == 0 and step < total:
@@ -277,9 +319,13 @@ def distill(student, teacher, train_windows: torch.Tensor, val_windows: torch.Te
     student.eval()
     report = {"method": "distill", "settings": asdict(config), "steps": step, "resumed_at_step": resumed_at,
               "stopped_on_time_budget": stopped_on_time, "windows_seen": step * config.batch_size,
+              # Which training windows the student saw (indices into the training windows, in
+              # their order of the text): the pruning's calibration text may be among them.
+              "seen_windows": sorted(set(order[:min(step * config.batch_size, len(order))])),
+              "window_order": f"random.Random({config.seed}).shuffle over the training windows, cycled",
               "train_windows": len(train_windows), "train_loss": history["train"], "validation": history["validation"],
               "val_ppl_before": history["validation"][0]["ppl"], "val_ppl_after": history["validation"][-1]["ppl"],
-              "seconds": round(offset + time.perf_counter() - start_wall, 1)}
+              "seconds": round(elapsed(), 1)}
     return student, report
 
 
