@@ -192,3 +192,16 @@ def test_distill_bad_input_is_one_line_and_leaves_nothing(tmp_path, capsys, case
     last = [line for line in err.splitlines() if line.strip()][-1]
     assert last.startswith("error:") and match in last and "Traceback" not in err, err
     assert not (tmp_path / "out").exists()
+
+
+def test_bf16_mixed_precision_distillation_trains_float32_weights():
+    student, teacher = pruned_pair()
+    train, val = tiny_batch(64, 24, seed=1), tiny_batch(8, 24, seed=2)
+    before = mean_kl(student, teacher, val)
+    student, report = distill(student, teacher, train, val, DistillConfig(max_steps=30, batch_size=8, lr=3e-3,
+                                                                          mixed_precision="bf16", seq_len=24),
+                              progress=False)
+    assert mean_kl(student, teacher, val) < 0.8 * before
+    assert all(p.dtype == torch.float32 for p in student.parameters())
+    with pytest.raises(Exception, match="--mixed-precision must be one of no, bf16"):
+        DistillConfig(mixed_precision="fp8").check()

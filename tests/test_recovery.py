@@ -74,6 +74,13 @@ def test_lora_lowers_loss_and_merged_model_reloads(rows, tmp_path):
         assert torch.allclose(reloaded(x).logits, adapter_logits, atol=1e-4)
 
 
+def test_lora_under_bf16_mixed_precision_lowers_loss(rows):
+    model = tiny_model("llama")
+    _, report = finetune_lora(model, char_tokenizer(), rows, TrainConfig(**FAST, mixed_precision="bf16"), progress=False)
+    assert report["val_loss_after"] < report["val_loss_before"] - 0.3
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+
+
 def test_lora_targets_fused_projections():
     assert target_modules(tiny_model("phi3")) == ["qkv_proj", "o_proj", "gate_up_proj", "down_proj"]
     assert target_modules(tiny_model("qwen3")) == ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",

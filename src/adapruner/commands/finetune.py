@@ -44,6 +44,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="linear learning-rate warm-up steps (default 100, LLM-Pruner's; distill 10); with a "
                         "--max-minutes budget on a CPU a run may take fewer steps than that")
     t.add_argument("--cutoff", type=int, default=256, help="maximum tokens per example")
+    t.add_argument("--mixed-precision", default="no", choices=["no", "bf16"],
+                   help="bf16: train under torch.autocast(bfloat16), weights and optimiser in float32 (faster on "
+                        "GPUs and on CPUs with AMX / AVX512-BF16; see benchmarks/recovery_step_cost.py)")
     t.add_argument("--max-minutes", type=float, default=None,
                    help="wall-clock budget: stop cleanly after the step that crosses it and save (every method)")
     t.add_argument("--val-size", type=int, default=2000,
@@ -108,7 +111,8 @@ def run(args: argparse.Namespace) -> int:
                          micro_batch_size=args.micro_batch_size, lr=args.lr if args.lr is not None else 1e-4, cutoff=args.cutoff,
                          train_on_inputs=args.train_on_inputs, val_size=args.val_size, seed=args.seed,
                          max_minutes=args.max_minutes,
-                         warmup_steps=args.warmup_steps if args.warmup_steps is not None else 100)
+                         warmup_steps=args.warmup_steps if args.warmup_steps is not None else 100,
+                         mixed_precision=args.mixed_precision)
     config.check()
     rows = load_alpaca(args.data)  # validate the data before spending time on the model
     if len(rows) < 2:
@@ -158,7 +162,8 @@ def run_distill(args: argparse.Namespace, out: Path) -> int:
                            max_steps=args.max_steps or 200, max_minutes=args.max_minutes, eval_every=args.eval_every or 25,
                            val_windows=args.val_windows, checkpoint_every=args.checkpoint_every,
                            lora_r=args.lora_r if args.distill_lora else 0, seed=args.seed,
-                           warmup_steps=args.warmup_steps if args.warmup_steps is not None else 10)
+                           warmup_steps=args.warmup_steps if args.warmup_steps is not None else 10,
+                           mixed_precision=args.mixed_precision)
     config.check()
     data_dir = None
     if args.data is not None and not user_text.is_text_file(args.data):

@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from adapruner.core.io import atomic_directory
 from adapruner.core.lm import next_token_nll
 from adapruner.errors import AdaprunerError
-from adapruner.recovery.training import budget_postfix, lr_factor
+from adapruner.recovery.training import budget_postfix, check_mixed_precision, lr_factor, mixed_precision
 
 
 @dataclass
@@ -61,6 +61,7 @@ class DistillConfig:
     checkpoint_every: int = 25
     lora_r: int = 0
     seed: int = 0
+    mixed_precision: str = "no"  # "bf16": student and teacher forwards under torch.autocast(bfloat16)
 
     def check(self) -> None:
         """One-line errors for settings that cannot train."""
@@ -84,6 +85,7 @@ class DistillConfig:
             raise AdaprunerError(f"--lora-r must be >= 0 (got {self.lora_r})")
         if self.warmup_steps < 0:
             raise AdaprunerError(f"--warmup-steps must be 0 or more (got {self.warmup_steps})")
+        check_mixed_precision(self.mixed_precision)
 
 
 def check_pair(student, teacher) -> None:
@@ -162,7 +164,8 @@ def _device(model) -> torch.device:
 
 def _state(config: DistillConfig) -> dict:
     """What a checkpoint must agree with to be resumed."""
-    return {k: v for k, v in asdict(config).items() if k not in ("max_minutes", "eval_every", "checkpoint_every")}
+    return {k: v for k, v in asdict(config).items()
+            if k not in ("max_minutes", "eval_every", "checkpoint_every", "mixed_precision")}
 
 
 def _save_checkpoint(directory: Path, student, optim, sched, step: int, history: dict, config: DistillConfig,
@@ -281,9 +284,10 @@ def distill(student, teacher, train_windows: torch.Tensor, val_windows: torch.Te
             break
         ids = batch_at(step)
         hidden = config.hidden_weight > 0
-        with torch.no_grad():
+        with torch.no_grad(), mixed_precision(_device(teacher), config.mixed_precision):
             t_out = teacher(input_ids=ids.to(_device(teacher)), use_cache=False, output_hidden_states=hidden)
-        s_out = student(input_ids=ids.to(_device(student)), use_cache=False, output_hidden_states=hidden)
+        with mixed_precision(_device(student), config.mixed_precision):
+            s_out = student(input_ids=ids.to(_device(student)), use_cache=False, output_hidden_states=hidden)
         loss, kl = distillation_loss(s_out.logits, t_out.logits, ids, config.temperature, config.lm_weight)
         record = {}
         if hidden:
