@@ -52,6 +52,8 @@ def main() -> int:
     # overshot in a full 8-minute run at a constant rate, hence 5e-4.
     p.add_argument("--lora-lr", default="1e-3")
     p.add_argument("--distill-lr", default="5e-4")
+    p.add_argument("--mixed-precision", default="no", choices=["no", "bf16"],
+                   help="both methods train under this precision (finetune --mixed-precision)")
     p.add_argument("--limit", type=int, default=None, help="zero-shot documents per task (default: no zero-shot)")
     p.add_argument("--zeroshot-models", default=None,
                    help="comma list of model names that get the zero-shot run (default: all, when --limit is set)")
@@ -77,7 +79,7 @@ def main() -> int:
     budget = ["--max-minutes", str(args.minutes), "--max-steps", "100000", "--eval-every", str(args.eval_every),
               "--val-windows", "16", "--seq-len", "128",
               # LLM-Pruner's 100 warm-up steps would leave LoRA below its peak rate for the whole budget
-              "--warmup-steps", "10"]
+              "--warmup-steps", "10", "--mixed-precision", args.mixed_precision]
     flags = {
         "lora": ["--method", "lora", "--data", str(Path(args.data_dir) / "alpaca" / "alpaca_cleaned_sample2000.json"),
                  "--batch-size", "8", "--micro-batch-size", "4", "--lr", args.lora_lr, "--val-size", "32", "--cutoff", "128"],
@@ -88,7 +90,8 @@ def main() -> int:
         variants = {"untuned": run}
         for method in METHODS:
             lr = args.lora_lr if method == "lora" else args.distill_lr
-            tuned = work / f"{name}-{method}-{args.minutes:g}min-lr{lr}"
+            amp = "" if args.mixed_precision == "no" else f"-{args.mixed_precision}"
+            tuned = work / f"{name}-{method}-{args.minutes:g}min-lr{lr}{amp}"
             if not (tuned / "finetune_report.json").is_file():
                 run_cli(["finetune", "--model", str(run), *flags[method], *budget, "--out", str(tuned), "--overwrite",
                          *common])
@@ -108,7 +111,8 @@ def main() -> int:
                 rep = json.loads((directory / "finetune_report.json").read_text())
                 row.update(steps=rep["steps"], seconds=rep["seconds"], validation=rep.get("validation"))
             rows[f"{name} | {label}"] = row
-    protocol = {"minutes": args.minutes, "lora_lr": args.lora_lr, "distill_lr": args.distill_lr, "seq_len": 128, "test_windows": args.max_windows or "all",
+    protocol = {"minutes": args.minutes, "lora_lr": args.lora_lr, "distill_lr": args.distill_lr,
+                "mixed_precision": args.mixed_precision, "seq_len": 128, "test_windows": args.max_windows or "all",
                 "zeroshot_limit": args.limit, "eval_every": args.eval_every, "val_windows": 16}
     write_json(out / "rows.json", {**protocol, "rows": rows, "versions": versions("peft")})
 
