@@ -134,6 +134,7 @@ def main() -> int:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     fig, axes = plt.subplots(1, len(models), figsize=(5 * len(models), 3.6), squeeze=False)
     for ax, name in zip(axes[0], models):
@@ -144,6 +145,9 @@ def main() -> int:
         ax.set_xlabel("minutes")
         ax.set_ylabel("WikiText-2 validation PPL")
         ax.set_yscale("log")
+        plain = matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}")  # 70, not 7x10^1
+        ax.yaxis.set_major_formatter(plain)
+        ax.yaxis.set_minor_formatter(plain)
         ax.legend()
     fig.tight_layout()
     out.mkdir(parents=True, exist_ok=True)
