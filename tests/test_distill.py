@@ -146,6 +146,18 @@ def test_distill_cli_end_to_end(tmp_path, data_dir):
     assert not (tmp_path / ".out.distill-checkpoint").exists()
 
 
+def _one_layer_teacher(tmp_path: Path, vocab_size: int) -> Path:
+    """A one-layer Llama with the char tokenizer: another vocabulary or another depth than the student."""
+    import transformers as T
+    from tiny_tokenizer import char_tokenizer
+
+    other = tmp_path / "other"
+    T.LlamaForCausalLM(T.LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+                                     num_key_value_heads=1, vocab_size=vocab_size)).save_pretrained(other)
+    char_tokenizer(add_bos=True).save_pretrained(other)
+    return other
+
+
 @pytest.mark.parametrize("case", ["vocab", "missing", "short", "minutes", "hidden"])
 def test_distill_bad_input_is_one_line_and_leaves_nothing(tmp_path, capsys, case):
     s, t = _save_pair(tmp_path)
@@ -155,29 +167,13 @@ def test_distill_bad_input_is_one_line_and_leaves_nothing(tmp_path, capsys, case
     text.write_text("some words for training " * 200)
     args += ["--data", str(text)]
     if case == "vocab":
-        import transformers as T
-
-        other = tmp_path / "other"
-        T.LlamaForCausalLM(T.LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                                         num_attention_heads=2, num_key_value_heads=1, vocab_size=300)).save_pretrained(other)
-        from tiny_tokenizer import char_tokenizer
-
-        char_tokenizer(add_bos=True).save_pretrained(other)
-        args[args.index(str(t))] = str(other)
+        args[args.index(str(t))] = str(_one_layer_teacher(tmp_path, vocab_size=300))
         match = "vocabulary"
     elif case == "missing":
         args[args.index(str(t))] = str(tmp_path / "no-teacher")
         match = "no such file"
     elif case == "hidden":
-        import transformers as T
-
-        other = tmp_path / "other"
-        T.LlamaForCausalLM(T.LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                                         num_attention_heads=2, num_key_value_heads=1, vocab_size=256)).save_pretrained(other)
-        from tiny_tokenizer import char_tokenizer
-
-        char_tokenizer(add_bos=True).save_pretrained(other)
-        args[args.index(str(t))] = str(other)
+        args[args.index(str(t))] = str(_one_layer_teacher(tmp_path, vocab_size=256))  # same vocabulary, 1 layer
         args += ["--hidden-weight", "1"]
         match = "--hidden-weight needs student and teacher with the same layers"
     elif case == "short":
