@@ -199,5 +199,11 @@ def test_bf16_mixed_precision_distillation_trains_float32_weights():
                               progress=False)
     assert mean_kl(student, teacher, val) < 0.8 * before
     assert all(p.dtype == torch.float32 for p in student.parameters())
+    from adapruner.recovery.training import mixed_precision
+
+    with mixed_precision("cpu", "bf16"):  # the context really computes in bfloat16
+        assert torch.nn.functional.linear(torch.ones(2, 4), torch.ones(3, 4)).dtype == torch.bfloat16
+    with mixed_precision("cpu", "no"):
+        assert torch.nn.functional.linear(torch.ones(2, 4), torch.ones(3, 4)).dtype == torch.float32
     with pytest.raises(Exception, match="--mixed-precision must be one of no, bf16"):
         DistillConfig(mixed_precision="fp8").check()

@@ -152,7 +152,7 @@ def run_distill(args: argparse.Namespace, out: Path) -> int:
     from adapruner.data import user_text
     from adapruner.models.load import load_model
     from adapruner.pruning.save import save_run
-    from adapruner.recovery.distill import DistillConfig, distill, text_windows_from_books
+    from adapruner.recovery.distill import DistillConfig, check_hidden_shapes, distill, text_windows_from_books
 
     if not args.teacher:
         raise AdaprunerError("--method distill needs --teacher (the dense model the student was pruned from)")
@@ -189,10 +189,8 @@ def run_distill(args: argparse.Namespace, out: Path) -> int:
         raise AdaprunerError(f"the teacher's vocabulary ({vocab[1]} tokens) differs from the student's ({vocab[0]}); "
                              "distil from the dense model the student was pruned from")
     shape = [(c.get("num_hidden_layers"), c.get("hidden_size")) for c in configs]
-    if config.hidden_weight and None not in (*shape[0], *shape[1]) and shape[0] != shape[1]:
-        raise AdaprunerError(f"--hidden-weight needs student and teacher with the same layers and hidden size "
-                             f"(student {shape[0][0]} x {shape[0][1]}, teacher {shape[1][0]} x {shape[1][1]}); "
-                             "use --hidden-weight 0")
+    if config.hidden_weight and None not in (*shape[0], *shape[1]):
+        check_hidden_shapes(*shape)  # before any model loads
     seed_everything(args.seed)
     loaded = load_model(args.model, device=args.device, dtype=args.dtype, trust_remote_code=args.trust_remote_code)
     teacher = load_model(args.teacher, device=args.teacher_device or args.device, dtype=args.teacher_dtype or args.dtype,

@@ -96,13 +96,16 @@ def check_pair(student, teacher) -> None:
                              "the dense model the student was pruned from")
 
 
-def check_hidden_pair(student, teacher) -> None:
-    """A hidden-state loss needs the layers to line up: same depth and residual width."""
-    s, t = student.config, teacher.config
-    if (s.num_hidden_layers, s.hidden_size) != (t.num_hidden_layers, t.hidden_size):
+def check_hidden_shapes(student: tuple[int, int], teacher: tuple[int, int]) -> None:
+    """A hidden-state loss needs the layers to line up: the same (depth, residual width)."""
+    if tuple(student) != tuple(teacher):
         raise AdaprunerError(f"--hidden-weight needs student and teacher with the same layers and hidden size (student "
-                             f"{s.num_hidden_layers} x {s.hidden_size}, teacher {t.num_hidden_layers} x {t.hidden_size}); "
-                             "use --hidden-weight 0")
+                             f"{student[0]} x {student[1]}, teacher {teacher[0]} x {teacher[1]}); use --hidden-weight 0")
+
+
+def check_hidden_pair(student, teacher) -> None:
+    """:func:`check_hidden_shapes` of two loaded models."""
+    check_hidden_shapes(*[(m.config.num_hidden_layers, m.config.hidden_size) for m in (student, teacher)])
 
 
 def hidden_state_loss(student_hidden: tuple[torch.Tensor, ...], teacher_hidden: tuple[torch.Tensor, ...]) -> torch.Tensor:
@@ -254,8 +257,8 @@ def distill(student, teacher, train_windows: torch.Tensor, val_windows: torch.Te
         step, history = _load_checkpoint(checkpoint, student, optim, sched, config, digest)
     resumed_at = step
     # --max-minutes is the budget of the whole run: a resumed run spends what is left of it.
-    done = [r["seconds"] for r in history["train"] if "seconds" in r] or [0.0]
-    offset = max(done[-1], history["validation"][-1]["seconds"] if history["validation"] else 0.0)
+    offset = max([r.get("seconds", 0.0) for r in history["train"][-1:]] + [v["seconds"] for v in history["validation"][-1:]]
+                 + [0.0])
     # The data order is a pure function of the seed and the step, so a resumed run sees the
     # windows the uninterrupted run would have seen.
     order = list(range(len(train_windows)))
@@ -278,12 +281,12 @@ def distill(student, teacher, train_windows: torch.Tensor, val_windows: torch.Te
     stopped_on_time = False
     student.train()
     bar = tqdm(total=total, initial=step, desc="distilling", unit="step", disable=not progress)
+    hidden = config.hidden_weight > 0
     while step < total:
         if config.max_minutes is not None and elapsed() > 60 * config.max_minutes:
             stopped_on_time = True
             break
         ids = batch_at(step)
-        hidden = config.hidden_weight > 0
         with torch.no_grad(), mixed_precision(_device(teacher), config.mixed_precision):
             t_out = teacher(input_ids=ids.to(_device(teacher)), use_cache=False, output_hidden_states=hidden)
         with mixed_precision(_device(student), config.mixed_precision):
@@ -306,7 +309,7 @@ def distill(student, teacher, train_windows: torch.Tensor, val_windows: torch.Te
                                  "lr": lr_used, "seconds": round(elapsed(), 1)})
         bar.update(1)
         bar.set_postfix(loss=f"{float(loss.detach()):.3f}", val=f"{history['validation'][-1]['ppl']:.1f}",
-                        **budget_postfix(start_wall - offset, config.max_minutes))
+                        **budget_postfix(elapsed(), config.max_minutes))
         if step % config.eval_every == 0 or step == total:
             evaluate(step)
         if checkpoint is not None and step % config.checkpoint_every == 0 and step < total:

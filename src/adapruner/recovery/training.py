@@ -103,12 +103,12 @@ def lr_factor(step: int, warmup: int, total_steps: int, elapsed_s: float, max_mi
     return max(0.0, 1.0 - progress)
 
 
-def budget_postfix(start: float, max_minutes: float | None) -> dict:
+def budget_postfix(elapsed_s: float, max_minutes: float | None) -> dict:
     """The progress bar's note of the wall-clock budget left (its step ETA is meaningless when a
     --max-minutes budget, not --max-steps, ends the run)."""
     if max_minutes is None:
         return {}
-    left = max(0.0, 60 * max_minutes - (time.perf_counter() - start))
+    left = max(0.0, 60 * max_minutes - elapsed_s)
     return {"budget_left": f"{left / 60:.1f}min"}
 
 
@@ -198,7 +198,8 @@ def train(model, train_examples: list[dict], config: TrainConfig, pad_id: int,
         optim.step()
         sched.step()
         history.append({"step": step + 1, "loss": step_loss / max(n_tokens, 1), "lr": lr_used})
-        bar.set_postfix(loss=f"{history[-1]['loss']:.3f}", **budget_postfix(start_clock, config.max_minutes))
+        bar.set_postfix(loss=f"{history[-1]['loss']:.3f}",
+                        **budget_postfix(time.perf_counter() - start_clock, config.max_minutes))
         done = step + 1
         if eval_every and done % eval_every == 0:
             checkpoint_validation(done)
