@@ -52,6 +52,13 @@ def main() -> int:
     # overshot in a full 8-minute run at a constant rate, hence 5e-4.
     p.add_argument("--lora-lr", default="1e-3")
     p.add_argument("--distill-lr", default="5e-4")
+    p.add_argument("--distill-temperature", default="2",
+                   help="KL temperature of distillation (1 was better in the second pilot round, benchmarks/README.md)")
+    p.add_argument("--distill-batch-size", default="8", help="windows per distillation step")
+    p.add_argument("--distill-data", default=None,
+                   help="distillation text (default: the book texts), e.g. DATA/alpaca/alpaca_cleaned_sample2000.json "
+                        "with --distill-text-field output")
+    p.add_argument("--distill-text-field", default="text")
     p.add_argument("--mixed-precision", default="no", choices=["no", "bf16"],
                    help="both methods train under this precision (finetune --mixed-precision)")
     p.add_argument("--limit", type=int, default=None, help="zero-shot documents per task (default: no zero-shot)")
@@ -83,15 +90,22 @@ def main() -> int:
     flags = {
         "lora": ["--method", "lora", "--data", str(Path(args.data_dir) / "alpaca" / "alpaca_cleaned_sample2000.json"),
                  "--batch-size", "8", "--micro-batch-size", "4", "--lr", args.lora_lr, "--val-size", "32", "--cutoff", "128"],
-        "distill": ["--method", "distill", "--teacher", "smollm2-135m", "--batch-size", "8", "--lr", args.distill_lr],
+        "distill": ["--method", "distill", "--teacher", "smollm2-135m", "--batch-size", args.distill_batch_size,
+                    "--lr", args.distill_lr, "--temperature", args.distill_temperature,
+                    *(["--data", args.distill_data, "--text-field", args.distill_text_field] if args.distill_data else [])],
     }
+    # Non-default distillation settings get their own run directories, so both results are kept.
+    distill_tag = "".join([f"-T{args.distill_temperature}" if args.distill_temperature != "2" else "",
+                           f"-b{args.distill_batch_size}" if args.distill_batch_size != "8" else "",
+                           f"-{Path(args.distill_data).stem}-{args.distill_text_field}" if args.distill_data else ""])
     rows = {}
     for name, run in models.items():
         variants = {"untuned": run}
         for method in METHODS:
             lr = args.lora_lr if method == "lora" else args.distill_lr
             amp = "" if args.mixed_precision == "no" else f"-{args.mixed_precision}"
-            tuned = work / f"{name}-{method}-{args.minutes:g}min-lr{lr}{amp}"
+            tag = distill_tag if method == "distill" else ""
+            tuned = work / f"{name}-{method}-{args.minutes:g}min-lr{lr}{amp}{tag}"
             if not (tuned / "finetune_report.json").is_file():
                 run_cli(["finetune", "--model", str(run), *flags[method], *budget, "--out", str(tuned), "--overwrite",
                          *common])
@@ -112,7 +126,9 @@ def main() -> int:
                 row.update(steps=rep["steps"], seconds=rep["seconds"], validation=rep.get("validation"))
             rows[f"{name} | {label}"] = row
     protocol = {"minutes": args.minutes, "lora_lr": args.lora_lr, "distill_lr": args.distill_lr,
-                "mixed_precision": args.mixed_precision, "seq_len": 128, "test_windows": args.max_windows or "all",
+                "mixed_precision": args.mixed_precision, "distill_temperature": args.distill_temperature,
+                "distill_batch_size": args.distill_batch_size, "distill_data": args.distill_data or "books",
+                "distill_text_field": args.distill_text_field, "seq_len": 128, "test_windows": args.max_windows or "all",
                 "zeroshot_limit": args.limit, "eval_every": args.eval_every, "val_windows": 16}
     write_json(out / "rows.json", {**protocol, "rows": rows, "versions": versions("peft")})
 

@@ -576,8 +576,12 @@ def recovery_section(results: Path) -> list[str]:
     rec = _json.loads((results / "recovery" / "rows.json").read_text())
     lines = [f"Each pruned SmolLM2-135M model gets {rec['minutes']:g} minutes of wall time per recovery method on 2 CPU "
              "cores, validation included, one run at a time: LoRA (r 8, cleaned-Alpaca sample, batch 8, cutoff 128, "
-             f"peak rate {rec['lora_lr']}) and distillation from the dense model (KL at temperature 2, all weights, "
-             f"book texts, batch 8 windows of 128 tokens, peak rate {rec['distill_lr']}); both warm up for 10 steps "
+             f"peak rate {rec['lora_lr']}) and distillation from the dense model (KL at temperature "
+             f"{rec.get('distill_temperature', '2')}, all weights, "
+             + ("book texts" if rec.get("distill_data", "books") == "books"
+                else f"{Path(rec['distill_data']).name} field {rec.get('distill_text_field', 'text')}")
+             + f", batch {rec.get('distill_batch_size', '8')} windows of 128 tokens, peak rate {rec['distill_lr']}); "
+             "both warm up for 10 steps "
              "and decay linearly to zero when the time budget ends. "
              f"Perplexity on the first {rec['test_windows']} windows of each test split, zero-shot (7 tasks, limit "
              f"{rec['zeroshot_limit']}) where shown.", "",
