@@ -140,6 +140,9 @@ class Worker:
                     time.sleep(self.ctx.poll_s)  # the rest of the budget is running elsewhere
                     continue
                 self.stop = None
+                # Trials numbered above this one that carry no worker tag yet were created by the
+                # optimize call below (Ctrl-C between Optuna's ask and our first storage call).
+                self.last_number = max((t.number for t in self.study.get_trials(deepcopy=False)), default=-1)
                 self.study.optimize(self._trial, n_trials=1)
                 if self.stop is not None:
                     raise self.stop  # Ctrl-C or a user error inside the trial, now that it is recorded
@@ -155,7 +158,8 @@ class Worker:
         """Mark this process's RUNNING trials failed (an interrupt between Optuna's steps)."""
         tag = worker_tag()
         for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            if t.user_attrs.get("worker") == tag:
+            untagged_new = "worker" not in t.user_attrs and t.number > getattr(self, "last_number", t.number)
+            if t.user_attrs.get("worker") == tag or untagged_new:
                 try:
                     self.study.tell(t.number, state=TrialState.FAIL)
                 except Exception:  # finished meanwhile, or owned by another process after all
