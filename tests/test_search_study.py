@@ -347,3 +347,19 @@ def test_eta_comes_from_trial_durations_not_from_setup():
                                     intermediate_values={}, trial_id=i))
     assert trials_eta(study, 10) == "ETA 84 s (median trial 12.0 s)"
     assert trials_eta(study, 3) == ""
+
+
+def test_ctrl_c_cleanup_fails_the_untagged_trial_this_optimize_call_created(tmp_path):
+    """Ctrl-C between Optuna's ask and the trial's first storage call leaves a RUNNING trial
+    without a worker tag: the cleanup fails it, and leaves older untagged trials to their owners."""
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    study = run_worker(url, 1)
+    w = worker.Worker(study, worker.WorkerContext(space=SearchSpace(num_samples=4), pool_size=POOL, n_trials=3,
+                                                  objective=StandInObjective(), seed=0, poll_s=0.2, progress=False))
+    older = study.ask()  # another worker's, created before this process's optimize call
+    w.last_number = older.number
+    new = study.ask()  # created by "our" optimize call, interrupted before it was tagged
+    w._fail_own_running()
+    by_number = {t.number: t.state for t in states(url)}
+    assert by_number[new.number] == optuna.trial.TrialState.FAIL
+    assert by_number[older.number] == optuna.trial.TrialState.RUNNING

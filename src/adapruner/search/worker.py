@@ -111,6 +111,8 @@ class Worker:
         self.last_error = ""
         self.scored_indices: list[int] | None = None
         self.stop: BaseException | None = None
+        # The highest trial number before the current optimize call (None: no call yet).
+        self.last_number: int | None = None
 
     # -- the loop ----------------------------------------------------------------------------
     def run(self) -> None:
@@ -158,7 +160,8 @@ class Worker:
         """Mark this process's RUNNING trials failed (an interrupt between Optuna's steps)."""
         tag = worker_tag()
         for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            untagged_new = "worker" not in t.user_attrs and t.number > getattr(self, "last_number", t.number)
+            untagged_new = (self.last_number is not None and "worker" not in t.user_attrs
+                            and t.number > self.last_number)
             if t.user_attrs.get("worker") == tag or untagged_new:
                 try:
                     self.study.tell(t.number, state=TrialState.FAIL)
