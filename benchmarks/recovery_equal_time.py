@@ -142,7 +142,7 @@ def main() -> int:
             zs = f"{r['zeroshot_average'] * 100:.2f}" if r.get("zeroshot_average") is not None else "-"
             lines.append(f"| {name} | {label} | {r.get('steps', '-')} | {r['wikitext2']:.2f} | {r['ptb']:.2f} | "
                          f"{r['wikitext2'] / lora:.2f}x | {zs} |")
-    lines.append(f"\nPerplexity: seq 128, {windows}; zero-shot: 7 tasks, limit {args.limit}.")
+    lines.append(f"\nPerplexity: seq 128, {windows}" + (f"; zero-shot: 7 tasks, limit {args.limit}." if args.limit else "."))
     write_text(out / "table.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -64,6 +64,33 @@ def test_same_seed_same_model_and_config_file_with_overrides(tiny_dir, tmp_path)
     assert used["allocation"]["mode"] == "global" and used["allocation"]["attention"] == "kv"  # the file's
 
 
+def test_a_flag_that_switches_mode_or_update_drops_the_files_options_for_the_old_one(tiny_dir, tmp_path):
+    from adapruner.cli import build_parser
+    from adapruner.commands.prune import build_config
+
+    cfg = PruneConfig.from_json({"metric": {"name": "l2"},
+                                 "allocation": {"mode": "schedule", "options": {"knots": [0.5, 2.0, 0.5]}},
+                                 "update": {"name": "reconstruct", "options": {"mode": "oneshot", "windows": 4}}})
+    path = tmp_path / "best_config.json"
+    path.write_text(json.dumps({"config": cfg.to_json()}))
+    # a schedule's knots mean nothing to uniform allocation: before, this was "no option(s) ['knots']"
+    assert prune(tiny_dir, tmp_path / "u", "--config", str(path), "--mode", "uniform", "--update", "none") == 0
+    used = json.loads((tmp_path / "u" / "pruning_report.json").read_text())["config"]
+    assert used["allocation"]["mode"] == "uniform" and used["allocation"]["options"] == {}
+    assert used["update"] == {"name": "none", "options": {}}
+
+    def config(*flags):
+        return build_config(build_parser().parse_args(["prune", "--model", "m", "--out", "o", "--config", str(path),
+                                                       *flags]))
+
+    # the same name keeps the file's options and merges the flag's into them
+    same = config("--update-option", "mode=sequential")
+    assert same.allocation.options == {"knots": [0.5, 2.0, 0.5]}
+    assert same.update.options == {"mode": "sequential", "windows": 4}
+    other = config("--update", "bias", "--metric", "flap", "--mode", "uniform", "--allocation-option", "equal=true")
+    assert other.update.options == {} and other.metric.options == {} and other.allocation.options == {"equal": True}
+
+
 @pytest.mark.parametrize("args, message", [
     (["--metric", "random", "--ratio", "0"], "strictly between 0 and 1"),
     (["--metric", "random", "--ratio", "1.2"], "strictly between 0 and 1"),

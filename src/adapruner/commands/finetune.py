@@ -62,7 +62,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     d.add_argument("--teacher", default=None, help="the dense model the student was pruned from (alias, directory, ...)")
     d.add_argument("--teacher-device", default=None, help="where the teacher runs (default: --device)")
     d.add_argument("--teacher-dtype", default=None, help="the teacher's dtype (default: --dtype)")
-    d.add_argument("--temperature", type=float, default=2.0, help="softmax temperature of the KL (default 2)")
+    d.add_argument("--temperature", type=float, default=1.0,
+                   help="softmax temperature of the KL (default 1; 2 was worse in the pilots, benchmarks/README.md)")
     d.add_argument("--lm-weight", type=float, default=0.0, help="weight of the plain next-token loss (default 0)")
     d.add_argument("--hidden-weight", type=float, default=0.0,
                    help="weight of a loss matching every decoder layer's output to the teacher's (normalised "

@@ -93,6 +93,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     return p
 
 
+def _options(from_file: dict, file_name: str, flag_name: str | None, flags: list[tuple[str, object]]) -> dict:
+    """The options of a metric / update / allocation mode: the file's (kept only while the flag
+    names the same one) overridden by the ``--*-option`` flags."""
+    kept = from_file if flag_name is None or flag_name == file_name else {}
+    return {**kept, **dict(flags)}
+
+
 def build_config(args: argparse.Namespace) -> PruneConfig:
     """The run's :class:`PruneConfig`: ``--config`` (or defaults) with every given flag applied."""
     config = PruneConfig.load(args.config) if args.config else PruneConfig()
@@ -103,17 +110,17 @@ def build_config(args: argparse.Namespace) -> PruneConfig:
                                 "second_order_vec": args.second_order_vec,
                                 "second_order_el": args.second_order_el,
                                 "aggregation": args.aggregation}.items() if v is not None}
-    if args.metric_options:
-        metric["options"] = {**config.metric.options, **dict(args.metric_options)}
+    # A flag that switches to another metric / update / allocation mode drops the options the
+    # file gave the old one (a schedule's knots mean nothing to ``--mode uniform``).
+    metric["options"] = _options(config.metric.options, config.metric.name, args.metric, args.metric_options)
     update = {k: v for k, v in {"name": args.update}.items() if v is not None}
-    if args.update_options:
-        update["options"] = {**config.update.options, **dict(args.update_options)}
+    update["options"] = _options(config.update.options, config.update.name, args.update, args.update_options)
     calibration = {k: v for k, v in {"num_samples": args.num_samples, "seq_len": args.calib_seq_len,
                                      "source": args.calib_data, "field": args.text_field}.items() if v is not None}
     allocation = {k: v for k, v in {"layers": args.layers, "mode": args.mode, "attention": args.attention,
                                     "round_to": args.round_to}.items() if v is not None}
-    if args.allocation_options:
-        allocation["options"] = {**config.allocation.options, **dict(args.allocation_options)}
+    allocation["options"] = _options(config.allocation.options, config.allocation.mode, args.mode,
+                                     args.allocation_options)
     if args.seed is not None or not args.config:
         seed = args.seed or 0
         calibration["seed"] = seed

@@ -46,7 +46,9 @@ from adapruner.recovery.training import budget_postfix, check_mixed_precision, l
 class DistillConfig:
     """Settings of a distillation run (module docstring)."""
 
-    temperature: float = 2.0
+    # 1, not Hinton's 2: perplexity measures the unflattened distribution, and T=1 beat T=2 in
+    # every pilot on SmolLM2 (benchmarks/README.md, recovery section)
+    temperature: float = 1.0
     lm_weight: float = 0.0
     hidden_weight: float = 0.0
     seq_len: int = 128
