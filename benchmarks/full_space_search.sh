@@ -3,18 +3,22 @@
 # the full WikiText-2 / PTB test perplexity of the delivered model. Results are copied into
 # benchmarks/results/full_space/ (20 %) or full_space_r<PCT>/ (the study and the model stay in
 # the scratch directory).
-#   bash benchmarks/full_space_search.sh [TRIALS] [RATIO]   (default 30 trials at 0.2; the issue's budget is 100)
+#   bash benchmarks/full_space_search.sh [TRIALS] [RATIO] [SPACE]   (default 30 trials at 0.2 in --space full;
+#   the issue's budget is 100; SPACE may be a space file, e.g. benchmarks/spaces/reconstruct-sequential.json)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TRIALS="${1:-30}"
 RATIO="${2:-0.2}"
+SPACE="${3:-full}"
+TAG=""; [ "$SPACE" = full ] || TAG="-$(basename "$SPACE" .json)"
 PCT=$(python -c "print(round(100 * $RATIO))")
 DATA="${ADAPRUNER_DATA_DIR:-../shared/data}"
-OUT="${ADAPRUNER_BENCH_DIR:-/tmp/adapruner-bench}/full-space-r${PCT}-tpe-s0"
+OUT="${ADAPRUNER_BENCH_DIR:-/tmp/adapruner-bench}/full-space-r${PCT}${TAG}-tpe-s0"
 RES=benchmarks/results/full_space
 [ "$PCT" = 20 ] || RES="${RES}_r${PCT}"
+RES="${RES}${TAG}"
 mkdir -p "$RES"
-/usr/bin/time -v adapruner search --model smollm2-135m --ratio "$RATIO" --trials "$TRIALS" --space full --seed 0 \
+/usr/bin/time -v adapruner search --model smollm2-135m --ratio "$RATIO" --trials "$TRIALS" --space "$SPACE" --seed 0 \
     --out "$OUT" --data-dir "$DATA" 2> "$RES/search_stderr.txt"
 cp "$OUT/trials.csv" "$OUT/best_config.json" "$OUT/pruning_report.json" "$RES/"
 cp "$OUT/convergence.png" "$RES/convergence.png"

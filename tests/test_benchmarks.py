@@ -110,3 +110,11 @@ def test_smoke_run_caches_rows_and_render_lists_pending(tiny_checkpoint, tmp_pat
     ppl = f"{entry['perplexity']['ppl']:.2f}"
     assert ppl in l2_row or f"{entry['perplexity']['ppl']:,.0f}" in l2_row
     assert "## Pending rows" in text and "element1" in text.split("## Pending rows")[1]
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "benchmarks" / "spaces").glob("*.json")), ids=lambda p: p.name)
+def test_benchmark_space_files_are_valid_search_spaces(path):
+    from adapruner.search.space import SearchSpace
+
+    space = SearchSpace.load(path)  # unknown keys or unregistered names would be one-line errors here
+    assert SearchSpace.from_dict(space.to_json()).digest() == space.digest()
