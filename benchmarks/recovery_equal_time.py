@@ -95,9 +95,14 @@ def main() -> int:
                     *(["--data", args.distill_data, "--text-field", args.distill_text_field] if args.distill_data else [])],
     }
     # Non-default distillation settings get their own run directories, so both results are kept.
-    distill_tag = "".join([f"-T{args.distill_temperature}" if args.distill_temperature != "2" else "",
-                           f"-b{args.distill_batch_size}" if args.distill_batch_size != "8" else "",
+    changed = {k for k in ("distill_temperature", "distill_batch_size") if getattr(args, k) != p.get_default(k)}
+    distill_tag = "".join([f"-T{args.distill_temperature}" if "distill_temperature" in changed else "",
+                           f"-b{args.distill_batch_size}" if "distill_batch_size" in changed else "",
                            f"-{Path(args.distill_data).stem}-{args.distill_text_field}" if args.distill_data else ""])
+    # The benchmark flags that reproduce these distillation settings (the rendered README shows them).
+    distill_flags = [*(f"--{k.replace('_', '-')}={getattr(args, k)}" for k in sorted(changed)),
+                     *([f"--distill-data={args.distill_data}", f"--distill-text-field={args.distill_text_field}"]
+                       if args.distill_data else [])]
     rows = {}
     for name, run in models.items():
         variants = {"untuned": run}
@@ -128,7 +133,7 @@ def main() -> int:
     protocol = {"minutes": args.minutes, "lora_lr": args.lora_lr, "distill_lr": args.distill_lr,
                 "mixed_precision": args.mixed_precision, "distill_temperature": args.distill_temperature,
                 "distill_batch_size": args.distill_batch_size, "distill_data": args.distill_data or "books",
-                "distill_text_field": args.distill_text_field, "seq_len": 128, "test_windows": args.max_windows or "all",
+                "distill_text_field": args.distill_text_field, "distill_flags": distill_flags, "seq_len": 128, "test_windows": args.max_windows or "all",
                 "zeroshot_limit": args.limit, "eval_every": args.eval_every, "val_windows": 16}
     write_json(out / "rows.json", {**protocol, "rows": rows, "versions": versions("peft")})
 

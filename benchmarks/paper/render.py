@@ -564,18 +564,6 @@ def llamacpp_section(results: Path) -> list[str]:
             table.read_text().strip(), ""]
 
 
-def _distill_flags(rec: dict) -> str:
-    """The benchmark flags that reproduce the distillation settings of ``rows.json`` (non-defaults only)."""
-    flags = []
-    if str(rec.get("distill_temperature", "2")) != "2":
-        flags += ["--distill-temperature", str(rec["distill_temperature"])]
-    if str(rec.get("distill_batch_size", "8")) != "8":
-        flags += ["--distill-batch-size", str(rec["distill_batch_size"])]
-    if rec.get("distill_data", "books") != "books":
-        flags += ["--distill-data", rec["distill_data"], "--distill-text-field", rec.get("distill_text_field", "text")]
-    return "".join(f" {f}" for f in flags)
-
-
 def recovery_section(results: Path) -> list[str]:
     """Distillation vs LoRA at the same wall-clock budget (benchmarks/recovery_equal_time.py) and
     the hand-written notes in recovery.md (the rate pilots, what the numbers mean)."""
@@ -601,7 +589,7 @@ def recovery_section(results: Path) -> list[str]:
              "```bash", "python benchmarks/recovery_equal_time.py --data-dir ../shared/data --minutes "
              f"{rec['minutes']:g} --extra searched20=RUN_DIR --max-windows {rec['test_windows']}"
              + (f" --limit {rec['zeroshot_limit']} --zeroshot-models searched20" if rec.get("zeroshot_limit") else "")
-             + _distill_flags(rec), "```", "",
+             + "".join(f" {f}" for f in rec.get("distill_flags", [])), "```", "",
              table.read_text().strip(), "", "![validation PPL vs wall time](results/recovery/validation_vs_time.png)", ""]
     if notes.is_file():
         lines += [notes.read_text().strip(), ""]
