@@ -564,33 +564,58 @@ def llamacpp_section(results: Path) -> list[str]:
             table.read_text().strip(), ""]
 
 
-def recovery_section(results: Path) -> list[str]:
-    """Distillation vs LoRA at the same wall-clock budget (benchmarks/recovery_equal_time.py) and
-    the hand-written notes in recovery.md (the rate pilots, what the numbers mean)."""
-    table = results / "recovery" / "table.md"
-    notes = HERE / "recovery.md"
-    if not table.is_file():
-        return ["- not measured yet: `python benchmarks/recovery_equal_time.py --data-dir ../shared/data`", ""]
+RECOVERY_20MIN = "recovery/equal_time_20min_bf16"  # the issue's budget
+
+
+def _equal_time_block(results: Path, sub: str) -> list[str]:
+    """One run of benchmarks/recovery_equal_time.py (its rows.json, table and plot in
+    results/SUB): the protocol in words, the command that reproduces it, the table and the plot."""
     import json as _json
 
-    rec = _json.loads((results / "recovery" / "rows.json").read_text())
+    here = results / sub
+    rec = _json.loads((here / "rows.json").read_text())
+    names = list(dict.fromkeys(r["model"] for r in rec["rows"].values()))
+    ratios = ",".join(f"{int(n.split('-')[1]) / 100:g}" for n in names if n.startswith("element1-"))
+    extras = [n for n in names if not n.startswith("element1-")]
+    windows = rec["test_windows"]
+    amp = rec.get("mixed_precision", "no")
     lines = [f"Each pruned SmolLM2-135M model gets {rec['minutes']:g} minutes of wall time per recovery method on 2 CPU "
-             "cores, validation included, one run at a time: LoRA (r 8, cleaned-Alpaca sample, batch 8, cutoff 128, "
-             f"peak rate {rec['lora_lr']}) and distillation from the dense model (KL at temperature "
-             f"{rec.get('distill_temperature', '2')}, all weights, "
+             "cores, validation included, one run at a time"
+             + (", both methods under bfloat16 autocast" if amp == "bf16" else "") + ": LoRA (r 8, cleaned-Alpaca "
+             f"sample, batch 8, cutoff 128, peak rate {rec['lora_lr']}) and distillation from the dense model (KL at "
+             f"temperature {rec.get('distill_temperature', '2')}, all weights, "
              + ("book texts" if rec.get("distill_data", "books") == "books"
                 else f"{Path(rec['distill_data']).name} field {rec.get('distill_text_field', 'text')}")
              + f", batch {rec.get('distill_batch_size', '8')} windows of 128 tokens, peak rate {rec['distill_lr']}); "
-             "both warm up for 10 steps "
-             "and decay linearly to zero when the time budget ends. "
-             f"Perplexity on the first {rec['test_windows']} windows of each test split"
+             "both warm up for 10 steps and decay linearly to zero when the time budget ends. Perplexity on "
+             + ("the full test splits" if windows == "all" else f"the first {windows} windows of each test split")
              + (f", zero-shot (7 tasks, limit {rec['zeroshot_limit']}) where shown." if rec.get("zeroshot_limit") else ".")
              , "",
              "```bash", "python benchmarks/recovery_equal_time.py --data-dir ../shared/data --minutes "
-             f"{rec['minutes']:g} --extra searched20=RUN_DIR --max-windows {rec['test_windows']}"
+             f"{rec['minutes']:g}" + (f" --ratios {ratios}" if ratios != "0.2,0.5" else "")
+             + "".join(f" --extra {n}=RUN_DIR" for n in extras)
+             + (f" --max-windows {windows}" if windows != "all" else "")
+             + (f" --mixed-precision {amp}" if amp != "no" else "")
              + (f" --limit {rec['zeroshot_limit']} --zeroshot-models searched20" if rec.get("zeroshot_limit") else "")
-             + "".join(f" {f}" for f in rec.get("distill_flags", [])), "```", "",
-             table.read_text().strip(), "", "![validation PPL vs wall time](results/recovery/validation_vs_time.png)", ""]
+             + "".join(f" {f}" for f in rec.get("distill_flags", []))
+             + ("" if sub == "recovery" else f" --out benchmarks/results/{sub}"), "```", "",
+             (here / "table.md").read_text().strip(), "",
+             f"![validation PPL vs wall time](results/{sub}/validation_vs_time.png)", ""]
+    return lines
+
+
+def recovery_section(results: Path) -> list[str]:
+    """Distillation vs LoRA at the same wall-clock budget (benchmarks/recovery_equal_time.py: the
+    issue's 20-minute bfloat16 table first, then the earlier 8-minute one) and the hand-written
+    notes in recovery.md (the pilots, what the numbers mean)."""
+    notes = HERE / "recovery.md"
+    if not (results / "recovery" / "table.md").is_file():
+        return ["- not measured yet: `python benchmarks/recovery_equal_time.py --data-dir ../shared/data`", ""]
+    lines = []
+    if (results / RECOVERY_20MIN / "table.md").is_file():
+        lines += ["### 20 minutes per method, bfloat16 autocast", "", *_equal_time_block(results, RECOVERY_20MIN),
+                  "### 8 minutes per method, float32", ""]
+    lines += _equal_time_block(results, "recovery")
     if notes.is_file():
         lines += [notes.read_text().strip(), ""]
     return lines
