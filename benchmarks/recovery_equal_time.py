@@ -59,6 +59,8 @@ def main() -> int:
                    help="distillation text (default: the book texts), e.g. DATA/alpaca/alpaca_cleaned_sample2000.json "
                         "with --distill-text-field output")
     p.add_argument("--distill-text-field", default="text")
+    p.add_argument("--distill-freeze-embeddings", action="store_true",
+                   help="distillation keeps the token embedding / output head fixed (finetune --freeze-embeddings)")
     p.add_argument("--mixed-precision", default="no", choices=["no", "bf16"],
                    help="both methods train under this precision (finetune --mixed-precision)")
     p.add_argument("--limit", type=int, default=None, help="zero-shot documents per task (default: no zero-shot)")
@@ -92,17 +94,20 @@ def main() -> int:
                  "--batch-size", "8", "--micro-batch-size", "4", "--lr", args.lora_lr, "--val-size", "32", "--cutoff", "128"],
         "distill": ["--method", "distill", "--teacher", "smollm2-135m", "--batch-size", args.distill_batch_size,
                     "--lr", args.distill_lr, "--temperature", args.distill_temperature,
-                    *(["--data", args.distill_data, "--text-field", args.distill_text_field] if args.distill_data else [])],
+                    *(["--data", args.distill_data, "--text-field", args.distill_text_field] if args.distill_data else []),
+                    *(["--freeze-embeddings"] if args.distill_freeze_embeddings else [])],
     }
     # Non-default distillation settings get their own run directories, so both results are kept.
     changed = {k for k in ("distill_temperature", "distill_batch_size") if getattr(args, k) != p.get_default(k)}
     distill_tag = "".join([f"-T{args.distill_temperature}" if "distill_temperature" in changed else "",
                            f"-b{args.distill_batch_size}" if "distill_batch_size" in changed else "",
-                           f"-{Path(args.distill_data).stem}-{args.distill_text_field}" if args.distill_data else ""])
+                           f"-{Path(args.distill_data).stem}-{args.distill_text_field}" if args.distill_data else "",
+                           "-frozen-emb" if args.distill_freeze_embeddings else ""])
     # The benchmark flags that reproduce these distillation settings (the rendered README shows them).
     distill_flags = [*(f"--{k.replace('_', '-')}={getattr(args, k)}" for k in sorted(changed)),
                      *([f"--distill-data={args.distill_data}", f"--distill-text-field={args.distill_text_field}"]
-                       if args.distill_data else [])]
+                       if args.distill_data else []),
+                     *(["--distill-freeze-embeddings"] if args.distill_freeze_embeddings else [])]
     rows = {}
     for name, run in models.items():
         variants = {"untuned": run}
@@ -133,7 +138,8 @@ def main() -> int:
     protocol = {"minutes": args.minutes, "lora_lr": args.lora_lr, "distill_lr": args.distill_lr,
                 "mixed_precision": args.mixed_precision, "distill_temperature": args.distill_temperature,
                 "distill_batch_size": args.distill_batch_size, "distill_data": args.distill_data or "books",
-                "distill_text_field": args.distill_text_field, "distill_flags": distill_flags, "seq_len": 128, "test_windows": args.max_windows or "all",
+                "distill_text_field": args.distill_text_field,
+                "distill_freeze_embeddings": args.distill_freeze_embeddings, "distill_flags": distill_flags, "seq_len": 128, "test_windows": args.max_windows or "all",
                 "zeroshot_limit": args.limit, "eval_every": args.eval_every, "val_windows": 16}
     write_json(out / "rows.json", {**protocol, "rows": rows, "versions": versions("peft")})
 

@@ -207,3 +207,30 @@ def test_bf16_mixed_precision_distillation_trains_float32_weights():
         assert torch.nn.functional.linear(torch.ones(2, 4), torch.ones(3, 4)).dtype == torch.float32
     with pytest.raises(Exception, match="--mixed-precision must be one of no, bf16"):
         DistillConfig(mixed_precision="fp8").check()
+
+
+def test_frozen_embeddings_stay_fixed_while_the_layers_learn():
+    student, teacher = pruned_pair()
+    embedding = student.get_input_embeddings().weight.detach().clone()
+    head = student.get_output_embeddings().weight.detach().clone()
+    layer = student.model.layers[0].mlp.down_proj.weight.detach().clone()
+    train, val = tiny_batch(64, 24, seed=1), tiny_batch(8, 24, seed=2)
+    before = mean_kl(student, teacher, val)
+    student, _ = distill(student, teacher, train, val, DistillConfig(max_steps=30, batch_size=8, lr=3e-3, seq_len=24,
+                                                                     freeze_embeddings=True), progress=False)
+    assert torch.equal(student.get_input_embeddings().weight, embedding)
+    assert torch.equal(student.get_output_embeddings().weight, head)
+    assert not torch.equal(student.model.layers[0].mlp.down_proj.weight, layer)
+    assert mean_kl(student, teacher, val) < 0.8 * before
+
+
+def test_the_cached_teacher_gives_the_validation_kl_of_the_live_teacher():
+    from adapruner.recovery.distill import teacher_log_probs, validation_metrics
+
+    student, teacher = pruned_pair()
+    val = tiny_batch(12, 24, seed=2)
+    cache = teacher_log_probs(teacher, val, batch_size=5)
+    assert [c.dtype for c in cache] == [torch.float16] * 3
+    live = validation_metrics(student, teacher, val, batch_size=5)
+    cached = validation_metrics(student, None, val, batch_size=5, teacher_cache=cache)
+    assert cached[0] == live[0] and cached[1] == pytest.approx(live[1], rel=1e-3, abs=1e-4)

@@ -76,6 +76,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     d.add_argument("--val-windows", type=int, default=16, help="WikiText-2 validation windows (default 16)")
     d.add_argument("--checkpoint-every", type=int, default=25,
                    help="steps between checkpoints; the same command resumes from the last one (default 25)")
+    d.add_argument("--freeze-embeddings", action="store_true",
+                   help="full-parameter distillation: keep the token embedding and output head fixed (faster "
+                        "steps; they are not pruned)")
     d.add_argument("--distill-lora", action="store_true", help="train LoRA adapters (--lora-r) instead of all weights")
     add_data_arg(p)
     add_runtime_args(p)
@@ -164,7 +167,7 @@ def run_distill(args: argparse.Namespace, out: Path) -> int:
                            val_windows=args.val_windows, checkpoint_every=args.checkpoint_every,
                            lora_r=args.lora_r if args.distill_lora else 0, seed=args.seed,
                            warmup_steps=args.warmup_steps if args.warmup_steps is not None else 10,
-                           mixed_precision=args.mixed_precision)
+                           mixed_precision=args.mixed_precision, freeze_embeddings=args.freeze_embeddings)
     config.check()
     data_dir = None
     if args.data is not None and not user_text.is_text_file(args.data):
