@@ -55,9 +55,9 @@ def main() -> int:
     p.add_argument("--distill-temperature", default="2",
                    help="KL temperature of distillation (1 was better in the second pilot round, benchmarks/README.md)")
     p.add_argument("--distill-batch-size", default="8", help="windows per distillation step")
-    p.add_argument("--distill-data", default=None,
+    p.add_argument("--distill-data", default=None, nargs="+",
                    help="distillation text (default: the book texts), e.g. DATA/alpaca/alpaca_cleaned_sample2000.json "
-                        "with --distill-text-field output")
+                        "with --distill-text-field output; several sources (a file or 'books') are pooled")
     p.add_argument("--distill-text-field", default="text")
     p.add_argument("--distill-freeze-embeddings", action="store_true",
                    help="distillation keeps the token embedding / output head fixed (finetune --freeze-embeddings)")
@@ -94,18 +94,19 @@ def main() -> int:
                  "--batch-size", "8", "--micro-batch-size", "4", "--lr", args.lora_lr, "--val-size", "32", "--cutoff", "128"],
         "distill": ["--method", "distill", "--teacher", "smollm2-135m", "--batch-size", args.distill_batch_size,
                     "--lr", args.distill_lr, "--temperature", args.distill_temperature,
-                    *(["--data", args.distill_data, "--text-field", args.distill_text_field] if args.distill_data else []),
+                    *(["--data", *args.distill_data, "--text-field", args.distill_text_field] if args.distill_data else []),
                     *(["--freeze-embeddings"] if args.distill_freeze_embeddings else [])],
     }
     # Non-default distillation settings get their own run directories, so both results are kept.
     changed = {k for k in ("distill_temperature", "distill_batch_size") if getattr(args, k) != p.get_default(k)}
     distill_tag = "".join([f"-T{args.distill_temperature}" if "distill_temperature" in changed else "",
                            f"-b{args.distill_batch_size}" if "distill_batch_size" in changed else "",
-                           f"-{Path(args.distill_data).stem}-{args.distill_text_field}" if args.distill_data else "",
+                           "".join(f"-{Path(d).stem}" for d in args.distill_data or []) + (f"-{args.distill_text_field}"
+                                                                            if args.distill_data else ""),
                            "-frozen-emb" if args.distill_freeze_embeddings else ""])
     # The benchmark flags that reproduce these distillation settings (the rendered README shows them).
     distill_flags = [*(f"--{k.replace('_', '-')}={getattr(args, k)}" for k in sorted(changed)),
-                     *([f"--distill-data={args.distill_data}", f"--distill-text-field={args.distill_text_field}"]
+                     *(["--distill-data " + " ".join(args.distill_data), f"--distill-text-field={args.distill_text_field}"]
                        if args.distill_data else []),
                      *(["--distill-freeze-embeddings"] if args.distill_freeze_embeddings else [])]
     rows = {}
@@ -137,7 +138,7 @@ def main() -> int:
             rows[f"{name} | {label}"] = row
     protocol = {"minutes": args.minutes, "lora_lr": args.lora_lr, "distill_lr": args.distill_lr,
                 "mixed_precision": args.mixed_precision, "distill_temperature": args.distill_temperature,
-                "distill_batch_size": args.distill_batch_size, "distill_data": args.distill_data or "books",
+                "distill_batch_size": args.distill_batch_size, "distill_data": " ".join(args.distill_data) if args.distill_data else "books",
                 "distill_text_field": args.distill_text_field,
                 "distill_freeze_embeddings": args.distill_freeze_embeddings, "distill_flags": distill_flags, "seq_len": 128, "test_windows": args.max_windows or "all",
                 "zeroshot_limit": args.limit, "eval_every": args.eval_every, "val_windows": 16}

@@ -234,3 +234,25 @@ def test_the_cached_teacher_gives_the_validation_kl_of_the_live_teacher():
     live = validation_metrics(student, teacher, val, batch_size=5)
     cached = validation_metrics(student, None, val, batch_size=5, teacher_cache=cache)
     assert cached[0] == live[0] and cached[1] == pytest.approx(live[1], rel=1e-3, abs=1e-4)
+
+
+def test_distill_pools_the_windows_of_several_sources(tmp_path, data_dir):
+    s, t = _save_pair(tmp_path)
+    text = tmp_path / "notes.jsonl"
+    text.write_text("".join(json.dumps({"body": f"line {i} of a plain note about pruning."}) + "\n" for i in range(40)))
+    out = tmp_path / "out"
+    assert main(["finetune", "--method", "distill", "--model", str(s), "--teacher", str(t), "--max-steps", "2",
+                 "--batch-size", "4", "--seq-len", "32", "--eval-every", "2", "--val-windows", "2", "--out", str(out),
+                 "--data", "books", str(text), "--text-field", "body", "--device", "cpu",
+                 "--data-dir", str(data_dir)]) == 0
+    report = json.loads((out / "finetune_report.json").read_text())
+    books, notes = report["data"]
+    assert books["data"] == "books" and notes["data"]["file"] == str(text.resolve())
+    assert report["train_windows"] == books["windows"] + notes["windows"] and notes["windows"] > 0
+
+
+def test_lora_refuses_several_data_files(tmp_path, capsys):
+    assert main(["finetune", "--method", "lora", "--model", "whatever", "--data", "a.json", "b.json",
+                 "--out", str(tmp_path / "out")]) == 2
+    assert "trains on one --data file (got 2)" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

@@ -564,7 +564,15 @@ def llamacpp_section(results: Path) -> list[str]:
             table.read_text().strip(), ""]
 
 
-RECOVERY_20MIN = "recovery/equal_time_20min_bf16"  # the issue's budget
+# Extra runs of benchmarks/recovery_equal_time.py (its --out), newest first, each under a heading;
+# the earlier 8-minute float32 run in results/recovery/ comes last.
+RECOVERY_RUNS = (
+    ("recovery/equal_time_20min_bf16_frozen_pooled",
+     "20 minutes per method, bfloat16 autocast, distillation with frozen embeddings on books + Alpaca (AMD EPYC)"),
+    ("recovery/equal_time_20min_bf16_frozen",
+     "20 minutes per method, bfloat16 autocast, distillation with frozen embeddings on Alpaca (AMD EPYC)"),
+    ("recovery/equal_time_20min_bf16", "20 minutes per method, bfloat16 autocast (Intel Xeon)"),
+)
 
 
 def _equal_time_block(results: Path, sub: str) -> list[str]:
@@ -583,9 +591,11 @@ def _equal_time_block(results: Path, sub: str) -> list[str]:
              "cores, validation included, one run at a time"
              + (", both methods under bfloat16 autocast" if amp == "bf16" else "") + ": LoRA (r 8, cleaned-Alpaca "
              f"sample, batch 8, cutoff 128, peak rate {rec['lora_lr']}) and distillation from the dense model (KL at "
-             f"temperature {rec.get('distill_temperature', '2')}, all weights, "
+             f"temperature {rec.get('distill_temperature', '2')}, "
+             + ("all weights but the embedding / output head, " if rec.get("distill_freeze_embeddings") else "all weights, ")
              + ("book texts" if rec.get("distill_data", "books") == "books"
-                else f"{Path(rec['distill_data']).name} field {rec.get('distill_text_field', 'text')}")
+                else " + ".join("the book texts" if d == "books" else Path(d).name for d in rec["distill_data"].split())
+                + f" (field {rec.get('distill_text_field', 'text')})")
              + f", batch {rec.get('distill_batch_size', '8')} windows of 128 tokens, peak rate {rec['distill_lr']}); "
              "both warm up for 10 steps and decay linearly to zero when the time budget ends. Perplexity on "
              + ("the full test splits" if windows == "all" else f"the first {windows} windows of each test split")
@@ -606,15 +616,17 @@ def _equal_time_block(results: Path, sub: str) -> list[str]:
 
 def recovery_section(results: Path) -> list[str]:
     """Distillation vs LoRA at the same wall-clock budget (benchmarks/recovery_equal_time.py: the
-    issue's 20-minute bfloat16 table first, then the earlier 8-minute one) and the hand-written
+    runs of RECOVERY_RUNS first, then the earlier 8-minute one) and the hand-written
     notes in recovery.md (the pilots, what the numbers mean)."""
     notes = HERE / "recovery.md"
     if not (results / "recovery" / "table.md").is_file():
         return ["- not measured yet: `python benchmarks/recovery_equal_time.py --data-dir ../shared/data`", ""]
     lines = []
-    if (results / RECOVERY_20MIN / "table.md").is_file():
-        lines += ["### 20 minutes per method, bfloat16 autocast", "", *_equal_time_block(results, RECOVERY_20MIN),
-                  "### 8 minutes per method, float32", ""]
+    for sub, heading in RECOVERY_RUNS:
+        if (results / sub / "table.md").is_file():
+            lines += [f"### {heading}", "", *_equal_time_block(results, sub)]
+    if lines:
+        lines += ["### 8 minutes per method, float32", ""]
     lines += _equal_time_block(results, "recovery")
     if notes.is_file():
         lines += [notes.read_text().strip(), ""]

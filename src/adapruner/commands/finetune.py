@@ -24,9 +24,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser("finetune", help="recovery: LoRA, group-wise tuning or distillation from the dense model",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_model_arg(p)
-    p.add_argument("--data", default=None,
+    p.add_argument("--data", default=None, nargs="+", metavar="DATA",
                    help="lora/group: Alpaca-format JSON/JSONL file or HF dataset name (required); distill: plain "
-                        "text, a .txt/.jsonl/.json file (default: the data directory's book texts)")
+                        "text, one or more .txt/.jsonl/.json files or 'books' (the data directory's book texts, "
+                        "the default), their windows pooled")
     p.add_argument("--method", default="lora", choices=["lora", "group", "distill"],
                    help="lora (LLM-Pruner), group (SAAP-style group-quantised adapter, see recovery/group.py) or "
                         "distill (match the dense --teacher's next-token distribution on plain text)")
@@ -111,6 +112,10 @@ def run(args: argparse.Namespace) -> int:
         return run_distill(args, out)
     if not args.data:
         raise AdaprunerError(f"--method {args.method} needs --data (an Alpaca-format JSON/JSONL file)")
+    if len(args.data) > 1:
+        raise AdaprunerError(f"--method {args.method} trains on one --data file (got {len(args.data)}); merge them "
+                             "into one Alpaca-format file")
+    args.data = args.data[0]
     config = TrainConfig(epochs=args.epochs, max_steps=args.max_steps, batch_size=args.batch_size or 64,
                          micro_batch_size=args.micro_batch_size, lr=args.lr if args.lr is not None else 1e-4, cutoff=args.cutoff,
                          train_on_inputs=args.train_on_inputs, val_size=args.val_size, seed=args.seed,
@@ -169,19 +174,24 @@ def run_distill(args: argparse.Namespace, out: Path) -> int:
                            warmup_steps=args.warmup_steps if args.warmup_steps is not None else 10,
                            mixed_precision=args.mixed_precision, freeze_embeddings=args.freeze_embeddings)
     config.check()
-    data_dir = None
-    if args.data is not None and not user_text.is_text_file(args.data):
-        raise AdaprunerError(f"--data {args.data}: distillation reads plain text, a .txt, .jsonl or .json file "
-                             "(or nothing: the book texts)")
-    if args.data is not None:
-        user_text.read_rows(args.data, args.text_field)  # a bad file fails before any model loads
-        _refuse_test_split(Path(args.data))
+    import torch
+
+    sources = args.data or ["books"]
+    for src in sources:
+        if src == "books":
+            continue
+        if not user_text.is_text_file(src):
+            raise AdaprunerError(f"--data {src}: distillation reads plain text, a .txt, .jsonl or .json file, or "
+                                 "'books' (the data directory's book texts)")
+        user_text.read_rows(src, args.text_field)  # a bad file fails before any model loads
+        _refuse_test_split(Path(src))
     from adapruner.data.paths import resolve_data_dir
 
+    data_dir = None
     try:
         data_dir = resolve_data_dir(args.data_dir)
     except AdaprunerError:
-        if args.data is None:
+        if "books" in sources:
             raise
     from adapruner.models.load import peek_config, resolve_spec
 
@@ -200,12 +210,19 @@ def run_distill(args: argparse.Namespace, out: Path) -> int:
     teacher = load_model(args.teacher, device=args.teacher_device or args.device, dtype=args.teacher_dtype or args.dtype,
                          trust_remote_code=args.trust_remote_code)
     tok = loaded.tokenizer
-    if args.data is None:
-        windows = text_windows_from_books(tok, data_dir, config.seq_len)
-        source = {"data": "books", "data_dir": str(data_dir)}
-    else:
-        windows = user_text.text_windows(tok, args.data, config.seq_len, args.text_field, need=config.batch_size + 1)
-        source = {"data": user_text.protocol(args.data, args.text_field)}
+    parts, described = [], []
+    for src in sources:  # each source cut into its own windows, then pooled (the run shuffles them)
+        if src == "books":
+            parts.append(text_windows_from_books(tok, data_dir, config.seq_len))
+            described.append({"data": "books", "data_dir": str(data_dir), "windows": len(parts[-1])})
+        else:
+            parts.append(user_text.text_windows(tok, src, config.seq_len, args.text_field, need=1))
+            described.append({"data": user_text.protocol(src, args.text_field), "windows": len(parts[-1])})
+    windows = torch.cat(parts)
+    if len(windows) < config.batch_size + 1:
+        raise AdaprunerError(f"--data gives {len(windows)} window(s) of {config.seq_len} tokens but {config.batch_size + 1} "
+                             "are needed; use more text or a smaller --batch-size / --seq-len")
+    source = described[0] if len(described) == 1 else {"data": described}
     if data_dir is not None:
         from adapruner.data.corpora import JOIN, load_corpus
         from adapruner.eval.perplexity import corpus_windows
