@@ -157,18 +157,18 @@ def validation_metrics(student, teacher, windows: torch.Tensor, batch_size: int 
     replaces the teacher's forward passes."""
     was = student.training
     student.eval()
+    with_kl = teacher is not None or teacher_cache is not None
     nll, kl_sum, n = 0.0, 0.0, 0
     for i, batch in enumerate(windows.split(batch_size)):
         logits = student(input_ids=batch.to(_device(student)), use_cache=False).logits
         nll += float(next_token_nll(logits, batch))
-        t = (teacher_cache[i] if teacher_cache is not None
-             else None if teacher is None else teacher(input_ids=batch.to(_device(teacher)), use_cache=False).logits)
-        if t is not None:
+        if with_kl:
+            t = (teacher_cache[i] if teacher_cache is not None
+                 else teacher(input_ids=batch.to(_device(teacher)), use_cache=False).logits)
             kl_sum += distillation_loss(logits, t, batch, 1.0, 0.0)[1] * batch[:, 1:].numel()
         n += batch[:, 1:].numel()
     student.train(was)
-    has_kl = teacher is not None or teacher_cache is not None
-    return math.exp(min(nll / max(n, 1), 700.0)), (kl_sum / max(n, 1) if has_kl else None)
+    return math.exp(min(nll / max(n, 1), 700.0)), (kl_sum / max(n, 1) if with_kl else None)
 
 
 # The teacher's validation log-probabilities are kept in float16 (log-softmax values, so the
