@@ -6,7 +6,12 @@ Side by side in one process, on one pruned SmolLM2-135M model, interleaved round
 - a distillation step (teacher forward, student forward + backward, AdamW) in float32, with the
   teacher in bfloat16, and under ``torch.autocast(bfloat16)`` for student and teacher;
 - a LoRA step (r 8, the same batch of 8 windows of 128 tokens as the LM loss) in float32 and
-  under autocast.
+  under autocast;
+- the loss alone (forward + backward from the logits) and the autocast step with the chunked,
+  gradient-fused KL in use (``adapruner.recovery.kl``) against the ``kl_div`` over two
+  float32 log-softmaxes that it replaced (stop 26).
+
+``--only A,B`` times the cases whose name holds A or B (e.g. ``--only "loss,T 1"``).
 
 CPUs with AMX / AVX512-BF16 run bfloat16 matmuls much faster than float32; others do not, so the
 ratios hold for the machine that printed them only.
@@ -31,10 +36,12 @@ def main() -> int:
     p.add_argument("--teacher", default="smollm2-135m")
     p.add_argument("--data-dir", required=True)
     p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--only", default="", help="time only the cases whose name contains one of these comma-separated parts")
     p.add_argument("--out", default="benchmarks/results/recovery/step_cost.json")
     args = p.parse_args()
 
     import torch
+    import torch.nn.functional as F
 
     from adapruner.core.io import write_json
     from adapruner.core.lm import next_token_nll
@@ -63,11 +70,33 @@ def main() -> int:
         with torch.no_grad(), autocast(amp):
             return t(input_ids=ids, use_cache=False).logits
 
-    def distill_step(t=teacher, amp=False):
+    def kl_div_loss(s_logits, t_logits, temperature):
+        # The loss before stop 26: autograd through two float32 log-softmaxes and kl_div.
+        s = s_logits[:, :-1].float() / temperature
+        t = t_logits[:, :-1].float() / temperature
+        return temperature**2 * F.kl_div(F.log_softmax(s, -1).reshape(-1, s.shape[-1]),
+                                         F.log_softmax(t, -1).reshape(-1, t.shape[-1]),
+                                         log_target=True, reduction="batchmean")
+
+    def chunked_loss(s_logits, t_logits, temperature):
+        return distillation_loss(s_logits, t_logits, ids, temperature, 0.0)[0]
+
+    fixed_logits = {}
+
+    def loss_only(loss_fn):
+        # Forward + backward of the loss from fixed bf16 logits (the autocast step's dtype).
+        if not fixed_logits:
+            with torch.no_grad(), autocast(True):
+                fixed_logits["t"] = teacher(input_ids=ids, use_cache=False).logits
+                fixed_logits["s"] = student(input_ids=ids, use_cache=False).logits
+        s_logits = fixed_logits["s"].detach().requires_grad_(True)
+        loss_fn(s_logits, fixed_logits["t"], 1.0).backward()
+
+    def distill_step(t=teacher, amp=False, loss_fn=None, temperature=2.0):
         t_logits = teacher_forward(t, amp)
         with autocast(amp):
             s_logits = student(input_ids=ids, use_cache=False).logits
-        loss, _ = distillation_loss(s_logits, t_logits, ids, 2.0, 0.0)
+        loss = (loss_fn or chunked_loss)(s_logits, t_logits, temperature)
         optim.zero_grad(set_to_none=True)
         loss.backward()
         optim.step()
@@ -97,7 +126,13 @@ def main() -> int:
         "distill step, autocast bfloat16": lambda: distill_step(amp=True),
         "lora step float32": lambda: lora_step(),
         "lora step, autocast bfloat16": lambda: lora_step(amp=True),
+        "loss only, kl_div (before stop 26)": lambda: loss_only(kl_div_loss),
+        "loss only, chunked KL": lambda: loss_only(chunked_loss),
+        "distill step, autocast bfloat16, T 1, kl_div (before stop 26)":
+            lambda: distill_step(amp=True, loss_fn=kl_div_loss, temperature=1.0),
+        "distill step, autocast bfloat16, T 1, chunked KL": lambda: distill_step(amp=True, temperature=1.0),
     }
+    cases = {k: v for k, v in cases.items() if any(part in k for part in args.only.split(","))}
     for fn in cases.values():  # warm-up: oneDNN kernels, allocator
         fn()
     times: dict[str, list[float]] = {k: [] for k in cases}
@@ -107,8 +142,9 @@ def main() -> int:
             fn()
             times[name].append(time.perf_counter() - start)
     med = {k: statistics.median(v) for k, v in times.items()}
-    base = med["distill step float32"]
-    print(f"| case (batch 8 x 128 tokens, {torch.get_num_threads()} threads) | median s | vs distill float32 |")
+    base_name = "distill step float32" if "distill step float32" in med else next(iter(med))
+    base = med[base_name]
+    print(f"| case (batch 8 x 128 tokens, {torch.get_num_threads()} threads) | median s | vs {base_name} |")
     print("|---|---|---|")
     for k, v in med.items():
         print(f"| {k} | {v:.2f} | {v / base:.2f}x |")
