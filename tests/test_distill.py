@@ -118,6 +118,56 @@ def test_a_killed_run_resumes_from_its_checkpoint_and_ends_with_the_same_steps(t
         assert torch.allclose(a, b, atol=1e-6), k
 
 
+class CtrlC(Dies):
+    """A teacher during whose ``n``-th forward the user presses Ctrl-C (a real SIGINT)."""
+
+    def forward(self, *args, **kwargs):
+        import os
+        import signal
+
+        self.calls += 1
+        if self.calls == self.n:
+            os.kill(os.getpid(), signal.SIGINT)
+        return self.inner(*args, **kwargs)
+
+
+def test_ctrl_c_finishes_the_step_saves_and_the_rerun_ends_at_the_same_weights(tmp_path):
+    train, val = tiny_batch(64, 24, seed=1), tiny_batch(4, 24, seed=2)
+    config = DistillConfig(max_steps=12, batch_size=4, lr=1e-3, eval_every=100, seq_len=24)  # clock checkpoints only
+    student, teacher = pruned_pair()
+    # 1 teacher forward for the validation cache, then 1 per step: Ctrl-C during step 7.
+    with pytest.raises(KeyboardInterrupt):
+        distill(student, CtrlC(teacher, 1 + 7), train, val, config, checkpoint_dir=tmp_path / "ckpt", progress=False)
+    assert json.loads((tmp_path / "ckpt" / "state.json").read_text())["step"] == 7  # step 7 completed, then saved
+    student2, _ = pruned_pair()
+    resumed, report = distill(student2, teacher, train, val, config, checkpoint_dir=tmp_path / "ckpt", progress=False)
+    assert report["resumed_at_step"] == 7 and report["steps"] == 12
+    straight, _ = distill(pruned_pair()[0], teacher, train, val, config, progress=False)
+    for (k, a), (_, b) in zip(resumed.state_dict().items(), straight.state_dict().items()):
+        assert torch.allclose(a, b, atol=1e-6), k
+
+
+def test_checkpoints_follow_the_clock_unless_steps_are_asked_for(tmp_path, monkeypatch):
+    import adapruner.recovery.distill as distill_module
+
+    saved = []
+    monkeypatch.setattr(distill_module, "_save_checkpoint", lambda d, s, o, sc, step, *a: saved.append(step))
+    train, val = tiny_batch(32, 24, seed=1), tiny_batch(4, 24, seed=2)
+    student, teacher = pruned_pair()
+    distill(student, teacher, train, val, DistillConfig(max_steps=6, batch_size=4, eval_every=100, seq_len=24),
+            checkpoint_dir=tmp_path / "a", progress=False)
+    assert saved == []  # a run shorter than --checkpoint-minutes writes none
+    distill(pruned_pair()[0], teacher, train, val, DistillConfig(max_steps=6, batch_size=4, eval_every=100, seq_len=24,
+                                                                 checkpoint_minutes=1e-9),
+            checkpoint_dir=tmp_path / "b", progress=False)
+    assert saved == [1, 2, 3, 4, 5]  # every step once the clock says so (none after the last: the output follows)
+    saved.clear()
+    distill(pruned_pair()[0], teacher, train, val, DistillConfig(max_steps=6, batch_size=4, eval_every=100, seq_len=24,
+                                                                 checkpoint_every=2),
+            checkpoint_dir=tmp_path / "c", progress=False)
+    assert saved == [2, 4]
+
+
 def _save_pair(tmp_path: Path) -> tuple[Path, Path]:
     from tiny_tokenizer import char_tokenizer
 

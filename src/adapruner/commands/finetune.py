@@ -75,8 +75,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="validation perplexity (WikiText-2 validation windows) every N steps, a curve over wall time "
                         "in the report (distill default 25; lora: off unless given)")
     d.add_argument("--val-windows", type=int, default=16, help="WikiText-2 validation windows (default 16)")
-    d.add_argument("--checkpoint-every", type=int, default=25,
-                   help="steps between checkpoints; the same command resumes from the last one (default 25)")
+    d.add_argument("--checkpoint-minutes", type=float, default=5.0,
+                   help="minutes between checkpoints (default 5; Ctrl-C also saves one); the same command resumes "
+                        "from the last one")
+    d.add_argument("--checkpoint-every", type=int, default=None,
+                   help="also save a checkpoint every N steps (default: by the clock only)")
     d.add_argument("--freeze-embeddings", action="store_true",
                    help="full-parameter distillation: keep the token embedding and output head fixed (faster "
                         "steps; they are not pruned)")
@@ -170,6 +173,7 @@ def run_distill(args: argparse.Namespace, out: Path) -> int:
                            batch_size=args.batch_size or 8, lr=args.lr if args.lr is not None else 5e-5,
                            max_steps=args.max_steps or 200, max_minutes=args.max_minutes, eval_every=args.eval_every or 25,
                            val_windows=args.val_windows, checkpoint_every=args.checkpoint_every,
+                           checkpoint_minutes=args.checkpoint_minutes,
                            lora_r=args.lora_r if args.distill_lora else 0, seed=args.seed,
                            warmup_steps=args.warmup_steps if args.warmup_steps is not None else 10,
                            mixed_precision=args.mixed_precision, freeze_embeddings=args.freeze_embeddings)

@@ -103,6 +103,34 @@ def lr_factor(step: int, warmup: int, total_steps: int, elapsed_s: float, max_mi
     return max(0.0, 1.0 - progress)
 
 
+@contextlib.contextmanager
+def interrupt_between_steps():
+    """Turn the first Ctrl-C inside the block into a flag a training loop reads between steps.
+
+    Yields a one-element list that becomes ``[True]`` on Ctrl-C; the loop then saves its
+    checkpoint and raises KeyboardInterrupt itself, so the checkpoint never holds a half-applied
+    optimiser step. A second Ctrl-C interrupts at once. Outside the main thread (where signal
+    handlers cannot be set) Ctrl-C behaves as usual.
+    """
+    import signal
+    import threading
+
+    flag = [False]
+    if threading.current_thread() is not threading.main_thread():
+        yield flag
+        return
+
+    def on_sigint(signum, frame):
+        flag[0] = True
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield flag
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def budget_postfix(elapsed_s: float, max_minutes: float | None) -> dict:
     """The progress bar's note of the wall-clock budget left (its step ETA is meaningless when a
     --max-minutes budget, not --max-steps, ends the run)."""
