@@ -7,9 +7,10 @@ Side by side in one process, on one pruned SmolLM2-135M model, interleaved round
   teacher in bfloat16, and under ``torch.autocast(bfloat16)`` for student and teacher;
 - a LoRA step (r 8, the same batch of 8 windows of 128 tokens as the LM loss) in float32 and
   under autocast;
+- the step of the 20-minute table (batch 4, T 1, autocast, ``--freeze-embeddings``);
 - the loss alone (forward + backward from the logits) and the autocast step with the chunked,
   gradient-fused KL in use (``adapruner.recovery.kl``) against the ``kl_div`` over two
-  float32 log-softmaxes that it replaced (stop 26).
+  float32 log-softmaxes that it replaced (stop 26), and LoRA's cross-entropy from the same logits.
 
 ``--only A,B`` times the cases whose name holds A or B (e.g. ``--only "loss,T 1"``).
 
@@ -101,6 +102,29 @@ def main() -> int:
         loss.backward()
         optim.step()
 
+    frozen_optim = []
+
+    def frozen_step(loss_fn):
+        # The equal-time table's distillation step: batch 4, T 1, autocast, embeddings frozen.
+        tied = {id(q) for m in (student.get_input_embeddings(), student.get_output_embeddings()) for q in m.parameters()}
+        rest = [q for q in params if id(q) not in tied]
+        if not frozen_optim:
+            frozen_optim.append(torch.optim.AdamW(rest, lr=1e-6))
+        for q in params:
+            q.requires_grad_(id(q) not in tied)
+        with torch.no_grad(), autocast(True):
+            t_logits = teacher(input_ids=ids[:4], use_cache=False).logits
+        with autocast(True):
+            s_logits = student(input_ids=ids[:4], use_cache=False).logits
+        loss = loss_fn(s_logits, t_logits, 1.0) if loss_fn is kl_div_loss else \
+            distillation_loss(s_logits, t_logits, ids[:4], 1.0, 0.0)[0]
+        frozen_optim[0].zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(rest, 1.0)
+        frozen_optim[0].step()
+        for q in params:
+            q.requires_grad_(True)
+
     lora_model = None
 
     def lora_step(amp=False):
@@ -128,9 +152,12 @@ def main() -> int:
         "lora step, autocast bfloat16": lambda: lora_step(amp=True),
         "loss only, kl_div (before stop 26)": lambda: loss_only(kl_div_loss),
         "loss only, chunked KL": lambda: loss_only(chunked_loss),
+        "loss only, cross-entropy (LoRA's)": lambda: loss_only(lambda s, t, temperature: next_token_nll(s, ids, "mean")),
         "distill step, autocast bfloat16, T 1, kl_div (before stop 26)":
             lambda: distill_step(amp=True, loss_fn=kl_div_loss, temperature=1.0),
         "distill step, autocast bfloat16, T 1, chunked KL": lambda: distill_step(amp=True, temperature=1.0),
+        "table step (batch 4, frozen embeddings), kl_div (before stop 26)": lambda: frozen_step(kl_div_loss),
+        "table step (batch 4, frozen embeddings), chunked KL": lambda: frozen_step(None),
     }
     cases = {k: v for k, v in cases.items() if any(part in k for part in args.only.split(","))}
     for fn in cases.values():  # warm-up: oneDNN kernels, allocator

@@ -567,6 +567,9 @@ def llamacpp_section(results: Path) -> list[str]:
 # Extra runs of benchmarks/recovery_equal_time.py (its --out), newest first, each under a heading;
 # the earlier 8-minute float32 run in results/recovery/ comes last.
 RECOVERY_RUNS = (
+    ("recovery/equal_time_20min_bf16_chunked_kl",
+     "20 minutes per method, bfloat16 autocast, distillation on books + Alpaca with frozen embeddings, the chunked KL "
+     "and checkpoints by the clock (AMD EPYC, stop 26)"),
     ("recovery/equal_time_20min_bf16_frozen_pooled",
      "20 minutes per method, bfloat16 autocast, distillation with frozen embeddings on books + Alpaca (AMD EPYC)"),
     ("recovery/equal_time_20min_bf16_frozen",
@@ -606,6 +609,7 @@ def _equal_time_block(results: Path, sub: str) -> list[str]:
              + "".join(f" --extra {n}=RUN_DIR" for n in extras)
              + (f" --max-windows {windows}" if windows != "all" else "")
              + (f" --mixed-precision {amp}" if amp != "no" else "")
+             + (f" --eval-every {rec['eval_every']}" if rec.get("eval_every", 10) != 10 else "")
              + (f" --limit {rec['zeroshot_limit']} --zeroshot-models searched20" if rec.get("zeroshot_limit") else "")
              + "".join(f" {f}" for f in rec.get("distill_flags", []))
              + ("" if sub == "recovery" else f" --out benchmarks/results/{sub}"), "```", "",

@@ -63,8 +63,8 @@ class DistillConfig:
     eval_every: int = 25
     val_windows: int = 16
     # A checkpoint (the student, AdamW's two moments, the curves) is ~1 GB for a pruned 135M
-    # model and took 8-14 s on 2 CPU cores: every 25 steps it was a fifth of a 20-minute run,
-    # a cost LoRA does not pay. By the clock it bounds both the overhead and the work a kill
+    # model and took 8-14 s on 2 CPU cores: every 25 steps it was 172 s of a 20-minute run, a
+    # cost LoRA does not pay. By the clock it bounds both the overhead and the work a kill
     # loses; Ctrl-C saves one on the way out.
     checkpoint_minutes: float = 5.0
     checkpoint_every: int | None = None  # also every N steps (tests, very slow steps)
@@ -377,8 +377,6 @@ def distill(student, teacher, train_windows: torch.Tensor, val_windows: torch.Te
     bar.close()
     if history["validation"][-1]["step"] != step:
         evaluate(step)
-    if checkpoint is not None and stopped_on_time:
-        save(step)
     if config.lora_r:
         student = student.merge_and_unload()
     for p in student.parameters():
