@@ -116,8 +116,7 @@ def main() -> int:
             t_logits = teacher(input_ids=ids[:4], use_cache=False).logits
         with autocast(True):
             s_logits = student(input_ids=ids[:4], use_cache=False).logits
-        loss = loss_fn(s_logits, t_logits, 1.0) if loss_fn is kl_div_loss else \
-            distillation_loss(s_logits, t_logits, ids[:4], 1.0, 0.0)[0]
+        loss = (loss_fn or chunked_loss)(s_logits, t_logits, 1.0)
         frozen_optim[0].zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(rest, 1.0)
