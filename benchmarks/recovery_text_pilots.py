@@ -1,0 +1,103 @@
+"""Which training text distils best: short distillation pilots on one pruned model, one per text
+mix, each then scored on many WikiText-2 *validation* windows.
+
+A distillation run validates on 16 windows (its curve must stay cheap inside a time budget);
+between two text mixes that is too noisy to rank them: the runs' own final 16-window
+perplexities were 64.9, 64.6 and 62.1, while 128 windows put the same three models at 58.4,
+55.2 and 52.8. So every pilot here trains with the equal-time table's flags for ``--minutes``
+and is then scored, with the untuned model and the teacher, on the first ``--val-windows``
+windows of the WikiText-2 validation split (never a test split).
+
+Resumable: a pilot whose run directory in ``--work`` holds its report is not trained again.
+
+    python benchmarks/recovery_text_pilots.py --data-dir ../shared/data --model RUN/element1-20 \\
+        --work /tmp/text-pilots --out benchmarks/results/recovery/pilots_text
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from recovery_equal_time import run_cli
+
+# name -> the --data sources (paths relative to the data directory, or 'books'). Alpaca is the
+# cleaned sample's responses (--text-field output); PTB is its *train* split.
+MIXES = {
+    "books+alpaca": ["books", "alpaca/alpaca_cleaned_sample2000.json"],
+    "ptb-train": ["ptb/ptb.train.txt"],
+    "books+alpaca+ptb-train": ["books", "alpaca/alpaca_cleaned_sample2000.json", "ptb/ptb.train.txt"],
+}
+
+
+def pilot_flags(minutes: float) -> list[str]:
+    """The equal-time table's distillation flags (benchmarks/README.md), for ``minutes``."""
+    return ["--method", "distill", "--teacher", "smollm2-135m", "--text-field", "output", "--temperature", "1",
+            "--batch-size", "4", "--lr", "5e-4", "--warmup-steps", "10", "--max-minutes", str(minutes),
+            "--max-steps", "100000", "--eval-every", "20", "--val-windows", "16", "--seq-len", "128",
+            "--mixed-precision", "bf16", "--freeze-embeddings"]
+
+
+def main() -> int:
+    from adapruner.core.io import write_json
+    from adapruner.core.versions import versions
+    from adapruner.data.corpora import JOIN, load_corpus
+    from adapruner.eval.perplexity import corpus_windows
+    from adapruner.models.load import load_model
+    from adapruner.recovery.distill import validation_ppl
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--data-dir", required=True)
+    p.add_argument("--model", required=True, help="the pruned run directory every pilot starts from")
+    p.add_argument("--work", default="/tmp/adapruner-bench/text-pilots")
+    p.add_argument("--out", default="benchmarks/results/recovery/pilots_text")
+    p.add_argument("--minutes", type=float, default=6.0)
+    p.add_argument("--val-windows", type=int, default=128)
+    p.add_argument("--mixes", default=",".join(MIXES), help=f"comma list of {', '.join(MIXES)}")
+    args = p.parse_args()
+    data, work, out = Path(args.data_dir), Path(args.work), Path(args.out)
+    names = [m for m in args.mixes.split(",") if m]
+    unknown = [m for m in names if m not in MIXES]
+    if unknown:
+        raise SystemExit(f"unknown mix {', '.join(unknown)}; choose from {', '.join(MIXES)}")
+
+    for name in names:
+        run = work / name
+        if not (run / "finetune_report.json").is_file():
+            sources = [s if s == "books" else str(data / s) for s in MIXES[name]]
+            run_cli(["finetune", "--model", args.model, *pilot_flags(args.minutes), "--data", *sources,
+                     "--out", str(run), "--overwrite", "--data-dir", str(data), "--device", "cpu"])
+
+    scored, windows = {}, None
+    for name, path in [("untuned", args.model), *[(n, str(work / n)) for n in names], ("teacher", "smollm2-135m")]:
+        loaded = load_model(path, device="cpu")
+        if windows is None:
+            windows = corpus_windows(loaded.tokenizer, load_corpus("wikitext2", "valid", data), 128,
+                                     JOIN["wikitext2"], max_windows=args.val_windows)
+        row = {"val_ppl": validation_ppl(loaded.model, windows)}
+        if name in MIXES:
+            report = json.loads((work / name / "finetune_report.json").read_text())
+            row.update(data=MIXES[name], steps=report["steps"], seconds=report["seconds"],
+                       train_windows=report["train_windows"], val16_ppl=report["val_ppl_after"])
+            out.mkdir(parents=True, exist_ok=True)
+            write_json(out / f"{name}.json", report)
+        scored[name] = row
+        print(f"{name:24s} {row['val_ppl']:8.2f}", flush=True)
+        del loaded
+
+    write_json(out / "pilots.json", {"model": args.model, "minutes": args.minutes, "val_windows": len(windows),
+                                     "flags": pilot_flags(args.minutes), "rows": scored,
+                                     "versions": versions("peft")})
+    print("\n| text | steps | training windows | val PPL, 16 windows (the run's) | "
+          f"val PPL, {len(windows)} windows |\n|---|---|---|---|---|")
+    for name, row in scored.items():
+        print(f"| {name} | {row.get('steps', '-')} | {row.get('train_windows', '-')} | "
+              f"{row['val16_ppl']:.2f} | {row['val_ppl']:.2f} |" if "steps" in row
+              else f"| {name} | - | - | - | {row['val_ppl']:.2f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
