@@ -118,3 +118,11 @@ def test_benchmark_space_files_are_valid_search_spaces(path):
 
     space = SearchSpace.load(path)  # unknown keys or unregistered names would be one-line errors here
     assert SearchSpace.from_dict(space.to_json()).digest() == space.digest()
+
+
+def test_text_pilots_name_an_unknown_mix_in_one_line(tmp_path):
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "recovery_text_pilots.py"), "--data-dir",
+                           str(tmp_path), "--model", str(tmp_path), "--work", str(tmp_path / "w"), "--mixes", "books+alpaca,nope"],
+                          capture_output=True, text=True, cwd=REPO)
+    assert proc.returncode != 0 and not (tmp_path / "w").exists()
+    assert proc.stderr.strip().splitlines()[-1].startswith("unknown mix nope; choose from books+alpaca")
