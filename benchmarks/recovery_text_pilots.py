@@ -36,21 +36,22 @@ MIXES = {
 }
 
 
+SEQ_LEN = 128  # the table's windows, for training and for the validation score alike
+
+
 def pilot_flags(minutes: float) -> list[str]:
     """The equal-time table's distillation flags (benchmarks/README.md), for ``minutes``."""
     return ["--method", "distill", "--teacher", "smollm2-135m", "--text-field", "output", "--temperature", "1",
             "--batch-size", "4", "--lr", "5e-4", "--warmup-steps", "10", "--max-minutes", str(minutes),
-            "--max-steps", "100000", "--eval-every", "20", "--val-windows", "16", "--seq-len", "128",
+            "--max-steps", "100000", "--eval-every", "20", "--val-windows", "16", "--seq-len", str(SEQ_LEN),
             "--mixed-precision", "bf16", "--freeze-embeddings"]
 
 
 def main() -> int:
     from adapruner.core.io import write_json
     from adapruner.core.versions import versions
-    from adapruner.data.corpora import JOIN, load_corpus
-    from adapruner.eval.perplexity import corpus_windows
     from adapruner.models.load import load_model
-    from adapruner.recovery.distill import validation_ppl
+    from adapruner.recovery.distill import validation_ppl, validation_windows
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data-dir", required=True)
@@ -78,8 +79,7 @@ def main() -> int:
     for name, path in [("untuned", args.model), *[(n, str(work / n)) for n in names], ("teacher", "smollm2-135m")]:
         loaded = load_model(path, device="cpu")
         if windows is None:
-            windows = corpus_windows(loaded.tokenizer, load_corpus("wikitext2", "valid", data), 128,
-                                     JOIN["wikitext2"], max_windows=args.val_windows)
+            windows = validation_windows(loaded.tokenizer, data, SEQ_LEN, args.val_windows)
         row = {"val_ppl": validation_ppl(loaded.model, windows)}
         if name in MIXES:
             report = json.loads((work / name / "finetune_report.json").read_text())

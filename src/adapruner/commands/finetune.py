@@ -164,7 +164,8 @@ def run_distill(args: argparse.Namespace, out: Path) -> int:
     from adapruner.data import user_text
     from adapruner.models.load import load_model
     from adapruner.pruning.save import save_run
-    from adapruner.recovery.distill import DistillConfig, check_hidden_shapes, distill, text_windows_from_books
+    from adapruner.recovery.distill import (DistillConfig, check_hidden_shapes, distill, text_windows_from_books,
+                                            validation_windows)
 
     if not args.teacher:
         raise AdaprunerError("--method distill needs --teacher (the dense model the student was pruned from)")
@@ -228,11 +229,7 @@ def run_distill(args: argparse.Namespace, out: Path) -> int:
                              "are needed; use more text or a smaller --batch-size / --seq-len")
     source = described[0] if len(described) == 1 else {"data": described}
     if data_dir is not None:
-        from adapruner.data.corpora import JOIN, load_corpus
-        from adapruner.eval.perplexity import corpus_windows
-
-        val = corpus_windows(tok, load_corpus("wikitext2", "valid", data_dir), config.seq_len, JOIN["wikitext2"],
-                             max_windows=config.val_windows)
+        val = validation_windows(tok, data_dir, config.seq_len, config.val_windows)
         source["validation_data"] = f"first {len(val)} windows of WikiText-2 validation"
     else:
         val, windows = windows[-config.val_windows:], windows[:-config.val_windows]
@@ -258,15 +255,12 @@ def run_distill(args: argparse.Namespace, out: Path) -> int:
 def _validation_ppl(args: argparse.Namespace, tokenizer):
     """model -> perplexity on the first --val-windows WikiText-2 validation windows of --seq-len
     tokens (the windows distillation validates on, so the two methods' curves compare)."""
-    from adapruner.data.corpora import JOIN, load_corpus
     from adapruner.data.paths import resolve_data_dir
-    from adapruner.eval.perplexity import corpus_windows
-    from adapruner.recovery.distill import validation_ppl
+    from adapruner.recovery.distill import validation_ppl, validation_windows
 
     if args.eval_every < 1:
         raise AdaprunerError(f"--eval-every must be at least 1 (got {args.eval_every})")
-    rows = load_corpus("wikitext2", "valid", resolve_data_dir(args.data_dir))
-    windows = corpus_windows(tokenizer, rows, args.seq_len, JOIN["wikitext2"], max_windows=args.val_windows)
+    windows = validation_windows(tokenizer, resolve_data_dir(args.data_dir), args.seq_len, args.val_windows)
     return lambda model: validation_ppl(model, windows)
 
 

@@ -151,6 +151,16 @@ def mean_kl(student, teacher, windows: torch.Tensor, batch_size: int = 8) -> flo
     return validation_metrics(student, teacher, windows, batch_size)[1]
 
 
+def validation_windows(tokenizer, data_dir: str | Path, seq_len: int, count: int) -> torch.Tensor:
+    """The first ``count`` WikiText-2 *validation* windows of ``seq_len`` tokens: what every
+    recovery method validates on, so the curves of LoRA and distillation compare."""
+    from adapruner.data.corpora import JOIN, load_corpus
+    from adapruner.eval.perplexity import corpus_windows
+
+    return corpus_windows(tokenizer, load_corpus("wikitext2", "valid", data_dir), seq_len, JOIN["wikitext2"],
+                          max_windows=count)
+
+
 @torch.no_grad()
 def validation_ppl(model, windows: torch.Tensor, batch_size: int = 8) -> float:
     """Perplexity of ``model`` on ``windows`` (eval mode, restored after)."""
