@@ -608,10 +608,12 @@ def _equal_time_block(results: Path, sub: str) -> list[str]:
              + (f", zero-shot (7 tasks, limit {rec['zeroshot_limit']}) where shown." if rec.get("zeroshot_limit") else ".")
              , "",
              "```bash", "python benchmarks/recovery_equal_time.py --data-dir ../shared/data --minutes "
-             f"{rec['minutes']:g}" + (f" --ratios {ratios}" if ratios != "0.2,0.5" else "")
+             f"{rec['minutes']:g}" + (" --ratios " + (ratios or '""') if ratios != "0.2,0.5" else "")
              + "".join(f" --extra {n}=RUN_DIR" for n in extras)
              + (f" --max-windows {windows}" if windows != "all" else "")
              + (f" --mixed-precision {amp}" if amp != "no" else "")
+             + (f" --lora-lr {rec['lora_lr']}" if rec["lora_lr"] != "1e-3" else "")
+             + (f" --distill-lr {rec['distill_lr']}" if rec["distill_lr"] != "5e-4" else "")
              + (f" --eval-every {rec['eval_every']}" if rec.get("eval_every", 10) != 10 else "")
              + (f" --limit {rec['zeroshot_limit']} --zeroshot-models searched20" if rec.get("zeroshot_limit") else "")
              + "".join(f" {f}" for f in rec.get("distill_flags", []))
