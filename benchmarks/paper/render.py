@@ -567,6 +567,9 @@ def llamacpp_section(results: Path) -> list[str]:
 # Extra runs of benchmarks/recovery_equal_time.py (its --out), newest first, each under a heading;
 # the earlier 8-minute float32 run in results/recovery/ comes last.
 RECOVERY_RUNS = (
+    ("recovery/equal_time_20min_searched_pooled_ptb",
+     "20 minutes per method on the searched 20 % model (wanda-sp, searched schedule, reconstruction), distillation "
+     "on books + Alpaca + PTB *train* at peak rate 2e-4, stop 28 (AMD EPYC)"),
     ("recovery/equal_time_20min_bf16_pooled_ptb",
      "20 minutes per method, distillation on books + Alpaca + PTB *train* (PTB test is in-domain for it; "
      "compare WikiText-2), stop 27 (AMD EPYC)"),
