@@ -33,6 +33,11 @@ MIXES = {
     # both Alpaca files: the first 1805 rows of the original and a random 2000 of the cleaned set
     "books+alpaca2+ptb-train": ["books", "alpaca/alpaca_cleaned_sample2000.json", "alpaca/alpaca_data_first1805.json",
                                 "ptb/ptb.train.txt"],
+    # 'wiki' is the --wiki file: Wikipedia articles outside the data directory, held out against
+    # WikiText-2's test and validation splits (benchmarks/wiki_text.py)
+    "wiki": ["wiki"],
+    "wiki+ptb-train": ["wiki", "ptb/ptb.train.txt"],
+    "books+alpaca+ptb-train+wiki": ["books", "alpaca/alpaca_cleaned_sample2000.json", "ptb/ptb.train.txt", "wiki"],
 }
 
 
@@ -60,6 +65,7 @@ def main() -> int:
     p.add_argument("--out", default="benchmarks/results/recovery/pilots_text")
     p.add_argument("--minutes", type=float, default=6.0)
     p.add_argument("--val-windows", type=int, default=128)
+    p.add_argument("--wiki", help="the text file a 'wiki' mix trains on (benchmarks/wiki_text.py writes it)")
     p.add_argument("--mixes", default=",".join(list(MIXES)[:3]), help=f"comma list of {', '.join(MIXES)}")
     args = p.parse_args()
     data, work, out = Path(args.data_dir), Path(args.work), Path(args.out)
@@ -67,11 +73,16 @@ def main() -> int:
     unknown = [m for m in names if m not in MIXES]
     if unknown:
         raise SystemExit(f"unknown mix {', '.join(unknown)}; choose from {', '.join(MIXES)}")
+    if any("wiki" in MIXES[m] for m in names) and not (args.wiki and Path(args.wiki).is_file()):
+        raise SystemExit("a 'wiki' mix needs --wiki FILE, the text benchmarks/wiki_text.py writes")
+
+    def source(name: str) -> str:
+        return name if name == "books" else args.wiki if name == "wiki" else str(data / name)
 
     for name in names:
         run = work / name
         if not (run / "finetune_report.json").is_file():
-            sources = [s if s == "books" else str(data / s) for s in MIXES[name]]
+            sources = [source(s) for s in MIXES[name]]
             run_cli(["finetune", "--model", args.model, *pilot_flags(args.minutes), "--data", *sources,
                      "--out", str(run), "--overwrite", "--data-dir", str(data), "--device", "cpu"])
 

@@ -126,3 +126,46 @@ def test_text_pilots_name_an_unknown_mix_in_one_line(tmp_path):
                           capture_output=True, text=True, cwd=REPO)
     assert proc.returncode != 0 and not (tmp_path / "w").exists()
     assert proc.stderr.strip().splitlines()[-1].startswith("unknown mix nope; choose from books+alpaca")
+
+
+def test_text_pilots_refuse_a_wiki_mix_without_its_file(tmp_path):
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "recovery_text_pilots.py"), "--data-dir",
+                           str(tmp_path), "--model", str(tmp_path), "--work", str(tmp_path / "w"), "--mixes", "wiki"],
+                          capture_output=True, text=True, cwd=REPO)
+    assert proc.returncode != 0 and not (tmp_path / "w").exists()
+    assert proc.stderr.strip().splitlines()[-1].startswith("a 'wiki' mix needs --wiki FILE")
+
+
+EXPORT = """<mediawiki xmlns="http://www.mediawiki.org/xml/export-0.10/">
+<page><title>Anarchism</title><ns>0</ns><revision><text>'''Anarchism''' is a [[political philosophy]] that \
+advocates self-governed societies based on voluntary institutions, as this made-up test paragraph says at length.{{citation needed}}&lt;ref&gt;A source.&lt;/ref&gt;
+
+Robert Boulter is an English film, television and theatre actor. He had a guest-starring role on the television \
+series The Bill in 2000.
+
+[[Category:Political ideologies]]</text></revision></page>
+<page><title>Robert Boulter</title><ns>0</ns><revision><text>An article WikiText-2 tests on, with a long enough \
+first paragraph to be kept were it anything else.</text></revision></page>
+<page><title>AccessibleComputing</title><ns>0</ns><revision><text>#REDIRECT [[Computer accessibility]]</text>\
+</revision></page>
+<page><title>Talk:Anarchism</title><ns>1</ns><revision><text>A talk page, which is not an article, however long \
+its paragraphs happen to be.</text></revision></page>
+</mediawiki>
+"""
+
+
+def test_wiki_text_holds_out_wikitext2_articles_and_paragraphs(tmp_path, data_dir):
+    """The Wikipedia training text drops WikiText-2's own articles (by title) and any paragraph
+    that shares a 13-word sequence with its test split; markup, redirects and talk pages go."""
+    pytest.importorskip("mwparserfromhell")
+    export = tmp_path / "export.xml"
+    export.write_text(EXPORT)
+    out = tmp_path / "wiki.txt"
+    subprocess.run([sys.executable, str(REPO / "benchmarks" / "wiki_text.py"), "--source", str(export),
+                    "--data-dir", str(data_dir), "--out", str(out)], check=True, capture_output=True, cwd=REPO)
+    assert out.read_text().splitlines() == [
+        "Anarchism is a political philosophy that advocates self-governed societies based on voluntary institutions, "
+        "as this made-up test paragraph says at length."]
+    summary = json.loads(out.with_suffix(".json").read_text())
+    assert summary["dropped_articles_titled_as_wikitext2"] == ["Robert Boulter"]
+    assert summary["dropped_paragraphs_sharing_a_13gram"] == 1 and summary["articles"] == 2
