@@ -44,10 +44,12 @@ MIXES = {
 SEQ_LEN = 128  # the table's windows, for training and for the validation score alike
 
 
-def pilot_flags(minutes: float) -> list[str]:
-    """The equal-time table's distillation flags (benchmarks/README.md), for ``minutes``."""
+def pilot_flags(minutes: float, lm_weight: float = 0.0) -> list[str]:
+    """The equal-time table's distillation flags (benchmarks/README.md), for ``minutes``, with the
+    plain next-token loss added at ``lm_weight`` when it is not 0."""
     return ["--method", "distill", "--teacher", "smollm2-135m", "--text-field", "output", "--temperature", "1",
-            "--batch-size", "4", "--lr", "5e-4", "--warmup-steps", "10", "--max-minutes", str(minutes),
+            *(["--lm-weight", f"{lm_weight:g}"] if lm_weight else []), "--batch-size", "4", "--lr", "5e-4",
+            "--warmup-steps", "10", "--max-minutes", str(minutes),
             "--max-steps", "100000", "--eval-every", "20", "--val-windows", "16", "--seq-len", str(SEQ_LEN),
             "--mixed-precision", "bf16", "--freeze-embeddings"]
 
@@ -66,6 +68,8 @@ def main() -> int:
     p.add_argument("--minutes", type=float, default=6.0)
     p.add_argument("--val-windows", type=int, default=128)
     p.add_argument("--wiki", help="the text file a 'wiki' mix trains on (benchmarks/wiki_text.py writes it)")
+    p.add_argument("--lm-weight", type=float, default=0.0,
+                   help="add the student's next-token loss on the text at this weight (run directories NAME-lmW)")
     p.add_argument("--mixes", default=",".join(list(MIXES)[:3]), help=f"comma list of {', '.join(MIXES)}")
     args = p.parse_args()
     data, work, out = Path(args.data_dir), Path(args.work), Path(args.out)
@@ -79,21 +83,22 @@ def main() -> int:
     def source(name: str) -> str:
         return name if name == "books" else args.wiki if name == "wiki" else str(data / name)
 
+    runs = {name: work / (name + (f"-lm{args.lm_weight:g}" if args.lm_weight else "")) for name in names}
     for name in names:
-        run = work / name
+        run = runs[name]
         if not (run / "finetune_report.json").is_file():
             sources = [source(s) for s in MIXES[name]]
-            run_cli(["finetune", "--model", args.model, *pilot_flags(args.minutes), "--data", *sources,
+            run_cli(["finetune", "--model", args.model, *pilot_flags(args.minutes, args.lm_weight), "--data", *sources,
                      "--out", str(run), "--overwrite", "--data-dir", str(data), "--device", "cpu"])
 
     scored, windows = {}, None
-    for name, path in [("untuned", args.model), *[(n, str(work / n)) for n in names], ("teacher", "smollm2-135m")]:
+    for name, path in [("untuned", args.model), *[(n, str(runs[n])) for n in names], ("teacher", "smollm2-135m")]:
         loaded = load_model(path, device="cpu")
         if windows is None:
             windows = validation_windows(loaded.tokenizer, data, SEQ_LEN, args.val_windows)
         row = {"val_ppl": validation_ppl(loaded.model, windows)}
         if name in MIXES:
-            report = json.loads((work / name / "finetune_report.json").read_text())
+            report = json.loads((runs[name] / "finetune_report.json").read_text())
             row.update(data=MIXES[name], steps=report["steps"], seconds=report["seconds"],
                        train_windows=report["train_windows"], val16_ppl=report["val_ppl_after"])
             out.mkdir(parents=True, exist_ok=True)
@@ -103,7 +108,7 @@ def main() -> int:
         del loaded
 
     write_json(out / "pilots.json", {"model": args.model, "minutes": args.minutes, "val_windows": len(windows),
-                                     "flags": pilot_flags(args.minutes), "rows": scored,
+                                     "flags": pilot_flags(args.minutes, args.lm_weight), "rows": scored,
                                      "versions": versions("peft")})
     print("\n| text | steps | training windows | val PPL, 16 windows (the run's) | "
           f"val PPL, {len(windows)} windows |\n|---|---|---|---|---|")
