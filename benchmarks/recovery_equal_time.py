@@ -54,6 +54,8 @@ def main() -> int:
     p.add_argument("--distill-lr", default="5e-4")
     p.add_argument("--distill-temperature", default="2",
                    help="KL temperature of distillation (1 was better in the second pilot round, benchmarks/README.md)")
+    p.add_argument("--distill-lm-weight", default="0",
+                   help="weight of the student's next-token loss on the text beside the KL (finetune --lm-weight)")
     p.add_argument("--distill-batch-size", default="8", help="windows per distillation step")
     p.add_argument("--distill-data", default=None, nargs="+",
                    help="distillation text (default: the book texts), e.g. DATA/alpaca/alpaca_cleaned_sample2000.json "
@@ -94,13 +96,15 @@ def main() -> int:
                  "--batch-size", "8", "--micro-batch-size", "4", "--lr", args.lora_lr, "--val-size", "32", "--cutoff", "128"],
         "distill": ["--method", "distill", "--teacher", "smollm2-135m", "--batch-size", args.distill_batch_size,
                     "--lr", args.distill_lr, "--temperature", args.distill_temperature,
+                    *(["--lm-weight", args.distill_lm_weight] if float(args.distill_lm_weight) else []),
                     *(["--data", *args.distill_data, "--text-field", args.distill_text_field] if args.distill_data else []),
                     *(["--freeze-embeddings"] if args.distill_freeze_embeddings else [])],
     }
     # Non-default distillation settings get their own run directories, so both results are kept.
-    changed = {k for k in ("distill_temperature", "distill_batch_size") if getattr(args, k) != p.get_default(k)}
+    changed = {k for k in ("distill_temperature", "distill_batch_size", "distill_lm_weight") if getattr(args, k) != p.get_default(k)}
     distill_tag = "".join([f"-T{args.distill_temperature}" if "distill_temperature" in changed else "",
                            f"-b{args.distill_batch_size}" if "distill_batch_size" in changed else "",
+                           f"-lm{args.distill_lm_weight}" if "distill_lm_weight" in changed else "",
                            "".join(f"-{Path(d).stem}" for d in args.distill_data or []) + (f"-{args.distill_text_field}"
                                                                             if args.distill_data else ""),
                            "-frozen-emb" if args.distill_freeze_embeddings else ""])
@@ -138,7 +142,8 @@ def main() -> int:
             rows[f"{name} | {label}"] = row
     protocol = {"minutes": args.minutes, "lora_lr": args.lora_lr, "distill_lr": args.distill_lr,
                 "mixed_precision": args.mixed_precision, "distill_temperature": args.distill_temperature,
-                "distill_batch_size": args.distill_batch_size, "distill_data": " ".join(args.distill_data) if args.distill_data else "books",
+                "distill_batch_size": args.distill_batch_size,
+                "distill_lm_weight": args.distill_lm_weight, "distill_data": " ".join(args.distill_data) if args.distill_data else "books",
                 "distill_text_field": args.distill_text_field,
                 "distill_freeze_embeddings": args.distill_freeze_embeddings, "distill_flags": distill_flags, "seq_len": 128, "test_windows": args.max_windows or "all",
                 "zeroshot_limit": args.limit, "eval_every": args.eval_every, "val_windows": 16}
