@@ -120,20 +120,14 @@ def test_benchmark_space_files_are_valid_search_spaces(path):
     assert SearchSpace.from_dict(space.to_json()).digest() == space.digest()
 
 
-def test_text_pilots_name_an_unknown_mix_in_one_line(tmp_path):
+@pytest.mark.parametrize("mixes, error", [("books+alpaca,nope", "unknown mix nope; choose from books+alpaca"),
+                                          ("wiki", "a 'wiki' mix needs --wiki FILE")])
+def test_text_pilots_refuse_bad_mixes_in_one_line(tmp_path, mixes, error):
     proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "recovery_text_pilots.py"), "--data-dir",
-                           str(tmp_path), "--model", str(tmp_path), "--work", str(tmp_path / "w"), "--mixes", "books+alpaca,nope"],
+                           str(tmp_path), "--model", str(tmp_path), "--work", str(tmp_path / "w"), "--mixes", mixes],
                           capture_output=True, text=True, cwd=REPO)
     assert proc.returncode != 0 and not (tmp_path / "w").exists()
-    assert proc.stderr.strip().splitlines()[-1].startswith("unknown mix nope; choose from books+alpaca")
-
-
-def test_text_pilots_refuse_a_wiki_mix_without_its_file(tmp_path):
-    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "recovery_text_pilots.py"), "--data-dir",
-                           str(tmp_path), "--model", str(tmp_path), "--work", str(tmp_path / "w"), "--mixes", "wiki"],
-                          capture_output=True, text=True, cwd=REPO)
-    assert proc.returncode != 0 and not (tmp_path / "w").exists()
-    assert proc.stderr.strip().splitlines()[-1].startswith("a 'wiki' mix needs --wiki FILE")
+    assert proc.stderr.strip().splitlines()[-1].startswith(error)
 
 
 EXPORT = """<mediawiki xmlns="http://www.mediawiki.org/xml/export-0.10/">
