@@ -101,7 +101,8 @@ def main() -> int:
                     *(["--freeze-embeddings"] if args.distill_freeze_embeddings else [])],
     }
     # Non-default distillation settings get their own run directories, so both results are kept.
-    changed = {k for k in ("distill_temperature", "distill_batch_size", "distill_lm_weight") if getattr(args, k) != p.get_default(k)}
+    changed = {k for k in ("distill_temperature", "distill_batch_size", "distill_lm_weight")
+               if getattr(args, k) != p.get_default(k)}
     distill_tag = "".join([f"-T{args.distill_temperature}" if "distill_temperature" in changed else "",
                            f"-b{args.distill_batch_size}" if "distill_batch_size" in changed else "",
                            f"-lm{args.distill_lm_weight}" if "distill_lm_weight" in changed else "",

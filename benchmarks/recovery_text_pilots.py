@@ -36,7 +36,6 @@ MIXES = {
     # 'wiki' is the --wiki file: Wikipedia articles outside the data directory, held out against
     # WikiText-2's test and validation splits (benchmarks/wiki_text.py)
     "wiki": ["wiki"],
-    "wiki+ptb-train": ["wiki", "ptb/ptb.train.txt"],
     "books+alpaca+ptb-train+wiki": ["books", "alpaca/alpaca_cleaned_sample2000.json", "ptb/ptb.train.txt", "wiki"],
 }
 

@@ -13,7 +13,7 @@ in the gensim wheel on PyPI::
         --out /tmp/wiki/enwiki-sample.txt
 
 ``--source`` also takes any ``.xml`` / ``.xml.bz2`` export. Markup is removed with
-mwparserfromhell (``pip install mwparserfromhell``; not a dependency of adapruner): templates,
+mwparserfromhell (``pip install -e ".[bench]"``; not needed by the library itself): templates,
 tables, references, files and categories go, link texts stay. Then, against WikiText-2:
 
 - an article whose title is an article of the test or validation split is dropped whole;
