@@ -96,7 +96,8 @@ def main() -> int:
                  "--batch-size", "8", "--micro-batch-size", "4", "--lr", args.lora_lr, "--val-size", "32", "--cutoff", "128"],
         "distill": ["--method", "distill", "--teacher", "smollm2-135m", "--batch-size", args.distill_batch_size,
                     "--lr", args.distill_lr, "--temperature", args.distill_temperature,
-                    *(["--lm-weight", args.distill_lm_weight] if float(args.distill_lm_weight) else []),
+                    # explicit, so a run's recorded flags mean the same whatever finetune's default is
+                    "--lm-weight", args.distill_lm_weight,
                     *(["--data", *args.distill_data, "--text-field", args.distill_text_field] if args.distill_data else []),
                     *(["--freeze-embeddings"] if args.distill_freeze_embeddings else [])],
     }
@@ -147,7 +148,7 @@ def main() -> int:
                 "distill_lm_weight": args.distill_lm_weight, "distill_data": " ".join(args.distill_data) if args.distill_data else "books",
                 "distill_text_field": args.distill_text_field,
                 "distill_freeze_embeddings": args.distill_freeze_embeddings, "distill_flags": distill_flags, "seq_len": 128, "test_windows": args.max_windows or "all",
-                "zeroshot_limit": args.limit, "eval_every": args.eval_every, "val_windows": 16}
+                "zeroshot_limit": args.limit, "zeroshot_models": args.zeroshot_models, "eval_every": args.eval_every, "val_windows": 16}
     write_json(out / "rows.json", {**protocol, "rows": rows, "versions": versions("peft")})
 
     windows = "full test" if not args.max_windows else f"first {args.max_windows} test windows"

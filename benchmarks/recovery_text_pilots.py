@@ -26,6 +26,7 @@ from recovery_equal_time import run_cli
 # name -> the --data sources (paths relative to the data directory, or 'books'). Alpaca is the
 # cleaned sample's responses (--text-field output); PTB is its *train* split.
 MIXES = {
+    "books": ["books"],  # finetune --method distill's default text
     "books+alpaca": ["books", "alpaca/alpaca_cleaned_sample2000.json"],
     "ptb-train": ["ptb/ptb.train.txt"],
     "books+alpaca+ptb-train": ["books", "alpaca/alpaca_cleaned_sample2000.json", "ptb/ptb.train.txt"],
@@ -45,9 +46,10 @@ SEQ_LEN = 128  # the table's windows, for training and for the validation score 
 
 def pilot_flags(minutes: float, lm_weight: float = 0.0) -> list[str]:
     """The equal-time table's distillation flags (benchmarks/README.md), for ``minutes``, with the
-    plain next-token loss added at ``lm_weight`` when it is not 0."""
+    plain next-token loss at ``lm_weight`` (always given, so the flags outlive a change of
+    finetune's default)."""
     return ["--method", "distill", "--teacher", "smollm2-135m", "--text-field", "output", "--temperature", "1",
-            *(["--lm-weight", f"{lm_weight:g}"] if lm_weight else []), "--batch-size", "4", "--lr", "5e-4",
+            "--lm-weight", f"{lm_weight:g}", "--batch-size", "4", "--lr", "5e-4",
             "--warmup-steps", "10", "--max-minutes", str(minutes),
             "--max-steps", "100000", "--eval-every", "20", "--val-windows", "16", "--seq-len", str(SEQ_LEN),
             "--mixed-precision", "bf16", "--freeze-embeddings"]
@@ -69,7 +71,7 @@ def main() -> int:
     p.add_argument("--wiki", help="the text file a 'wiki' mix trains on (benchmarks/wiki_text.py writes it)")
     p.add_argument("--lm-weight", type=float, default=0.0,
                    help="add the student's next-token loss on the text at this weight (run directories NAME-lmW)")
-    p.add_argument("--mixes", default=",".join(list(MIXES)[:3]), help=f"comma list of {', '.join(MIXES)}")
+    p.add_argument("--mixes", default=",".join(list(MIXES)[1:4]), help=f"comma list of {', '.join(MIXES)}")
     args = p.parse_args()
     data, work, out = Path(args.data_dir), Path(args.work), Path(args.out)
     names = [m for m in args.mixes.split(",") if m]
@@ -82,7 +84,8 @@ def main() -> int:
     def source(name: str) -> str:
         return name if name == "books" else args.wiki if name == "wiki" else str(data / name)
 
-    runs = {name: work / (name + (f"-lm{args.lm_weight:g}" if args.lm_weight else "")) for name in names}
+    suffix = f"-lm{args.lm_weight:g}" if args.lm_weight else ""
+    runs = {name: work / (name + suffix) for name in names}
     for name in names:
         run = runs[name]
         if not (run / "finetune_report.json").is_file():
@@ -101,14 +104,14 @@ def main() -> int:
             row.update(data=MIXES[name], steps=report["steps"], seconds=report["seconds"],
                        train_windows=report["train_windows"], val16_ppl=report["val_ppl_after"])
             out.mkdir(parents=True, exist_ok=True)
-            write_json(out / f"{name}.json", report)
+            write_json(out / f"{name}{suffix}.json", report)
         scored[name] = row
         print(f"{name:24s} {row['val_ppl']:8.2f}", flush=True)
         del loaded
 
-    write_json(out / "pilots.json", {"model": args.model, "minutes": args.minutes, "val_windows": len(windows),
-                                     "flags": pilot_flags(args.minutes, args.lm_weight), "rows": scored,
-                                     "versions": versions("peft")})
+    write_json(out / f"pilots{suffix.replace('-', '_')}.json",
+               {"model": args.model, "minutes": args.minutes, "val_windows": len(windows),
+                "flags": pilot_flags(args.minutes, args.lm_weight), "rows": scored, "versions": versions("peft")})
     print("\n| text | steps | training windows | val PPL, 16 windows (the run's) | "
           f"val PPL, {len(windows)} windows |\n|---|---|---|---|---|")
     for name, row in scored.items():

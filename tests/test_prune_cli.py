@@ -14,17 +14,14 @@ import adapruner  # noqa: F401  (registers the pruned model types)
 from adapruner.cli import main
 from adapruner.config import PruneConfig
 from adapruner.allocation import count_parameters
-from tiny import tiny_batch, tiny_model
+from tiny import tiny_batch
 from tiny_tokenizer import char_tokenizer
 
 
 @pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory) -> Path:
-    """A tiny Llama checkpoint with a tokenizer, as a user would pass with --model DIR."""
-    path = tmp_path_factory.mktemp("tiny") / "llama"
-    tiny_model("llama").save_pretrained(path)
-    char_tokenizer(add_bos=True).save_pretrained(path)
-    return path
+def tiny_dir(tiny_llama_dir) -> Path:
+    """The session's tiny Llama checkpoint (conftest), as a user would pass with --model DIR."""
+    return tiny_llama_dir
 
 
 def prune(tiny_dir, out, *extra, ratio="0.3") -> int:

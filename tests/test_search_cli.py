@@ -19,8 +19,6 @@ from adapruner.config import PruneConfig
 from adapruner.search import storage as stg
 
 sys.path.insert(0, str(Path(__file__).parent))
-from tiny import tiny_model  # noqa: E402
-from tiny_tokenizer import char_tokenizer  # noqa: E402
 
 
 SMALL_SPACE: Path | None = None
@@ -33,12 +31,9 @@ def _small_space(small_space):
 
 
 @pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory) -> Path:
-    """A tiny Llama checkpoint with a character tokenizer (every id fits its vocabulary)."""
-    path = tmp_path_factory.mktemp("tiny") / "llama"
-    tiny_model("llama").save_pretrained(path)
-    char_tokenizer(add_bos=True).save_pretrained(path)
-    return path
+def tiny_dir(tiny_llama_dir) -> Path:
+    """The session's tiny Llama checkpoint (conftest), as a user would pass with --model DIR."""
+    return tiny_llama_dir
 
 
 @pytest.fixture(scope="module")

@@ -624,7 +624,10 @@ def _equal_time_block(results: Path, sub: str) -> list[str]:
              + (f" --lora-lr {rec['lora_lr']}" if rec["lora_lr"] != "1e-3" else "")
              + (f" --distill-lr {rec['distill_lr']}" if rec["distill_lr"] != "5e-4" else "")
              + (f" --eval-every {rec['eval_every']}" if rec.get("eval_every", 10) != 10 else "")
-             + (f" --limit {rec['zeroshot_limit']} --zeroshot-models searched20" if rec.get("zeroshot_limit") else "")
+             + (f" --limit {rec['zeroshot_limit']}" if rec.get("zeroshot_limit") else "")
+             # runs before the key was recorded scored the searched model only
+             + (f" --zeroshot-models {rec.get('zeroshot_models', 'searched20')}"
+                if rec.get("zeroshot_limit") and rec.get("zeroshot_models", "searched20") else "")
              + "".join(f" {f}" for f in rec.get("distill_flags", []))
              + ("" if sub == "recovery" else f" --out benchmarks/results/{sub}"), "```", "",
              (here / "table.md").read_text().strip(), "",
