@@ -10,7 +10,9 @@ Side by side in one process, on one pruned SmolLM2-135M model, interleaved round
 - the step of the 20-minute table (batch 4, T 1, autocast, ``--freeze-embeddings``);
 - the loss alone (forward + backward from the logits) and the autocast step with the chunked,
   gradient-fused KL in use (``adapruner.recovery.kl``) against the ``kl_div`` over two
-  float32 log-softmaxes that it replaced (stop 26), and LoRA's cross-entropy from the same logits.
+  float32 log-softmaxes that it replaced (stop 26), and LoRA's cross-entropy from the same logits;
+- the same two with the next-token loss at weight 0.5 (``--lm-weight 0.5``), its cross-entropy
+  fused into the chunked pass against autograd over a float32 log-softmax (before stop 30).
 
 ``--only A,B`` times the cases whose name holds A or B (e.g. ``--only "loss,T 1"``).
 
@@ -49,6 +51,7 @@ def main() -> int:
     from adapruner.core.versions import versions
     from adapruner.models.load import load_model
     from adapruner.recovery.distill import distillation_loss, text_windows_from_books
+    from adapruner.recovery.kl import chunked_kl
     from adapruner.recovery.lora import LoraSettings, add_lora
 
     torch.manual_seed(0)
@@ -80,7 +83,16 @@ def main() -> int:
                                          log_target=True, reduction="batchmean")
 
     def chunked_loss(s_logits, t_logits, temperature):
-        return distillation_loss(s_logits, t_logits, ids, temperature, 0.0)[0]
+        return distillation_loss(s_logits, t_logits, ids[:len(s_logits)], temperature, 0.0)[0]
+
+    def lm_loss_autograd(s_logits, t_logits, temperature):
+        # KL + 0.5 x next-token loss before stop 30: the cross-entropy through autograd over a
+        # float32 log-softmax of the whole batch x positions x vocab
+        return (chunked_kl(s_logits, t_logits, temperature, positions=s_logits.shape[1] - 1)
+                + 0.5 * next_token_nll(s_logits, ids[:len(s_logits)], reduction="mean"))
+
+    def lm_loss_fused(s_logits, t_logits, temperature):
+        return distillation_loss(s_logits, t_logits, ids[:len(s_logits)], temperature, 0.5)[0]
 
     fixed_logits = {}
 
@@ -157,6 +169,10 @@ def main() -> int:
         "distill step, autocast bfloat16, T 1, chunked KL": lambda: distill_step(amp=True, temperature=1.0),
         "table step (batch 4, frozen embeddings), kl_div (before stop 26)": lambda: frozen_step(kl_div_loss),
         "table step (batch 4, frozen embeddings), chunked KL": lambda: frozen_step(None),
+        "loss only, KL + 0.5 CE, CE by autograd (before stop 30)": lambda: loss_only(lm_loss_autograd),
+        "loss only, KL + 0.5 CE fused": lambda: loss_only(lm_loss_fused),
+        "table step, KL + 0.5 CE, CE by autograd (before stop 30)": lambda: frozen_step(lm_loss_autograd),
+        "table step, KL + 0.5 CE fused": lambda: frozen_step(lm_loss_fused),
     }
     cases = {k: v for k, v in cases.items() if any(part in k for part in args.only.split(","))}
     for fn in cases.values():  # warm-up: oneDNN kernels, allocator

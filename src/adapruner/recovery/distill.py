@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from adapruner.core.io import atomic_directory
 from adapruner.core.lm import next_token_nll
 from adapruner.errors import AdaprunerError
-from adapruner.recovery.kl import chunked_kl
+from adapruner.recovery.kl import chunked_distillation_loss
 from adapruner.recovery.training import (budget_postfix, check_mixed_precision, interrupt_between_steps, lr_factor,
                                          mixed_precision)
 
@@ -136,13 +136,10 @@ def hidden_state_loss(student_hidden: tuple[torch.Tensor, ...], teacher_hidden: 
 def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, ids: torch.Tensor,
                       temperature: float, lm_weight: float) -> tuple[torch.Tensor, float]:
     """Mean over predicted tokens of T^2 KL(teacher || student) (+ lm_weight * CE); also the KL
-    itself (at T, without the T^2 factor). The KL is :func:`chunked_kl`: the same value and
-    gradient as ``kl_div`` over log-softmaxes, at a fraction of the memory traffic."""
-    loss = chunked_kl(student_logits, teacher_logits, temperature, positions=student_logits.shape[1] - 1)
-    kl = float(loss.detach()) / temperature**2
-    if lm_weight:
-        loss = loss + lm_weight * next_token_nll(student_logits, ids, reduction="mean")
-    return loss, kl
+    itself (at T, without the T^2 factor). Both terms are :func:`chunked_distillation_loss`: the
+    same value and gradient as ``kl_div`` and ``cross_entropy`` over log-softmaxes, at a fraction
+    of the memory traffic."""
+    return chunked_distillation_loss(student_logits, teacher_logits, ids, temperature, lm_weight)
 
 
 @torch.no_grad()
