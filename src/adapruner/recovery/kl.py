@@ -8,7 +8,9 @@ distillation step, more than the teacher's forward pass. The gradient of the sum
 respect to the student's logits has a closed form, ``T * (softmax(s / T) - softmax(t / T))``,
 so the forward pass can write it once, chunk by chunk while the chunk is hot, in the logits'
 own dtype, and the backward pass only scales it (the approach of fused-linear-cross-entropy
-kernels such as Liger's, without the custom kernel).
+kernels such as Liger's, without the custom kernel). The optional next-token loss on the text
+(``--lm-weight``) is fused the same way: its gradient, ``softmax(s) - onehot``, is added in the
+same chunk.
 """
 
 from __future__ import annotations
