@@ -50,8 +50,8 @@ def main() -> int:
     from adapruner.core.lm import next_token_nll
     from adapruner.core.versions import versions
     from adapruner.models.load import load_model
-    from adapruner.recovery.distill import distillation_loss, text_windows_from_books
-    from adapruner.recovery.kl import chunked_kl
+    from adapruner.recovery.distill import text_windows_from_books
+    from adapruner.recovery.kl import chunked_distillation_loss, chunked_kl
     from adapruner.recovery.lora import LoraSettings, add_lora
 
     torch.manual_seed(0)
@@ -83,7 +83,7 @@ def main() -> int:
                                          log_target=True, reduction="batchmean")
 
     def chunked_loss(s_logits, t_logits, temperature):
-        return distillation_loss(s_logits, t_logits, ids[:len(s_logits)], temperature, 0.0)[0]
+        return chunked_distillation_loss(s_logits, t_logits, ids[:len(s_logits)], temperature, 0.0)[0]
 
     def lm_loss_autograd(s_logits, t_logits, temperature):
         # KL + 0.5 x next-token loss before stop 30: the cross-entropy through autograd over a
@@ -92,7 +92,7 @@ def main() -> int:
                 + 0.5 * next_token_nll(s_logits, ids[:len(s_logits)], reduction="mean"))
 
     def lm_loss_fused(s_logits, t_logits, temperature):
-        return distillation_loss(s_logits, t_logits, ids[:len(s_logits)], temperature, 0.5)[0]
+        return chunked_distillation_loss(s_logits, t_logits, ids[:len(s_logits)], temperature, 0.5)[0]
 
     fixed_logits = {}
 

@@ -133,15 +133,6 @@ def hidden_state_loss(student_hidden: tuple[torch.Tensor, ...], teacher_hidden: 
     return torch.stack(terms).mean()
 
 
-def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, ids: torch.Tensor,
-                      temperature: float, lm_weight: float) -> tuple[torch.Tensor, float]:
-    """Mean over predicted tokens of T^2 KL(teacher || student) (+ lm_weight * CE); also the KL
-    itself (at T, without the T^2 factor). Both terms are :func:`chunked_distillation_loss`: the
-    same value and gradient as ``kl_div`` and ``cross_entropy`` over log-softmaxes, at a fraction
-    of the memory traffic."""
-    return chunked_distillation_loss(student_logits, teacher_logits, ids, temperature, lm_weight)
-
-
 @torch.no_grad()
 def mean_kl(student, teacher, windows: torch.Tensor, batch_size: int = 8) -> float:
     """Mean per-token KL(teacher || student) at temperature 1 over ``windows``."""
@@ -181,7 +172,7 @@ def validation_metrics(student, teacher, windows: torch.Tensor, batch_size: int 
         if with_kl:
             t = (teacher_cache[i] if teacher_cache is not None
                  else teacher(input_ids=batch.to(_device(teacher)), use_cache=False).logits)
-            kl_sum += distillation_loss(logits, t, batch, 1.0, 0.0)[1] * batch[:, 1:].numel()
+            kl_sum += chunked_distillation_loss(logits, t, batch, 1.0, 0.0)[1] * batch[:, 1:].numel()
         n += batch[:, 1:].numel()
     student.train(was)
     return math.exp(min(nll / max(n, 1), 700.0)), (kl_sum / max(n, 1) if with_kl else None)
@@ -358,7 +349,7 @@ def distill(student, teacher, train_windows: torch.Tensor, val_windows: torch.Te
                 t_out = teacher(input_ids=ids.to(_device(teacher)), use_cache=False, output_hidden_states=hidden)
             with mixed_precision(_device(student), config.mixed_precision):
                 s_out = student(input_ids=ids.to(_device(student)), use_cache=False, output_hidden_states=hidden)
-            loss, kl = distillation_loss(s_out.logits, t_out.logits, ids, config.temperature, config.lm_weight)
+            loss, kl = chunked_distillation_loss(s_out.logits, t_out.logits, ids, config.temperature, config.lm_weight)
             record = {}
             if hidden:
                 h_loss = hidden_state_loss(s_out.hidden_states, t_out.hidden_states)

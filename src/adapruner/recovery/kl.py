@@ -45,7 +45,8 @@ class _ChunkedDistillLoss(torch.autograd.Function):
                 # the next-token loss is at temperature 1: at T = 1 it shares the KL's log-softmax
                 s1 = F.log_softmax(x, -1) if ce and temperature != 1 else None
                 s = F.log_softmax(x.div_(temperature), -1)
-                s1 = s if s1 is None else s1
+                if s1 is None:
+                    s1 = s
                 t = F.log_softmax(teacher[b, i:j].to(s.device, torch.float32, copy=True).div_(temperature), -1)
                 p_t = t.exp()
                 kl_sum += t.sub_(s).mul_(p_t).sum(dtype=torch.float64)  # t is spent after this line
@@ -53,12 +54,12 @@ class _ChunkedDistillLoss(torch.autograd.Function):
                     tgt = targets[b, i:j].to(s.device).unsqueeze(-1)
                     nll_sum -= s1.gather(-1, tgt).sum(dtype=torch.float64)
                 if want_grad:
-                    # d/dx of T^2 KL = T (softmax(x / T) - p_t); of the NLL = softmax(x) - onehot
-                    g = s1.exp().mul_(lm_weight) if ce and temperature != 1 else None
+                    # d/dx of T^2 KL = T (softmax(x / T) - p_t); of the NLL = softmax(x) - onehot.
+                    # softmax(x) first: at T = 1, s1 is s, which the next line overwrites.
+                    p_s = s1.exp().mul_(lm_weight) if ce else None
                     q = s.exp_().sub_(p_t).mul_(temperature)
                     if ce:
-                        q.add_(g if g is not None else (q / temperature + p_t).mul_(lm_weight))
-                        q.scatter_add_(-1, tgt, torch.full(tgt.shape, -float(lm_weight), device=q.device))
+                        q.add_(p_s).scatter_add_(-1, tgt, torch.full(tgt.shape, -float(lm_weight), device=q.device))
                     grad[b, i:j] = q.div_(rows)
         ctx.save_for_backward(grad)
         kl = (kl_sum / rows).float()
@@ -69,6 +70,12 @@ class _ChunkedDistillLoss(torch.autograd.Function):
     def backward(ctx, grad_output: torch.Tensor, _grad_kl: torch.Tensor):
         (grad,) = ctx.saved_tensors
         return grad * grad_output.to(grad.dtype), None, None, None, None, None
+
+
+def _check_shapes(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> None:
+    if teacher_logits.shape != student_logits.shape or student_logits.dim() != 3:
+        raise ValueError(f"student logits {tuple(student_logits.shape)} and teacher logits "
+                         f"{tuple(teacher_logits.shape)} must be equal (batch, length, vocab) shapes")
 
 
 def chunked_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 1.0,
@@ -82,9 +89,7 @@ def chunked_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, tempe
     log_softmax(t / T), log_target=True, reduction="batchmean")`` over those rows, without its
     float32 intermediates; the gradient reaches the student only.
     """
-    if teacher_logits.shape != student_logits.shape or student_logits.dim() != 3:
-        raise ValueError(f"student logits {tuple(student_logits.shape)} and teacher logits "
-                         f"{tuple(teacher_logits.shape)} must be equal (batch, length, vocab) shapes")
+    _check_shapes(student_logits, teacher_logits)
     length = student_logits.shape[1]
     positions = length if positions is None else positions
     if not 0 < positions <= length:
@@ -103,11 +108,10 @@ def chunked_distillation_loss(student_logits: torch.Tensor, teacher_logits: torc
     ``batch x positions x vocab`` (which cost a 6-minute pilot 10-24 % of its steps). Equal in
     value and gradient to ``chunked_kl(...) + lm_weight * cross_entropy(...)``.
     """
-    if teacher_logits.shape != student_logits.shape or student_logits.dim() != 3:
-        raise ValueError(f"student logits {tuple(student_logits.shape)} and teacher logits "
-                         f"{tuple(teacher_logits.shape)} must be equal (batch, length, vocab) shapes")
+    _check_shapes(student_logits, teacher_logits)
     if ids.shape != student_logits.shape[:2]:
-        raise ValueError(f"ids {tuple(ids.shape)} must be the logits' (batch, length) {tuple(student_logits.shape[:2])}")
+        raise ValueError(f"ids {tuple(ids.shape)} must be the logits' (batch, length) "
+                         f"{tuple(student_logits.shape[:2])}")
     loss, kl = _ChunkedDistillLoss.apply(student_logits, teacher_logits.detach(), ids[:, 1:], float(temperature),
                                          float(lm_weight), student_logits.shape[1] - 1)
     return loss, float(kl)
