@@ -349,6 +349,24 @@ def test_eta_comes_from_trial_durations_not_from_setup():
     assert trials_eta(study, 3) == ""
 
 
+def test_a_trial_killed_before_its_first_heartbeat_is_failed_after_the_grace_period(tmp_path):
+    """kill -9 between Optuna's ask and the first heartbeat leaves a RUNNING trial with no worker
+    tag and no heartbeat, which Optuna never calls stale (CI once hung on it for 300 s): it is
+    left alone within the grace period and failed after it, so a rerun finishes its budget."""
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    study = run_worker(url, 1, heartbeat=1)
+    orphan = study.ask()  # RUNNING, untagged, never beat
+    assert worker.grace_period_s(study) == 3
+    assert worker.fail_dead_trials(study) == 0
+    assert {t.number: t.state for t in states(url)}[orphan.number] == TrialState.RUNNING
+    time.sleep(3.2)
+    assert worker.fail_dead_trials(study) == 1
+    run_worker(url, 3, heartbeat=1)
+    by_number = {t.number: t.state for t in states(url)}
+    assert by_number[orphan.number] == TrialState.FAIL
+    assert sum(s == TrialState.COMPLETE for s in by_number.values()) == 3
+
+
 def test_ctrl_c_cleanup_fails_the_untagged_trial_this_optimize_call_created(tmp_path):
     """Ctrl-C between Optuna's ask and the trial's first storage call leaves a RUNNING trial
     without a worker tag: the cleanup fails it, and leaves older untagged trials to their owners."""

@@ -12,11 +12,15 @@ finished-or-running trials have a *lower* number, and otherwise records itself a
 
 Crashes. A RUNNING trial of a killed process is failed (not counted) and re-run: immediately
 when it was started on this host by a process that no longer exists, otherwise once its
-heartbeat is older than the grace period (Optuna RDB heartbeat).
+heartbeat is older than the grace period (Optuna RDB heartbeat). A process killed between
+Optuna's ``ask`` and its first heartbeat leaves a trial with neither a worker tag nor a heartbeat,
+which Optuna never calls stale: it is failed once it is older than the grace period (a live
+trial tags itself within milliseconds of its start).
 """
 
 from __future__ import annotations
 
+import datetime
 import math
 import os
 import socket
@@ -52,13 +56,18 @@ def worker_tag() -> str:
 
 
 def fail_dead_trials(study: optuna.Study) -> int:
-    """Fail RUNNING trials of dead processes: this host's by pid, others' by stale heartbeat."""
+    """Fail RUNNING trials of dead processes: this host's by pid, others' by stale heartbeat,
+    and untagged ones (killed before their first heartbeat) once older than the grace period."""
     host = socket.gethostname()
+    grace = datetime.timedelta(seconds=grace_period_s(study))
+    now = datetime.datetime.now()
     failed = 0
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         tag = t.user_attrs.get("worker", "")
         h, _, pid = tag.rpartition(":")
-        if h == host and pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)):
+        dead_here = h == host and pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid))
+        never_tagged = not tag and t.datetime_start is not None and now - t.datetime_start > grace
+        if dead_here or never_tagged:
             try:
                 study.tell(t.number, state=TrialState.FAIL)
                 failed += 1
@@ -67,6 +76,14 @@ def fail_dead_trials(study: optuna.Study) -> int:
     with quiet_experimental():
         optuna.storages.fail_stale_trials(study)
     return failed
+
+
+def grace_period_s(study: optuna.Study) -> float:
+    """Seconds a RUNNING trial may stay silent before it counts as dead (the storage's heartbeat
+    grace period; Optuna's own default of two intervals where the storage sets none)."""
+    storage = getattr(study._storage, "_backend", study._storage)  # unwrap Optuna's cache layer
+    interval = study._storage.get_heartbeat_interval() or 10
+    return float(getattr(storage, "grace_period", None) or 2 * interval)
 
 
 @dataclass
