@@ -567,6 +567,9 @@ def llamacpp_section(results: Path) -> list[str]:
 # Extra runs of benchmarks/recovery_equal_time.py (its --out), newest first, each under a heading;
 # the earlier 8-minute float32 run in results/recovery/ comes last.
 RECOVERY_RUNS = (
+    ("recovery/equal_time_20min_wiki_lm_r50",
+     "20 minutes per method on element1-50, distillation with the stop-30 recipe (books + Alpaca + PTB *train* + "
+     "the Wikipedia sample, next-token loss at weight 0.5) at peak rate 5e-4, zero-shot of all three, stop 31 (AMD EPYC)"),
     ("recovery/equal_time_20min_wiki_lm",
      "20 minutes per method on element1-20, distillation on books + Alpaca + PTB *train* + the Wikipedia sample "
      "with the next-token loss at weight 0.5, LoRA rerun beside it, zero-shot of all three, stop 30 (AMD EPYC)"),
