@@ -28,6 +28,8 @@ R = "benchmarks/results/"
 DEFAULT_MODELS = (
     ("dense", R + "full_space/zeroshot_dense_limit500.json"),
     ("searched 20 % (full space, untuned)", R + "full_space/zeroshot_limit500.json"),
+    ("searched 20 % + LoRA 20 min", R + "recovery/equal_time_20min_searched_wiki/zeroshot_limit500_lora.json"),
+    ("searched 20 % + distillation 20 min (KL only)", R + "recovery/equal_time_20min_searched_wiki/zeroshot_limit500_distill.json"),
     ("element1-20, untuned", R + "recovery/equal_time_20min_wiki_lm/eval_untuned.json"),
     ("element1-20 + LoRA 20 min", R + "recovery/equal_time_20min_wiki_lm/eval_lora.json"),
     ("element1-20 + distillation 20 min", R + "recovery/equal_time_20min_wiki_lm/eval_distill.json"),
