@@ -182,7 +182,11 @@ def main() -> int:
         ax.set_yscale("log")
         plain = matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}")  # 70, not 7x10^1
         ax.yaxis.set_major_formatter(plain)
-        ax.yaxis.set_minor_formatter(plain)
+        lo, hi = ax.get_ylim()
+        # Within a decade every minor tick gets a label; over several, only 2x and 5x do (the
+        # others would overlap).
+        sparse = matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}" if f"{v:e}"[0] in "25" else "")
+        ax.yaxis.set_minor_formatter(plain if hi / lo < 10 else sparse)
         ax.legend()
     fig.tight_layout()
     out.mkdir(parents=True, exist_ok=True)

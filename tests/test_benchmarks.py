@@ -64,18 +64,28 @@ def test_zeroshot_average_and_standard_error():
     avg, se = bench.zeroshot_average({"zeroshot": zs})
     assert avg == pytest.approx(50.0)
     assert se == pytest.approx(100 * 0.035 * 7 ** 0.5 / 7)
+    zs["boolq"]["acc"] = 0.8
+    assert bench.zeroshot_average({"zeroshot": zs}, leave_out=("boolq",)) == pytest.approx(
+        (50.0, 100 * 0.035 * 6 ** 0.5 / 6))
+
+
+def test_zeroshot_breakdown_reads_the_recorded_evaluations(tmp_path, data_dir):
+    """The breakdown of the recorded --limit 500 evaluations: the 7-task average each file
+    records, BoolQ's constant answers on the same 500 documents."""
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "zeroshot_breakdown.py"), "--data-dir",
+                           str(data_dir), "--out", str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rec = json.loads((tmp_path / "rows.json").read_text())
+    assert rec["limit"] == 500 and rec["boolq_yes_percent"] == pytest.approx(63.0)
+    dense = next(r for r in rec["rows"] if r["model"] == "dense")
+    assert dense["avg7"] == pytest.approx(43.77) and dense["tasks"]["boolq"] == pytest.approx(42.0)
+    assert dense["avg6_without_boolq"] == pytest.approx((7 * 43.77 - 42.0) / 6, abs=0.01)
 
 
 @pytest.fixture(scope="module")
-def tiny_checkpoint(tmp_path_factory) -> Path:
-    sys.path.insert(0, str(REPO / "tests"))
-    from tiny import tiny_model
-    from tiny_tokenizer import char_tokenizer
-
-    path = tmp_path_factory.mktemp("tiny") / "llama"
-    tiny_model("llama").save_pretrained(path)
-    char_tokenizer(add_bos=True).save_pretrained(path)
-    return path
+def tiny_checkpoint(tiny_llama_dir) -> Path:
+    """The session's tiny Llama checkpoint (conftest)."""
+    return tiny_llama_dir
 
 
 def test_smoke_run_caches_rows_and_render_lists_pending(tiny_checkpoint, tmp_path, data_dir):
