@@ -30,6 +30,8 @@ DEFAULT_MODELS = (
     ("searched 20 % (full space, untuned)", R + "full_space/zeroshot_limit500.json"),
     ("searched 20 % + LoRA 20 min", R + "recovery/equal_time_20min_searched_wiki/zeroshot_limit500_lora.json"),
     ("searched 20 % + distillation 20 min (KL only)", R + "recovery/equal_time_20min_searched_wiki/zeroshot_limit500_distill.json"),
+    ("searched 20 % + distillation 20 min (KL + 0.5 next-token, stop 31)",
+     R + "recovery/searched_wiki_lm_fused_stop31/eval_distill.json"),
     ("element1-20, untuned", R + "recovery/equal_time_20min_wiki_lm/eval_untuned.json"),
     ("element1-20 + LoRA 20 min", R + "recovery/equal_time_20min_wiki_lm/eval_lora.json"),
     ("element1-20 + distillation 20 min", R + "recovery/equal_time_20min_wiki_lm/eval_distill.json"),
