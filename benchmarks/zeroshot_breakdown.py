@@ -56,26 +56,34 @@ def main() -> int:
     p.add_argument("--data-dir", default=bench.DEFAULT_DATA)
     p.add_argument("--model", action="append", default=[], metavar="NAME=EVAL_JSON",
                    help="an `adapruner eval` output with zero-shot results (default: the recorded ones above)")
-    p.add_argument("--out", default=R + "zeroshot_breakdown")
+    p.add_argument("--out", default=str(bench.REPO / R / "zeroshot_breakdown"))
     args = p.parse_args()
-    models = [tuple(m.split("=", 1)) for m in args.model] or list(DEFAULT_MODELS)
-    repo = bench.REPO
+    if any("=" not in m for m in args.model):
+        raise SystemExit("--model takes NAME=EVAL_JSON")
+    # The recorded files are named from the repository root; the user's from where they stand.
+    models = ([(name, Path(path)) for name, path in (m.split("=", 1) for m in args.model)]
+              or [(name, bench.REPO / path) for name, path in DEFAULT_MODELS])
 
     rows, limits = [], set()
     for name, path in models:
-        full = Path(path) if Path(path).is_absolute() else repo / path
-        if not full.is_file():
+        if not path.is_file():
+            if args.model:
+                raise SystemExit(f"{path}: no such file (--model {name}=...)")
             print(f"skipped (not measured yet): {name}: {path}", file=sys.stderr)
             continue
-        entry = bench.read_json(full)
-        zs = entry["zeroshot"]
+        zs = (bench.read_json(path) or {}).get("zeroshot")
+        if not zs:
+            raise SystemExit(f"{path} holds no zero-shot results; evaluate with `adapruner eval --tasks all --limit N`")
+        entry = {"zeroshot": zs}
         limits.add(zs["protocol"]["limit"])
         avg7, se7 = bench.zeroshot_average(entry)
         avg6, se6 = bench.zeroshot_average(entry, leave_out=("boolq",))
-        rows.append({"model": name, "file": path,
+        rows.append({"model": name, "file": str(path.relative_to(bench.REPO) if path.is_relative_to(bench.REPO) else path),
                      "tasks": {t: round(100 * zs[t][zs[t]["average_metric"]], 2) for t in bench.ZEROSHOT_TASKS},
                      "avg7": round(avg7, 2), "se7": round(se7, 2), "avg6_without_boolq": round(avg6, 2),
                      "se6": round(se6, 2)})
+    if not rows:
+        raise SystemExit("no recorded evaluation found; pass --model NAME=EVAL_JSON")
     if len(limits) != 1:
         raise SystemExit(f"the evaluations use different --limit values ({sorted(limits, key=str)}); compare like with like")
     limit = limits.pop()
@@ -92,7 +100,7 @@ def main() -> int:
               f"{100 - yes:.1f} ({(100 - yes) / 7:.1f} to {yes / 7:.1f} points of a 7-task average)."]
     table = "\n".join(lines) + "\n"
     print(table)
-    out = repo / args.out if not Path(args.out).is_absolute() else Path(args.out)
+    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     write_text(out / "table.md", table)
     write_json(out / "rows.json", {"limit": limit, "boolq_yes_percent": round(yes, 2), "rows": rows,

@@ -80,6 +80,10 @@ def test_zeroshot_breakdown_reads_the_recorded_evaluations(tmp_path, data_dir):
     dense = next(r for r in rec["rows"] if r["model"] == "dense")
     assert dense["avg7"] == pytest.approx(43.77) and dense["tasks"]["boolq"] == pytest.approx(42.0)
     assert dense["avg6_without_boolq"] == pytest.approx((7 * 43.77 - 42.0) / 6, abs=0.01)
+    missing = subprocess.run([sys.executable, str(REPO / "benchmarks" / "zeroshot_breakdown.py"), "--model",
+                              f"x={tmp_path / 'none.json'}", "--out", str(tmp_path / "o")], capture_output=True, text=True)
+    assert missing.returncode == 1 and missing.stderr.strip().endswith("no such file (--model x=...)")
+    assert not (tmp_path / "o").exists()
 
 
 @pytest.fixture(scope="module")
