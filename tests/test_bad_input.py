@@ -339,3 +339,35 @@ def test_a_cleanup_that_hangs_after_ctrl_c_is_cut_off(tmp_path):
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 130 and time.time() - start < 20
     assert "cleanup did not finish" in err and "Traceback" not in err
+
+
+def test_ctrl_c_never_lands_inside_a_storage_call(tmp_path):
+    """Ctrl-C during a loop of Optuna storage writes is raised in our own code, never inside
+    Optuna or SQLAlchemy (where it would leave an SQLite lock held or crash Optuna's bookkeeping),
+    and the storage stays writable afterwards."""
+    import signal
+    import subprocess
+    import sys
+
+    script = (
+        "import signal, sys, time, traceback\n"
+        "import optuna\n"
+        "import adapruner.cli as cli\n"
+        "optuna.logging.set_verbosity(optuna.logging.ERROR)\n"
+        "signal.signal(signal.SIGINT, cli._on_ctrl_c)\n"
+        f"study = optuna.create_study(storage='sqlite:///{tmp_path / 'study.db'}')\n"
+        "print('ready', flush=True)\n"
+        "try:\n"
+        "    while True:\n"
+        "        study.set_user_attr('x', time.time())\n"
+        "except KeyboardInterrupt as exc:\n"
+        "    landed = [f for f in traceback.extract_tb(exc.__traceback__) if not f.filename.endswith('cli.py')][-1]\n"
+        "    print('landed in', landed.filename, flush=True)\n"
+        "study.set_user_attr('after', 1)\n"
+        "print('writable', flush=True)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "ready"
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert "landed in <string>" in out and "writable" in out, (out, err[-2000:])

@@ -69,12 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script."""
     try:
         load_plugins()
-    except AdaprunerError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
+        parser = build_parser()  # imports the commands' libraries: Ctrl-C may land here too
+        args = parser.parse_args(argv)
         return int(args._run(args) or 0)
     except AdaprunerError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -85,14 +81,55 @@ def main(argv: list[str] | None = None) -> int:
 
 
 CLEANUP_AFTER_CTRL_C_S = 30
+# Modules inside which an interrupt must not land: a KeyboardInterrupt raised mid-transaction
+# leaves an SQLite write lock held by a connection nobody will finish (the cleanup then waits on
+# it), and one raised in Optuna's trial bookkeeping escapes its `except Exception` and crashes
+# it (UnboundLocalError in `_run_trial`). Storage calls take milliseconds.
+STORAGE_MODULES = ("optuna", "sqlalchemy", "sqlite3", "psycopg", "psycopg2")
+
+
+def _storage_caller(frame):
+    """The frame that called into Optuna or database code when the main thread is inside such
+    code (walking outwards from the innermost frame to this package's own code), else None."""
+    outermost_storage = None
+    while frame is not None:
+        module = frame.f_globals.get("__name__", "")
+        if module == "adapruner" or module.startswith("adapruner."):
+            break
+        if module.split(".")[0] in STORAGE_MODULES:
+            outermost_storage = frame
+        frame = frame.f_back
+    return outermost_storage.f_back if outermost_storage is not None else None
 
 
 def _on_ctrl_c(signum, frame) -> None:
-    """First Ctrl-C: raise KeyboardInterrupt as Python does, and start a clock. If the cleanup it
+    """Ctrl-C: raise KeyboardInterrupt as Python does, but never inside a storage call (there it
+    is raised in the caller as soon as the call returns), and start a clock. If the cleanup it
     triggers (marking the running trial failed, closing the storage) has not ended the process
-    within CLEANUP_AFTER_CTRL_C_S, exit anyway: a storage call cut short mid-transaction can hold
-    an SQLite lock that the cleanup then waits on, and a user who pressed Ctrl-C must get their
-    shell back. A trial left RUNNING that way is failed by Optuna's heartbeat on the next run."""
+    within CLEANUP_AFTER_CTRL_C_S, exit anyway: a user who pressed Ctrl-C must get their shell
+    back. A trial left RUNNING that way is failed by the next run (its process is gone)."""
+    caller = _storage_caller(frame)
+    if caller is not None:
+        _raise_when_back_in(caller)
+    else:
+        _interrupt()
+
+
+def _raise_when_back_in(caller) -> None:
+    """Raise the interrupt at the first trace event (next line, return or exception) of
+    ``caller``: pdb's technique, a local trace function on a frame that is already running."""
+
+    def local(frame, event, arg):
+        caller.f_trace = None
+        sys.settrace(None)
+        _interrupt()
+
+    caller.f_trace = local
+    caller.f_trace_lines = True
+    sys.settrace(lambda frame, event, arg: None)  # tracing on for this thread; new frames untraced
+
+
+def _interrupt() -> None:
     import signal
     import threading
 
@@ -112,9 +149,8 @@ def entry() -> None:
     """The process entry point (console script, ``python -m adapruner.cli``): :func:`main`, then exit.
 
     After Ctrl-C (exit status 130) a thread a library left running would keep the interpreter
-    alive: Optuna starts a non-daemon heartbeat thread per trial, and an interrupt that lands
-    while it is being started skips the code that stops it. The study is already recorded (the
-    interrupted trial is marked failed), so exit without waiting for such threads. A cleanup that
+    alive: Optuna starts a non-daemon heartbeat thread per trial. The study is already recorded
+    (the interrupted trial is marked failed), so exit without waiting for such threads. A cleanup that
     itself hangs is cut off by :func:`_on_ctrl_c`'s clock.
     """
     import signal
