@@ -1,11 +1,19 @@
-"""``adapruner finetune``: recover a pruned model with LoRA or SAAP-style group-wise tuning.
+"""``adapruner finetune``: recover a pruned model with LoRA, SAAP-style group-wise tuning or
+distillation from the dense model.
 
-Trains on instruction data in Alpaca format (JSON list or JSONL of {instruction, input, output},
-or a Hugging Face dataset name such as yahma/alpaca-cleaned when a network exists), merges the
-adapter and writes the run directory ``--out`` like ``prune`` does: the model in ``OUT/model`` (it
-loads exactly like the input) and, beside it, ``pruning_report.json`` and ``finetune_report.json``
-(validation loss before/after, loss curve, the full protocol). Defaults are LLM-Pruner's: r=8, alpha=16, dropout 0.05, lr 1e-4, 2 epochs,
-cutoff 256, batch 64 in micro-batches of 4; on a CPU use --max-steps and smaller batches.
+lora / group train on instruction data in Alpaca format (JSON list or JSONL of {instruction,
+input, output}, or a Hugging Face dataset name such as yahma/alpaca-cleaned when a network
+exists) and merge the adapter. Their defaults are LLM-Pruner's: r=8, alpha=16, dropout 0.05,
+lr 1e-4, 2 epochs, cutoff 256, batch 64 in micro-batches of 4; on a CPU use --max-steps and
+smaller batches. distill trains the pruned model (all its weights, or a LoRA adapter with
+--distill-lora) to match the dense --teacher's next-token distribution on plain text windows of
+--seq-len tokens (the data directory's book texts by default).
+
+Every method writes the run directory ``--out`` like ``prune`` does: the model in ``OUT/model``
+(it loads exactly like the input) and, beside it, ``pruning_report.json`` and
+``finetune_report.json`` (loss and validation curves, the data and the full protocol). Budgets:
+--max-steps, --max-minutes (stops cleanly and saves); a killed distillation resumes from its
+checkpoint with the same command.
 """
 
 from __future__ import annotations
