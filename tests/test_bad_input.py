@@ -337,8 +337,9 @@ def test_a_cleanup_that_hangs_after_ctrl_c_is_cut_off(tmp_path):
     start = time.time()
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=30)
-    assert proc.returncode == 130 and time.time() - start < 20
-    assert "cleanup did not finish" in err and "Traceback" not in err
+    elapsed = time.time() - start
+    assert proc.returncode == 130 and elapsed < 20, (proc.returncode, elapsed, err[-2000:])
+    assert "cleanup did not finish" in err and "Traceback" not in err, err[-2000:]
 
 
 def test_ctrl_c_never_lands_inside_a_storage_call(tmp_path):
