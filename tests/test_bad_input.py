@@ -311,14 +311,25 @@ def test_a_truncated_gguf_is_one_line(capsys, tmp_path, data_dir):
                    "cannot read GGUF file")
 
 
-def test_a_cleanup_that_hangs_after_ctrl_c_is_cut_off(tmp_path):
-    """Whatever the cleanup after Ctrl-C waits on (an SQLite lock held by a storage call the
-    interrupt cut short), the process exits 130 soon after, with one line saying so."""
+def ctrl_c_script(script: str, timeout: float) -> tuple[int, str, str, float]:
+    """Run ``script`` in a fresh interpreter, press Ctrl-C (SIGINT) once it prints ``ready``;
+    return its exit status, the rest of its stdout, its stderr and the seconds it took to exit."""
     import signal
     import subprocess
     import sys
     import time
 
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "ready"
+    start = time.time()
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=timeout)
+    return proc.returncode, out, err, time.time() - start
+
+
+def test_a_cleanup_that_hangs_after_ctrl_c_is_cut_off():
+    """Whatever the cleanup after Ctrl-C waits on (an SQLite lock held by a storage call the
+    interrupt cut short), the process exits 130 soon after, with one line saying so."""
     script = (
         "import sys, time\n"
         "import adapruner.cli as cli\n"
@@ -332,13 +343,8 @@ def test_a_cleanup_that_hangs_after_ctrl_c_is_cut_off(tmp_path):
         "cli.main = main\n"
         "cli.entry()\n"
     )
-    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    assert proc.stdout.readline().strip() == "ready"
-    start = time.time()
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=30)
-    elapsed = time.time() - start
-    assert proc.returncode == 130 and elapsed < 20, (proc.returncode, elapsed, err[-2000:])
+    code, _, err, elapsed = ctrl_c_script(script, timeout=30)
+    assert code == 130 and elapsed < 20, (code, elapsed, err[-2000:])
     assert "cleanup did not finish" in err and "Traceback" not in err, err[-2000:]
 
 
@@ -346,10 +352,6 @@ def test_ctrl_c_never_lands_inside_a_storage_call(tmp_path):
     """Ctrl-C during a loop of Optuna storage writes is raised in our own code, never inside
     Optuna or SQLAlchemy (where it would leave an SQLite lock held or crash Optuna's bookkeeping),
     and the storage stays writable afterwards."""
-    import signal
-    import subprocess
-    import sys
-
     script = (
         "import signal, sys, time, traceback\n"
         "import optuna\n"
@@ -367,8 +369,5 @@ def test_ctrl_c_never_lands_inside_a_storage_call(tmp_path):
         "study.set_user_attr('after', 1)\n"
         "print('writable', flush=True)\n"
     )
-    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    assert proc.stdout.readline().strip() == "ready"
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=60)
+    _, out, err, _ = ctrl_c_script(script, timeout=60)
     assert "landed in <string>" in out and "writable" in out, (out, err[-2000:])
