@@ -359,8 +359,8 @@ def test_ctrl_c_never_lands_inside_a_storage_call(tmp_path):
         "optuna.logging.set_verbosity(optuna.logging.ERROR)\n"
         "signal.signal(signal.SIGINT, cli._on_ctrl_c)\n"
         f"study = optuna.create_study(storage='sqlite:///{tmp_path / 'study.db'}')\n"
-        "print('ready', flush=True)\n"
         "try:\n"
+        "    print('ready', flush=True)\n"
         "    while True:\n"
         "        study.set_user_attr('x', time.time())\n"
         "except KeyboardInterrupt as exc:\n"
@@ -371,3 +371,22 @@ def test_ctrl_c_never_lands_inside_a_storage_call(tmp_path):
     )
     _, out, err, _ = ctrl_c_script(script, timeout=60)
     assert "landed in <string>" in out and "writable" in out, (out, err[-2000:])
+
+
+def test_ctrl_c_in_a_storage_call_that_hangs_still_exits():
+    """The deferred interrupt still starts the clock: a storage call that never returns (a
+    database server gone silent) ends with exit status 130 once the clock runs out."""
+    script = (
+        "import adapruner.cli as cli\n"
+        "cli.CLEANUP_AFTER_CTRL_C_S = 1\n"
+        "storage = {'__name__': 'sqlalchemy.fake'}  # code that counts as a storage call\n"
+        "exec('import time\\ndef hang():\\n    print(\\'ready\\', flush=True)\\n    time.sleep(60)\\n', storage)\n"
+        "def main(argv=None):\n"
+        "    storage['hang']()\n"
+        "    return 0\n"
+        "cli.main = main\n"
+        "cli.entry()\n"
+    )
+    code, _, err, elapsed = ctrl_c_script(script, timeout=30)
+    assert code == 130 and elapsed < 20, (code, elapsed, err[-2000:])
+    assert "cleanup did not finish" in err and "Traceback" not in err, err[-2000:]

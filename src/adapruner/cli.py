@@ -107,29 +107,8 @@ def _on_ctrl_c(signum, frame) -> None:
     is raised in the caller as soon as the call returns), and start a clock. If the cleanup it
     triggers (marking the running trial failed, closing the storage) has not ended the process
     within CLEANUP_AFTER_CTRL_C_S, exit anyway: a user who pressed Ctrl-C must get their shell
-    back. A trial left RUNNING that way is failed by the next run (its process is gone)."""
-    caller = _storage_caller(frame)
-    if caller is not None:
-        _raise_when_back_in(caller)
-    else:
-        _interrupt()
-
-
-def _raise_when_back_in(caller) -> None:
-    """Raise the interrupt at the first trace event (next line, return or exception) of
-    ``caller``: pdb's technique, a local trace function on a frame that is already running."""
-
-    def local(frame, event, arg):
-        caller.f_trace = None
-        sys.settrace(None)
-        _interrupt()
-
-    caller.f_trace = local
-    caller.f_trace_lines = True
-    sys.settrace(lambda frame, event, arg: None)  # tracing on for this thread; new frames untraced
-
-
-def _interrupt() -> None:
+    back, also from a storage call that hangs. A trial left RUNNING that way is failed by the next
+    run (its process is gone). A second Ctrl-C interrupts at once, wherever it lands."""
     import signal
     import threading
 
@@ -141,8 +120,25 @@ def _interrupt() -> None:
     timer = threading.Timer(CLEANUP_AFTER_CTRL_C_S, give_up)
     timer.daemon = True
     timer.start()
-    signal.signal(signal.SIGINT, signal.default_int_handler)  # a second Ctrl-C interrupts the cleanup
-    raise KeyboardInterrupt
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    caller = _storage_caller(frame)
+    if caller is None:
+        raise KeyboardInterrupt
+    _raise_when_back_in(caller)
+
+
+def _raise_when_back_in(caller) -> None:
+    """Raise KeyboardInterrupt at the first trace event (next line, return or exception) of
+    ``caller``: pdb's technique, a local trace function on a frame that is already running."""
+
+    def local(frame, event, arg):
+        caller.f_trace = None
+        sys.settrace(None)
+        raise KeyboardInterrupt
+
+    caller.f_trace = local
+    caller.f_trace_lines = True
+    sys.settrace(lambda frame, event, arg: None)  # tracing on for this thread; new frames untraced
 
 
 def entry() -> None:
