@@ -320,7 +320,11 @@ def ctrl_c_script(script: str, timeout: float) -> tuple[int, str, str, float]:
     import time
 
     proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    assert proc.stdout.readline().strip() == "ready"
+    for line in proc.stdout:  # a library may print before the script does
+        if line.strip() == "ready":
+            break
+    else:
+        raise AssertionError(f"the script never got ready: {proc.communicate()[1][-2000:]}")
     start = time.time()
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=timeout)
