@@ -567,6 +567,9 @@ def llamacpp_section(results: Path) -> list[str]:
 # Extra runs of benchmarks/recovery_equal_time.py (its --out), newest first, each under a heading;
 # the earlier 8-minute float32 run in results/recovery/ comes last.
 RECOVERY_RUNS = (
+    ("recovery/equal_time_20min_searched_wiki_lm_stop32",
+     "20 minutes per method on the searched 20 % model, both rerun side by side with the stop-29 recipe (the "
+     "next-token loss fused into the chunked KL since stop 30), zero-shot of all three, stop 32 (AMD EPYC)"),
     ("recovery/equal_time_20min_wiki_lm_r50",
      "20 minutes per method on element1-50, distillation with the stop-30 recipe (books + Alpaca + PTB *train* + "
      "the Wikipedia sample, next-token loss at weight 0.5) at peak rate 5e-4, zero-shot of all three, stop 31 (AMD EPYC)"),
