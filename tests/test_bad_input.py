@@ -331,25 +331,23 @@ def ctrl_c_script(script: str, timeout: float) -> tuple[int, str, str, float]:
     return proc.returncode, out, err, time.time() - start
 
 
-def test_a_cleanup_that_hangs_after_ctrl_c_is_cut_off():
-    """Whatever the cleanup after Ctrl-C waits on (an SQLite lock held by a storage call the
-    interrupt cut short), the process exits 130 soon after, with one line saying so."""
-    script = (
-        "import sys, time\n"
-        "import adapruner.cli as cli\n"
-        "cli.CLEANUP_AFTER_CTRL_C_S = 1\n"
-        "def main(argv=None):\n"
-        "    try:\n"
-        "        print('ready', flush=True); time.sleep(60)\n"
-        "    except KeyboardInterrupt:\n"
-        "        time.sleep(60)  # a cleanup that never ends\n"
-        "    return 0\n"
-        "cli.main = main\n"
-        "cli.entry()\n"
-    )
+def assert_cut_off_by_the_clock(setup: str, main_body: str) -> None:
+    """A CLI whose ``main`` runs ``main_body`` (after ``setup``) and never ends after Ctrl-C exits
+    130 soon after, with one line saying the cleanup did not finish and no traceback."""
+    script = ("import time\nimport adapruner.cli as cli\ncli.CLEANUP_AFTER_CTRL_C_S = 1\n" + setup
+              + "def main(argv=None):\n" + main_body + "    return 0\ncli.main = main\ncli.entry()\n")
     code, _, err, elapsed = ctrl_c_script(script, timeout=30)
     assert code == 130 and elapsed < 20, (code, elapsed, err[-2000:])
     assert "cleanup did not finish" in err and "Traceback" not in err, err[-2000:]
+
+
+def test_a_cleanup_that_hangs_after_ctrl_c_is_cut_off():
+    """Whatever the cleanup after Ctrl-C waits on (an SQLite lock held by a storage call the
+    interrupt cut short), the process exits 130 soon after, with one line saying so."""
+    assert_cut_off_by_the_clock("", "    try:\n"
+                                    "        print('ready', flush=True); time.sleep(60)\n"
+                                    "    except KeyboardInterrupt:\n"
+                                    "        time.sleep(60)  # a cleanup that never ends\n")
 
 
 def test_ctrl_c_never_lands_inside_a_storage_call(tmp_path):
@@ -380,17 +378,7 @@ def test_ctrl_c_never_lands_inside_a_storage_call(tmp_path):
 def test_ctrl_c_in_a_storage_call_that_hangs_still_exits():
     """The deferred interrupt still starts the clock: a storage call that never returns (a
     database server gone silent) ends with exit status 130 once the clock runs out."""
-    script = (
-        "import adapruner.cli as cli\n"
-        "cli.CLEANUP_AFTER_CTRL_C_S = 1\n"
+    assert_cut_off_by_the_clock(
         "storage = {'__name__': 'sqlalchemy.fake'}  # code that counts as a storage call\n"
-        "exec('import time\\ndef hang():\\n    print(\\'ready\\', flush=True)\\n    time.sleep(60)\\n', storage)\n"
-        "def main(argv=None):\n"
-        "    storage['hang']()\n"
-        "    return 0\n"
-        "cli.main = main\n"
-        "cli.entry()\n"
-    )
-    code, _, err, elapsed = ctrl_c_script(script, timeout=30)
-    assert code == 130 and elapsed < 20, (code, elapsed, err[-2000:])
-    assert "cleanup did not finish" in err and "Traceback" not in err, err[-2000:]
+        "exec('import time\\ndef hang():\\n    print(\\'ready\\', flush=True)\\n    time.sleep(60)\\n', storage)\n",
+        "    storage['hang']()\n")
