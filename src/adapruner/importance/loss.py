@@ -33,6 +33,12 @@ def per_sample_nll(model: nn.Module, ids: torch.Tensor) -> torch.Tensor:
     Differentiable; see the module docstring for why the head runs per sample with checkpointing.
     """
     hidden = model.get_decoder()(input_ids=ids, use_cache=False).last_hidden_state
+    return per_sample_nll_of_hidden(model, hidden, ids)
+
+
+def per_sample_nll_of_hidden(model: nn.Module, hidden: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """:func:`per_sample_nll` from the decoder's final (normed) hidden states ``[N, T, H]``: the head
+    and the loss, per sample under checkpointing when gradients flow (the streamed path's loss)."""
     sample_nll = _head(model)
     if not torch.is_grad_enabled() or not hidden.requires_grad:
         return torch.stack([sample_nll(hidden[j], ids[j]) for j in range(ids.shape[0])])

@@ -59,11 +59,20 @@ def scores_from_statistics(stats: Statistics, metric: MetricConfig) -> Scores:
     ``{layer: {"head": [num_heads], "kv": [num_kv_heads], "channel": [intermediate]}}`` in
     float64 on the CPU; higher = keep.
     """
-    m = validate_metric(metric)
-    scores: Scores = {}
-    for index in sorted(stats.layers):
-        scores[index] = {kind: m.score(stats, index, kind, metric) for kind in UNIT_KINDS}
-    scores = m.finish(scores)
+    validate_metric(metric)
+    return finish_scores({index: layer_scores(stats, index, metric) for index in sorted(stats.layers)}, metric)
+
+
+def layer_scores(stats: Statistics, index: int, metric: MetricConfig) -> dict[str, torch.Tensor]:
+    """The raw scores of decoder layer ``index`` (before the metric's step over all layers); the
+    streamed path scores each layer as soon as its statistics are complete."""
+    m = get_metric(metric.name)
+    return {kind: m.score(stats, index, kind, metric) for kind in UNIT_KINDS}
+
+
+def finish_scores(scores: Scores, metric: MetricConfig) -> Scores:
+    """The metric's step over all layers' raw scores (:meth:`Metric.finish`), checked finite."""
+    scores = get_metric(metric.name).finish(scores)
     for index, per_layer in scores.items():
         for kind, value in per_layer.items():
             if not torch.isfinite(value).all():
@@ -105,5 +114,6 @@ def compute_scores(
     return scores_from_statistics(stats, metric)
 
 
-__all__ = ["METRICS", "compute_scores", "element_factors", "metric_statistics", "needs_calibration",
+__all__ = ["METRICS", "compute_scores", "element_factors", "finish_scores", "layer_scores", "metric_statistics",
+           "needs_calibration",
            "needs_gradients", "scores_from_statistics", "validate_metric"]

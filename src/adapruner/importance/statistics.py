@@ -141,11 +141,14 @@ class Gram:
         return pre
 
 
-def pruneable_linears(model: nn.Module) -> dict[int, dict[str, tuple[nn.Linear, list[Member]]]]:
-    """For every decoder layer: the linears holding members, by path, with their members."""
+def pruneable_linears(model: nn.Module, only: set[int] | None = None) -> dict[int, dict[str, tuple[nn.Linear, list[Member]]]]:
+    """For every decoder layer (or those in ``only``): the linears holding members, by path, with
+    their members."""
     adapter = adapter_for(model)
     out = {}
     for i, layer in enumerate(adapter.decoder_layers(model)):
+        if only is not None and i not in only:
+            continue
         shape = adapter.layer_shape(model, i)
         linears: dict[str, tuple[nn.Linear, list[Member]]] = {}
         for m in adapter.members(shape):
@@ -181,11 +184,12 @@ def validate_calibration(calib: torch.Tensor | None, model: nn.Module, seq_len: 
     return calib.long()
 
 
-def weight_statistics(model: nn.Module) -> dict[int, LayerStatistics]:
-    """Magnitude statistics (sum |W|, sum W^2 per unit) of every member; needs no data."""
+def weight_statistics(model: nn.Module, only: set[int] | None = None) -> dict[int, LayerStatistics]:
+    """Magnitude statistics (sum |W|, sum W^2 per unit) of every member (of the layers in ``only``);
+    needs no data."""
     adapter = adapter_for(model)
     layers = {}
-    for i, linears in pruneable_linears(model).items():
+    for i, linears in pruneable_linears(model, only).items():
         ls = LayerStatistics(shape=adapter.layer_shape(model, i))
         for lin, members in linears.values():
             w = lin.weight.detach().float()
@@ -198,8 +202,10 @@ def weight_statistics(model: nn.Module) -> dict[int, LayerStatistics]:
 class _Collector:
     """Hooks on every pruneable linear; see the module docstring for what they compute."""
 
-    def __init__(self, model, layers, num_samples, gradients, element_factors, accumulate_on, gram=False):
+    def __init__(self, model, layers, num_samples, gradients, element_factors, accumulate_on, gram=False,
+                 only: set[int] | None = None, track_embedding: bool = True):
         self.gram = gram
+        self.track_embedding = track_embedding
         self.grams: dict[tuple[int, str], Gram] = {}
         self.model = model
         self.layers = layers
@@ -207,7 +213,7 @@ class _Collector:
         self.gradients = gradients
         self.factors = element_factors
         self.accumulate_on = accumulate_on
-        self.linears = pruneable_linears(model)
+        self.linears = pruneable_linears(model, only)
         self.inputs: dict[nn.Module, torch.Tensor] = {}
         self.acc: dict[nn.Module, list[torch.Tensor]] = {}  # micro-batch accumulators: [g_sum, fisher]
         self.dots: dict[tuple[int, str], list[torch.Tensor]] = {}
@@ -221,7 +227,7 @@ class _Collector:
         for i, linears in self.linears.items():
             for path, (lin, members) in linears.items():
                 self.handles.append(lin.register_forward_hook(self._forward_hook(i, path, lin, members)))
-        if self.gradients:
+        if self.gradients and self.track_embedding:
             emb = self.model.get_input_embeddings()
             self.handles.append(emb.register_forward_hook(lambda mod, args, out: out.requires_grad_(True)))
         return self
