@@ -86,6 +86,17 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     a.add_argument("--allocation-option", dest="allocation_options", action="append", type=key_value, default=[],
                    metavar="KEY=VALUE", help="a setting of the mode, e.g. knots=[0.5,1,2] for schedule, "
                                              "strength=1 for saap; repeatable")
+    s = p.add_argument_group("memory (streamed execution, one decoder layer at a time)")
+    s.add_argument("--stream", dest="stream", action="store_true", default=None,
+                   help="prune one decoder layer at a time, reading weights from the checkpoint's shards "
+                        "(memory bounded by one layer; resumes after a kill) (default: when the in-memory "
+                        "path's predicted peak exceeds --max-memory)")
+    s.add_argument("--no-stream", dest="stream", action="store_false", help="hold the whole model in memory")
+    s.add_argument("--max-memory", default=None, metavar="SIZE",
+                   help="memory the run may use, e.g. 8G or 24GiB (default: 80%% of the free RAM, or of the "
+                        "GPU's free memory on a GPU)")
+    s.add_argument("--dry-run", action="store_true",
+                   help="print the predicted peak memory and time of both paths and the one chosen, then stop")
     add_data_arg(p)
     add_runtime_args(p)
     # None = "not given", so a --config's seed is kept unless --seed is passed.
@@ -137,15 +148,8 @@ def build_config(args: argparse.Namespace) -> PruneConfig:
 
 def run(args: argparse.Namespace) -> int:
     """Prune, save and print a one-screen summary."""
-    from adapruner.allocation import resolve_layer_range
-    from adapruner.core.adapters import adapter_for
-    from adapruner.core.params import count_parameters, parameter_views, removed_views, total_ratio
-    from adapruner.core.versions import versions
-    from adapruner.models.load import load_model
-    from adapruner.planning import needs_data, plan_pruning, update_samples
-    from adapruner.pruning.save import MODEL_DIR, check_output_dir, check_savable, save_run
-    from adapruner.pruning.model_card import width_ranges
-    from adapruner.pruning.surgery import layer_widths, prune_model
+    from adapruner.pruning.save import check_output_dir
+    from adapruner.streaming.memory import choose_path
 
     config = build_config(args)
     out = check_output_dir(args.out, args.overwrite, args.force_overwrite)
@@ -154,21 +158,56 @@ def run(args: argparse.Namespace) -> int:
         raise AdaprunerError(f"--micro-batch must be at least 1 (samples per forward/backward), got {args.micro_batch}")
     seed = config.calibration.seed
     seed_everything(seed)
-    data_dir = None
+    data_dir = _check_data(args, config)
+    choice = choose_path(args.model, config, args.stream, args.max_memory, args.device, args.dtype,
+                         args.micro_batch, args.trust_remote_code)
+    print(choice.summary())
+    if args.dry_run:
+        return 0
+    timings = {}
+    t = time.perf_counter()
+    if choice.streamed:
+        from adapruner.streaming.model import open_streamed
+
+        loaded = open_streamed(args.model, device=args.device, dtype=args.dtype,
+                               trust_remote_code=args.trust_remote_code)
+    else:
+        from adapruner.models.load import load_model
+        from adapruner.pruning.save import check_savable
+
+        loaded = load_model(args.model, device=args.device, dtype=args.dtype, trust_remote_code=args.trust_remote_code)
+        check_savable(loaded.model)
+    timings["load_s"] = time.perf_counter() - t
+    return _prune(args, config, loaded, out, data_dir, target_params, timings, choice)
+
+
+def _check_data(args: argparse.Namespace, config: PruneConfig):
+    """The data directory when the book texts are read; a bad --calib-data fails before any loading."""
+    from adapruner.planning import needs_data
+
     if needs_data(config) and config.calibration.source == "books":
         from adapruner.data.paths import resolve_data_dir
 
-        data_dir = resolve_data_dir(args.data_dir)
-    if needs_data(config) and config.calibration.source != "books":
+        return resolve_data_dir(args.data_dir)
+    if needs_data(config):
         from adapruner.data.user_text import read_rows
 
-        read_rows(config.calibration.source, config.calibration.field)  # a bad file fails before the model loads
+        read_rows(config.calibration.source, config.calibration.field)
+    return None
 
-    timings = {}
-    t = time.perf_counter()
-    loaded = load_model(args.model, device=args.device, dtype=args.dtype, trust_remote_code=args.trust_remote_code)
+
+def _prune(args, config: PruneConfig, loaded, out, data_dir, target_params, timings: dict, choice) -> int:
+    """Windows -> plan -> surgery -> report -> save, in memory or streamed."""
+    from adapruner.allocation import resolve_layer_range
+    from adapruner.core.adapters import adapter_for
+    from adapruner.core.params import count_parameters, parameter_views, removed_views, total_ratio
+    from adapruner.core.versions import versions
+    from adapruner.planning import needs_data, plan_pruning, update_samples
+    from adapruner.pruning.model_card import width_ranges
+    from adapruner.pruning.save import MODEL_DIR, check_savable, save_run
+    from adapruner.pruning.surgery import layer_widths, prune_model
+
     model, tokenizer = loaded.model, loaded.tokenizer
-    timings["load_s"] = time.perf_counter() - t
     check_savable(model)
     n_layers = len(adapter_for(model).decoder_layers(model))
     layer_range = list(range(*resolve_layer_range(n_layers, config.allocation.layers)))
@@ -186,13 +225,20 @@ def run(args: argparse.Namespace) -> int:
         update_calib = update_samples(pool, config)
 
     before = count_parameters(model)
-    t = time.perf_counter()
-    plan = plan_pruning(model, calib, config, ratio, micro_batch=args.micro_batch, update_calib=update_calib).plan
-    timings["plan_s"] = time.perf_counter() - t
-    views_before = parameter_views(model, sorted(plan.layers))
-    t = time.perf_counter()
-    prune_model(model, plan)
-    timings["surgery_s"] = time.perf_counter() - t
+    if choice.streamed:
+        from adapruner.streaming.prune import prune_streamed
+
+        result = prune_streamed(loaded, config, ratio, calib, update_calib, out, micro_batch=args.micro_batch)
+        plan, views_before = result.plan, result.views_before
+        timings.update(result.timings)
+    else:
+        t = time.perf_counter()
+        plan = plan_pruning(model, calib, config, ratio, micro_batch=args.micro_batch, update_calib=update_calib).plan
+        timings["plan_s"] = time.perf_counter() - t
+        views_before = parameter_views(model, sorted(plan.layers))
+        t = time.perf_counter()
+        prune_model(model, plan)
+        timings["surgery_s"] = time.perf_counter() - t
     after = count_parameters(model)
     views_after = parameter_views(model, sorted(plan.layers))
     report = {
@@ -206,14 +252,20 @@ def run(args: argparse.Namespace) -> int:
         "parameters_after": after,
         "budget": {"before": views_before, "after": views_after,
                    "removed_fraction": removed_views(views_before, views_after)},
-        "seed": seed,
+        "seed": config.calibration.seed,
         "device": args.device, "dtype": args.dtype,
+        "execution": choice.to_json(),
         "data_dir": str(data_dir) if data_dir else None,
         "plan": plan.to_json(),
         "timings": timings,
         "versions": versions(),
     }
-    path = save_run(model, tokenizer, out, report, overwrite=args.overwrite, force=args.force_overwrite)
+    if choice.streamed:
+        from adapruner.streaming.prune import finish_streamed
+
+        path = finish_streamed(loaded, result, report, out, overwrite=args.overwrite or args.force_overwrite)
+    else:
+        path = save_run(model, tokenizer, out, report, overwrite=args.overwrite, force=args.force_overwrite)
     widths = layer_widths(model)
     pruned = sorted(plan.layers)
     share = removed_views(views_before, views_after)

@@ -167,25 +167,31 @@ def run_model_dir(directory: str | Path) -> Path:
 
 def _write(model: nn.Module, tokenizer, out: Path, report: dict, overwrite: bool) -> Path:
     with atomic_directory(out, overwrite=overwrite) as tmp:
-        cfg = checkpoint_config(model)
         model.save_pretrained(tmp)
-        cfg.dtype = next(model.parameters()).dtype
-        # save_pretrained wrote the in-memory config; the checkpoint config replaces it.
-        cfg.save_pretrained(tmp)
-        pruned_type = cfg.model_type.startswith(modeling_pruned.PREFIX)
-        if pruned_type:
-            shutil.copyfile(modeling_pruned.__file__, tmp / "modeling_pruned.py")
-        if tokenizer is not None:
-            tokenizer.save_pretrained(tmp)
-        full = dict(report)
-        full.update({
-            "layer_widths": cfg.__dict__["layer_widths"],
-            "parameters_after": count_parameters(model),
-            "checkpoint": {"model_type": cfg.model_type,
-                           "flavour": "adapruner_pruned" if pruned_type else "plain",
-                           "transformers_version": transformers.__version__},
-        })
-        (tmp / REPORT_NAME).write_text(json.dumps(full, indent=2, default=str) + "\n")
-        flavour = full["checkpoint"]["flavour"]
-        (tmp / "README.md").write_text(model_card(full, flavour, full["layer_widths"], full["parameters_after"]))
+        write_checkpoint_files(model, tokenizer, tmp, report)
     return out
+
+
+def write_checkpoint_files(model: nn.Module, tokenizer, tmp: Path, report: dict) -> None:
+    """Everything of a pruned checkpoint but its weights, into ``tmp``: the checkpoint config
+    (replacing the one ``save_pretrained`` wrote), ``modeling_pruned.py`` when needed, the
+    tokenizer, the report and the model card. The streamed path writes the weights itself."""
+    cfg = checkpoint_config(model)
+    cfg.dtype = next(model.parameters()).dtype
+    cfg.save_pretrained(tmp)
+    pruned_type = cfg.model_type.startswith(modeling_pruned.PREFIX)
+    if pruned_type:
+        shutil.copyfile(modeling_pruned.__file__, tmp / "modeling_pruned.py")
+    if tokenizer is not None:
+        tokenizer.save_pretrained(tmp)
+    full = dict(report)
+    full.update({
+        "layer_widths": cfg.__dict__["layer_widths"],
+        "parameters_after": count_parameters(model),
+        "checkpoint": {"model_type": cfg.model_type,
+                       "flavour": "adapruner_pruned" if pruned_type else "plain",
+                       "transformers_version": transformers.__version__},
+    })
+    (tmp / REPORT_NAME).write_text(json.dumps(full, indent=2, default=str) + "\n")
+    flavour = full["checkpoint"]["flavour"]
+    (tmp / "README.md").write_text(model_card(full, flavour, full["layer_widths"], full["parameters_after"]))

@@ -87,12 +87,27 @@ class StreamedModel:
             for name, key in keys.items():
                 set_module_tensor_to_device(self.model, name, self.device, value=values[key])
             del values
+            self.retie()
             for module in modules:
                 module.requires_grad_(False)
             yield modules
         finally:
             for module in modules:
                 module.to("meta")
+            self.retie()
+
+    def retie(self) -> None:
+        """Share one parameter between a tied input and output embedding again (loading a tensor
+        into one of them gives it a new parameter): counts and saving see one tensor, as in memory."""
+        if not getattr(self.model.config, "tie_word_embeddings", False):
+            return
+        inp, out = self.model.get_input_embeddings(), self.model.get_output_embeddings()
+        if out is None or out.weight is inp.weight:
+            return
+        if out.weight.device.type != "meta":
+            inp.weight = out.weight
+        else:
+            out.weight = inp.weight
 
     def layer(self, index: int):
         """:meth:`materialised` for decoder layer ``index``: ``with sm.layer(i) as (layer,):``."""
@@ -151,6 +166,8 @@ def open_streamed(spec: str, device: str = "auto", dtype: str = "float32",
                 module._buffers[name] = buf.to(dev)
     fix_special_tokens(tokenizer, model.config)
     tensors = CheckpointTensors(path)
-    return StreamedModel(model=model, tokenizer=tokenizer, tensors=tensors, path=str(path), dtype=torch_dtype,
+    streamed = StreamedModel(model=model, tokenizer=tokenizer, tensors=tensors, path=str(path), dtype=torch_dtype,
                          device=dev, source=kind, info={"source": kind, "device": str(dev), "dtype": dtype,
                                                         "streamed": True})
+    streamed.retie()
+    return streamed

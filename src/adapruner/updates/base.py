@@ -25,6 +25,7 @@ import torch.nn as nn
 from adapruner.config import UpdateConfig
 from adapruner.core.registry import Registry, check_options
 from adapruner.core.structure import LinearUpdate, PruningPlan
+from adapruner.errors import AdaprunerError
 
 UPDATES: Registry["WeightUpdate"] = Registry("weight update", flag="--update")
 register_update = UPDATES.register
@@ -51,6 +52,24 @@ class WeightUpdate(ABC):
     def calibration_windows(self, config: UpdateConfig) -> int | None:
         """How many calibration windows of its own the update reads (None: the importance samples)."""
         return None
+
+    def carry(self, config: UpdateConfig) -> str | None:
+        """The hidden states the streamed path carries for :meth:`layer_update`: ``"dense"`` (each
+        layer's input under the unpruned layers before it), ``"pruned"`` (under the layers before
+        it as pruned and updated), or None (it reads none)."""
+        return None
+
+    def layer_update(self, model: nn.Module, index: int, plan: PruningPlan, inputs: list[tuple] | None,
+                     config: UpdateConfig, stats=None) -> dict[str, LinearUpdate]:
+        """The streamed path's step (:mod:`adapruner.streaming.prune`): the updates of decoder layer
+        ``index`` alone, whose weights are the only ones in memory.
+
+        ``inputs`` are ``(hidden, args, kwargs)`` batches entering the layer, as :meth:`carry`
+        asks (None when it asks for none); ``stats`` are the streamed statistics of the
+        importance samples. Must equal ``compute(...)[index]``.
+        """
+        raise AdaprunerError(f"weight update '{self.name}' cannot run streamed (it has no layer_update); "
+                             "pass --no-stream")
 
     @abstractmethod
     def compute(self, model: nn.Module, plan: PruningPlan, calib: torch.Tensor | None, config: UpdateConfig,

@@ -80,3 +80,8 @@ class BiasCompensation(WeightUpdate):
             means = input_means(model, calib, micro_batch)
         return {i: {path: LinearUpdate(bias=b) for path, b in biases.items()}
                 for i, biases in bias_compensation(model, plan, means).items()}
+
+    def layer_update(self, model, index, plan, inputs, config, stats=None):
+        one = PruningPlan({index: plan.layers[index]})
+        biases = bias_compensation(model, one, {index: dict(stats.layers[index].input_mean)}).get(index, {})
+        return {path: LinearUpdate(bias=b) for path, b in biases.items()}

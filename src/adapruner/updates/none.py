@@ -15,3 +15,6 @@ class NoUpdate(WeightUpdate):
 
     def compute(self, model, plan, calib, config, stats=None, micro_batch=None, cache=None) -> Updates:
         return {}
+
+    def layer_update(self, model, index, plan, inputs, config, stats=None):
+        return {}

@@ -88,8 +88,11 @@ def refit(linear: nn.Linear, gram: Gram, kept: torch.Tensor, damping: float, fit
     return LinearUpdate(weight=new, bias=bias)
 
 
+BATCH = 8  # windows per forward of the Gram passes unless --micro-batch says otherwise
+
+
 def _batches(windows: torch.Tensor, micro_batch: int | None) -> list[torch.Tensor]:
-    step = micro_batch or 8
+    step = micro_batch or BATCH
     return list(windows.split(step))
 
 
@@ -156,13 +159,7 @@ def sequential_updates(model: nn.Module, plan: PruningPlan, windows: torch.Tenso
     for i in range(start, end + 1):
         layer = layers[i]
         if i in plan.layers:
-            columns = output_columns(model, plan, i)
-            ordered = sorted(columns, key=lambda p: (not p.startswith(adapter.attn), p))  # attention first
-            done: dict = {}
-            for path in ordered:
-                with apply_masks(model, PruningPlan({i: plan.layers[i]}, {i: dict(done)})):
-                    gram = _gram_pass(layer, [path], batches)[path]
-                done[path] = refit(layer.get_submodule(path), gram, columns[path], damping, fit_bias)
+            done = sequential_layer(model, i, plan, batches, damping, fit_bias)
             if done:
                 updates[i] = done
             if i < end:
@@ -171,6 +168,25 @@ def sequential_updates(model: nn.Module, plan: PruningPlan, windows: torch.Tenso
         else:
             batches = _run_layer(layer, batches)
     return updates
+
+
+@torch.no_grad()
+def sequential_layer(model: nn.Module, i: int, plan: PruningPlan, batches: list[tuple], damping: float,
+                     fit_bias: bool) -> dict[str, LinearUpdate]:
+    """Re-fit layer ``i``'s output projections on its input ``batches``: o_proj first, then down_proj
+    with the new o_proj (and the masks) in place."""
+    from adapruner.pruning.masks import apply_masks
+
+    adapter = adapter_for(model)
+    layer = adapter.decoder_layers(model)[i]
+    columns = output_columns(model, plan, i)
+    ordered = sorted(columns, key=lambda p: (not p.startswith(adapter.attn), p))  # attention first
+    done: dict = {}
+    for path in ordered:
+        with apply_masks(model, PruningPlan({i: plan.layers[i]}, {i: dict(done)})):
+            gram = _gram_pass(layer, [path], batches)[path]
+        done[path] = refit(layer.get_submodule(path), gram, columns[path], damping, fit_bias)
+    return done
 
 
 @torch.no_grad()
@@ -210,13 +226,29 @@ class Reconstruct(WeightUpdate):
             raise AdaprunerError(f"reconstruct option windows must be an integer >= 1, got {n!r}")
         return n
 
-    def compute(self, model, plan, calib, config, stats=None, micro_batch=None, cache=None) -> Updates:
+    def _settings(self, config) -> tuple[str, float, bool]:
         mode, damping = self.option(config, "mode"), self.option(config, "damping")
-        fit_bias = bool(self.option(config, "bias"))
         if mode not in MODES:
             raise AdaprunerError(f"reconstruct option mode must be one of {', '.join(MODES)}, got {mode!r}")
         if not isinstance(damping, (int, float)) or not damping > 0:
             raise AdaprunerError(f"reconstruct option damping must be a positive number, got {damping!r}")
+        return mode, float(damping), bool(self.option(config, "bias"))
+
+    def carry(self, config) -> str | None:
+        return "pruned" if self._settings(config)[0] == "sequential" else "dense"
+
+    def layer_update(self, model, index, plan, inputs, config, stats=None):
+        mode, damping, fit_bias = self._settings(config)
+        if mode == "sequential":
+            return sequential_layer(model, index, plan, inputs, damping, fit_bias)
+        layer = adapter_for(model).decoder_layers(model)[index]
+        columns = output_columns(model, plan, index)
+        grams = _gram_pass(layer, sorted(columns), inputs)
+        return {path: refit(layer.get_submodule(path), grams[path], kept, damping, fit_bias)
+                for path, kept in columns.items()}
+
+    def compute(self, model, plan, calib, config, stats=None, micro_batch=None, cache=None) -> Updates:
+        mode, damping, fit_bias = self._settings(config)
         if calib is None:
             raise AdaprunerError("reconstruction needs calibration text; pass --data-dir or set ADAPRUNER_DATA_DIR")
         if mode == "sequential":
