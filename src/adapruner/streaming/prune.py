@@ -281,10 +281,10 @@ def _write_rest(sm: StreamedModel, staging: Staging) -> None:
     model, n = sm.model, sm.num_layers
     total = n + 1
     layers_prefix = adapter_for(model).layers + "."
-    head = [name for name, p in model.named_parameters() if p is model.get_output_embeddings().weight]
+    head = sm.head_paths()[1] + ".weight"
     tied = getattr(model.config, "tie_word_embeddings", False)
-    names = [k for k in model.state_dict() if not k.startswith(layers_prefix)
-             and not (tied and k in head and k not in sm.tensors)]
+    # A tied head is the embedding: saved once, under the embedding's name (as save_pretrained does).
+    names = [k for k in model.state_dict() if not k.startswith(layers_prefix) and not (tied and k == head)]
     keys = {k: sm.source_key(k) for k in names}
     values = sm.tensors.read(sorted(set(keys.values())), dtype=sm.dtype)
     _save({k: values[key] for k, key in keys.items()}, staging.shard(1, total))

@@ -1,0 +1,182 @@
+"""The streamed path (one decoder layer at a time) gives the in-memory path's statistics and model,
+and a run killed mid-way resumes from its last finished layer to the same checkpoint."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import adapruner  # noqa: F401  (registers the pruned model types)
+from adapruner.cli import main
+from tiny import CONFIGS, tiny_batch, tiny_model
+from tiny_tokenizer import char_tokenizer
+
+REPO = Path(__file__).resolve().parents[1]
+FIELDS = ("w_abs", "w_sq", "dot", "el1", "el1_sample", "el2", "wanda", "fluctuation")
+
+
+@pytest.fixture(scope="module")
+def family_dirs(tmp_path_factory) -> dict[str, Path]:
+    """A saved tiny checkpoint of every family."""
+    out = {}
+    for family in CONFIGS:
+        path = tmp_path_factory.mktemp("streamed") / family
+        tiny_model(family).save_pretrained(path)
+        char_tokenizer(add_bos=True).save_pretrained(path)
+        out[family] = path
+    return out
+
+
+def tensors(directory: Path) -> dict[str, torch.Tensor]:
+    """Every tensor of a checkpoint, whatever its sharding."""
+    from safetensors.torch import load_file
+
+    out = {}
+    for file in sorted(directory.glob("*.safetensors")):
+        out.update(load_file(str(file)))
+    return out
+
+
+def assert_same_checkpoint(a: Path, b: Path) -> None:
+    ta, tb = tensors(a / "model"), tensors(b / "model")
+    assert ta.keys() == tb.keys()
+    for name in ta:
+        assert torch.equal(ta[name], tb[name]), name
+    ca, cb = (json.loads((d / "model" / "config.json").read_text()) for d in (a, b))
+    assert ca == cb
+
+
+@pytest.mark.parametrize("family", sorted(CONFIGS))
+def test_streamed_statistics_equal_the_in_memory_ones(family_dirs, family):
+    from adapruner.importance.statistics import collect_statistics
+    from adapruner.models.load import load_model
+    from adapruner.streaming.model import open_streamed
+    from adapruner.streaming.statistics import streamed_statistics
+
+    model = load_model(str(family_dirs[family]), device="cpu").model
+    calib = tiny_batch(4, 24)
+    for gradients, micro_batch in ((True, None), (True, 3), (False, None)):
+        a = collect_statistics(model, calib, gradients=gradients, micro_batch=micro_batch, gram=True, progress=False)
+        b = streamed_statistics(open_streamed(str(family_dirs[family]), device="cpu"), calib, gradients=gradients,
+                                micro_batch=micro_batch, gram=True, progress=False)
+        assert a.layers.keys() == b.layers.keys()
+        if gradients:
+            assert a.mean_loss == b.mean_loss
+        for i, la in a.layers.items():
+            lb = b.layers[i]
+            for name, ma in la.members.items():
+                for f in FIELDS:
+                    x, y = getattr(ma, f), getattr(lb.members[name], f)
+                    assert (x is None) == (y is None) and (x is None or torch.equal(x, y)), (i, name, f)
+            for key in la.input_mean:
+                assert torch.equal(la.input_mean[key], lb.input_mean[key])
+            for key in la.gram:
+                assert torch.equal(la.gram[key], lb.gram[key])
+
+
+CASES = {
+    "element1": ["--metric", "element1"],
+    "eq5-blend-micro-batch": ["--metric", "adapruner", "--micro-batch", "2"],
+    "wanda-sp-reconstruct-sequential": ["--metric", "wanda-sp", "--update", "reconstruct",
+                                        "--update-option", "windows=12"],
+    "wanda-sp-reconstruct-oneshot-bias": ["--metric", "wanda-sp", "--update", "reconstruct", "--update-option",
+                                          "windows=12", "--update-option", "mode=oneshot", "--update-option",
+                                          "bias=true"],
+    "flap-bias-global": ["--metric", "flap", "--bias-compensation", "--mode", "global"],
+    "obs": ["--metric", "obs"],
+    "l2-bias-schedule": ["--metric", "l2", "--bias-compensation", "--mode", "schedule", "--allocation-option",
+                         "knots=[0.5,1,2]"],
+}
+
+
+def prune(model_dir: Path, out: Path, stream: bool, *extra: str) -> int:
+    return main(["prune", "--model", str(model_dir), "--ratio", "0.3", "--out", str(out), "--device", "cpu",
+                 "--num-samples", "4", "--calib-seq-len", "32", "--stream" if stream else "--no-stream", *extra])
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_streamed_prune_writes_the_in_memory_checkpoint(family_dirs, data_dir, tmp_path, monkeypatch, case):
+    monkeypatch.setenv("ADAPRUNER_DATA_DIR", str(data_dir))
+    model = family_dirs["llama"]
+    assert prune(model, tmp_path / "memory", False, *CASES[case]) == 0
+    assert prune(model, tmp_path / "streamed", True, *CASES[case]) == 0
+    assert_same_checkpoint(tmp_path / "memory", tmp_path / "streamed")
+    report = json.loads((tmp_path / "streamed" / "pruning_report.json").read_text())
+    assert report["execution"]["streamed"] and report["execution"]["reason"] == "--stream"
+    assert not (tmp_path / ".streamed.partial").exists()
+    assert len(json.loads((tmp_path / "streamed" / "model" / "model.safetensors.index.json").read_text())
+               ["weight_map"]) == len(tensors(tmp_path / "streamed" / "model"))
+
+
+@pytest.mark.parametrize("family", ["gemma3", "phi3", "qwen3"])
+def test_streamed_prune_of_every_layout_loads_and_matches(family_dirs, data_dir, tmp_path, monkeypatch, family):
+    """Tied embeddings (Gemma-3), fused projections (Phi-3), per-head norms (Qwen3)."""
+    import transformers as T
+
+    monkeypatch.setenv("ADAPRUNER_DATA_DIR", str(data_dir))
+    extra = ["--metric", "element1", "--mode", "schedule", "--allocation-option", "knots=[0.5,1,2]",
+             "--bias-compensation"]
+    assert prune(family_dirs[family], tmp_path / "memory", False, *extra) == 0
+    assert prune(family_dirs[family], tmp_path / "streamed", True, *extra) == 0
+    assert_same_checkpoint(tmp_path / "memory", tmp_path / "streamed")
+    ids = tiny_batch(2, 16)
+    a = T.AutoModelForCausalLM.from_pretrained(tmp_path / "memory" / "model")
+    b = T.AutoModelForCausalLM.from_pretrained(tmp_path / "streamed" / "model")
+    assert torch.equal(a(ids).logits, b(ids).logits)
+
+
+@pytest.mark.parametrize("stage", ["scores:1", "layer:1"])
+def test_a_killed_streamed_prune_resumes_from_its_last_finished_layer(family_dirs, data_dir, tmp_path, stage):
+    """kill -9 (the process kills itself after a layer), then the same command: it says where it
+    resumes and writes the checkpoint of an uninterrupted run."""
+    args = ["prune", "--model", str(family_dirs["llama"]), "--ratio", "0.3", "--device", "cpu", "--num-samples", "4",
+            "--calib-seq-len", "32", "--stream", "--metric", "adapruner", "--micro-batch", "2",
+            "--data-dir", str(data_dir)]
+    env = {**os.environ, "ADAPRUNER_FAULT_KILL_AFTER": stage, "PYTHONPATH": str(REPO / "src")}
+    killed = subprocess.run([sys.executable, "-m", "adapruner.cli", *args, "--out", str(tmp_path / "run")], env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    assert not (tmp_path / "run").exists() and (tmp_path / ".run.partial").is_dir()
+    env.pop("ADAPRUNER_FAULT_KILL_AFTER")
+    resumed = subprocess.run([sys.executable, "-m", "adapruner.cli", *args, "--out", str(tmp_path / "run")], env=env,
+                             capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "resuming:" in resumed.stdout
+    if stage == "layer:1":
+        assert "continuing from layer 2" in resumed.stdout
+    assert main([*args, "--out", str(tmp_path / "uninterrupted")]) == 0
+    assert_same_checkpoint(tmp_path / "run", tmp_path / "uninterrupted")
+    assert not (tmp_path / ".run.partial").exists()
+
+
+def test_a_different_run_never_reuses_staged_work(family_dirs, data_dir, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("ADAPRUNER_DATA_DIR", str(data_dir))
+    staging = tmp_path / ".run.partial"
+    (staging / "work" / "scores").mkdir(parents=True)
+    (staging / "manifest.json").write_text(json.dumps({"digest": "another run"}))
+    (staging / "work" / "plan.json").write_text("{}")
+    assert prune(family_dirs["llama"], tmp_path / "run", True, "--metric", "l2") == 0
+    assert "discarding the unfinished work of a different run" in capsys.readouterr().out
+    assert prune(family_dirs["llama"], tmp_path / "memory", False, "--metric", "l2") == 0
+    assert_same_checkpoint(tmp_path / "run", tmp_path / "memory")
+
+
+def test_the_path_is_chosen_by_the_predicted_peak(family_dirs, tmp_path, capsys):
+    """A budget below the in-memory prediction streams; --dry-run prints both predictions, writes nothing."""
+    base = ["prune", "--model", str(family_dirs["llama"]), "--ratio", "0.3", "--device", "cpu", "--metric", "l2",
+            "--out", str(tmp_path / "out")]
+    assert main([*base, "--max-memory", "1M", "--dry-run"]) == 0
+    printed = capsys.readouterr().out
+    assert "execution: streamed" in printed and "over the" in printed
+    assert "predicted in-memory: peak" in printed and "predicted streamed: peak" in printed
+    assert main([*base, "--max-memory", "100G", "--dry-run"]) == 0
+    assert "execution: in memory (fits" in capsys.readouterr().out
+    assert not (tmp_path / "out").exists()
+    assert main([*base, "--max-memory", "eight gigs", "--dry-run"]) == 2
+    assert "--max-memory must be a size" in capsys.readouterr().err
