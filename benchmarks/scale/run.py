@@ -1,0 +1,132 @@
+"""Peak memory and wall time of ``adapruner prune`` at 20 %, streamed and in memory, from 135M to 8B
+shapes (and the 70B's layer shape): resumable, one row per run in ``benchmarks/results/scale/runs.json``.
+
+    python benchmarks/scale/run.py --data-dir ../shared/data [--only llama-3.1-8b] [--methods element1]
+
+Each run is a child process; its peak resident set comes from the kernel (``wait4``'s
+``ru_maxrss``, what ``/usr/bin/time -f %M`` prints), its time from the wall clock, the
+predictions from the run's own report (``execution.predicted``). A finished row is skipped on the
+next run; rows are committed as they land. Checkpoints come from ``shapes.py`` (random weights
+of the real configurations, bfloat16 on disk) and are deleted after their runs when
+``--cleanup`` is given (an 8B shape is 16 GB).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+RESULTS = REPO / "benchmarks" / "results" / "scale"
+sys.path.insert(0, str(HERE))
+
+from shapes import build  # noqa: E402
+
+METHODS = {
+    "element1": ["--metric", "element1"],
+    "wanda-sp+reconstruct-oneshot": ["--metric", "wanda-sp", "--update", "reconstruct", "--update-option",
+                                     "windows=32", "--update-option", "mode=oneshot"],
+    "wanda-sp+reconstruct-sequential": ["--metric", "wanda-sp", "--update", "reconstruct", "--update-option",
+                                        "windows=32"],
+    "flap+bias": ["--metric", "flap", "--bias-compensation"],
+}
+
+# (shape, decoder layers or None for the model's own, methods, paths): in memory only where it fits.
+PLAN = [
+    ("smollm2-135m", None, list(METHODS), ["in-memory", "streamed"]),
+    ("qwen2.5-0.5b", None, list(METHODS), ["in-memory", "streamed"]),
+    ("llama-3.2-1b", None, list(METHODS), ["in-memory", "streamed"]),
+    ("llama-3.2-3b", None, ["element1", "wanda-sp+reconstruct-oneshot"], ["streamed"]),
+    ("llama-3.1-8b", 4, ["element1", "wanda-sp+reconstruct-oneshot"], ["in-memory", "streamed"]),
+    ("llama-3.1-8b", 8, ["element1"], ["streamed"]),
+    ("llama-3.1-8b", 16, ["element1"], ["streamed"]),
+    ("llama-3.1-8b", 32, ["element1", "wanda-sp+reconstruct-oneshot"], ["streamed"]),
+    ("llama-3.1-70b", 2, ["element1", "wanda-sp+reconstruct-oneshot"], ["streamed"]),
+]
+
+
+def key(shape: str, layers: int | None, method: str, path: str) -> str:
+    return f"{shape}/{layers or 'all'}/{method}/{path}"
+
+
+def measure(cmd: list[str], env: dict) -> tuple[int, float, int, str]:
+    """Exit status, wall seconds, peak RSS in bytes and the output tail of a child process."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    out = proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return proc.returncode, time.perf_counter() - start, usage.ru_maxrss * 1024, out[-3000:]
+
+
+def load() -> dict:
+    path = RESULTS / "runs.json"
+    return json.loads(path.read_text()) if path.is_file() else {"machine": {}, "runs": {}}
+
+
+def save(data: dict) -> None:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    tmp = RESULTS / "runs.json.tmp"
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, RESULTS / "runs.json")
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data-dir", required=True)
+    p.add_argument("--scratch", type=Path, default=Path(os.environ.get("ADAPRUNER_BENCH_DIR", "/tmp/adapruner-bench")))
+    p.add_argument("--only", nargs="*", default=None, help="shapes to run (default: all of PLAN)")
+    p.add_argument("--layers", nargs="*", type=int, default=None, help="only these depths")
+    p.add_argument("--methods", nargs="*", default=None)
+    p.add_argument("--paths", nargs="*", default=None, choices=["in-memory", "streamed"])
+    p.add_argument("--cleanup", action="store_true", help="delete each shape's checkpoint after its runs")
+    args = p.parse_args()
+    data = load()
+    data["machine"] = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+                       "python": platform.python_version()}
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    for shape, layers, methods, paths in PLAN:
+        if args.only and shape not in args.only or args.layers and (layers or 0) not in args.layers:
+            continue
+        todo = [(m, q) for m in methods for q in paths
+                if (not args.methods or m in args.methods) and (not args.paths or q in args.paths)
+                and key(shape, layers, m, q) not in data["runs"]]
+        if not todo:
+            continue
+        model = build(shape, layers)
+        for method, path in todo:
+            out = args.scratch / "scale" / f"{shape}-{layers or 'all'}-{method}-{path}"
+            cmd = [sys.executable, "-m", "adapruner.cli", "prune", "--model", str(model), "--ratio", "0.2",
+                   "--device", "cpu", "--out", str(out), "--overwrite", "--data-dir", args.data_dir,
+                   "--stream" if path == "streamed" else "--no-stream", *METHODS[method]]
+            print(f"== {key(shape, layers, method, path)}", flush=True)
+            code, seconds, peak, tail = measure(cmd, env)
+            row = {"shape": shape, "layers": layers, "method": method, "path": path, "exit": code,
+                   "wall_s": round(seconds, 1), "peak_rss_gib": round(peak / 2**30, 3),
+                   "command": " ".join(["adapruner", *cmd[3:]])}
+            report = out / "pruning_report.json"
+            if code == 0 and report.is_file():
+                rep = json.loads(report.read_text())
+                row["parameters_before"] = rep["parameters_before"]
+                row["predicted"] = rep["execution"]["predicted"]
+            else:
+                row["tail"] = tail
+            print(json.dumps(row), flush=True)
+            data["runs"][key(shape, layers, method, path)] = row
+            save(data)
+            shutil.rmtree(out, ignore_errors=True)
+        if args.cleanup:
+            shutil.rmtree(model, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
