@@ -19,6 +19,10 @@ import torch
 from adapruner.errors import AdaprunerError
 
 INDEX_NAME = "model.safetensors.index.json"
+DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+          "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
+          "BOOL": torch.bool}
+CHUNK = 64 * 2**20  # bytes read and converted at a time
 SINGLE_NAME = "model.safetensors"
 
 
@@ -53,10 +57,12 @@ class CheckpointTensors:
 
     def read(self, names: list[str], dtype: torch.dtype | None = None,
              device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
-        """The tensors ``names`` (converted to ``dtype`` when given, on ``device``), each shard opened
-        once and closed before returning."""
-        from safetensors import safe_open
+        """The tensors ``names`` (converted to ``dtype`` when given, on ``device``).
 
+        Read with plain file reads in chunks, not through a memory map: the only memory a tensor
+        takes is its converted result, never its stored copy as well, and nothing of the shard
+        stays mapped into the process afterwards.
+        """
         missing = [n for n in names if n not in self.files]
         if missing:
             raise AdaprunerError(f"the checkpoint in {self.directory} has no tensor {missing[0]} (and "
@@ -66,26 +72,71 @@ class CheckpointTensors:
             by_file[self.files[n]].append(n)
         out = {}
         for file, group in by_file.items():
-            with safe_open(str(self.directory / file), "pt", device="cpu") as f:
+            path = self.directory / file
+            header, start = read_header(path)
+            with open(path, "rb", buffering=0) as f:
                 for n in group:
-                    t = f.get_tensor(n)
-                    # A copy that owns its memory: the shard's mapping is closed on leaving.
-                    out[n] = t.to(device=device, dtype=dtype or t.dtype, copy=True)
-                    del t
+                    t = _read_tensor(f, header[n], start, dtype, path, n)
+                    out[n] = t if torch.device(device).type == "cpu" else t.to(device)
         return out
 
     def dtype(self) -> torch.dtype:
-        """The dtype most of the checkpoint's floating-point tensors are stored in."""
-        from safetensors import safe_open
-
+        """The dtype the checkpoint's first tensor is stored in."""
         first = next(iter(sorted(set(self.files.values()))))
-        with safe_open(str(self.directory / first), "pt", device="cpu") as f:
-            for n in f.keys():
-                t = f.get_slice(n)
-                kind = t.get_dtype()
-                return {"BF16": torch.bfloat16, "F16": torch.float16, "F32": torch.float32}.get(kind, torch.float32)
-        return torch.float32
+        header, _ = read_header(self.directory / first)
+        return DTYPES.get(next(iter(header.values()))["dtype"], torch.float32)
 
     def nbytes(self) -> int:
         """Bytes of all tensors on disk (the shards' sizes)."""
         return sum((self.directory / f).stat().st_size for f in set(self.files.values()))
+
+
+def read_header(path: Path) -> tuple[dict, int]:
+    """A safetensors file's table of tensors (name -> dtype, shape, byte range) and where its data
+    starts; a one-line error for a file that is not one."""
+    try:
+        with open(path, "rb") as f:
+            n = int.from_bytes(f.read(8), "little")
+            if not 0 < n < 2**31:
+                raise ValueError(f"header of {n} bytes")
+            header = json.loads(f.read(n))
+    except (OSError, ValueError) as exc:
+        raise AdaprunerError(f"{path} is not a readable safetensors file ({exc}); restore or re-create it") from None
+    header.pop("__metadata__", None)
+    return header, 8 + n
+
+
+def _read_tensor(f, entry: dict, start: int, dtype: torch.dtype | None, path: Path, name: str) -> torch.Tensor:
+    """One tensor read chunk by chunk into its (converted) result."""
+    stored = DTYPES.get(entry.get("dtype"))
+    begin, end = entry["data_offsets"]
+    shape = tuple(entry["shape"])
+    if stored is None:
+        raise AdaprunerError(f"{path}: tensor {name} has dtype {entry.get('dtype')}, which adapruner cannot read")
+    size = torch.empty((), dtype=stored).element_size()
+    count = 1
+    for d in shape:
+        count *= d
+    if count * size != end - begin:
+        raise AdaprunerError(f"{path}: tensor {name} declares shape {list(shape)} but holds {end - begin} bytes; "
+                             "the file is corrupt")
+    out = torch.empty(count, dtype=dtype or stored)
+    f.seek(start + begin)
+    step = max(1, CHUNK // size)
+    buffer = torch.empty(min(count, step) * size, dtype=torch.uint8) if out.dtype != stored else None
+    for lo in range(0, count, step):
+        hi = min(count, lo + step)
+        if buffer is None:
+            target = out[lo:hi].view(torch.uint8).numpy()
+        else:
+            target = buffer[: (hi - lo) * size].numpy()
+        view = memoryview(target)
+        got = 0
+        while got < len(view):
+            k = f.readinto(view[got:])
+            if not k:
+                raise AdaprunerError(f"{path} ends inside tensor {name}; the file is truncated")
+            got += k
+        if buffer is not None:
+            out[lo:hi].copy_(buffer[: (hi - lo) * size].view(stored))
+    return out.reshape(shape)

@@ -27,7 +27,7 @@ import torch
 from adapruner.config import PruneConfig
 from adapruner.errors import AdaprunerError
 
-BASE_BYTES = 700 * 2**20  # the interpreter with torch and transformers imported, measured
+BASE_BYTES = 480 * 2**20  # the interpreter with torch and transformers imported, measured
 GIB = 2**30
 
 

@@ -94,24 +94,46 @@ class StreamedModel:
         finally:
             for module in modules:
                 module.to("meta")
-            self.retie()
+            self.retie(released=True)
+            release_freed_memory()
 
-    def retie(self) -> None:
-        """Share one parameter between a tied input and output embedding again (loading a tensor
-        into one of them gives it a new parameter): counts and saving see one tensor, as in memory."""
+    def retie(self, released: bool = False) -> None:
+        """Share one parameter between a tied input and output embedding again (loading or releasing
+        one of them gives it a new parameter): counts and saving see one tensor, as in memory, and
+        releasing either releases both."""
         if not getattr(self.model.config, "tie_word_embeddings", False):
             return
         inp, out = self.model.get_input_embeddings(), self.model.get_output_embeddings()
         if out is None or out.weight is inp.weight:
             return
-        if out.weight.device.type != "meta":
-            inp.weight = out.weight
-        else:
+        meta = (inp.weight.device.type == "meta", out.weight.device.type == "meta")
+        # After a release the meta one wins; after a load the real one does.
+        if meta[0] == released:
             out.weight = inp.weight
+        else:
+            inp.weight = out.weight
 
     def layer(self, index: int):
         """:meth:`materialised` for decoder layer ``index``: ``with sm.layer(i) as (layer,):``."""
         return self.materialised(self.layer_path(index))
+
+
+def release_freed_memory() -> None:
+    """Hand the heap's free pages back to the OS (glibc keeps them otherwise, and the resident set
+    of a long streamed run creeps up layer after layer); a no-op where there is no glibc."""
+    global _TRIM
+    if _TRIM is None:
+        try:
+            import ctypes
+
+            _TRIM = ctypes.CDLL("libc.so.6").malloc_trim
+        except (OSError, AttributeError):
+            _TRIM = False
+    if _TRIM:
+        _TRIM(0)
+
+
+_TRIM = None
 
 
 def _module_name(model: nn.Module, module: nn.Module) -> str:
