@@ -81,7 +81,7 @@ def test_streamed_statistics_equal_the_in_memory_ones(family_dirs, family):
 
 
 CASES = {
-    "element1": ["--metric", "element1"],
+    "element1-saved-bfloat16": ["--metric", "element1", "--save-dtype", "bfloat16"],
     "eq5-blend-micro-batch": ["--metric", "adapruner", "--micro-batch", "2"],
     "wanda-sp-reconstruct-sequential": ["--metric", "wanda-sp", "--update", "reconstruct",
                                         "--update-option", "windows=12"],

@@ -39,18 +39,37 @@ METHODS = {
     "flap+bias": ["--metric", "flap", "--bias-compensation"],
 }
 
-# (shape, decoder layers or None for the model's own, methods, paths): in memory only where it fits.
+E1, WR1, WRS, FB = METHODS
+BOTH = ("in-memory", "streamed")
+# (shape, decoder layers or None for the model's own, method, path), in the order they run: the
+# figures the README states first. "smollm2-135m-real" is the bundled pretrained model itself.
 PLAN = [
-    ("smollm2-135m", None, list(METHODS), ["in-memory", "streamed"]),
-    ("qwen2.5-0.5b", None, list(METHODS), ["in-memory", "streamed"]),
-    ("llama-3.2-1b", None, list(METHODS), ["in-memory", "streamed"]),
-    ("llama-3.2-3b", None, ["element1", "wanda-sp+reconstruct-oneshot"], ["streamed"]),
-    ("llama-3.1-8b", 4, ["element1", "wanda-sp+reconstruct-oneshot"], ["in-memory", "streamed"]),
-    ("llama-3.1-8b", 8, ["element1"], ["streamed"]),
-    ("llama-3.1-8b", 16, ["element1"], ["streamed"]),
-    ("llama-3.1-8b", 32, ["element1", "wanda-sp+reconstruct-oneshot"], ["streamed"]),
-    ("llama-3.1-70b", 2, ["element1", "wanda-sp+reconstruct-oneshot"], ["streamed"]),
+    *[("smollm2-135m-real", None, m, q) for m in (E1, WRS, WR1, FB) for q in BOTH],
+    ("llama-3.1-8b", 32, E1, "streamed"),
+    *[("llama-3.1-8b", n, E1, "streamed") for n in (4, 8, 16)],
+    ("llama-3.1-8b", 32, WR1, "streamed"),
+    ("llama-3.1-70b", 2, E1, "streamed"),
+    *[("llama-3.2-1b", None, m, q) for m in (E1, WR1) for q in BOTH],
+    ("llama-3.1-8b", 4, E1, "in-memory"),
+    ("llama-3.1-8b", 32, WRS, "streamed"),
+    ("llama-3.1-8b", 32, FB, "streamed"),
+    ("llama-3.1-70b", 2, WR1, "streamed"),
+    *[("qwen2.5-0.5b", None, m, q) for m in (E1, WR1) for q in BOTH],
+    *[("llama-3.2-3b", None, m, "streamed") for m in (E1, WR1)],
 ]
+
+
+SMOLLM2 = "smollm2-135m"
+
+
+def load_check(model: Path, env: dict) -> dict:
+    """Load a pruned checkpoint with transformers' ``from_pretrained`` (bfloat16) and run one token."""
+    code = ("import sys, torch, adapruner, transformers as T; "
+            "m = T.AutoModelForCausalLM.from_pretrained(sys.argv[1], dtype=torch.bfloat16); "
+            "print(m(torch.tensor([[1, 2, 3]])).logits.shape)")
+    status, seconds, peak, tail = measure([sys.executable, "-c", code, str(model)], env)
+    return {"exit": status, "wall_s": round(seconds, 1), "peak_rss_gib": round(peak / 2**30, 3),
+            "output": tail.strip().splitlines()[-1] if tail.strip() else ""}
 
 
 def key(shape: str, layers: int | None, method: str, path: str) -> str:
@@ -87,44 +106,51 @@ def main() -> int:
     p.add_argument("--layers", nargs="*", type=int, default=None, help="only these depths")
     p.add_argument("--methods", nargs="*", default=None)
     p.add_argument("--paths", nargs="*", default=None, choices=["in-memory", "streamed"])
-    p.add_argument("--cleanup", action="store_true", help="delete each shape's checkpoint after its runs")
+    p.add_argument("--cleanup", action="store_true", help="delete the shapes' checkpoints at the end")
+    p.add_argument("--load-check", action="store_true",
+                   help="load the pruned 8B checkpoint with from_pretrained in a child process (peak RSS, time)")
     args = p.parse_args()
     data = load()
     data["machine"] = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
                        "python": platform.python_version()}
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
-    for shape, layers, methods, paths in PLAN:
+    models: dict[tuple, Path] = {}
+    for shape, layers, method, path in PLAN:
         if args.only and shape not in args.only or args.layers and (layers or 0) not in args.layers:
             continue
-        todo = [(m, q) for m in methods for q in paths
-                if (not args.methods or m in args.methods) and (not args.paths or q in args.paths)
-                and key(shape, layers, m, q) not in data["runs"]]
-        if not todo:
+        if args.methods and method not in args.methods or args.paths and path not in args.paths:
             continue
-        model = build(shape, layers)
-        for method, path in todo:
-            out = args.scratch / "scale" / f"{shape}-{layers or 'all'}-{method}-{path}"
-            cmd = [sys.executable, "-m", "adapruner.cli", "prune", "--model", str(model), "--ratio", "0.2",
-                   "--device", "cpu", "--out", str(out), "--overwrite", "--data-dir", args.data_dir,
-                   "--stream" if path == "streamed" else "--no-stream", *METHODS[method]]
-            print(f"== {key(shape, layers, method, path)}", flush=True)
-            code, seconds, peak, tail = measure(cmd, env)
-            row = {"shape": shape, "layers": layers, "method": method, "path": path, "exit": code,
-                   "wall_s": round(seconds, 1), "peak_rss_gib": round(peak / 2**30, 3),
-                   "command": " ".join(["adapruner", *cmd[3:]])}
-            report = out / "pruning_report.json"
-            if code == 0 and report.is_file():
-                rep = json.loads(report.read_text())
-                row["parameters_before"] = rep["parameters_before"]
-                row["predicted"] = rep["execution"]["predicted"]
-            else:
-                row["tail"] = tail
-            print(json.dumps(row), flush=True)
-            data["runs"][key(shape, layers, method, path)] = row
-            save(data)
-            shutil.rmtree(out, ignore_errors=True)
-        if args.cleanup:
-            shutil.rmtree(model, ignore_errors=True)
+        if key(shape, layers, method, path) in data["runs"]:
+            continue
+        if (shape, layers) not in models:
+            models[(shape, layers)] = Path(SMOLLM2) if shape == "smollm2-135m-real" else build(shape, layers)
+        model = models[(shape, layers)]
+        out = args.scratch / "scale" / f"{shape}-{layers or 'all'}-{method}-{path}"
+        cmd = [sys.executable, "-m", "adapruner.cli", "prune", "--model", str(model), "--ratio", "0.2",
+               "--device", "cpu", "--out", str(out), "--overwrite", "--data-dir", args.data_dir,
+               "--save-dtype", "bfloat16", "--stream" if path == "streamed" else "--no-stream", *METHODS[method]]
+        print(f"== {key(shape, layers, method, path)}", flush=True)
+        code, seconds, peak, tail = measure(cmd, env)
+        row = {"shape": shape, "layers": layers, "method": method, "path": path, "exit": code,
+               "wall_s": round(seconds, 1), "peak_rss_gib": round(peak / 2**30, 3),
+               "command": " ".join(["adapruner", *cmd[3:]]).replace(str(model), shape)}
+        report = out / "pruning_report.json"
+        if code == 0 and report.is_file():
+            rep = json.loads(report.read_text())
+            row.update(parameters_before=rep["parameters_before"], parameters_after=rep["parameters_after"],
+                       predicted=rep["execution"]["predicted"], timings=rep["timings"])
+            if shape.startswith("llama-3.1-8b") and layers == 32 and args.load_check:
+                row["loads"] = load_check(out / "model", env)
+        else:
+            row["tail"] = tail
+        print(json.dumps(row), flush=True)
+        data["runs"][key(shape, layers, method, path)] = row
+        save(data)
+        shutil.rmtree(out, ignore_errors=True)
+    if args.cleanup:
+        for (shape, _), model in models.items():
+            if shape != "smollm2-135m-real":
+                shutil.rmtree(model, ignore_errors=True)
     return 0
 
 

@@ -172,12 +172,13 @@ def _write(model: nn.Module, tokenizer, out: Path, report: dict, overwrite: bool
     return out
 
 
-def write_checkpoint_files(model: nn.Module, tokenizer, tmp: Path, report: dict) -> None:
+def write_checkpoint_files(model: nn.Module, tokenizer, tmp: Path, report: dict, dtype=None) -> None:
     """Everything of a pruned checkpoint but its weights, into ``tmp``: the checkpoint config
     (replacing the one ``save_pretrained`` wrote), ``modeling_pruned.py`` when needed, the
-    tokenizer, the report and the model card. The streamed path writes the weights itself."""
+    tokenizer, the report and the model card. The streamed path writes the weights itself (in
+    ``dtype`` when given, which the config then records)."""
     cfg = checkpoint_config(model)
-    cfg.dtype = next(model.parameters()).dtype
+    cfg.dtype = dtype or next(model.parameters()).dtype
     cfg.save_pretrained(tmp)
     pruned_type = cfg.model_type.startswith(modeling_pruned.PREFIX)
     if pruned_type:

@@ -60,12 +60,14 @@ def staging_dir(out: Path) -> Path:
     return out.parent / f".{out.name}.partial"
 
 
-def run_digest(sm: StreamedModel, config: PruneConfig, ratio: float, micro_batch: int | None) -> str:
+def run_digest(sm: StreamedModel, config: PruneConfig, ratio: float, micro_batch: int | None,
+               save_dtype: torch.dtype | None = None) -> str:
     """The digest of everything that decides a streamed run's result."""
     from adapruner.core.versions import VERSION
 
     key = {"model": str(Path(sm.path).resolve()), "config": config.to_json(), "ratio": round(float(ratio), 12),
-           "dtype": str(sm.dtype), "device": sm.device.type, "micro_batch": micro_batch, "version": VERSION}
+           "dtype": str(sm.dtype), "device": sm.device.type, "micro_batch": micro_batch, "version": VERSION,
+           "save_dtype": str(save_dtype)}
     return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:24]
 
 
@@ -74,13 +76,18 @@ def _fault(stage: str, index: int) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-def _save(tensors: dict[str, torch.Tensor], path: Path) -> None:
+def _save(tensors: dict[str, torch.Tensor], path: Path, dtype: torch.dtype | None = None) -> None:
+    """Write ``tensors`` as one safetensors file, floating-point ones in ``dtype`` when given."""
     from safetensors.torch import save_file
 
     from adapruner.core.io import atomic_file
 
+    def cast(v: torch.Tensor) -> torch.Tensor:
+        v = v.detach().cpu()
+        return (v.to(dtype) if dtype is not None and v.is_floating_point() else v).contiguous()
+
     with atomic_file(path) as tmp:
-        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp), metadata={"format": "pt"})
+        save_file({k: cast(v) for k, v in tensors.items()}, str(tmp), metadata={"format": "pt"})
 
 
 def _load(path: Path) -> dict[str, torch.Tensor]:
@@ -206,7 +213,8 @@ def _meta_surgery(sm: StreamedModel, i: int, layer_plan: LayerPlan, shard: Path)
 
 
 def _pass_prune(sm: StreamedModel, config: PruneConfig, plan: PruningPlan, calib, update_calib,
-                means: dict, staging: Staging, micro_batch: int | None, progress: bool, log) -> None:
+                means: dict, staging: Staging, micro_batch: int | None, progress: bool, log,
+                save_dtype: torch.dtype | None = None) -> None:
     """Update, surgery and one output shard per decoder layer."""
     from tqdm.auto import tqdm
 
@@ -263,7 +271,7 @@ def _pass_prune(sm: StreamedModel, config: PruneConfig, plan: PruningPlan, calib
                 prune_model(model, PruningPlan({i: layer_plan}, {i: updates}))
             layer = model.get_submodule(sm.layer_path(i))  # surgery rebuilt its modules
             prefix = sm.layer_path(i) + "."
-            _save({prefix + k: v for k, v in layer.state_dict().items()}, staging.shard(i + 2, total))
+            _save({prefix + k: v for k, v in layer.state_dict().items()}, staging.shard(i + 2, total), save_dtype)
         del hidden, inputs
         if store is not None:
             store.drop(i)
@@ -274,7 +282,7 @@ def _pass_prune(sm: StreamedModel, config: PruneConfig, plan: PruningPlan, calib
         shutil.rmtree(staging.work / "carry", ignore_errors=True)
 
 
-def _write_rest(sm: StreamedModel, staging: Staging) -> None:
+def _write_rest(sm: StreamedModel, staging: Staging, save_dtype: torch.dtype | None = None) -> None:
     """The non-layer tensors (embedding, final norm, untied head) as the first shard, and the index."""
     from safetensors import safe_open
 
@@ -286,8 +294,10 @@ def _write_rest(sm: StreamedModel, staging: Staging) -> None:
     # A tied head is the embedding: saved once, under the embedding's name (as save_pretrained does).
     names = [k for k in model.state_dict() if not k.startswith(layers_prefix) and not (tied and k == head)]
     keys = {k: sm.source_key(k) for k in names}
-    values = sm.tensors.read(sorted(set(keys.values())), dtype=sm.dtype)
-    _save({k: values[key] for k, key in keys.items()}, staging.shard(1, total))
+    # Read straight into the saved dtype (a float32 detour is exact, and twice the memory).
+    values = sm.tensors.read(sorted(set(keys.values())), dtype=save_dtype or sm.dtype)
+    _save({k: values[key] for k, key in keys.items()}, staging.shard(1, total), save_dtype)
+    del values
     weight_map, size = {}, 0
     for k in range(1, total + 1):
         shard = staging.shard(k, total)
@@ -298,14 +308,14 @@ def _write_rest(sm: StreamedModel, staging: Staging) -> None:
                 numel = 1
                 for d in t.get_shape():
                     numel *= d
-                size += numel * torch.empty((), dtype=sm.dtype).element_size()
+                size += numel * torch.empty((), dtype=save_dtype or sm.dtype).element_size()
     index = {"metadata": {"total_size": size}, "weight_map": dict(sorted(weight_map.items()))}
     (staging.model / "model.safetensors.index.json").write_text(json.dumps(index, indent=2) + "\n")
 
 
 def prune_streamed(sm: StreamedModel, config: PruneConfig, ratio: float, calib: torch.Tensor | None,
                    update_calib: torch.Tensor | None, out: Path, micro_batch: int | None = None,
-                   progress: bool = True, log=print) -> StreamedPrune:
+                   progress: bool = True, log=print, save_dtype: torch.dtype | None = None) -> StreamedPrune:
     """Prune ``sm`` with ``config`` to remove ``ratio`` of its parameters, one layer at a time.
 
     ``calib`` are the importance samples and ``update_calib`` the update's own windows, as for
@@ -317,7 +327,7 @@ def prune_streamed(sm: StreamedModel, config: PruneConfig, ratio: float, calib: 
     from adapruner.planning import check_config
 
     check_config(sm.model, config, ratio)
-    staging = Staging(out, run_digest(sm, config, ratio, micro_batch), log=log)
+    staging = Staging(out, run_digest(sm, config, ratio, micro_batch, save_dtype), log=log)
     timings = {}
     t = time.perf_counter()
     raw, means = _pass_scores(sm, config, calib, staging, micro_batch, progress, log)
@@ -327,20 +337,21 @@ def prune_streamed(sm: StreamedModel, config: PruneConfig, ratio: float, calib: 
 
     views_before = parameter_views(sm.model, sorted(plan.layers))
     t = time.perf_counter()
-    _pass_prune(sm, config, plan, calib, update_calib, means, staging, micro_batch, progress, log)
-    _write_rest(sm, staging)
+    _pass_prune(sm, config, plan, calib, update_calib, means, staging, micro_batch, progress, log, save_dtype)
+    _write_rest(sm, staging, save_dtype)
     timings["surgery_s"] = time.perf_counter() - t
     return StreamedPrune(plan=plan, staged=staging.run, views_before=views_before, timings=timings,
                          resumed={"resumed": staging.resuming})
 
 
-def finish_streamed(sm: StreamedModel, result: StreamedPrune, report: dict, out: Path, overwrite: bool) -> Path:
+def finish_streamed(sm: StreamedModel, result: StreamedPrune, report: dict, out: Path, overwrite: bool,
+                    save_dtype: torch.dtype | None = None) -> Path:
     """Write the checkpoint's config, tokenizer, report and card into the staged run directory and
     rename it into ``out`` (an existing ``out`` is replaced only with ``overwrite``)."""
     from adapruner.pruning.save import MODEL_DIR, REPORT_NAME, write_checkpoint_files
 
     run = result.staged
-    write_checkpoint_files(sm.model, sm.tokenizer, run / MODEL_DIR, report)
+    write_checkpoint_files(sm.model, sm.tokenizer, run / MODEL_DIR, report, dtype=save_dtype)
     gen = getattr(sm.model, "generation_config", None)
     if gen is not None and sm.model.can_generate():
         gen.save_pretrained(run / MODEL_DIR)
