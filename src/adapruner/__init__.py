@@ -7,8 +7,7 @@ checkpoint whose layers differ in width loads with a plain
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
+from adapruner.core.versions import VERSION as __version__  # noqa: E402
 from adapruner.errors import AdaprunerError  # noqa: E402
 
 __all__ = ["AdaprunerError", "__version__", "load_model"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import platform
 
 # The package version (pyproject.toml reads it from here).
-VERSION = "0.1.0"
+VERSION = "0.2.0"
 
 
 def versions(*extra: str) -> dict:

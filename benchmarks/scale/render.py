@@ -1,0 +1,188 @@
+"""Render the memory and time of pruning at scale from ``benchmarks/results/scale/runs.json``:
+``benchmarks/scale/README.md``, the plot beside the results, and the table in the top-level
+README between its ``scale`` markers.
+
+    python benchmarks/scale/render.py          # write
+    python benchmarks/scale/render.py --check  # exit 1 when a rendered file differs (CI)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+RUNS = REPO / "benchmarks" / "results" / "scale" / "runs.json"
+PLOT = REPO / "benchmarks" / "results" / "scale" / "peak_memory.png"
+BEGIN, END = "<!-- scale:begin (rendered by benchmarks/scale/render.py) -->", "<!-- scale:end -->"
+
+
+def _rows(data: dict) -> list[dict]:
+    order = {"smollm2-135m-real": 0, "qwen2.5-0.5b": 1, "llama-3.2-1b": 2, "llama-3.2-3b": 3, "llama-3.1-8b": 4,
+             "llama-3.1-70b": 5}
+    rows = [r for r in data["runs"].values() if r.get("exit") == 0]
+    return sorted(rows, key=lambda r: (order.get(r["shape"], 9), r["layers"] or 0, r["method"], r["path"]))
+
+
+def _name(r: dict) -> str:
+    name = "SmolLM2-135M (pretrained)" if r["shape"] == "smollm2-135m-real" else r["shape"]
+    return f"{name}, {r['layers']} layers" if r["layers"] else name
+
+
+def _predicted(r: dict, path: str) -> float | None:
+    p = r.get("predicted", {}).get(path.replace("-", "_"))
+    return p["peak_gib"] if p else None
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.1f} min" if seconds >= 90 else f"{seconds:.0f} s"
+
+
+def main_table(rows: list[dict]) -> list[str]:
+    lines = ["| model | parameters | method | path | peak RSS | predicted | in memory, predicted | wall time |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        pred = _predicted(r, r["path"])
+        ratio = f" ({pred / r['peak_rss_gib']:.2f}x)" if pred else ""
+        mem = _predicted(r, "in-memory")
+        lines.append(f"| {_name(r)} | {r['parameters_before'] / 1e9:.2f}B | {r['method']} | {r['path']} | "
+                     f"**{r['peak_rss_gib']:.2f} GiB** | {pred:.2f} GiB{ratio} | {mem:.1f} GiB | "
+                     f"{_minutes(r['wall_s'])} |")
+    return lines
+
+
+def ratios(rows: list[dict]) -> list[str]:
+    """Streamed against in memory, same model and method, side by side in one run."""
+    by = {(r["shape"], r["layers"], r["method"], r["path"]): r for r in rows}
+    lines = ["| model | method | time streamed / in memory | peak streamed / in memory |", "|---|---|---|---|"]
+    for (shape, layers, method, path), r in by.items():
+        other = by.get((shape, layers, method, "in-memory"))
+        if path != "streamed" or other is None:
+            continue
+        lines.append(f"| {_name(r)} | {method} | {r['wall_s'] / other['wall_s']:.2f}x | "
+                     f"{r['peak_rss_gib'] / other['peak_rss_gib']:.2f}x |")
+    return lines
+
+
+def depth(rows: list[dict]) -> list[str]:
+    deep = sorted((r for r in rows if r["shape"] == "llama-3.1-8b" and r["method"] == "element1"
+                   and r["path"] == "streamed"), key=lambda r: r["layers"])
+    if not deep:
+        return []
+    peaks = [r["peak_rss_gib"] for r in deep]
+    lines = ["| decoder layers | parameters | peak RSS | wall time |", "|---|---|---|---|"]
+    lines += [f"| {r['layers']} | {r['parameters_before'] / 1e9:.2f}B | {r['peak_rss_gib']:.2f} GiB | "
+              f"{_minutes(r['wall_s'])} |" for r in deep]
+    lines.append("")
+    lines.append(f"Largest over smallest peak: **{max(peaks) / min(peaks):.3f}x** over "
+                 f"{deep[0]['layers']}-{deep[-1]['layers']} layers.")
+    return lines
+
+
+def plot(rows: list[dict]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    for path, marker in (("streamed", "o"), ("in-memory", "s")):
+        pts = [(r["parameters_before"], r["peak_rss_gib"]) for r in rows if r["path"] == path]
+        if pts:
+            ax.scatter(*zip(*pts), marker=marker, label=f"{path}, measured")
+    pred = sorted({(r["parameters_before"], _predicted(r, "in-memory")) for r in rows if _predicted(r, "in-memory")})
+    if pred:
+        ax.plot(*zip(*pred), "k--", lw=1, label="in memory, predicted")
+    ax.axhline(24, color="grey", lw=0.8, ls=":")
+    ax.annotate("this machine's RAM (24 GiB)", (0.02, 24), xycoords=("axes fraction", "data"),
+                xytext=(0, 2), textcoords="offset points", fontsize=7, color="grey")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("parameters")
+    ax.set_ylabel("peak RSS (GiB)")
+    ax.set_title("adapruner prune --ratio 0.2: peak memory", fontsize=10)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    PLOT.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(PLOT, dpi=110)
+    plt.close(fig)
+
+
+def render(data: dict) -> tuple[str, str]:
+    rows = _rows(data)
+    machine = data.get("machine", {})
+    where = f"{machine.get('cores', '?')} CPU cores ({machine.get('cpu', '?')}), 24 GiB RAM, no GPU"
+    table = main_table(rows)
+    page = [
+        "# Pruning at scale: memory and time",
+        "",
+        "`adapruner prune --ratio 0.2` on random-weight checkpoints of real configurations (bfloat16 on disk,",
+        "made by `shapes.py`; random weights measure memory and time, the equivalence tests in",
+        "`tests/test_streaming.py` show the streamed and in-memory paths write the same checkpoint) and on",
+        "the pretrained SmolLM2-135M. Peak RSS is the kernel's figure for the child process (`wait4`'s",
+        "`ru_maxrss`, what `/usr/bin/time -f %M` prints); *predicted* is what the run printed before any",
+        "weight was read (`streaming/memory.py`), for its own path and for the in-memory path. Computation",
+        f"in float32, weights saved in bfloat16. Measured on {where}.",
+        "",
+        "```bash",
+        "python benchmarks/scale/run.py --data-dir ../shared/data --load-check   # resumable: skips finished rows",
+        "python benchmarks/scale/render.py",
+        "```",
+        "",
+        *table,
+        "",
+        "![peak memory against parameters](../results/scale/peak_memory.png)",
+        "",
+        "## Streamed against in memory, side by side",
+        "",
+        *ratios(rows),
+        "",
+        "## Memory does not grow with depth (Llama-3.1-8B shape, element1, streamed)",
+        "",
+        *depth(rows),
+        "",
+    ]
+    loads = [r for r in rows if r.get("loads")]
+    if loads:
+        page += ["## The pruned 8B loads", ""]
+        for r in loads:
+            lc = r["loads"]
+            page.append(f"- {_name(r)}, {r['method']}: `AutoModelForCausalLM.from_pretrained(..., dtype=torch.bfloat16)` "
+                        f"exit {lc['exit']}, {_minutes(lc['wall_s'])}, peak RSS {lc['peak_rss_gib']:.2f} GiB.")
+        page.append("")
+    page += ["Every row's exact command is in `benchmarks/results/scale/runs.json`.", ""]
+    block = "\n".join([BEGIN, *table, "", f"Measured on {where}; commands, depth and ratios in "
+                       "[benchmarks/scale](benchmarks/scale/README.md).", END])
+    return "\n".join(page), block
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--check", action="store_true", help="exit 1 when a rendered file differs from the results")
+    args = p.parse_args()
+    data = json.loads(RUNS.read_text())
+    page, block = render(data)
+    readme = (REPO / "README.md").read_text()
+    if BEGIN not in readme or END not in readme:
+        print("README.md has no scale markers", file=sys.stderr)
+        return 1
+    new_readme = readme[:readme.index(BEGIN)] + block + readme[readme.index(END) + len(END):]
+    target = HERE / "README.md"
+    if args.check:
+        stale = [str(f) for f, text in ((target, page), (REPO / "README.md", new_readme))
+                 if not f.is_file() or f.read_text() != text]
+        if stale:
+            print(f"stale: {', '.join(stale)}; run python benchmarks/scale/render.py", file=sys.stderr)
+            return 1
+        return 0
+    target.write_text(page)
+    (REPO / "README.md").write_text(new_readme)
+    plot(_rows(data))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
