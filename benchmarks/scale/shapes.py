@@ -56,15 +56,26 @@ def cache_root() -> Path:
 
 
 def _tokenizer():
-    """The SmolLM2 tokenizer of the bundled model (converted once by adapruner's GGUF cache)."""
+    """The SmolLM2 tokenizer of the bundled model (converted once by adapruner's GGUF cache); where
+    that package is not installed (a lent GPU machine), a byte-level tokenizer built in memory."""
     from transformers import AutoTokenizer
 
-    from adapruner.models.aliases import ALIASES, alias_gguf_path, package_version
-    from adapruner.models.gguf_cache import ensure_converted
+    try:
+        from adapruner.models.aliases import ALIASES, alias_gguf_path, package_version
+        from adapruner.models.gguf_cache import ensure_converted
 
-    path, _ = ensure_converted(alias_gguf_path("smollm2-135m"), alias="smollm2-135m",
-                               version=package_version(ALIASES["smollm2-135m"]))
-    return AutoTokenizer.from_pretrained(path)
+        path, _ = ensure_converted(alias_gguf_path("smollm2-135m"), alias="smollm2-135m",
+                                   version=package_version(ALIASES["smollm2-135m"]))
+        return AutoTokenizer.from_pretrained(path)
+    except Exception:  # noqa: BLE001  (any missing piece of the bundled model: fall back)
+        from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+        from transformers import PreTrainedTokenizerFast
+
+        vocab = {"<pad>": 0, "<s>": 1, "</s>": 2, **{chr(0x100 + b): 3 + b for b in range(256)}}
+        tk = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<pad>"))
+        tk.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+        tk.decoder = decoders.ByteLevel()
+        return PreTrainedTokenizerFast(tokenizer_object=tk, bos_token="<s>", eos_token="</s>", pad_token="<pad>")
 
 
 def build(shape: str, layers: int | None = None, cache: Path | None = None, seed: int = 0) -> Path:
