@@ -133,7 +133,8 @@ def main() -> int:
         code, seconds, peak, tail = measure(cmd, env)
         row = {"shape": shape, "layers": layers, "method": method, "path": path, "exit": code,
                "wall_s": round(seconds, 1), "peak_rss_gib": round(peak / 2**30, 3),
-               "command": " ".join(["adapruner", *cmd[3:]]).replace(str(model), f"SHAPES/{model.name}")}
+               "command": " ".join(["adapruner", *cmd[3:]]).replace(
+                   str(model), str(model) if shape == "smollm2-135m-real" else f"SHAPES/{model.name}")}
         report = out / "pruning_report.json"
         if code == 0 and report.is_file():
             rep = json.loads(report.read_text())
