@@ -53,6 +53,11 @@ class Checkpoint:
         with safe_open(self._files[name], framework="pt") as f:
             return f.get_tensor(name).float()
 
+    def shape(self, name: str) -> list[int]:
+        """The stored shape of tensor ``name`` (read from the file's header, no data)."""
+        with safe_open(self._files[name], framework="pt") as f:
+            return list(f.get_slice(name).get_shape())
+
     def names(self) -> list[str]:
         return list(self._files)
 

@@ -20,6 +20,7 @@ they are.
 from __future__ import annotations
 
 import math
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -244,13 +245,28 @@ def export_gguf(checkpoint: str | Path, out: str | Path, outtype: str = "f32", o
     ckpt = read_checkpoint(checkpoint)
     arch, permute = choose_arch(ckpt)
     qtype, ftype = OUTTYPES[outtype]
-    embed = ckpt.tensor("model.embed_tokens.weight")
-    n_vocab = embed.shape[0]
+    n_vocab = ckpt.shape("model.embed_tokens.weight")[0]
     tok_source = Path(tokenizer_from) if tokenizer_from else source_gguf(ckpt.directory)
     if tokenizer_from and not tok_source.is_file():
         raise AdaprunerError(f"--tokenizer-from {tok_source} does not exist; pass the base model's .gguf file")
 
-    w = gguf.GGUFWriter(path=None, arch=arch)
+    # Tensors go to a spooled file beside the output as they are converted (kept in memory up to
+    # 256 MiB), so a model of any size is exported holding one tensor at a time.
+    out.parent.mkdir(parents=True, exist_ok=True)
+    w = gguf.GGUFWriter(path=None, arch=arch, use_temp_file=True)
+    w.temp_file = tempfile.SpooledTemporaryFile(mode="w+b", max_size=256 * 2**20, dir=out.parent)
+    try:
+        return _write_gguf(w, ckpt, arch, permute, qtype, ftype, n_vocab, tok_source, out, outtype, progress)
+    except OSError as exc:
+        raise AdaprunerError(f"writing {out} failed ({exc.strerror or exc}); nothing was left behind: free space or "
+                             "choose another --out") from None
+    finally:
+        w.temp_file.close()
+
+
+def _write_gguf(w: gguf.GGUFWriter, ckpt: Checkpoint, arch: str, permute: bool, qtype, ftype, n_vocab: int,
+                tok_source: Path | None, out: Path, outtype: str, progress: bool) -> ExportResult:
+    """Metadata, then every tensor converted one at a time, then the file (staged and renamed)."""
     extra = _write_hparams(w, ckpt, arch, ftype, n_vocab)
     if tok_source is not None:
         copy_tokenizer(w, tok_source, n_vocab)
@@ -261,7 +277,7 @@ def export_gguf(checkpoint: str | Path, out: str | Path, outtype: str = "f32", o
         w.add_quantization_version(gguf.GGML_QUANT_VERSION)
 
     fallback: list[str] = []
-    _add(w, "token_embd.weight", embed.numpy(), qtype, fallback)
+    _add(w, "token_embd.weight", ckpt.tensor("model.embed_tokens.weight").numpy(), qtype, fallback)
     for name, t in extra:
         w.add_tensor(name, t)
     hd = ckpt.head_dim
@@ -284,14 +300,10 @@ def export_gguf(checkpoint: str | Path, out: str | Path, outtype: str = "f32", o
         _add(w, "output.weight", ckpt.tensor("lm_head.weight").numpy(), qtype, fallback)
 
     n_tensors = len(w.tensors[0]) if w.tensors else 0
-    try:
-        with atomic_file(out) as tmp:
-            w.path = tmp
-            w.write_header_to_file(path=tmp)
-            w.write_kv_data_to_file()
-            w.write_tensors_to_file(progress=progress)
-            w.close()
-    except OSError as exc:
-        raise AdaprunerError(f"writing {out} failed ({exc.strerror or exc}); nothing was left behind: free space or "
-                             "choose another --out") from None
+    with atomic_file(out) as tmp:
+        w.path = tmp
+        w.write_header_to_file(path=tmp)
+        w.write_kv_data_to_file()
+        w.write_tensors_to_file(progress=progress)
+        w.close()
     return ExportResult(out, arch, outtype, n_tensors, tuple(fallback), tokenizer, out.stat().st_size)
