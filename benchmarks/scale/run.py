@@ -120,7 +120,7 @@ def main() -> int:
             continue
         if args.methods and method not in args.methods or args.paths and path not in args.paths:
             continue
-        if key(shape, layers, method, path) in data["runs"]:
+        if data["runs"].get(key(shape, layers, method, path), {}).get("exit") == 0:
             continue
         if (shape, layers) not in models:
             models[(shape, layers)] = Path(SMOLLM2) if shape == "smollm2-135m-real" else build(shape, layers)

@@ -91,6 +91,20 @@ class CheckpointTensors:
         return sum((self.directory / f).stat().st_size for f in set(self.files.values()))
 
 
+def write_index(directory: Path, shards: list[Path]) -> Path:
+    """``model.safetensors.index.json`` of ``shards`` (their tensors and total size, from headers)."""
+    weight_map, size = {}, 0
+    for shard in shards:
+        header, _ = read_header(shard)
+        for name, entry in header.items():
+            weight_map[name] = shard.name
+            size += entry["data_offsets"][1] - entry["data_offsets"][0]
+    index = {"metadata": {"total_size": size}, "weight_map": dict(sorted(weight_map.items()))}
+    path = directory / INDEX_NAME
+    path.write_text(json.dumps(index, indent=2) + "\n")
+    return path
+
+
 def read_header(path: Path) -> tuple[dict, int]:
     """A safetensors file's table of tensors (name -> dtype, shape, byte range) and where its data
     starts; a one-line error for a file that is not one."""

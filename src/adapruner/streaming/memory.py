@@ -155,7 +155,10 @@ def predict(s: Shape, config: PruneConfig, dtype_bytes: int = 4, micro_batch: in
     stages = {
         "layer": layer + _activations(s, tokens, w["t"], w["gradients"], dtype_bytes) + temporaries + gram_layer
         + solve + carry + _activations(s, window_tokens, w["t"], False, dtype_bytes),
-        "head": embed * (1 if s.tied else 2) + logits + tokens * s.hidden * dtype_bytes * 2,
+        # The loss reads the head alone (the embedding was freed after the first layer's inputs);
+        # writing the output reads embedding and head together, in the saved dtype.
+        "head": embed + logits + tokens * s.hidden * dtype_bytes * 2,
+        "output": embed * (1 if s.tied else 2) // dtype_bytes * 2,
     }
     worst = max(stages, key=stages.get)
     st_parts = {f"{worst} stage": stages[worst], "runtime": BASE_BYTES}

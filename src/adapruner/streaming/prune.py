@@ -38,6 +38,7 @@ from adapruner.config import PruneConfig
 from adapruner.core.adapters import adapter_for
 from adapruner.core.structure import LayerPlan, LinearUpdate, PruningPlan
 from adapruner.errors import AdaprunerError
+from adapruner.streaming.checkpoint import write_index
 from adapruner.streaming.layers import ActivationStore, run_layer
 from adapruner.streaming.model import StreamedModel
 
@@ -197,14 +198,12 @@ def _plan(sm: StreamedModel, config: PruneConfig, ratio: float, raw: dict, stagi
 def _meta_surgery(sm: StreamedModel, i: int, layer_plan: LayerPlan, shard: Path) -> None:
     """Give the skeleton's layer ``i`` the pruned shape of a layer a killed run already wrote, with
     the output biases its shard holds, so widths and counts are as if it had been pruned now."""
-    from safetensors import safe_open
-
     from adapruner.pruning.surgery import prune_model
+    from adapruner.streaming.checkpoint import read_header
 
     prefix = sm.layer_path(i) + "."
     layer = sm.model.get_submodule(sm.layer_path(i))
-    with safe_open(str(shard), "pt") as f:
-        names = set(f.keys())
+    names = set(read_header(shard)[0])
     updates = {}
     for path, module in layer.named_modules():
         if isinstance(module, torch.nn.Linear) and module.bias is None and f"{prefix}{path}.bias" in names:
@@ -233,7 +232,7 @@ def _pass_prune(sm: StreamedModel, config: PruneConfig, plan: PruningPlan, calib
     last = max(plan.layers) if plan.layers else -1
     stats = Statistics(layers={i: LayerStatistics(shape=adapter.layer_shape(model, i), input_mean=m)
                                for i, m in means.items()}, num_samples=0, seq_len=0, element_factors=())
-    total = n + 1
+    total = shard_count(sm)
     done = [i for i in range(n) if staging.shard(i + 2, total).is_file()]
     for i in done:
         if i in plan.layers:
@@ -282,35 +281,31 @@ def _pass_prune(sm: StreamedModel, config: PruneConfig, plan: PruningPlan, calib
         shutil.rmtree(staging.work / "carry", ignore_errors=True)
 
 
+def shard_count(sm: StreamedModel) -> int:
+    """Shards of the output: the embedding (with the final norm), one per decoder layer, and an
+    untied head on its own (so the two largest tensors are never in memory together)."""
+    return sm.num_layers + 1 + (0 if getattr(sm.model.config, "tie_word_embeddings", False) else 1)
+
+
 def _write_rest(sm: StreamedModel, staging: Staging, save_dtype: torch.dtype | None = None) -> None:
-    """The non-layer tensors (embedding, final norm, untied head) as the first shard, and the index."""
-    from safetensors import safe_open
+    """The non-layer tensors (embedding and final norm first, an untied head last) and the index."""
 
     model, n = sm.model, sm.num_layers
-    total = n + 1
+    total = shard_count(sm)
     layers_prefix = adapter_for(model).layers + "."
     head = sm.head_paths()[1] + ".weight"
     tied = getattr(model.config, "tie_word_embeddings", False)
     # A tied head is the embedding: saved once, under the embedding's name (as save_pretrained does).
-    names = [k for k in model.state_dict() if not k.startswith(layers_prefix) and not (tied and k == head)]
-    keys = {k: sm.source_key(k) for k in names}
-    # Read straight into the saved dtype (a float32 detour is exact, and twice the memory).
-    values = sm.tensors.read(sorted(set(keys.values())), dtype=save_dtype or sm.dtype)
-    _save({k: values[key] for k, key in keys.items()}, staging.shard(1, total), save_dtype)
-    del values
-    weight_map, size = {}, 0
-    for k in range(1, total + 1):
-        shard = staging.shard(k, total)
-        with safe_open(str(shard), "pt") as f:
-            for name in f.keys():
-                weight_map[name] = shard.name
-                t = f.get_slice(name)
-                numel = 1
-                for d in t.get_shape():
-                    numel *= d
-                size += numel * torch.empty((), dtype=save_dtype or sm.dtype).element_size()
-    index = {"metadata": {"total_size": size}, "weight_map": dict(sorted(weight_map.items()))}
-    (staging.model / "model.safetensors.index.json").write_text(json.dumps(index, indent=2) + "\n")
+    names = [k for k in model.state_dict() if not k.startswith(layers_prefix) and k != head]
+    groups = [(1, names)] + ([] if tied else [(total, [head])])
+    for k, group in groups:
+        # Read straight into the saved dtype (a float32 detour is exact, and twice the memory).
+        keys = {name: sm.source_key(name) for name in group}
+        values = sm.tensors.read(sorted(set(keys.values())), dtype=save_dtype or sm.dtype)
+        _save({name: values[key] for name, key in keys.items()}, staging.shard(k, total), save_dtype)
+        del values
+    write_index(staging.model, [staging.shard(k, total) for k in range(1, total + 1)])
+
 
 
 def prune_streamed(sm: StreamedModel, config: PruneConfig, ratio: float, calib: torch.Tensor | None,
