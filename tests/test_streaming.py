@@ -180,3 +180,29 @@ def test_the_path_is_chosen_by_the_predicted_peak(family_dirs, tmp_path, capsys)
     assert not (tmp_path / "out").exists()
     assert main([*base, "--max-memory", "eight gigs", "--dry-run"]) == 2
     assert "--max-memory must be a size" in capsys.readouterr().err
+
+
+def test_a_full_disk_is_one_line_and_the_next_run_resumes(family_dirs, data_dir, tmp_path, monkeypatch, capsys):
+    import errno
+
+    import adapruner.streaming.prune as streamed
+
+    monkeypatch.setenv("ADAPRUNER_DATA_DIR", str(data_dir))
+    real_save, calls = streamed._save, []
+
+    def full_disk(tensors, path, dtype=None):
+        calls.append(path)
+        if "-of-" in path.name and len(calls) > 6:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_save(tensors, path, dtype)
+
+    monkeypatch.setattr(streamed, "_save", full_disk)
+    assert prune(family_dirs["llama"], tmp_path / "run", True, "--metric", "element1") == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]  # after the progress bars
+    assert last.startswith("error: ") and "the disk is full" in last and ".run.partial" in last and "resume" in last
+    assert not (tmp_path / "run").exists()
+    monkeypatch.setattr(streamed, "_save", real_save)
+    assert prune(family_dirs["llama"], tmp_path / "run", True, "--metric", "element1") == 0
+    assert "resuming:" in capsys.readouterr().out
+    assert prune(family_dirs["llama"], tmp_path / "memory", False, "--metric", "element1") == 0
+    assert_same_checkpoint(tmp_path / "run", tmp_path / "memory")

@@ -13,6 +13,7 @@ adapruner`` when layers differ in width, or with ``trust_remote_code=True`` with
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import time
 from dataclasses import replace
@@ -230,8 +231,9 @@ def _prune(args, config: PruneConfig, loaded, out, data_dir, target_params, timi
     if choice.streamed:
         from adapruner.streaming.prune import prune_streamed
 
-        result = prune_streamed(loaded, config, ratio, calib, update_calib, out, micro_batch=args.micro_batch,
-                                save_dtype=_save_dtype(args))
+        with _staged_writes(out):
+            result = prune_streamed(loaded, config, ratio, calib, update_calib, out, micro_batch=args.micro_batch,
+                                    save_dtype=_save_dtype(args))
         plan, views_before = result.plan, result.views_before
         timings.update(result.timings)
     else:
@@ -266,8 +268,9 @@ def _prune(args, config: PruneConfig, loaded, out, data_dir, target_params, timi
     if choice.streamed:
         from adapruner.streaming.prune import finish_streamed
 
-        path = finish_streamed(loaded, result, report, out, overwrite=args.overwrite or args.force_overwrite,
-                               save_dtype=_save_dtype(args))
+        with _staged_writes(out):
+            path = finish_streamed(loaded, result, report, out, overwrite=args.overwrite or args.force_overwrite,
+                                   save_dtype=_save_dtype(args))
     else:
         if _save_dtype(args) is not None:
             model.to(_save_dtype(args))
@@ -293,3 +296,19 @@ def _save_dtype(args: argparse.Namespace):
     from adapruner.models.load import DTYPES
 
     return DTYPES[args.save_dtype] if args.save_dtype else None
+
+
+@contextlib.contextmanager
+def _staged_writes(out):
+    """A write that fails in a streamed run (a full disk) is a one-line error: the finished layers
+    stay staged and the same command resumes once the fault is fixed."""
+    import errno
+
+    from adapruner.streaming.prune import staging_dir
+
+    try:
+        yield
+    except OSError as exc:
+        reason = "the disk is full" if exc.errno == errno.ENOSPC else (exc.strerror or type(exc).__name__)
+        raise AdaprunerError(f"writing the streamed run failed ({reason}); its finished layers are kept in "
+                             f"{staging_dir(out)}: fix that and run the same command to resume") from None

@@ -107,22 +107,28 @@ def atomic_directory(path: str | Path, overwrite: bool = False) -> Iterator[Path
     tmp.mkdir()
     try:
         yield tmp
-        for item in tmp.rglob("*"):  # some writers (safetensors) create 0600 files
-            if item.is_file():
-                os.chmod(item, 0o644)
-        os.chmod(tmp, 0o755)
-        if path.exists():
-            if not overwrite:
-                raise FileExistsError(path)
-            old = temporary_sibling(path, "old")
-            os.replace(path, old)
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
+        install_directory(tmp, path, overwrite)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def install_directory(staged: Path, path: Path, overwrite: bool = False) -> None:
+    """Rename the finished directory ``staged`` to ``path`` (readable by all; an existing ``path`` is
+    replaced only when ``overwrite``: moved aside first, deleted after the rename)."""
+    for item in staged.rglob("*"):  # some writers (safetensors) create 0600 files
+        if item.is_file():
+            os.chmod(item, 0o644)
+    os.chmod(staged, 0o755)
+    if path.exists():
+        if not overwrite:
+            raise FileExistsError(path)
+        old = temporary_sibling(path, "old")
+        os.replace(path, old)
+        os.replace(staged, path)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(staged, path)
 
 
 def check_writable(path: str | Path, flag: str = "--out") -> Path:

@@ -218,8 +218,6 @@ def _pass_prune(sm: StreamedModel, config: PruneConfig, plan: PruningPlan, calib
     from tqdm.auto import tqdm
 
     from adapruner.importance.statistics import LayerStatistics, Statistics
-    from adapruner.pruning.masks import apply_masks
-    from adapruner.pruning.surgery import prune_model
     from adapruner.streaming.statistics import record_calls
     from adapruner.updates.base import validate_update
     from adapruner.updates.reconstruct import BATCH
@@ -247,38 +245,48 @@ def _pass_prune(sm: StreamedModel, config: PruneConfig, plan: PruningPlan, calib
         calls = record_calls(sm, windows, step)
         if not store.has(0):
             store.put(0, [b.hidden for b in calls])
-    bar = tqdm(total=n, initial=len(done), desc="pruning layers (streamed)", disable=not progress)
-    for i in range(n):
-        if i in done:
-            continue
-        needs_carry = carry is not None and i <= last
-        if needs_carry and not store.has(i):
-            raise AdaprunerError(f"the staged work in {staging.root} lacks the hidden states entering layer {i}; "
-                                 "delete it and run again")
-        hidden = store.get(i, sm.device) if needs_carry else None
-        with sm.layer(i) as (layer,), torch.no_grad():
-            layer_plan = plan.layers.get(i)
-            updates = {}
-            inputs = [(h, b.calls[i].args, b.calls[i].kwargs) for h, b in zip(hidden, calls)] if needs_carry else None
-            if layer_plan is not None:
-                updates = update.layer_update(model, i, plan, inputs, config.update, stats=stats)
-            if needs_carry and i < last:
-                masked = carry == "pruned" and layer_plan is not None
-                with apply_masks(model, PruningPlan({i: layer_plan}, {i: dict(updates)}) if masked else PruningPlan({})):
-                    store.put(i + 1, [run_layer(layer, h, b.calls[i]) for h, b in zip(hidden, calls)])
-            if layer_plan is not None:
-                prune_model(model, PruningPlan({i: layer_plan}, {i: updates}))
-            layer = model.get_submodule(sm.layer_path(i))  # surgery rebuilt its modules
-            prefix = sm.layer_path(i) + "."
-            _save({prefix + k: v for k, v in layer.state_dict().items()}, staging.shard(i + 2, total), save_dtype)
-        del hidden, inputs
-        if store is not None:
-            store.drop(i)
-        bar.update()
-        _fault("layer", i)
-    bar.close()
+    with tqdm(total=n, initial=len(done), desc="pruning layers (streamed)", disable=not progress) as bar:
+        for i in range(n):
+            if i in done:
+                continue
+            if carry is not None and i <= last and not store.has(i):
+                raise AdaprunerError(f"the staged work in {staging.root} lacks the hidden states entering layer {i}; "
+                                     "delete it and run again")
+            with sm.layer(i), torch.no_grad():
+                updates = _layer_step(sm, i, plan, update, config, carry if i <= last else None, i < last, store,
+                                      calls, stats)
+                layer = model.get_submodule(sm.layer_path(i))  # surgery rebuilt its modules
+                prefix = sm.layer_path(i) + "."
+                _save({prefix + k: v for k, v in layer.state_dict().items()}, staging.shard(i + 2, total), save_dtype)
+            del updates
+            if store is not None:
+                store.drop(i)
+            bar.update()
+            _fault("layer", i)
     if store is not None:
         shutil.rmtree(staging.work / "carry", ignore_errors=True)
+
+
+def _layer_step(sm: StreamedModel, i: int, plan: PruningPlan, update, config: PruneConfig, carry: str | None,
+                propagate: bool, store: ActivationStore | None, calls, stats) -> dict:
+    """Decoder layer ``i`` (materialised): its update on the carried inputs, the carry for the next
+    layer (through the masked and updated layer when the update wants pruned inputs), surgery."""
+    from adapruner.pruning.masks import apply_masks
+    from adapruner.pruning.surgery import prune_model
+
+    model = sm.model
+    layer = model.get_submodule(sm.layer_path(i))
+    layer_plan = plan.layers.get(i)
+    hidden = store.get(i, sm.device) if carry else None
+    inputs = [(h, b.calls[i].args, b.calls[i].kwargs) for h, b in zip(hidden, calls)] if carry else None
+    updates = update.layer_update(model, i, plan, inputs, config.update, stats=stats) if layer_plan else {}
+    if carry and propagate:
+        masked = PruningPlan({i: layer_plan}, {i: dict(updates)}) if carry == "pruned" and layer_plan else PruningPlan({})
+        with apply_masks(model, masked):
+            store.put(i + 1, [run_layer(layer, h, b.calls[i]) for h, b in zip(hidden, calls)])
+    if layer_plan is not None:
+        prune_model(model, PruningPlan({i: layer_plan}, {i: updates}))
+    return updates
 
 
 def shard_count(sm: StreamedModel) -> int:
@@ -343,6 +351,7 @@ def finish_streamed(sm: StreamedModel, result: StreamedPrune, report: dict, out:
                     save_dtype: torch.dtype | None = None) -> Path:
     """Write the checkpoint's config, tokenizer, report and card into the staged run directory and
     rename it into ``out`` (an existing ``out`` is replaced only with ``overwrite``)."""
+    from adapruner.core.io import install_directory
     from adapruner.pruning.save import MODEL_DIR, REPORT_NAME, write_checkpoint_files
 
     run = result.staged
@@ -351,19 +360,6 @@ def finish_streamed(sm: StreamedModel, result: StreamedPrune, report: dict, out:
     if gen is not None and sm.model.can_generate():
         gen.save_pretrained(run / MODEL_DIR)
     shutil.copyfile(run / MODEL_DIR / REPORT_NAME, run / REPORT_NAME)
-    for item in run.rglob("*"):
-        if item.is_file():
-            os.chmod(item, 0o644)
-    if out.exists():
-        if not overwrite:
-            raise FileExistsError(out)
-        from adapruner.core.io import temporary_sibling
-
-        old = temporary_sibling(out, "old")
-        os.replace(out, old)
-        os.replace(run, out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(run, out)
+    install_directory(run, out, overwrite)
     shutil.rmtree(staging_dir(out), ignore_errors=True)
     return out

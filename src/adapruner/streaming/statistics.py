@@ -20,6 +20,7 @@ drops what only scoring needs, such as OBS's Gram matrices).
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from tqdm.auto import tqdm
@@ -50,105 +51,116 @@ def streamed_statistics(sm: StreamedModel, calib: torch.Tensor, gradients: bool 
     statistics a killed run already finished (they are not collected again); ``on_layer(i, stats)``
     is called when layer ``i`` is complete.
     """
-    model = sm.model
-    calib = validate_calibration(calib, model)
+    calib = validate_calibration(calib, sm.model)
     n, t = calib.shape
     step = n if not micro_batch or micro_batch >= n else int(micro_batch)
-    store = store or ActivationStore()
-    stats = Statistics(layers=dict(done or {}), num_samples=n, seq_len=t, element_factors=tuple(element_factors),
-                       has_gradients=gradients)
-    batches = record_calls(sm, calib, step)
-    num_layers = sm.num_layers
-    # Forward: boundaries 0..L (activation statistics folded here when there is no backward).
-    if not store.has(0):
-        store.put(0, [b.hidden for b in batches])
-    bar = tqdm(total=num_layers * (2 if gradients else 1), desc="calibration statistics (streamed)",
-               disable=not progress)
-    for i in range(num_layers):
-        if store.has(i + 1) and (gradients or i in stats.layers):
-            bar.update()
-            continue
-        hidden = store.get(i, sm.device)
-        with sm.layer(i) as (layer,), torch.no_grad():
-            if gradients:
-                out = [run_layer(layer, h, b.calls[i]) for h, b in zip(hidden, batches)]
-            else:
-                out = _layer_statistics(sm, i, stats, hidden, batches, False, element_factors, gram, step == n)
-        store.put(i + 1, out)
-        if not gradients:
-            _finish(i, stats, on_layer)
-        del hidden, out
-        bar.update()
-    if not gradients:
-        bar.close()
-        stats.mean_loss = None
-        return stats
-    # Loss and its gradient at the last boundary (the loss is recomputed on a resumed run: the
-    # report's mean loss comes from it).
-    grad_store = store.gradients()
-    top = store.get(num_layers, sm.device)
-    grads, total = [], 0.0
-    with sm.materialised(*sm.head_paths()) as (norm, _):
-        for h, ids in zip(top, calib.split(step)):
-            h = h.detach().requires_grad_(True)
-            loss = per_sample_nll_of_hidden(model, norm(h), ids.to(sm.device)).sum()
-            if not torch.isfinite(loss):
-                raise AdaprunerError("the calibration loss is NaN/inf; the model weights or the --dtype are broken "
-                                     "(try --dtype float32)")
-            loss.backward()
-            total += float(loss.detach())
-            grads.append(h.grad)
-    stats.mean_loss = total / n
-    del top
-    # Backward, from the last layer down, recomputing each layer from its stored input. A resumed
-    # run starts below the layers it finished, from the gradient stored at that boundary.
-    start = num_layers
-    while start > 0 and (start - 1) in stats.layers and grad_store.has(start - 1):
-        start -= 1
-    if start < num_layers:
-        grads = grad_store.get(start, sm.device)
-        bar.update(num_layers - start)
-    for i in reversed(range(start)):
-        hidden = store.get(i, sm.device)
-        with sm.layer(i):
-            grads = _layer_statistics(sm, i, stats, hidden, batches, True, element_factors, gram, step == n, grads)
-        grad_store.put(i, grads)
-        _finish(i, stats, on_layer)  # persisted there before the carry above it is dropped
-        grad_store.drop(i + 1)
-        bar.update()
-    bar.close()
-    return stats
+    run = _Run(sm, Statistics(layers=dict(done or {}), num_samples=n, seq_len=t,
+                              element_factors=tuple(element_factors), has_gradients=gradients),
+               store or ActivationStore(), record_calls(sm, calib, step), tuple(element_factors), gram, step == n,
+               on_layer)
+    with tqdm(total=sm.num_layers * (2 if gradients else 1), desc="calibration statistics (streamed)",
+              disable=not progress) as bar:
+        run.forward(gradients, bar)
+        if gradients:
+            run.backward(run.loss_gradient(calib, step), bar)
+    return run.stats
 
 
-def _finish(i: int, stats: Statistics, on_layer) -> None:
-    if on_layer is not None:
-        on_layer(i, stats)
+@dataclass
+class _Run:
+    """One streamed statistics pass: the model, what it collects, where the boundaries are kept."""
 
+    sm: StreamedModel
+    stats: Statistics
+    store: ActivationStore
+    batches: list[BatchCalls]
+    element_factors: tuple[float, ...]
+    gram: bool
+    single_pass: bool
+    on_layer: Callable[[int, Statistics], None] | None
 
-def _layer_statistics(sm: StreamedModel, i: int, stats: Statistics, hidden: list[torch.Tensor],
-                      batches: list[BatchCalls], gradients: bool, element_factors, gram: bool, single_pass: bool,
-                      grads: list[torch.Tensor] | None = None) -> list[torch.Tensor]:
-    """Layer ``i``'s statistics from its inputs ``hidden``; returns its outputs (forward only) or the
-    gradients at its input (with ``grads``, the gradients at its output)."""
-    model = sm.model
-    layer = sm.model.get_submodule(sm.layer_path(i))
-    stats.layers.update(weight_statistics(model, only={i}))
-    out = []
-    with _Collector(model, stats.layers, stats.num_samples, gradients, tuple(element_factors), None, gram=gram,
-                    only={i}, track_embedding=False) as col:
-        col.single_pass = single_pass
-        for j, (h, b) in enumerate(zip(hidden, batches)):
-            if not gradients:
-                out.append(run_layer(layer, h, b.calls[i]))
+    def forward(self, gradients: bool, bar) -> None:
+        """Boundaries 0..L; without a backward pass the activation statistics are folded here."""
+        if not self.store.has(0):
+            self.store.put(0, [b.hidden for b in self.batches])
+        for i in range(self.sm.num_layers):
+            if self.store.has(i + 1) and (gradients or i in self.stats.layers):
+                bar.update()
                 continue
-            with torch.enable_grad():
-                x = h.detach().requires_grad_(True)
-                y = run_layer(layer, x, b.calls[i])
-                y.backward(grads[j])
-            if col.bad:
-                raise AdaprunerError(
-                    f"NaN/inf gradients at {col.bad}; the model overflows in this dtype, try --dtype float32")
-            out.append(x.grad.detach())
-            del x, y
-        col.finish()
-    return out
+            hidden = self.store.get(i, self.sm.device)
+            with self.sm.layer(i) as (layer,), torch.no_grad():
+                if gradients:
+                    out = [run_layer(layer, h, b.calls[i]) for h, b in zip(hidden, self.batches)]
+                else:
+                    out = self.layer_statistics(i, hidden, None)
+            self.store.put(i + 1, out)
+            if not gradients:
+                self.finish(i)
+            bar.update()
+
+    def loss_gradient(self, calib: torch.Tensor, step: int) -> list[torch.Tensor]:
+        """The summed per-sample loss on the last boundary and its gradient there (recomputed on a
+        resumed run too: the report's mean loss comes from it)."""
+        sm, grads, total = self.sm, [], 0.0
+        top = self.store.get(sm.num_layers, sm.device)
+        with sm.materialised(*sm.head_paths()) as (norm, _):
+            for h, ids in zip(top, calib.split(step)):
+                h = h.detach().requires_grad_(True)
+                loss = per_sample_nll_of_hidden(sm.model, norm(h), ids.to(sm.device)).sum()
+                if not torch.isfinite(loss):
+                    raise AdaprunerError("the calibration loss is NaN/inf; the model weights or the --dtype are broken "
+                                         "(try --dtype float32)")
+                loss.backward()
+                total += float(loss.detach())
+                grads.append(h.grad)
+        self.stats.mean_loss = total / self.stats.num_samples
+        return grads
+
+    def backward(self, grads: list[torch.Tensor], bar) -> None:
+        """From the last layer down, each layer recomputed from its stored input. A resumed run
+        starts below the layers it finished, from the gradient stored at that boundary."""
+        grad_store, start = self.store.gradients(), self.sm.num_layers
+        while start > 0 and (start - 1) in self.stats.layers and grad_store.has(start - 1):
+            start -= 1
+        if start < self.sm.num_layers:
+            grads = grad_store.get(start, self.sm.device)
+            bar.update(self.sm.num_layers - start)
+        for i in reversed(range(start)):
+            hidden = self.store.get(i, self.sm.device)
+            with self.sm.layer(i):
+                grads = self.layer_statistics(i, hidden, grads)
+            grad_store.put(i, grads)
+            self.finish(i)  # persisted there before the carry above it is dropped
+            grad_store.drop(i + 1)
+            bar.update()
+
+    def finish(self, i: int) -> None:
+        if self.on_layer is not None:
+            self.on_layer(i, self.stats)
+
+    def layer_statistics(self, i: int, hidden: list[torch.Tensor],
+                         grads: list[torch.Tensor] | None) -> list[torch.Tensor]:
+        """Layer ``i``'s statistics from its inputs ``hidden``; returns its outputs (forward only,
+        ``grads`` None) or the gradients at its input (``grads``: those at its output)."""
+        model, stats = self.sm.model, self.stats
+        layer = model.get_submodule(self.sm.layer_path(i))
+        gradients = grads is not None
+        stats.layers.update(weight_statistics(model, only={i}))
+        out = []
+        with _Collector(model, stats.layers, stats.num_samples, gradients, self.element_factors, None,
+                        gram=self.gram, only={i}, track_embedding=False) as col:
+            col.single_pass = self.single_pass
+            for j, (h, b) in enumerate(zip(hidden, self.batches)):
+                if not gradients:
+                    out.append(run_layer(layer, h, b.calls[i]))
+                    continue
+                with torch.enable_grad():
+                    x = h.detach().requires_grad_(True)
+                    run_layer(layer, x, b.calls[i]).backward(grads[j])
+                if col.bad:
+                    raise AdaprunerError(
+                        f"NaN/inf gradients at {col.bad}; the model overflows in this dtype, try --dtype float32")
+                out.append(x.grad.detach())
+                del x
+            col.finish()
+        return out
