@@ -177,3 +177,31 @@ def test_wiki_text_holds_out_wikitext2_articles_and_paragraphs(tmp_path, data_di
     summary = json.loads(out.with_suffix(".json").read_text())
     assert summary["dropped_articles_titled_as_wikitext2"] == ["Robert Boulter"]
     assert summary["dropped_paragraphs_sharing_a_13gram"] == 1 and summary["articles"] == 2
+
+
+def test_scale_tables_are_rendered_from_the_results_and_checked(tmp_path, monkeypatch):
+    """The README's memory table is what render.py makes of runs.json: --check passes on the
+    committed files and fails once a result changes without re-rendering."""
+    import importlib.util
+    import shutil
+
+    spec = importlib.util.spec_from_file_location("scale_render", REPO / "benchmarks" / "scale" / "render.py")
+    render = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(render)
+    assert subprocess.run([sys.executable, str(REPO / "benchmarks" / "scale" / "render.py"), "--check"]).returncode == 0
+    runs = json.loads(render.RUNS.read_text())
+    page, block = render.render(runs)
+    row = next(r for r in runs["runs"].values() if r.get("exit") == 0)
+    assert f"{row['peak_rss_gib']:.2f} GiB" in block and f"{row['peak_rss_gib']:.2f} GiB" in page
+    # A changed result without a re-render: --check fails and names the stale files.
+    copy = tmp_path / "repo"
+    for part in ("README.md", "benchmarks/scale", "benchmarks/results/scale"):
+        src, dst = REPO / part, copy / part
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        (shutil.copytree if src.is_dir() else shutil.copyfile)(src, dst)
+    changed = json.loads((copy / "benchmarks/results/scale/runs.json").read_text())
+    next(r for r in changed["runs"].values() if r.get("exit") == 0)["peak_rss_gib"] += 1
+    (copy / "benchmarks/results/scale/runs.json").write_text(json.dumps(changed))
+    check = subprocess.run([sys.executable, str(copy / "benchmarks/scale/render.py"), "--check"], capture_output=True,
+                           text=True)
+    assert check.returncode == 1 and "stale" in check.stderr and "README.md" in check.stderr

@@ -46,9 +46,10 @@ BOTH = ("in-memory", "streamed")
 PLAN = [
     *[("smollm2-135m-real", None, m, q) for m in (E1, WRS, WR1, FB) for q in BOTH],
     ("llama-3.1-8b", 32, E1, "streamed"),
-    *[("llama-3.1-8b", n, E1, "streamed") for n in (4, 8, 16)],
-    ("llama-3.1-8b", 32, WR1, "streamed"),
+    *[("llama-3.1-8b", n, E1, "streamed") for n in (4, 8)],
     ("llama-3.1-70b", 2, E1, "streamed"),
+    ("llama-3.1-8b", 16, E1, "streamed"),
+    ("llama-3.1-8b", 32, WR1, "streamed"),
     *[("llama-3.2-1b", None, m, q) for m in (E1, WR1) for q in BOTH],
     ("llama-3.1-8b", 4, E1, "in-memory"),
     ("llama-3.1-8b", 32, WRS, "streamed"),
