@@ -73,6 +73,25 @@ def load_check(model: Path, env: dict) -> dict:
             "output": tail.strip().splitlines()[-1] if tail.strip() else ""}
 
 
+def refresh_predictions(data: dict, env: dict) -> None:
+    """Each finished row's predictions as the current code makes them: its own command with
+    ``--dry-run`` (config only, no weight read), the predicted lines parsed from the report-free output."""
+    for name, row in data["runs"].items():
+        if row.get("exit") != 0:
+            continue
+        model = SMOLLM2 if row["shape"] == "smollm2-135m-real" else str(build(row["shape"], row["layers"]))
+        cmd = row["command"].split()[1:]
+        cmd[cmd.index("--model") + 1] = model
+        out = subprocess.run([sys.executable, "-m", "adapruner.cli", *cmd, "--dry-run", "--predictions-json"],
+                             env=env, capture_output=True, text=True)
+        line = next((ln for ln in out.stdout.splitlines() if ln.startswith("{")), None)
+        if out.returncode != 0 or line is None:
+            print(f"{name}: no prediction ({out.stderr.strip().splitlines()[-1:]})")
+            continue
+        row["predicted"] = json.loads(line)["predicted"]
+        print(f"{name}: {row['predicted']['in_memory']['peak_gib']} / {row['predicted']['streamed']['peak_gib']} GiB")
+
+
 def key(shape: str, layers: int | None, method: str, path: str) -> str:
     return f"{shape}/{layers or 'all'}/{method}/{path}"
 
@@ -108,6 +127,8 @@ def main() -> int:
     p.add_argument("--methods", nargs="*", default=None)
     p.add_argument("--paths", nargs="*", default=None, choices=["in-memory", "streamed"])
     p.add_argument("--cleanup", action="store_true", help="delete the shapes' checkpoints at the end")
+    p.add_argument("--refresh-predictions", action="store_true",
+                   help="re-predict every finished row with the current code (prune --dry-run, same command) and stop")
     p.add_argument("--load-check", action="store_true",
                    help="load the pruned 8B checkpoint with from_pretrained in a child process (peak RSS, time)")
     args = p.parse_args()
@@ -115,6 +136,10 @@ def main() -> int:
     data["machine"] = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
                        "python": platform.python_version()}
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    if args.refresh_predictions:
+        refresh_predictions(data, env)
+        save(data)
+        return 0
     models: dict[tuple, Path] = {}
     for shape, layers, method, path in PLAN:
         if args.only and shape not in args.only or args.layers and (layers or 0) not in args.layers:

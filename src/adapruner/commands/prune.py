@@ -100,6 +100,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="dtype of the saved weights (default: --dtype); bfloat16 halves a float32 run's checkpoint")
     s.add_argument("--dry-run", action="store_true",
                    help="print the predicted peak memory and time of both paths and the one chosen, then stop")
+    s.add_argument("--predictions-json", action="store_true", help=argparse.SUPPRESS)  # with --dry-run: benchmarks
     add_data_arg(p)
     add_runtime_args(p)
     # None = "not given", so a --config's seed is kept unless --seed is passed.
@@ -166,6 +167,8 @@ def run(args: argparse.Namespace) -> int:
                          args.micro_batch, args.trust_remote_code)
     print(choice.summary())
     if args.dry_run:
+        if args.predictions_json:
+            print(json.dumps(choice.to_json()))
         return 0
     timings = {}
     t = time.perf_counter()

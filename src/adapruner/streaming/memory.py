@@ -29,6 +29,7 @@ from adapruner.errors import AdaprunerError
 
 BASE_BYTES = 480 * 2**20  # the interpreter with torch and transformers imported, measured
 GIB = 2**30
+GRADIENT_OVERHEAD = 256 * 2**20  # a streamed backward pass's own footprint beyond its tensors, measured
 
 
 def parse_size(text: str) -> int:
@@ -146,8 +147,14 @@ def predict(s: Shape, config: PruneConfig, dtype_bytes: int = 4, micro_batch: in
     window_tokens = min(w["windows"], 8) * w["t"]
     carry = 2 * w["windows"] * w["t"] * s.hidden * dtype_bytes
     # In memory.
-    acts = s.layers * _activations(s, tokens, w["t"], True, dtype_bytes) if w["gradients"] else \
-        _activations(s, tokens, w["t"], False, dtype_bytes)
+    if w["gradients"]:
+        acts = s.layers * _activations(s, tokens, w["t"], True, dtype_bytes)
+    elif w["calibrated"]:
+        # Forward-only statistics fold float64 copies of the output projections' inputs in every
+        # layer; the allocator keeps their high-water mark (measured on SmolLM2 and the 1B shape).
+        acts = s.layers * tokens * (2 * s.hidden + 2 * s.intermediate) * 8
+    else:
+        acts = 0
     grams = s.layers * gram_layer if (w["mode"] == "oneshot" or w["gram"]) else gram_layer
     in_parts = {"weights": weights, "activations": acts, "statistics temporaries": temporaries,
                 "logits": logits, "gram matrices": grams + solve, "windows": carry, "runtime": BASE_BYTES}
@@ -162,6 +169,8 @@ def predict(s: Shape, config: PruneConfig, dtype_bytes: int = 4, micro_batch: in
     }
     worst = max(stages, key=stages.get)
     st_parts = {f"{worst} stage": stages[worst], "runtime": BASE_BYTES}
+    if w["gradients"]:
+        st_parts["autograd and allocator"] = GRADIENT_OVERHEAD
     # Time: forward 2 flops per weight and token; backward (with recompute) 3x more, plus the
     # per-sample weight gradients; Gram passes; reads of the checkpoint.
     layer_flops = 2 * s.layer_parameters * w["n"] * w["t"]
