@@ -206,3 +206,16 @@ def test_a_full_disk_is_one_line_and_the_next_run_resumes(family_dirs, data_dir,
     assert "resuming:" in capsys.readouterr().out
     assert prune(family_dirs["llama"], tmp_path / "memory", False, "--metric", "element1") == 0
     assert_same_checkpoint(tmp_path / "run", tmp_path / "memory")
+
+
+@pytest.mark.parametrize("family", ["llama", "gemma2"])
+def test_streamed_perplexity_equals_the_in_memory_one(family_dirs, data_dir, tmp_path, family):
+    """``eval --stream`` (one layer at a time; Gemma-2's logit soft-capping included)."""
+    base = ["eval", "--model", str(family_dirs[family]), "--ppl", "wikitext2", "--seq-len", "32", "--max-windows",
+            "10", "--batch-size", "4", "--device", "cpu", "--data-dir", str(data_dir)]
+    assert main([*base, "--out", str(tmp_path / "memory.json")]) == 0
+    assert main([*base, "--stream", "--out", str(tmp_path / "streamed.json")]) == 0
+    memory, streamed = (json.loads((tmp_path / f"{n}.json").read_text())["perplexity"][0]
+                        for n in ("memory", "streamed"))
+    assert streamed["mean_nll"] == memory["mean_nll"] and streamed["n_tokens"] == memory["n_tokens"] == 10 * 31
+    assert main([*base, "--stream", "--tasks", "piqa", "--out", str(tmp_path / "x.json")]) == 2

@@ -48,6 +48,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="JSON output file (default: named after the model, see above; a directory gets "
                         "eval_results.json inside)")
     p.add_argument("--overwrite", action="store_true", help="replace an --out that holds another model's results")
+    p.add_argument("--stream", action="store_true",
+                   help="perplexity one decoder layer at a time, weights read from the checkpoint's shards (for "
+                        "models larger than memory; the same numbers; not for --tasks)")
     add_runtime_args(p)
     return p
 
@@ -171,8 +174,17 @@ def run(args: argparse.Namespace) -> int:
     out_path = io.check_writable(output_path(args.out, args.model, args.overwrite))
     seed_everything(args.seed)
 
+    if args.stream and tasks:
+        raise AdaprunerError("zero-shot tasks need the whole model in memory; drop --stream or --tasks")
     start = time.perf_counter()
-    loaded = load_model(args.model, device=args.device, dtype=args.dtype, trust_remote_code=args.trust_remote_code)
+    if args.stream:
+        from adapruner.streaming.model import open_streamed
+
+        loaded = open_streamed(args.model, device=args.device, dtype=args.dtype,
+                               trust_remote_code=args.trust_remote_code)
+    else:
+        loaded = load_model(args.model, device=args.device, dtype=args.dtype, trust_remote_code=args.trust_remote_code)
+    scorer = loaded if args.stream else loaded.model  # a StreamedModel scores one layer at a time
     load_seconds = time.perf_counter() - start
     for n in seq_lens:
         check_seq_len(loaded.model, n)
@@ -182,13 +194,14 @@ def run(args: argparse.Namespace) -> int:
         "model_source": loaded.source,
         "load_info": loaded.info, "parameters": sum(p.numel() for p in loaded.model.parameters()),
         "seed": args.seed, "device": loaded.info.get("device", args.device), "dtype": args.dtype,
+        "streamed": args.stream,
         "data_dir": str(data_dir) if data_dir else None,
         "versions": versions(), "load_seconds": round(load_seconds, 2), "perplexity": [],
     }
     for seq_len in seq_lens:
         for name in corpora:
             t0 = time.perf_counter()
-            r = evaluate_corpus(loaded.model, loaded.tokenizer, name, data_dir, split=args.split, seq_len=seq_len,
+            r = evaluate_corpus(scorer, loaded.tokenizer, name, data_dir, split=args.split, seq_len=seq_len,
                                 max_windows=args.max_windows, batch_size=args.batch_size, field=args.text_field)
             row = {"dataset": name, "split": r["protocol"]["split"], "seq_len": seq_len, **r,
                    "seconds": round(time.perf_counter() - t0, 2)}

@@ -120,6 +120,8 @@ def perplexity(model, windows: torch.Tensor, batch_size: int = 8, progress: bool
     check_seq_len(model, windows.shape[1])
     if batch_size < 1:
         raise AdaprunerError(f"--batch-size must be at least 1 (got {batch_size})")
+    if getattr(model, "streamed", False):
+        return _streamed(model, windows, batch_size, progress)
     device = input_device(model)
     total_nll, n_tokens = 0.0, 0
     bar = tqdm(range(0, len(windows), batch_size), desc="perplexity", unit="batch", disable=not progress,
@@ -132,6 +134,21 @@ def perplexity(model, windows: torch.Tensor, batch_size: int = 8, progress: bool
             n_tokens += batch[:, 1:].numel()
             # The running value is the PPL of the windows so far (= a --max-windows run of that size).
             bar.set_postfix(ppl=f"{math.exp(total_nll / n_tokens):.3f}", windows=start + len(batch), refresh=False)
+    mean_nll = total_nll / n_tokens
+    return PerplexityResult(ppl=math.exp(mean_nll), mean_nll=mean_nll, n_windows=len(windows), n_tokens=n_tokens)
+
+
+def _streamed(model, windows: torch.Tensor, batch_size: int, progress: bool) -> PerplexityResult:
+    """:func:`perplexity` of a :class:`~adapruner.streaming.model.StreamedModel`, one layer at a time."""
+    from adapruner.streaming.perplexity import streamed_nll
+
+    with tqdm(total=len(windows), desc="perplexity (streamed)", unit="window", disable=not progress,
+              leave=False) as bar:
+        def step(n, total, count):
+            bar.update(n)
+            bar.set_postfix(ppl=f"{math.exp(total / count):.3f}", refresh=False)
+
+        total_nll, n_tokens = streamed_nll(model, windows, batch_size, step)
     mean_nll = total_nll / n_tokens
     return PerplexityResult(ppl=math.exp(mean_nll), mean_nll=mean_nll, n_windows=len(windows), n_tokens=n_tokens)
 
