@@ -26,9 +26,6 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 RESULTS = REPO / "benchmarks" / "results" / "scale"
-sys.path.insert(0, str(HERE))
-
-from shapes import build  # noqa: E402
 
 METHODS = {
     "element1": ["--metric", "element1"],
@@ -45,11 +42,11 @@ BOTH = ("in-memory", "streamed")
 # figures the README states first. "smollm2-135m-real" is the bundled pretrained model itself.
 PLAN = [
     *[("smollm2-135m-real", None, m, q) for m in (E1, WRS, WR1, FB) for q in BOTH],
-    ("llama-3.1-8b", 32, E1, "streamed"),
     *[("llama-3.1-8b", n, E1, "streamed") for n in (4, 8)],
     ("llama-3.1-70b", 2, E1, "streamed"),
-    ("llama-3.1-8b", 16, E1, "streamed"),
     ("llama-3.1-8b", 32, WR1, "streamed"),
+    ("llama-3.1-8b", 32, E1, "streamed"),
+    ("llama-3.1-8b", 16, E1, "streamed"),
     *[("llama-3.2-1b", None, m, q) for m in (E1, WR1) for q in BOTH],
     ("llama-3.1-8b", 4, E1, "in-memory"),
     ("llama-3.1-8b", 32, WRS, "streamed"),
@@ -79,7 +76,7 @@ def refresh_predictions(data: dict, env: dict) -> None:
     for name, row in data["runs"].items():
         if row.get("exit") != 0:
             continue
-        model = SMOLLM2 if row["shape"] == "smollm2-135m-real" else str(build(row["shape"], row["layers"]))
+        model = SMOLLM2 if row["shape"] == "smollm2-135m-real" else str(shape_dir(row["shape"], row["layers"], env))
         cmd = row["command"].split()[1:]
         cmd[cmd.index("--model") + 1] = model
         out = subprocess.run([sys.executable, "-m", "adapruner.cli", *cmd, "--dry-run", "--predictions-json"],
@@ -97,13 +94,26 @@ def key(shape: str, layers: int | None, method: str, path: str) -> str:
 
 
 def measure(cmd: list[str], env: dict) -> tuple[int, float, int, str]:
-    """Exit status, wall seconds, peak RSS in bytes and the output tail of a child process."""
-    start = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    out = proc.stdout.read()
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return proc.returncode, time.perf_counter() - start, usage.ru_maxrss * 1024, out[-3000:]
+    """Exit status, wall seconds, peak RSS in bytes and the output tail of a child process.
+
+    The peak is ``/usr/bin/time -f %M``'s: a process forked from this one would start with this
+    process's resident pages counted in its high-water mark, so a small process starts it.
+    """
+    import tempfile
+
+    with tempfile.NamedTemporaryFile("r", suffix=".rss") as rss:
+        start = time.perf_counter()
+        proc = subprocess.run(["/usr/bin/time", "-q", "-f", "%M", "-o", rss.name, *cmd], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        seconds = time.perf_counter() - start
+        kib = int(rss.read().split()[-1])
+    return proc.returncode, seconds, kib * 1024, proc.stdout[-3000:]
+
+
+def shape_dir(shape: str, layers: int | None, env: dict) -> Path:
+    """The shape's checkpoint, built by a child process (this one stays small, see :func:`measure`)."""
+    cmd = [sys.executable, str(HERE / "shapes.py"), "--shape", shape, *(["--layers", str(layers)] if layers else [])]
+    return Path(subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1])
 
 
 def load() -> dict:
@@ -149,7 +159,7 @@ def main() -> int:
         if data["runs"].get(key(shape, layers, method, path), {}).get("exit") == 0:
             continue
         if (shape, layers) not in models:
-            models[(shape, layers)] = Path(SMOLLM2) if shape == "smollm2-135m-real" else build(shape, layers)
+            models[(shape, layers)] = Path(SMOLLM2) if shape == "smollm2-135m-real" else shape_dir(shape, layers, env)
         model = models[(shape, layers)]
         out = args.scratch / "scale" / f"{shape}-{layers or 'all'}-{method}-{path}"
         cmd = [sys.executable, "-m", "adapruner.cli", "prune", "--model", str(model), "--ratio", "0.2",
