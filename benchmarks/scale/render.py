@@ -158,6 +158,9 @@ def render(data: dict) -> tuple[str, str]:
             page.append(f"- {_name(r)}, {r['method']}: `AutoModelForCausalLM.from_pretrained(..., dtype=torch.bfloat16)` "
                         f"exit {lc['exit']}, {_minutes(lc['wall_s'])}, peak RSS {lc['peak_rss_gib']:.2f} GiB.")
         page.append("")
+    notes = [f"- {_name(r)}, {r['method']}, {r['path']}: {r['note']}" for r in rows if r.get("note") and not r.get("upper")]
+    if notes:
+        page += ["Notes on single rows:", "", *notes, ""]
     if any(r.get("upper") for r in rows):
         page += ["A peak marked ≤ was measured while the benchmark's own process had built the checkpoint in",
                  "memory before starting the run: a forked child's high-water mark counts its parent's pages, so",
