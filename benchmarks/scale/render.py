@@ -46,7 +46,7 @@ def _minutes(seconds: float) -> str:
 
 
 def main_table(rows: list[dict]) -> list[str]:
-    lines = ["| model | parameters | method | path | peak RSS | predicted | in memory, predicted | wall time |",
+    lines = ["| model | parameters | method | path | peak RSS | predicted (÷ measured) | in memory, predicted | wall time |",
              "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         pred = _predicted(r, r["path"])
