@@ -77,13 +77,15 @@ def depth(rows: list[dict]) -> list[str]:
                    and r["path"] == "streamed"), key=lambda r: r["layers"])
     if not deep:
         return []
-    peaks = [r["peak_rss_gib"] for r in deep]
+    clean = [r for r in deep if not r.get("upper")]
+    peaks = [r["peak_rss_gib"] for r in clean]
     lines = ["| decoder layers | parameters | peak RSS | wall time |", "|---|---|---|---|"]
-    lines += [f"| {r['layers']} | {r['parameters_before'] / 1e9:.2f}B | {r['peak_rss_gib']:.2f} GiB | "
-              f"{_minutes(r['wall_s'])} |" for r in deep]
+    lines += [f"| {r['layers']} | {r['parameters_before'] / 1e9:.2f}B | {'≤ ' if r.get('upper') else ''}"
+              f"{r['peak_rss_gib']:.2f} GiB | {_minutes(r['wall_s'])} |" for r in deep]
     lines.append("")
-    lines.append(f"Largest over smallest peak: **{max(peaks) / min(peaks):.3f}x** over "
-                 f"{deep[0]['layers']}-{deep[-1]['layers']} layers.")
+    if len(clean) > 1:
+        lines.append(f"Largest over smallest peak: **{max(peaks) / min(peaks):.3f}x** over "
+                     f"{clean[0]['layers']}-{clean[-1]['layers']} layers (upper bounds left out).")
     return lines
 
 
