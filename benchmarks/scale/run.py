@@ -73,7 +73,7 @@ def load_check(model: Path, env: dict) -> dict:
 def refresh_predictions(data: dict, env: dict) -> None:
     """Each finished row's predictions as the current code makes them: its own command with
     ``--dry-run`` (config only, no weight read), the predicted lines parsed from the report-free output."""
-    for name, row in data["runs"].items():
+    for name, row in [*data["runs"].items(), *data.get("upper_bounds", {}).items()]:
         if row.get("exit") != 0:
             continue
         model = SMOLLM2 if row["shape"] == "smollm2-135m-real" else str(shape_dir(row["shape"], row["layers"], env))
