@@ -79,3 +79,14 @@ def check_budget_args(args: argparse.Namespace) -> int | None:
 def budget_asked(args: argparse.Namespace, target_params: int | None) -> dict:
     """The budget as the user gave it (for the reports)."""
     return {"ratio": args.ratio, "ratio_of": args.ratio_of, "target_params": target_params}
+
+
+def load_for(args, streamed: bool):
+    """The model of ``--model`` as the run needs it: a :class:`~adapruner.streaming.model.StreamedModel`
+    (weights read one layer at a time) or a loaded model, with ``--device``, ``--dtype`` and
+    ``--trust-remote-code`` applied either way."""
+    if streamed:
+        from adapruner.streaming.model import open_streamed as load
+    else:
+        from adapruner.models.load import load_model as load
+    return load(args.model, device=args.device, dtype=args.dtype, trust_remote_code=args.trust_remote_code)

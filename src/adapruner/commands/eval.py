@@ -20,7 +20,7 @@ import argparse
 import time
 from pathlib import Path
 
-from adapruner.commands.common import add_data_arg, add_model_arg, add_runtime_args, seed_everything
+from adapruner.commands.common import add_data_arg, add_model_arg, add_runtime_args, load_for, seed_everything
 from adapruner.core import io
 from adapruner.errors import AdaprunerError
 
@@ -154,8 +154,6 @@ def run(args: argparse.Namespace) -> int:
     from adapruner.data.paths import resolve_data_dir
     from adapruner.core.versions import versions
     from adapruner.eval.perplexity import check_seq_len, evaluate_corpus
-    from adapruner.models.load import load_model
-
     corpora, tasks = _corpora(args), _tasks(args)
     seq_lens = _parse_seq_lens(args.seq_len)
     if not corpora and not tasks:
@@ -177,13 +175,7 @@ def run(args: argparse.Namespace) -> int:
     if args.stream and tasks:
         raise AdaprunerError("zero-shot tasks need the whole model in memory; drop --stream or --tasks")
     start = time.perf_counter()
-    if args.stream:
-        from adapruner.streaming.model import open_streamed
-
-        loaded = open_streamed(args.model, device=args.device, dtype=args.dtype,
-                               trust_remote_code=args.trust_remote_code)
-    else:
-        loaded = load_model(args.model, device=args.device, dtype=args.dtype, trust_remote_code=args.trust_remote_code)
+    loaded = load_for(args, args.stream)
     scorer = loaded if args.stream else loaded.model  # a StreamedModel scores one layer at a time
     load_seconds = time.perf_counter() - start
     for n in seq_lens:

@@ -20,7 +20,7 @@ from dataclasses import replace
 
 from adapruner.allocation import ALLOCATORS, ATTENTION_MODES
 from adapruner.commands.common import (add_budget_args, add_data_arg, add_model_arg, add_runtime_args, budget_asked,
-                                       check_budget_args, key_value, seed_everything)
+                                       check_budget_args, key_value, load_for, seed_everything)
 from adapruner.config import AGGREGATIONS, PruneConfig
 from adapruner.errors import AdaprunerError
 from adapruner.importance import METRICS
@@ -172,17 +172,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     timings = {}
     t = time.perf_counter()
-    if choice.streamed:
-        from adapruner.streaming.model import open_streamed
-
-        loaded = open_streamed(args.model, device=args.device, dtype=args.dtype,
-                               trust_remote_code=args.trust_remote_code)
-    else:
-        from adapruner.models.load import load_model
-        from adapruner.pruning.save import check_savable
-
-        loaded = load_model(args.model, device=args.device, dtype=args.dtype, trust_remote_code=args.trust_remote_code)
-        check_savable(loaded.model)
+    loaded = load_for(args, choice.streamed)
     timings["load_s"] = time.perf_counter() - t
     return _prune(args, config, loaded, out, data_dir, target_params, timings, choice)
 
