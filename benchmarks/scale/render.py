@@ -162,7 +162,7 @@ def render(data: dict) -> tuple[str, str]:
             page.append(f"- {_name(r)}, {r['method']}: `AutoModelForCausalLM.from_pretrained(..., dtype=torch.bfloat16)` "
                         f"exit {lc['exit']}, {_minutes(lc['wall_s'])}, peak RSS {lc['peak_rss_gib']:.2f} GiB.")
         page.append("")
-    notes = [f"- {_name(r)}, {r['method']}, {r['path']}: {r['note']}" for r in rows if r.get("note") and not r.get("upper")]
+    notes = [f"- {_name(r)}, {r['method']}, {r['path']}: {r['note']}" for r in rows if r.get("note")]
     if notes:
         page += ["Notes on single rows:", "", *notes, ""]
     if any(r.get("upper") for r in rows):
