@@ -210,3 +210,31 @@ def test_cli_imports_plugins_named_in_the_environment(tmp_path, monkeypatch, cap
     monkeypatch.setenv("ADAPRUNER_PLUGINS", "no_such_plugin_module")
     assert main(["models"]) == 2
     assert "cannot import plugin 'no_such_plugin_module'" in capsys.readouterr().err
+
+
+def test_the_cli_catalogue_matches_the_registries():
+    from adapruner import catalogue
+    from adapruner.allocation.budget import ATTENTION_MODES
+    from adapruner.export.gguf import OUTTYPES
+    from adapruner.models.load import DTYPES
+
+    for kind, registry in (("metric", METRICS), ("update", UPDATES), ("allocation", ALLOCATORS)):
+        builtin = catalogue._REGISTRIES[kind][2]
+        toys = {n for n in registry.names() if n.startswith("toy-")}
+        assert list(builtin) == [n for n in registry.names() if n not in toys]
+        assert all(builtin[n] == registry.get(n).help for n in builtin)
+        assert toys <= set(catalogue.offered(kind))  # a plugin's implementation is offered too
+    assert catalogue.ATTENTION_MODES == ATTENTION_MODES
+    assert set(catalogue.DTYPES) == set(DTYPES) and catalogue.GGUF_OUTTYPES == tuple(OUTTYPES)
+
+
+def test_help_imports_neither_torch_nor_transformers_and_pruned_types_register_lazily():
+    import subprocess
+    import sys
+
+    probe = ("import sys, adapruner.cli as cli; cli.load_plugins(); parser = cli.build_parser(); "
+             "print(sorted({'torch', 'transformers'} & set(sys.modules))); "
+             "import transformers; from transformers.models.auto.configuration_auto import CONFIG_MAPPING; "
+             "print('adapruner_pruned_llama' in CONFIG_MAPPING)")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.split("\n")
+    assert out[:2] == ["[]", "True"]

@@ -24,7 +24,7 @@ import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1])]
 
 import bench  # noqa: E402
 from bench import BASELINES, GRADIENT_BASELINES, Search, Tune, Variant  # noqa: E402

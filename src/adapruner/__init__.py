@@ -7,6 +7,9 @@ checkpoint whose layers differ in width loads with a plain
 
 from __future__ import annotations
 
+import importlib.util
+import sys
+
 from adapruner.core.versions import VERSION as __version__  # noqa: E402
 from adapruner.errors import AdaprunerError  # noqa: E402
 
@@ -27,4 +30,30 @@ def _register_pruned_model_type() -> None:
         pass
 
 
-_register_pruned_model_type()
+class _RegisterAfterTransformers:
+    """Registers the pruned model types the moment transformers is imported, so that ``import
+    adapruner`` costs milliseconds (``adapruner --help`` never loads torch) and a pruned
+    checkpoint still loads whichever of the two a program imports first. A meta-path finder that
+    wraps the loader of the one module it watches, then leaves ``sys.meta_path``."""
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname != "transformers":
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(fullname)
+        if spec is None or spec.loader is None:
+            return spec
+        exec_module = spec.loader.exec_module
+
+        def exec_then_register(module):
+            exec_module(module)
+            _register_pruned_model_type()
+
+        spec.loader.exec_module = exec_then_register
+        return spec
+
+
+if "transformers" in sys.modules:
+    _register_pruned_model_type()
+elif not any(isinstance(f, _RegisterAfterTransformers) for f in sys.meta_path):
+    sys.meta_path.insert(0, _RegisterAfterTransformers())

@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import random
 
-import numpy as np
-import torch
-
-from adapruner.models.load import DTYPES
+from adapruner.catalogue import DTYPES
 
 
 def add_runtime_args(parser: argparse.ArgumentParser) -> None:
@@ -35,6 +31,11 @@ def add_model_arg(parser: argparse.ArgumentParser, required: bool = True) -> Non
 
 def seed_everything(seed: int) -> None:
     """Seed python, numpy and torch so that a run is reproducible."""
+    import random
+
+    import numpy as np
+    import torch
+
     random.seed(seed)
     np.random.seed(seed % (2**32))
     torch.manual_seed(seed)

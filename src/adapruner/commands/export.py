@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 
-from adapruner.export import FORMATS, OUTTYPES
+from adapruner.catalogue import EXPORT_FORMATS, GGUF_OUTTYPES
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -19,9 +19,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", required=True,
                    help="checkpoint directory (e.g. OUT/model of prune or search), an alias or a .gguf file")
-    p.add_argument("--format", default="gguf", choices=sorted(FORMATS), help="output format (default gguf)")
+    p.add_argument("--format", default="gguf", choices=list(EXPORT_FORMATS), help="output format (default gguf)")
     p.add_argument("--out", required=True, help="the file to write, e.g. pruned.gguf")
-    p.add_argument("--outtype", default="f32", choices=list(OUTTYPES),
+    p.add_argument("--outtype", default="f32", choices=list(GGUF_OUTTYPES),
                    help="type of the weight matrices: f32, f16 or q8_0 (rows not a multiple of 32 fall back to "
                         "f16); norms and biases stay f32 (default f32)")
     p.add_argument("--tokenizer-from", default=None, metavar="FILE.gguf",
@@ -33,6 +33,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Export ``--model`` to ``--out`` and print what was written."""
+    from adapruner.export import FORMATS
     from adapruner.export.gguf import resolve_checkpoint
 
     result = FORMATS[args.format](resolve_checkpoint(args.model), args.out, outtype=args.outtype,

@@ -18,13 +18,11 @@ import json
 import time
 from dataclasses import replace
 
-from adapruner.allocation import ALLOCATORS, ATTENTION_MODES
 from adapruner.commands.common import (add_budget_args, add_data_arg, add_model_arg, add_runtime_args, budget_asked,
                                        check_budget_args, key_value, load_for, seed_everything)
+from adapruner import catalogue
 from adapruner.config import AGGREGATIONS, PruneConfig
 from adapruner.errors import AdaprunerError
-from adapruner.importance import METRICS
-from adapruner.updates import UPDATES
 
 
 def _layer_range(text: str) -> list[int]:
@@ -47,7 +45,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="replace --out even if it is not an adapruner output (deletes it)")
     p.add_argument("--config", default=None, help="a PruneConfig JSON (e.g. a search's best_config.json)")
     m = p.add_argument_group("importance metric (override --config)")
-    m.add_argument("--metric", default=None, help=f"one of: {', '.join(METRICS.names())}")
+    m.add_argument("--metric", default=None, help=f"one of: {', '.join(catalogue.offered('metric'))}")
     m.add_argument("--metric-option", dest="metric_options", action="append", type=key_value, default=[],
                    metavar="KEY=VALUE", help="a setting of the metric's own (see its Metric.options); repeatable")
     m.add_argument("--alpha1", type=float, default=None, help="weight of the vector-wise term (adapruner)")
@@ -60,7 +58,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="factor on the Fisher term inside the element-wise score (default 100)")
     m.add_argument("--aggregation", default=None, choices=AGGREGATIONS, help="how members' scores combine")
     u = p.add_argument_group("weight update (override --config)")
-    u.add_argument("--update", default=None, help=f"what changes in the kept weights; {UPDATES.help()}")
+    u.add_argument("--update", default=None, help=f"what changes in the kept weights; {catalogue.describe('update')}")
     u.add_argument("--update-option", dest="update_options", action="append", type=key_value, default=[],
                    metavar="KEY=VALUE", help="a setting of the update (see its WeightUpdate.options); repeatable")
     u.add_argument("--bias-compensation", dest="update", action="store_const", const="bias",
@@ -80,8 +78,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     a.add_argument("--layers", type=_layer_range, default=None,
                    help="decoder layers FIRST:LAST (last excluded) that may be pruned (default: skip the first "
                         "L/8 and last L/16, i.e. 4 and 2 of 32 like the paper)")
-    a.add_argument("--mode", default=None, help=f"allocation mode; {ALLOCATORS.help()} (default uniform)")
-    a.add_argument("--attention", default=None, choices=list(ATTENTION_MODES),
+    a.add_argument("--mode", default=None, help=f"allocation mode; {catalogue.describe('allocation')} (default uniform)")
+    a.add_argument("--attention", default=None, choices=list(catalogue.ATTENTION_MODES),
                    help="query heads inside KV groups (default), whole KV groups, or no attention pruning")
     a.add_argument("--round-to", type=int, default=None, help="kept MLP channels rounded to a multiple (default 8)")
     a.add_argument("--allocation-option", dest="allocation_options", action="append", type=key_value, default=[],

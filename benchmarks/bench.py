@@ -34,7 +34,7 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
 DEFAULT_SCRATCH = Path(os.environ.get("ADAPRUNER_BENCH_DIR", "/tmp/adapruner-bench"))
 DEFAULT_DATA = os.environ.get("ADAPRUNER_DATA_DIR") or str(REPO.parent / "shared" / "data")
@@ -46,8 +46,29 @@ BASELINES = ("l2", "random", "element1", "vector", "element2", "wanda-sp", "flap
 GRADIENT_BASELINES = ("vector", "element1", "element2")  # random calibration: run over 5 seeds
 ZEROSHOT_TASKS = ("boolq", "piqa", "hellaswag", "winogrande", "arc_easy", "arc_challenge", "openbookqa")
 
-# Rows that are a metric plus prune flags (named so that their slugs differ from the plain metric's).
-METHOD_FLAGS = {"flap-bc": ["--metric", "flap", "--bias-compensation"]}
+# Rows that are a metric plus prune flags (named so that their slugs differ from the plain metric's):
+# generic recipes that need no search (no calibration indices, knots or other searched values).
+METHOD_FLAGS = {
+    "flap-bc": ["--metric", "flap", "--bias-compensation"],
+    "wanda-sp-bc": ["--metric", "wanda-sp", "--update", "bias"],
+    "wanda-sp-rec": ["--metric", "wanda-sp", "--update", "reconstruct"],
+    "wanda-sp-rec1": ["--metric", "wanda-sp", "--update", "reconstruct", "--update-option", "mode=oneshot"],
+    "wanda-sp-rec-global": ["--metric", "wanda-sp", "--update", "reconstruct", "--mode", "global"],
+    "flap-rec": ["--metric", "flap", "--update", "reconstruct"],
+    "element1-rec": ["--metric", "element1", "--update", "reconstruct"],
+}
+METHOD_LABELS = {
+    "flap-bc": "flap + bias compensation",
+    "wanda-sp-bc": "wanda-sp + bias compensation",
+    "wanda-sp-rec": "wanda-sp + reconstruction",
+    "wanda-sp-rec1": "wanda-sp + one-shot reconstruction",
+    "wanda-sp-rec-global": "wanda-sp + reconstruction, global allocation",
+    "flap-rec": "flap + reconstruction",
+    "element1-rec": "element1 + reconstruction",
+}
+# A text domain that neither calibration (books) nor the search objective (WikiText-2, PTB) sees:
+# the responses of the Stanford Alpaca instruction data.
+DOMAIN_FILES = {"alpaca": ("alpaca/alpaca_data_first1805.json", "output")}
 
 # Search ablations (paper Table 2 and 8) -> flags of ``adapruner search``.
 ABLATIONS = {
@@ -155,9 +176,7 @@ class Variant:
             return name + (f" ({', '.join(notes)})" if notes else "")
         if self.method == "adapruner":  # the Eq. 5 blend without a search: the default coefficients
             return "adapruner (default α, no search)"
-        if self.method == "flap-bc":
-            return "flap + bias compensation"
-        return self.method
+        return METHOD_LABELS.get(self.method, self.method)
 
 
 ABLATION_LABELS = {"nodata": "D (random data)", "first": "I (fixed 1st order)", "second": "I (fixed 2nd order)",
@@ -183,7 +202,7 @@ class EvalProtocol:
     def tag(self, kind: str) -> str:
         """Key of one evaluation in a variant record (float32 keeps the historical untagged key)."""
         suffix = "" if self.dtype == "float32" else f"-{DTYPE_TAGS[self.dtype]}"
-        if kind in ("wikitext2", "ptb"):
+        if kind in ("wikitext2", "ptb", *DOMAIN_FILES):
             return f"{kind}-s{self.seq_len}-" + ("full" if self.max_windows is None else f"w{self.max_windows}") + suffix
         if kind == "zeroshot":
             return f"zeroshot-l{self.limit}" + suffix
@@ -463,6 +482,9 @@ def evaluate(ctx: Context, v: Variant, kind: str) -> dict | None:
             args = ["--ppl", "none", "--tasks", ",".join(ZEROSHOT_TASKS), "--limit", str(p.limit)]
         else:
             args = ["--ppl", kind, "--seq-len", str(p.seq_len)]
+            if kind in DOMAIN_FILES:
+                file, text_field = DOMAIN_FILES[kind]
+                args = ["--ppl", str(Path(ctx.data_dir) / file), "--text-field", text_field, "--seq-len", str(p.seq_len)]
             if p.max_windows is not None:
                 args += ["--max-windows", str(p.max_windows)]
         step = run_command(["eval", "--model", str(spec), *args, "--dtype", p.dtype, "--out", str(out), "--seed", "0",
