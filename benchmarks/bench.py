@@ -96,7 +96,7 @@ class Search:
     def flags(self) -> list[str]:
         """The ``adapruner search`` flags of this study."""
         return ["--trials", str(self.trials), "--sampler", self.sampler, "--eval-windows", str(self.eval_windows),
-                "--seed", str(self.seed), *ABLATIONS[self.ablation]]
+                "--seed", str(self.seed), "--space", "paper", *ABLATIONS[self.ablation]]
 
 
 @dataclass(frozen=True)

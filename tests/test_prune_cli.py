@@ -61,6 +61,25 @@ def test_same_seed_same_model_and_config_file_with_overrides(tiny_dir, tmp_path)
     assert used["allocation"]["mode"] == "global" and used["allocation"]["attention"] == "kv"  # the file's
 
 
+def test_without_config_or_metric_the_default_recipe_prunes(tiny_dir, tmp_path, data_dir):
+    from adapruner.cli import build_parser
+    from adapruner.commands.prune import build_config
+    from adapruner.recipes import DEFAULT_RECIPE, RECIPES
+
+    def config(*flags):
+        return build_config(build_parser().parse_args(["prune", "--model", "m", "--out", "o", *flags]))
+
+    default = RECIPES[DEFAULT_RECIPE]
+    got = config()
+    assert (got.metric.name, got.update.name, got.allocation.mode) == (default.metric, default.update, default.mode)
+    assert config("--metric", "l2").update.name == "none"  # --metric alone: every other setting at its default
+    flap = config("--recipe", "flap-bias", "--mode", "global")  # flags refine a recipe
+    assert (flap.metric.name, flap.update.name, flap.allocation.mode) == ("flap", "bias", "global")
+    assert prune(tiny_dir, tmp_path / "d", "--num-samples", "4", "--data-dir", str(data_dir)) == 0
+    report = json.loads((tmp_path / "d" / "pruning_report.json").read_text())
+    assert report["recipe"] == DEFAULT_RECIPE and report["config"]["metric"]["name"] == default.metric
+
+
 def test_a_flag_that_switches_mode_or_update_drops_the_files_options_for_the_old_one(tiny_dir, tmp_path):
     from adapruner.cli import build_parser
     from adapruner.commands.prune import build_config
@@ -95,7 +114,7 @@ def test_a_flag_that_switches_mode_or_update_drops_the_files_options_for_the_old
     (["--metric", "random", "--layers", "0:99"], "layer range \\[0, 99\\)"),
     (["--metric", "random", "--layers", "2:2"], "layer range \\[2, 2\\)"),
     (["--metric", "nonsense"], "unknown importance metric 'nonsense'"),
-    ([], "no importance metric given"),
+    (["--recipe", "element1", "--config", "best_config.json"], "--config and --recipe"),
     (["--metric", "element1", "--micro-batch", "0"], "--micro-batch must be at least 1"),
 ])
 def test_bad_input_is_one_line_error(tiny_dir, tmp_path, capsys, args, message):

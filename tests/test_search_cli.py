@@ -250,3 +250,30 @@ def test_refinalising_a_finished_study_keeps_the_dense_reference(tiny_dir, data_
     assert main(args) == 0  # nothing left to run: finalises again
     again = json.loads((out / "pruning_report.json").read_text())["dense_validation_ppl"]
     assert again is not None and again == pytest.approx(first, rel=1e-4)
+
+
+def test_a_default_search_starts_from_the_recipes_and_is_never_worse_than_prune(tiny_dir, data_dir, tmp_path):
+    """The default (full) space begins with prune's default recipe on prune's calibration windows,
+    then the other recipes; its best is therefore no worse than prune's default on the objective."""
+    from adapruner.cli import build_parser
+    from adapruner.commands.prune import build_config
+    from adapruner.data.calibration import calibration_indices, source_pool
+    from adapruner.recipes import DEFAULT_RECIPE
+    from adapruner.search.starts import ORDER
+    from transformers import AutoTokenizer
+
+    out = tmp_path / "run"
+    assert main(search_args(tiny_dir, out, data_dir, 3, "--space", "full")) == 0
+    trials = sorted(trials_of(out), key=lambda t: t.number)
+    assert [t.user_attrs.get("recipe") for t in trials] == list(ORDER[:3]) and ORDER[0] == DEFAULT_RECIPE
+    first = PruneConfig.from_json(trials[0].user_attrs["config"])
+    default = build_config(build_parser().parse_args(["prune", "--model", "m", "--out", "o"]))
+    pool = source_pool(AutoTokenizer.from_pretrained(tiny_dir), default.calibration, data_dir)
+    assert first.calibration.indices == calibration_indices(len(pool), default.calibration)
+    assert (first.metric.name, first.update.name, first.allocation.mode) == \
+        (default.metric.name, default.update.name, default.allocation.mode)
+    best = json.loads((out / "best_config.json").read_text())["provenance"]["objective"]
+    assert best <= trials[0].value
+    # a resumed study does not get them again
+    assert main(search_args(tiny_dir, out, data_dir, 4, "--space", "full")) == 0
+    assert [t.user_attrs.get("recipe") for t in sorted(trials_of(out), key=lambda t: t.number)][3] is None

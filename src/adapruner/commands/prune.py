@@ -22,6 +22,7 @@ from adapruner.commands.common import (add_budget_args, add_data_arg, add_model_
                                        check_budget_args, key_value, load_for, seed_everything)
 from adapruner import catalogue
 from adapruner.config import AGGREGATIONS, PruneConfig
+from adapruner.recipes import DEFAULT_RECIPE, RECIPES, get_recipe
 from adapruner.errors import AdaprunerError
 
 
@@ -44,6 +45,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--force-overwrite", action="store_true",
                    help="replace --out even if it is not an adapruner output (deletes it)")
     p.add_argument("--config", default=None, help="a PruneConfig JSON (e.g. a search's best_config.json)")
+    p.add_argument("--recipe", default=None, choices=list(RECIPES),
+                   help="a recipe that needs no search: " + "; ".join(f"{r.name}: {r.help}" for r in RECIPES.values())
+                        + f" (default {DEFAULT_RECIPE} unless --config or --metric is given)")
     m = p.add_argument_group("importance metric (override --config)")
     m.add_argument("--metric", default=None, help=f"one of: {', '.join(catalogue.offered('metric'))}")
     m.add_argument("--metric-option", dest="metric_options", action="append", type=key_value, default=[],
@@ -113,11 +117,22 @@ def _options(from_file: dict, file_name: str, flag_name: str | None, flags: list
     return {**kept, **dict(flags)}
 
 
+def recipe_name(args: argparse.Namespace) -> str | None:
+    """The recipe a run starts from: ``--recipe``, else the default one when neither ``--config``
+    nor ``--metric`` says otherwise (``--metric`` alone keeps every other setting at its default)."""
+    if args.recipe:
+        return args.recipe
+    return DEFAULT_RECIPE if not args.config and args.metric is None else None
+
+
 def build_config(args: argparse.Namespace) -> PruneConfig:
     """The run's :class:`PruneConfig`: ``--config`` (or defaults) with every given flag applied."""
+    if args.config and args.recipe:
+        raise AdaprunerError("--config and --recipe both say what to prune with; pass one of them")
     config = PruneConfig.load(args.config) if args.config else PruneConfig()
-    if args.metric is None and not args.config:
-        raise AdaprunerError("no importance metric given; pass --metric (e.g. l2) or --config best_config.json")
+    recipe = recipe_name(args)
+    if recipe:
+        config = get_recipe(recipe).config(config)
     metric = {k: v for k, v in {"name": args.metric, "alpha1": args.alpha1, "alpha2": args.alpha2,
                                 "align_vec": args.align_vec, "align_el": args.align_el,
                                 "second_order_vec": args.second_order_vec,
@@ -240,6 +255,7 @@ def _prune(args, config: PruneConfig, loaded, out, data_dir, target_params, timi
     report = {
         "command": "prune",
         "model": {"spec": args.model, "path": str(loaded.path), "source": getattr(loaded, "source", None)},
+        "recipe": recipe_name(args),
         "config": config.to_json(),
         "ratio_requested": ratio,
         "budget_asked": budget_asked(args, target_params),

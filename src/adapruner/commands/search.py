@@ -29,10 +29,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--storage", default=None, help="Optuna RDB URL (default: sqlite:///OUT/study.db); "
                    "postgresql://... lets several workers share one study")
     p.add_argument("--study", default=None, help="study name (default: adapruner-SAMPLER)")
-    p.add_argument("--space", default=None,
-                   help="search space: 'paper' (default: the paper's calibration data + Eq. 5 coefficients), "
-                        "'full' (also every metric, weight update and allocation mode), or a JSON/YAML file "
-                        "with the keys of adapruner.search.space.SearchSpace")
+    p.add_argument("--space", default="full",
+                   help="search space: 'full' (default: the calibration data with every metric, weight update and "
+                        "allocation mode), 'paper' (the AdaPruner paper's: calibration data + Eq. 5 coefficients), "
+                        "or a JSON/YAML file with the keys of adapruner.search.space.SearchSpace")
+    p.add_argument("--no-starting-points", dest="starting_points", action="store_false",
+                   help="do not begin a new study with the recipes that need no search (prune's default first); "
+                        "they are tried only in spaces that can express them")
     p.add_argument("--eval-windows", type=int, default=16,
                    help="validation windows per dataset (WikiText-2, PTB) of the objective (default 16)")
     p.add_argument("--eval-batch-size", type=int, default=8, help="windows per forward in the objective")
@@ -65,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     from adapruner.search.run import SearchRequest, check_request, run_search
     from adapruner.search.space import SearchSpace, space_from_args
 
-    base = SearchSpace.load(args.space) if args.space else SearchSpace()
+    base = SearchSpace.load(args.space)
     if args.calib_data:
         base = SearchSpace.from_dict({**base.to_json(), "source": args.calib_data, "field": args.text_field})
     space = space_from_args(base, args.no_data_search, args.fixed_metric, args.sequential, args.data_space)
@@ -77,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
                              early_stop=args.early_stop, storage=args.storage, study=args.study,
                              eval_windows=args.eval_windows, eval_batch_size=args.eval_batch_size,
                              heartbeat=args.heartbeat, seed=args.seed, device=args.device, dtype=args.dtype,
-                             budget=budget_asked(args, target_params))
+                             budget=budget_asked(args, target_params), starting_points=args.starting_points)
 
     if paper_ratio:
         request = request_for(args.ratio)

@@ -37,7 +37,7 @@ def trial_rows(study: optuna.Study) -> list[dict]:
         ppl = t.user_attrs.get("ppl", {})
         cal = t.user_attrs.get("config", {}).get("calibration", {})
         row = {"number": t.number, "state": t.state.name, "value": t.value,
-               "seconds": _seconds(t), "phase": t.user_attrs.get("phase"),
+               "seconds": _seconds(t), "phase": t.user_attrs.get("phase"), "recipe": t.user_attrs.get("recipe"),
                **{f"ppl_{k}": v for k, v in ppl.items()},
                **{f"param_{k}": v for k, v in t.params.items()},
                "indices": " ".join(map(str, cal.get("indices") or [])),

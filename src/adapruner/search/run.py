@@ -67,6 +67,7 @@ class SearchRequest:
     device: str = "auto"
     dtype: str = "float32"
     budget: dict | None = None  # the budget as the user gave it (ratio / ratio_of / target_params), for the report
+    starting_points: bool = True  # a new study first tries the recipes that need no search (search/starts.py)
 
     @property
     def study_name(self) -> str:
@@ -154,6 +155,7 @@ def run_search(loaded, request: SearchRequest, data_dir: str | Path, progress: b
     from adapruner.config import AllocationConfig, CalibrationConfig
     from adapruner.data.calibration import source_pool
     from adapruner.search.objective import Objective, load_eval_windows
+    from adapruner.search.starts import enqueue_starting_points
     from adapruner.search.worker import Worker, WorkerContext
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # the bar shows progress; trials.csv the details
@@ -176,6 +178,10 @@ def run_search(loaded, request: SearchRequest, data_dir: str | Path, progress: b
     seed = request.seed
     study = open_study(storage, request.study_name, identity, make_sampler(request.sampler, seed),
                        make_early_stop(request.early_stop))
+    if request.starting_points:
+        starts = enqueue_starting_points(study, space, len(pool), request.seed, request.trials)
+        if starts and progress:
+            print(f"first trials: the recipes that need no search ({', '.join(starts)})", flush=True)
     objective = Objective(model, pool, windows, request.ratio, batch_size=request.eval_batch_size,
                           element_factors=space.element_factors(), gram=space.needs_gram())
     ctx = WorkerContext(space=space, pool_size=len(pool), n_trials=request.trials, objective=objective,
