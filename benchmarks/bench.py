@@ -6,7 +6,7 @@ A *variant* is one model the tables talk about: the dense model, a model pruned 
 named by its settings; the record holds the exact commands that built it, the build's wall time
 and device, a digest of the saved weights, and one entry per *evaluation* (WikiText-2 PPL, PTB
 PPL, zero-shot accuracy), keyed by its protocol. A rerun skips every finished build and
-evaluation, so the expensive rows are computed once and survive across sessions; the model
+evaluation, so the expensive rows are computed once and survive across runs; the model
 directories themselves live in a scratch directory outside the repository
 (``$ADAPRUNER_BENCH_DIR``, default ``/tmp/adapruner-bench``) and are rebuilt from the recorded
 commands when missing (the weights digest tells whether the rebuild is identical; if not, the

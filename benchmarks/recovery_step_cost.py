@@ -10,9 +10,9 @@ Side by side in one process, on one pruned SmolLM2-135M model, interleaved round
 - the step of the 20-minute table (batch 4, T 1, autocast, ``--freeze-embeddings``);
 - the loss alone (forward + backward from the logits) and the autocast step with the chunked,
   gradient-fused KL in use (``adapruner.recovery.kl``) against the ``kl_div`` over two
-  float32 log-softmaxes that it replaced (stop 26), and LoRA's cross-entropy from the same logits;
+  float32 log-softmaxes that it replaced, and LoRA's cross-entropy from the same logits;
 - the same two with the next-token loss at weight 0.5 (``--lm-weight 0.5``), its cross-entropy
-  fused into the chunked pass against autograd over a float32 log-softmax (before stop 30).
+  fused into the chunked pass against autograd over a float32 log-softmax (the earlier form).
 
 ``--only A,B`` times the cases whose name holds A or B (e.g. ``--only "loss,T 1"``).
 
@@ -75,7 +75,7 @@ def main() -> int:
             return t(input_ids=ids, use_cache=False).logits
 
     def kl_div_loss(s_logits, t_logits, temperature):
-        # The loss before stop 26: autograd through two float32 log-softmaxes and kl_div.
+        # The earlier loss: autograd through two float32 log-softmaxes and kl_div.
         s = s_logits[:, :-1].float() / temperature
         t = t_logits[:, :-1].float() / temperature
         return temperature**2 * F.kl_div(F.log_softmax(s, -1).reshape(-1, s.shape[-1]),
@@ -86,7 +86,7 @@ def main() -> int:
         return chunked_distillation_loss(s_logits, t_logits, ids[:len(s_logits)], temperature, 0.0)[0]
 
     def lm_loss_autograd(s_logits, t_logits, temperature):
-        # KL + 0.5 x next-token loss before stop 30: the cross-entropy through autograd over a
+        # KL + 0.5 x next-token loss in its earlier form: the cross-entropy through autograd over a
         # float32 log-softmax of the whole batch x positions x vocab
         return (chunked_kl(s_logits, t_logits, temperature, positions=s_logits.shape[1] - 1)
                 + 0.5 * next_token_nll(s_logits, ids[:len(s_logits)], reduction="mean"))
@@ -161,17 +161,17 @@ def main() -> int:
         "distill step, autocast bfloat16": lambda: distill_step(amp=True),
         "lora step float32": lambda: lora_step(),
         "lora step, autocast bfloat16": lambda: lora_step(amp=True),
-        "loss only, kl_div (before stop 26)": lambda: loss_only(kl_div_loss),
+        "loss only, kl_div (earlier form)": lambda: loss_only(kl_div_loss),
         "loss only, chunked KL": lambda: loss_only(chunked_loss),
         "loss only, cross-entropy (LoRA's)": lambda: loss_only(lambda s, t, temperature: next_token_nll(s, ids, "mean")),
-        "distill step, autocast bfloat16, T 1, kl_div (before stop 26)":
+        "distill step, autocast bfloat16, T 1, kl_div (earlier form)":
             lambda: distill_step(amp=True, loss_fn=kl_div_loss, temperature=1.0),
         "distill step, autocast bfloat16, T 1, chunked KL": lambda: distill_step(amp=True, temperature=1.0),
-        "table step (batch 4, frozen embeddings), kl_div (before stop 26)": lambda: frozen_step(kl_div_loss),
+        "table step (batch 4, frozen embeddings), kl_div (earlier form)": lambda: frozen_step(kl_div_loss),
         "table step (batch 4, frozen embeddings), chunked KL": lambda: frozen_step(None),
-        "loss only, KL + 0.5 CE, CE by autograd (before stop 30)": lambda: loss_only(lm_loss_autograd),
+        "loss only, KL + 0.5 CE, CE by autograd (the earlier form)": lambda: loss_only(lm_loss_autograd),
         "loss only, KL + 0.5 CE fused": lambda: loss_only(lm_loss_fused),
-        "table step, KL + 0.5 CE, CE by autograd (before stop 30)": lambda: frozen_step(lm_loss_autograd),
+        "table step, KL + 0.5 CE, CE by autograd (the earlier form)": lambda: frozen_step(lm_loss_autograd),
         "table step, KL + 0.5 CE fused": lambda: frozen_step(lm_loss_fused),
     }
     cases = {k: v for k, v in cases.items() if any(part in k for part in args.only.split(","))}

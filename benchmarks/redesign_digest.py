@@ -1,5 +1,5 @@
 """Weights digest and trial values of a prune and a short search: the redesign's "behaviour
-unchanged" check (issue #12). Run before and after a refactor and compare the printed lines.
+unchanged" check. Run before and after a refactor and compare the printed lines.
 
     python benchmarks/redesign_digest.py --data-dir ../shared/data --work /tmp/digest
 

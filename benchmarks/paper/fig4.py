@@ -6,7 +6,7 @@ objective is the paper's Eq. 6 (mean WikiText-2/PTB validation perplexity of the
 fine-tuned model); trials stopped early by the pruner have no value and do not move the curve.
 TPE's first 10 trials are its random start-up; Optuna draws them with a RandomSampler seeded
 like the study, so with the same seed they equal the random sampler's first 10 (seed 1 here).
-The seed-0 studies do not share them: they were interrupted and resumed across sessions, and a
+The seed-0 studies do not share them: they were interrupted and resumed across machines, and a
 resumed sampler restarts its generator from the seed. After the start-up TPE's model takes over.
 The trial table of every study is stored in its variant record; ``render.py`` draws the best-so-far
 curves (benchmarks/results/fig4_convergence.png).

@@ -1,4 +1,4 @@
-"""Every importance metric at 20 % (issue #4): WikiText-2 / PTB test perplexity and scoring time.
+"""Every importance metric at 20 %: WikiText-2 / PTB test perplexity and scoring time.
 
 One row per ``adapruner prune --metric M`` for every metric the product has (random, l1, l2,
 vector, element1, element2, adapruner with its default coefficients, saap, wanda-sp, flap, and

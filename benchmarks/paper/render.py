@@ -53,7 +53,7 @@ class Results:
 
     def resolve(self, v: Variant) -> Variant:
         """``v`` itself when it has results; for a searched row without them, the same study with
-        the largest smaller trial budget that has run (CPU sessions run 30-trial studies where the
+        the largest smaller trial budget that has run (CPU runs use 30-trial studies where the
         tables plan 100; the row's label then names its budget)."""
         if self.record(v) or not v.search:
             return v
@@ -567,30 +567,30 @@ def llamacpp_section(results: Path) -> list[str]:
 # Extra runs of benchmarks/recovery_equal_time.py (its --out), newest first, each under a heading;
 # the earlier 8-minute float32 run in results/recovery/ comes last.
 RECOVERY_RUNS = (
-    ("recovery/equal_time_20min_searched_wiki_lm_stop32",
-     "20 minutes per method on the searched 20 % model, both rerun side by side with the stop-29 recipe (the "
-     "next-token loss fused into the chunked KL since stop 30), zero-shot of all three, stop 32 (AMD EPYC)"),
+    ("recovery/equal_time_20min_searched_wiki_lm_side_by_side",
+     "20 minutes per method on the searched 20 % model, both rerun side by side, distillation with the KL + 0.5 x "
+     "next-token loss fused into the chunked KL, zero-shot of all three (AMD EPYC)"),
     ("recovery/equal_time_20min_wiki_lm_r50",
-     "20 minutes per method on element1-50, distillation with the stop-30 recipe (books + Alpaca + PTB *train* + "
-     "the Wikipedia sample, next-token loss at weight 0.5) at peak rate 5e-4, zero-shot of all three, stop 31 (AMD EPYC)"),
+     "20 minutes per method on element1-50, distillation on books + Alpaca + PTB *train* + "
+     "the Wikipedia sample, next-token loss at weight 0.5, at peak rate 5e-4, zero-shot of all three (AMD EPYC)"),
     ("recovery/equal_time_20min_wiki_lm",
      "20 minutes per method on element1-20, distillation on books + Alpaca + PTB *train* + the Wikipedia sample "
-     "with the next-token loss at weight 0.5, LoRA rerun beside it, zero-shot of all three, stop 30 (AMD EPYC)"),
+     "with the next-token loss at weight 0.5, LoRA rerun beside it, zero-shot of all three (AMD EPYC)"),
     ("recovery/equal_time_20min_searched_wiki_lm",
      "20 minutes per method on the searched 20 % model, distillation as below plus the next-token loss at weight "
-     "0.5 (--distill-lm-weight 0.5), LoRA's run reused from below, stop 29 (AMD EPYC)"),
+     "0.5 (--distill-lm-weight 0.5), LoRA's run reused from below (AMD EPYC)"),
     ("recovery/equal_time_20min_searched_wiki",
      "20 minutes per method on the searched 20 % model, distillation on books + Alpaca + PTB *train* + a "
-     "Wikipedia sample held out against WikiText-2 (benchmarks/wiki_text.py), stop 29 (AMD EPYC)"),
+     "Wikipedia sample held out against WikiText-2 (benchmarks/wiki_text.py) (AMD EPYC)"),
     ("recovery/equal_time_20min_searched_pooled_ptb",
      "20 minutes per method on the searched 20 % model (wanda-sp, searched schedule, reconstruction), distillation "
-     "on books + Alpaca + PTB *train* at peak rate 2e-4, stop 28 (AMD EPYC)"),
+     "on books + Alpaca + PTB *train* at peak rate 2e-4 (AMD EPYC)"),
     ("recovery/equal_time_20min_bf16_pooled_ptb",
      "20 minutes per method, distillation on books + Alpaca + PTB *train* (PTB test is in-domain for it; "
-     "compare WikiText-2), stop 27 (AMD EPYC)"),
+     "compare WikiText-2) (AMD EPYC)"),
     ("recovery/equal_time_20min_bf16_chunked_kl",
      "20 minutes per method, bfloat16 autocast, distillation on books + Alpaca with frozen embeddings, the chunked KL "
-     "and checkpoints by the clock (AMD EPYC, stop 26)"),
+     "and checkpoints by the clock (AMD EPYC)"),
     ("recovery/equal_time_20min_bf16_frozen_pooled",
      "20 minutes per method, bfloat16 autocast, distillation with frozen embeddings on books + Alpaca (AMD EPYC)"),
     ("recovery/equal_time_20min_bf16_frozen",

@@ -14,7 +14,7 @@ run $P/table1.py --ratios 0.2 --tune no --methods adapruner,element1 --evals wik
 run $P/table1.py --ratios 0.2 --tune no "$@"                     # + zero-shot, + seeds of vector/element2
 run $P/table9.py "$@"
 run $P/table10.py "$@"
-# What a 2-core CPU finishes in one session comes next: the 50 % rows and the searches of
+# What a 2-core CPU finishes in a few hours comes next: the 50 % rows and the searches of
 # Table 2 / Fig. 4 seed 1 with a 30-trial budget (each compared with a 30-trial full search).
 run $P/table1.py --ratios 0.5 --tune no --seeds 1 --trials 30 "$@"
 run $P/table1.py --ratios 0.2 --tune yes "$@"                   # LoRA-recovered rows

@@ -1,4 +1,4 @@
-"""Importance estimation: which heads, KV groups and MLP channels matter (SPEC step 3).
+"""Importance estimation: which heads, KV groups and MLP channels matter.
 
 ``compute_scores(model, metric, calib)`` scores every unit; the search uses the two halves,
 ``collect_statistics`` (one batched forward/backward per calibration set) and
