@@ -13,7 +13,17 @@ import sys
 from adapruner.core.versions import VERSION as __version__  # noqa: E402
 from adapruner.errors import AdaprunerError  # noqa: E402
 
-__all__ = ["AdaprunerError", "__version__", "load_model"]
+__all__ = ["AdaprunerError", "__version__", "evaluate", "load_model", "prune", "search"]
+
+
+def __getattr__(name: str):
+    """``adapruner.prune`` / ``search`` / ``evaluate`` are :mod:`adapruner.api`'s functions, imported
+    on first use so that ``import adapruner`` stays cheap."""
+    if name in ("prune", "search", "evaluate"):
+        from adapruner import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'adapruner' has no attribute '{name}'")
 
 
 def load_model(*args, **kwargs):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from adapruner.api import seed_everything  # noqa: F401  (the commands seed through it)
 from adapruner.catalogue import DTYPES
 
 
@@ -29,18 +30,6 @@ def add_model_arg(parser: argparse.ArgumentParser, required: bool = True) -> Non
                         help="allow model code shipped with a checkpoint (off unless you ask)")
 
 
-def seed_everything(seed: int) -> None:
-    """Seed python, numpy and torch so that a run is reproducible."""
-    import random
-
-    import numpy as np
-    import torch
-
-    random.seed(seed)
-    np.random.seed(seed % (2**32))
-    torch.manual_seed(seed)
-
-
 def key_value(text: str) -> tuple[str, object]:
     """Parse ``KEY=VALUE`` (VALUE read as JSON when it parses, e.g. 3, 0.5, true, [1,2]; else a string)."""
     import json
@@ -63,31 +52,3 @@ def add_budget_args(parser: argparse.ArgumentParser) -> None:
                              "of the prunable layer range")
     parser.add_argument("--target-params", default=None, metavar="N",
                         help="instead of --ratio: the parameters to keep, e.g. 100M or 1.5B")
-
-
-def check_budget_args(args: argparse.Namespace) -> int | None:
-    """Validate the budget flags before any work; returns ``--target-params`` as a count (or None)."""
-    from adapruner.core.params import check_ratio, parse_count
-    from adapruner.errors import AdaprunerError
-
-    if (args.ratio is None) == (args.target_params is None):
-        raise AdaprunerError("give exactly one of --ratio (e.g. 0.2) and --target-params (e.g. 100M)")
-    if args.ratio is not None:
-        check_ratio(args.ratio)
-    return parse_count(args.target_params) if args.target_params is not None else None
-
-
-def budget_asked(args: argparse.Namespace, target_params: int | None) -> dict:
-    """The budget as the user gave it (for the reports)."""
-    return {"ratio": args.ratio, "ratio_of": args.ratio_of, "target_params": target_params}
-
-
-def load_for(args, streamed: bool):
-    """The model of ``--model`` as the run needs it: a :class:`~adapruner.streaming.model.StreamedModel`
-    (weights read one layer at a time) or a loaded model, with ``--device``, ``--dtype`` and
-    ``--trust-remote-code`` applied either way."""
-    if streamed:
-        from adapruner.streaming.model import open_streamed as load
-    else:
-        from adapruner.models.load import load_model as load
-    return load(args.model, device=args.device, dtype=args.dtype, trust_remote_code=args.trust_remote_code)

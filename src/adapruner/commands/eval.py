@@ -17,10 +17,9 @@ An existing --out that holds another model's results is refused unless --overwri
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
-from adapruner.commands.common import add_data_arg, add_model_arg, add_runtime_args, load_for, seed_everything
+from adapruner.commands.common import add_data_arg, add_model_arg, add_runtime_args
 from adapruner.core import io
 from adapruner.errors import AdaprunerError
 
@@ -150,70 +149,24 @@ def format_table(rows: list[dict]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Load the model, evaluate perplexity and zero-shot tasks, print the table, write JSON."""
-    from adapruner.data.paths import resolve_data_dir
-    from adapruner.core.versions import versions
-    from adapruner.eval.perplexity import check_seq_len, evaluate_corpus
+    """Evaluate perplexity and zero-shot tasks (:func:`adapruner.api.evaluate`), print the table, write JSON."""
+    from adapruner.api import evaluate
+
     corpora, tasks = _corpora(args), _tasks(args)
     seq_lens = _parse_seq_lens(args.seq_len)
     if not corpora and not tasks:
         raise AdaprunerError("nothing to evaluate: give --ppl wikitext2,ptb and/or --tasks")
-    if args.max_windows is not None and args.max_windows < 1:
-        raise AdaprunerError(f"--max-windows must be at least 1 (got {args.max_windows})")
-    if args.batch_size is not None and args.batch_size < 1:
-        raise AdaprunerError(f"--batch-size must be at least 1 (got {args.batch_size})")
-    for n in seq_lens:
-        if n < 2:
-            raise AdaprunerError(f"--seq-len must be at least 2 (got {n}): a window needs a token to predict")
-    from adapruner.data.corpora import CORPORA
-
-    builtin = any(n in CORPORA for n in corpora) or bool(tasks)
-    data_dir = resolve_data_dir(args.data_dir) if builtin else None
     out_path = io.check_writable(output_path(args.out, args.model, args.overwrite))
-    seed_everything(args.seed)
-
-    if args.stream and tasks:
-        raise AdaprunerError("zero-shot tasks need the whole model in memory; drop --stream or --tasks")
-    start = time.perf_counter()
-    loaded = load_for(args, args.stream)
-    scorer = loaded if args.stream else loaded.model  # a StreamedModel scores one layer at a time
-    load_seconds = time.perf_counter() - start
-    for n in seq_lens:
-        check_seq_len(loaded.model, n)
-
-    result: dict = {
-        "command": "eval", "model": args.model, "model_id": model_identity(args.model), "model_path": loaded.path,
-        "model_source": loaded.source,
-        "load_info": loaded.info, "parameters": sum(p.numel() for p in loaded.model.parameters()),
-        "seed": args.seed, "device": loaded.info.get("device", args.device), "dtype": args.dtype,
-        "streamed": args.stream,
-        "data_dir": str(data_dir) if data_dir else None,
-        "versions": versions(), "load_seconds": round(load_seconds, 2), "perplexity": [],
-    }
-    for seq_len in seq_lens:
-        for name in corpora:
-            t0 = time.perf_counter()
-            r = evaluate_corpus(scorer, loaded.tokenizer, name, data_dir, split=args.split, seq_len=seq_len,
-                                max_windows=args.max_windows, batch_size=args.batch_size, field=args.text_field)
-            row = {"dataset": name, "split": r["protocol"]["split"], "seq_len": seq_len, **r,
-                   "seconds": round(time.perf_counter() - t0, 2)}
-            result["perplexity"].append(row)
-            print(f"{name} ({args.split}, seq_len {seq_len}): PPL {r['ppl']:.3f} over {r['n_windows']} windows",
-                  flush=True)
+    result = evaluate(args.model, ppl=corpora, tasks=tasks, split=args.split, seq_len=seq_lens,
+                      max_windows=args.max_windows, batch_size=args.batch_size, limit=args.limit,
+                      text_field=args.text_field, data_dir=args.data_dir, device=args.device, dtype=args.dtype,
+                      seed=args.seed, stream=args.stream, trust_remote_code=args.trust_remote_code)
+    report = {**result.report, "model_id": model_identity(args.model)}
+    if report["perplexity"]:
+        print(format_table(report["perplexity"]))
     if tasks:
-        from adapruner.eval.zeroshot import run_zeroshot
-
-        t0 = time.perf_counter()
-        result["zeroshot"] = run_zeroshot(loaded.model, loaded.tokenizer, tasks, data_dir, args.limit,
-                                          args.batch_size or 8)
-        result["zeroshot_seconds"] = round(time.perf_counter() - t0, 2)
-    result["total_seconds"] = round(time.perf_counter() - start, 2)
-
-    if result["perplexity"]:
-        print(format_table(result["perplexity"]))
-    if tasks:
-        _print_zeroshot(result["zeroshot"], tasks)
-    io.write_json_or_rescue(out_path, result)
+        _print_zeroshot(report["zeroshot"], tasks)
+    io.write_json_or_rescue(out_path, report)
     print(f"wrote {out_path}")
     return 0
 

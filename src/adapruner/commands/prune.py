@@ -13,14 +13,11 @@ adapruner`` when layers differ in width, or with ``trust_remote_code=True`` with
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import time
 from dataclasses import replace
 
-from adapruner.commands.common import (add_budget_args, add_data_arg, add_model_arg, add_runtime_args, budget_asked,
-                                       check_budget_args, key_value, load_for, seed_everything)
 from adapruner import catalogue
+from adapruner.commands.common import add_budget_args, add_data_arg, add_model_arg, add_runtime_args, key_value
 from adapruner.config import AGGREGATIONS, PruneConfig
 from adapruner.recipes import DEFAULT_RECIPE, RECIPES, get_recipe
 from adapruner.errors import AdaprunerError
@@ -164,158 +161,53 @@ def build_config(args: argparse.Namespace) -> PruneConfig:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Prune, save and print a one-screen summary."""
+    """Prune, save and print a one-screen summary (the pipeline is :func:`adapruner.api.prune`)."""
+    from adapruner import api
+
+    config = build_config(args)
+    if args.dry_run:
+        return _dry_run(args, config)
+    result = api.prune(args.model, args.ratio, out=args.out, config=config, target_params=args.target_params,
+                       ratio_of=args.ratio_of, data_dir=args.data_dir, device=args.device, dtype=args.dtype,
+                       stream=args.stream, max_memory=args.max_memory, micro_batch=args.micro_batch,
+                       save_dtype=args.save_dtype, overwrite=args.overwrite, force_overwrite=args.force_overwrite,
+                       trust_remote_code=args.trust_remote_code, report_extra={"recipe": recipe_name(args)})
+    _print_summary(args, config, result)
+    return 0
+
+
+def _dry_run(args: argparse.Namespace, config: PruneConfig) -> int:
+    """Print the predicted peak memory and time of both paths and the one chosen, load nothing."""
+    from adapruner.api import calibration_data_dir, check_budget
     from adapruner.pruning.save import check_output_dir
     from adapruner.streaming.memory import choose_path
 
-    config = build_config(args)
-    out = check_output_dir(args.out, args.overwrite, args.force_overwrite)
-    target_params = check_budget_args(args)
-    if args.micro_batch is not None and args.micro_batch < 1:
-        raise AdaprunerError(f"--micro-batch must be at least 1 (samples per forward/backward), got {args.micro_batch}")
-    seed = config.calibration.seed
-    seed_everything(seed)
-    data_dir = _check_data(args, config)
+    check_output_dir(args.out, args.overwrite, args.force_overwrite)
+    check_budget(args.ratio, args.target_params)
+    calibration_data_dir(config, args.data_dir)
     choice = choose_path(args.model, config, args.stream, args.max_memory, args.device, args.dtype,
                          args.micro_batch, args.trust_remote_code)
     print(choice.summary())
-    if args.dry_run:
-        if args.predictions_json:
-            print(json.dumps(choice.to_json()))
-        return 0
-    timings = {}
-    t = time.perf_counter()
-    loaded = load_for(args, choice.streamed)
-    timings["load_s"] = time.perf_counter() - t
-    return _prune(args, config, loaded, out, data_dir, target_params, timings, choice)
+    if args.predictions_json:
+        print(json.dumps(choice.to_json()))
+    return 0
 
 
-def _check_data(args: argparse.Namespace, config: PruneConfig):
-    """The data directory when the book texts are read; a bad --calib-data fails before any loading."""
-    from adapruner.planning import needs_data
-
-    if needs_data(config) and config.calibration.source == "books":
-        from adapruner.data.paths import resolve_data_dir
-
-        return resolve_data_dir(args.data_dir)
-    if needs_data(config):
-        from adapruner.data.user_text import read_rows
-
-        read_rows(config.calibration.source, config.calibration.field)
-    return None
-
-
-def _prune(args, config: PruneConfig, loaded, out, data_dir, target_params, timings: dict, choice) -> int:
-    """Windows -> plan -> surgery -> report -> save, in memory or streamed."""
-    from adapruner.allocation import resolve_layer_range
-    from adapruner.core.adapters import adapter_for
-    from adapruner.core.params import count_parameters, parameter_views, removed_views, total_ratio
-    from adapruner.core.versions import versions
-    from adapruner.planning import needs_data, plan_pruning, update_samples
+def _print_summary(args: argparse.Namespace, config: PruneConfig, result) -> None:
     from adapruner.pruning.model_card import width_ranges
-    from adapruner.pruning.save import MODEL_DIR, check_savable, save_run
-    from adapruner.pruning.surgery import layer_widths, prune_model
+    from adapruner.pruning.save import MODEL_DIR
 
-    model, tokenizer = loaded.model, loaded.tokenizer
-    check_savable(model)
-    n_layers = len(adapter_for(model).decoder_layers(model))
-    layer_range = list(range(*resolve_layer_range(n_layers, config.allocation.layers)))
-    ratio = total_ratio(model, layer_range, args.ratio, args.ratio_of, target_params)
-
-    calib = update_calib = None
-    if needs_data(config):
-        from adapruner.data.calibration import calibration_indices, source_pool
-
-        cal = config.calibration
-        pool = source_pool(tokenizer, cal, data_dir)
-        # Record the exact windows drawn, so the report's config reproduces this run.
-        cal.indices = calibration_indices(pool.shape[0], cal)
-        calib = pool[cal.indices]
-        update_calib = update_samples(pool, config)
-
-    before = count_parameters(model)
-    if choice.streamed:
-        from adapruner.streaming.prune import prune_streamed
-
-        with _staged_writes(out):
-            result = prune_streamed(loaded, config, ratio, calib, update_calib, out, micro_batch=args.micro_batch,
-                                    save_dtype=_save_dtype(args))
-        plan, views_before = result.plan, result.views_before
-        timings.update(result.timings)
-    else:
-        t = time.perf_counter()
-        plan = plan_pruning(model, calib, config, ratio, micro_batch=args.micro_batch, update_calib=update_calib).plan
-        timings["plan_s"] = time.perf_counter() - t
-        views_before = parameter_views(model, sorted(plan.layers))
-        t = time.perf_counter()
-        prune_model(model, plan)
-        timings["surgery_s"] = time.perf_counter() - t
-    after = count_parameters(model)
-    views_after = parameter_views(model, sorted(plan.layers))
-    report = {
-        "command": "prune",
-        "model": {"spec": args.model, "path": str(loaded.path), "source": getattr(loaded, "source", None)},
-        "recipe": recipe_name(args),
-        "config": config.to_json(),
-        "ratio_requested": ratio,
-        "budget_asked": budget_asked(args, target_params),
-        "ratio_achieved": (before - after) / before,
-        "parameters_before": before,
-        "parameters_after": after,
-        "budget": {"before": views_before, "after": views_after,
-                   "removed_fraction": removed_views(views_before, views_after)},
-        "seed": config.calibration.seed,
-        "device": args.device, "dtype": args.dtype, "save_dtype": args.save_dtype or args.dtype,
-        "execution": choice.to_json(),
-        "data_dir": str(data_dir) if data_dir else None,
-        "plan": plan.to_json(),
-        "timings": timings,
-        "versions": versions(),
-    }
-    if choice.streamed:
-        from adapruner.streaming.prune import finish_streamed
-
-        with _staged_writes(out):
-            path = finish_streamed(loaded, result, report, out, overwrite=args.overwrite or args.force_overwrite,
-                                   save_dtype=_save_dtype(args))
-    else:
-        if _save_dtype(args) is not None:
-            model.to(_save_dtype(args))
-        path = save_run(model, tokenizer, out, report, overwrite=args.overwrite, force=args.force_overwrite)
-    widths = layer_widths(model)
-    pruned = sorted(plan.layers)
-    share = removed_views(views_before, views_after)
+    report, path = result.report, result.out
+    share = report["budget"]["removed_fraction"]
+    pruned = sorted(result.plan.layers)
     print(f"pruned {args.model} with metric '{config.metric.name}', update '{config.update.name}' "
           f"({config.allocation.mode}, attention {config.allocation.attention}, layers {pruned[0]}..{pruned[-1]})")
-    print(f"parameters: {before:,} -> {after:,}; removed {share['total']:.2%} of all (asked {ratio:.2%}), "
-          f"{share['non_embedding']:.2%} of the non-embedding ones, {share['in_layers']:.2%} of the pruned layers'")
-    for line in width_ranges(widths):
+    print(f"parameters: {report['parameters_before']:,} -> {report['parameters_after']:,}; removed "
+          f"{share['total']:.2%} of all (asked {report['ratio_requested']:.2%}), {share['non_embedding']:.2%} of the "
+          f"non-embedding ones, {share['in_layers']:.2%} of the pruned layers'")
+    for line in width_ranges(result.widths):
         print(f"  {line}")
     flavour = json.loads((path / "pruning_report.json").read_text())["checkpoint"]["flavour"]
     how = "plain transformers checkpoint" if flavour == "plain" else "needs import adapruner or trust_remote_code=True to load"
     print(f"saved to {path}: the model in {path / MODEL_DIR} ({how}; see its README.md), the report in "
           f"{path / 'pruning_report.json'}")
-    return 0
-
-
-def _save_dtype(args: argparse.Namespace):
-    """The torch dtype of ``--save-dtype`` (None: the weights are saved as computed)."""
-    from adapruner.models.load import DTYPES
-
-    return DTYPES[args.save_dtype] if args.save_dtype else None
-
-
-@contextlib.contextmanager
-def _staged_writes(out):
-    """A write that fails in a streamed run (a full disk) is a one-line error: the finished layers
-    stay staged and the same command resumes once the fault is fixed."""
-    import errno
-
-    from adapruner.streaming.prune import staging_dir
-
-    try:
-        yield
-    except OSError as exc:
-        reason = "the disk is full" if exc.errno == errno.ENOSPC else (exc.strerror or type(exc).__name__)
-        raise AdaprunerError(f"writing the streamed run failed ({reason}); its finished layers are kept in "
-                             f"{staging_dir(out)}: fix that and run the same command to resume") from None

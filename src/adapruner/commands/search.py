@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import argparse
 
-from adapruner.commands.common import (add_budget_args, add_data_arg, add_model_arg, add_runtime_args, budget_asked,
-                                       check_budget_args, seed_everything)
+from adapruner.commands.common import add_budget_args, add_data_arg, add_model_arg, add_runtime_args
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -62,42 +61,20 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run or continue the search, then write the pruned model and the reports."""
-    from adapruner.data.paths import resolve_data_dir
-    from adapruner.models.load import load_model
-    from adapruner.search.run import SearchRequest, check_request, run_search
+    """Run or continue the search (:func:`adapruner.api.search`), then report what it delivered."""
+    from adapruner.api import search
     from adapruner.search.space import SearchSpace, space_from_args
 
     base = SearchSpace.load(args.space)
     if args.calib_data:
         base = SearchSpace.from_dict({**base.to_json(), "source": args.calib_data, "field": args.text_field})
     space = space_from_args(base, args.no_data_search, args.fixed_metric, args.sequential, args.data_space)
-    target_params = check_budget_args(args)
-    paper_ratio = args.ratio_of == "total" and target_params is None
-
-    def request_for(ratio: float) -> SearchRequest:
-        return SearchRequest(ratio=ratio, trials=args.trials, out=args.out, space=space, sampler=args.sampler,
-                             early_stop=args.early_stop, storage=args.storage, study=args.study,
-                             eval_windows=args.eval_windows, eval_batch_size=args.eval_batch_size,
-                             heartbeat=args.heartbeat, seed=args.seed, device=args.device, dtype=args.dtype,
-                             budget=budget_asked(args, target_params), starting_points=args.starting_points)
-
-    if paper_ratio:
-        request = request_for(args.ratio)
-        check_request(request, args.model)  # refuse a mismatched study before spending time on loading
-    data_dir = resolve_data_dir(args.data_dir)
-    seed_everything(args.seed)
-    loaded = load_model(args.model, device=args.device, dtype=args.dtype, trust_remote_code=args.trust_remote_code)
-    if not paper_ratio:  # the budget in the user's terms needs the model's parameter counts
-        from adapruner.allocation import resolve_layer_range
-        from adapruner.core.adapters import adapter_for
-        from adapruner.core.params import total_ratio
-
-        n_layers = len(adapter_for(loaded.model).decoder_layers(loaded.model))
-        layers = list(range(*resolve_layer_range(n_layers, space.allocation.get("layers"))))
-        request = request_for(total_ratio(loaded.model, layers, args.ratio, args.ratio_of, target_params))
-        check_request(request, args.model)
-    result = run_search(loaded, request, data_dir)
+    result = search(args.model, args.ratio, trials=args.trials, out=args.out, space=space,
+                    target_params=args.target_params, ratio_of=args.ratio_of, sampler=args.sampler,
+                    storage=args.storage, study=args.study, eval_windows=args.eval_windows,
+                    eval_batch_size=args.eval_batch_size, early_stop=args.early_stop, heartbeat=args.heartbeat,
+                    starting_points=args.starting_points, data_dir=args.data_dir, device=args.device,
+                    dtype=args.dtype, seed=args.seed, trust_remote_code=args.trust_remote_code)
     ppl = ", ".join(f"{k} {v:.2f}" for k, v in result.validation_ppl.items())
     print(f"best trial {result.best_trial}: objective {result.objective:.3f} ({ppl}); "
           f"wrote {result.out}/{', '.join(result.files)}")

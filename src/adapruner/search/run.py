@@ -104,6 +104,13 @@ class SearchResult:
     out: Path
     files: list[str]
     reproduced: bool
+    model: object = None  # the pruned model, in memory
+    tokenizer: object = None
+
+    @property
+    def model_dir(self) -> Path:
+        """The saved checkpoint (``OUT/model``)."""
+        return self.out / "model"
 
 
 def check_request(request: SearchRequest, model: str) -> StudyIdentity:
@@ -271,4 +278,5 @@ def finalize(study, storage, loaded, request: SearchRequest, pool, objective, ru
                      stopped=stopped, dense=sum(dense.values()) / len(dense) if dense else None)
     files = ["model", "best_config.json", "trials.csv", "pruning_report.json", "convergence.png"]
     return SearchResult(best_trial=best.number, objective=best.value, validation_ppl=best.user_attrs.get("ppl") or {},
-                        config=config.to_json(), report=report, out=out, files=files, reproduced=reproduced)
+                        config=config.to_json(), report=report, out=out, files=files, reproduced=reproduced,
+                        model=model, tokenizer=tokenizer)
