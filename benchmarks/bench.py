@@ -56,6 +56,10 @@ METHOD_FLAGS = {
     "wanda-sp-rec-global": ["--metric", "wanda-sp", "--update", "reconstruct", "--mode", "global"],
     "flap-rec": ["--metric", "flap", "--update", "reconstruct"],
     "element1-rec": ["--metric", "element1", "--update", "reconstruct"],
+    # The product's recipes, as a user runs them (``prune --recipe NAME``).
+    **{f"recipe-{name}": ["--recipe", name] for name in ("wanda-sp-reconstruct", "flap-bias", "element1")},
+    # The full-space search's delivered model, rebuilt exactly from its configuration.
+    "searched-full": ["--config", str(RESULTS / "full_space" / "best_config.json")],
 }
 METHOD_LABELS = {
     "flap-bc": "flap + bias compensation",
@@ -65,6 +69,10 @@ METHOD_LABELS = {
     "wanda-sp-rec-global": "wanda-sp + reconstruction, global allocation",
     "flap-rec": "flap + reconstruction",
     "element1-rec": "element1 + reconstruction",
+    "searched-full": "adapruner search, full space, 100 trials",
+    "recipe-wanda-sp-reconstruct": "wanda-sp + reconstruction",
+    "recipe-flap-bias": "flap + bias compensation",
+    "recipe-element1": "element1 (the paper's baseline)",
 }
 # A text domain that neither calibration (books) nor the search objective (WikiText-2, PTB) sees:
 # the responses of the Stanford Alpaca instruction data.
@@ -396,8 +404,11 @@ def _build_steps(ctx: Context, v: Variant, rec: dict) -> list[dict]:
         step = run_command(["search", "--model", v.model, "--ratio", str(v.ratio), "--out", str(work / "search"),
                             *v.search.flags(), *_common(ctx)], ctx.dry_run)
         return [{"name": "search", **step}]
-    step = run_command(["prune", "--model", v.model, "--ratio", str(v.ratio), *METHOD_FLAGS.get(v.method, ["--metric", v.method]),
-                        "--seed", str(v.seed), "--out", str(out), "--overwrite", *_common(ctx)], ctx.dry_run)
+    flags = METHOD_FLAGS.get(v.method, ["--metric", v.method])
+    # A --config carries its own calibration windows: --seed would draw new ones.
+    seed = [] if "--config" in flags else ["--seed", str(v.seed)]
+    step = run_command(["prune", "--model", v.model, "--ratio", str(v.ratio), *flags, *seed, "--out", str(out),
+                        "--overwrite", *_common(ctx)], ctx.dry_run)
     return [{"name": "prune", **step}]
 
 

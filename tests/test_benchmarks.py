@@ -180,7 +180,7 @@ def test_wiki_text_holds_out_wikitext2_articles_and_paragraphs(tmp_path, data_di
 
 
 def test_scale_tables_are_rendered_from_the_results_and_checked(tmp_path, monkeypatch):
-    """The README's memory table is what render.py makes of runs.json: --check passes on the
+    """The docs' memory table is what render.py makes of runs.json: --check passes on the
     committed files and fails once a result changes without re-rendering."""
     import importlib.util
     import shutil
@@ -195,7 +195,7 @@ def test_scale_tables_are_rendered_from_the_results_and_checked(tmp_path, monkey
     assert f"{row['peak_rss_gib']:.2f} GiB" in block and f"{row['peak_rss_gib']:.2f} GiB" in page
     # A changed result without a re-render: --check fails and names the stale files.
     copy = tmp_path / "repo"
-    for part in ("README.md", "benchmarks/scale", "benchmarks/results/scale"):
+    for part in ("docs/streaming.md", "benchmarks/rendering.py", "benchmarks/scale", "benchmarks/results/scale"):
         src, dst = REPO / part, copy / part
         dst.parent.mkdir(parents=True, exist_ok=True)
         (shutil.copytree if src.is_dir() else shutil.copyfile)(src, dst)
@@ -204,4 +204,4 @@ def test_scale_tables_are_rendered_from_the_results_and_checked(tmp_path, monkey
     (copy / "benchmarks/results/scale/runs.json").write_text(json.dumps(changed))
     check = subprocess.run([sys.executable, str(copy / "benchmarks/scale/render.py"), "--check"], capture_output=True,
                            text=True)
-    assert check.returncode == 1 and "stale" in check.stderr and "README.md" in check.stderr
+    assert check.returncode == 1 and "stale" in check.stderr and "docs/streaming.md" in check.stderr

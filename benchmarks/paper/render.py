@@ -667,6 +667,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     bench.add_common_args(p)
     p.add_argument("--readme", default=str(bench.REPO / "benchmarks" / "README.md"))
+    p.add_argument("--check", action="store_true", help="exit 1 when the README differs from what the results render to")
     args = p.parse_args()
     args.readme = Path(args.readme).resolve()
     ctx = bench.context_from_args(args)
@@ -711,9 +712,10 @@ def main() -> int:
         "## Pending rows", "",
         *res.pending_lines(), *(["- none"] if not res.pending else []), "",
     ]
-    args.readme.write_text("\n".join(doc) + "\n")
-    print(f"wrote {args.readme} ({len(res.pending)} pending items)")
-    return 0
+    import rendering
+
+    return rendering.write_or_check({args.readme: "\n".join(doc) + "\n"}, args.check,
+                                    "python benchmarks/paper/render.py")
 
 
 if __name__ == "__main__":

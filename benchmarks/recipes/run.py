@@ -22,8 +22,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import bench  # noqa: E402
 from bench import Variant  # noqa: E402
 
-RECIPES = ("element1", "flap-bc", "wanda-sp-bc", "wanda-sp-rec", "wanda-sp-rec1", "flap-rec")
+# The product's recipes (``prune --recipe NAME``), then candidates that are not recipes (yet).
+RECIPES = ("recipe-wanda-sp-reconstruct", "recipe-flap-bias", "recipe-element1", "wanda-sp-bc", "wanda-sp-rec1",
+           "flap-rec")
 RATIOS = (0.2, 0.5)
+# For comparison: the full-space search's model at 20 % (rebuilt from its best_config.json).
+SEARCHED = Variant(method="searched-full", ratio=0.2)
 DOMAINS = ("wikitext2", "ptb", "alpaca")
 
 
@@ -40,7 +44,7 @@ def plan(args) -> list[tuple[Variant, tuple[str, ...]]]:
     jobs = [(Variant(model=args.model), DOMAINS)]
     for ratio in (float(r) for r in args.ratios.split(",")):
         jobs += [(Variant(model=args.model, method=m, ratio=ratio), DOMAINS) for m in args.recipes.split(",") if m]
-    return jobs
+    return jobs + [(SEARCHED, DOMAINS)]
 
 
 def main() -> int:

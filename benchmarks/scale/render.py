@@ -1,6 +1,6 @@
 """Render the memory and time of pruning at scale from ``benchmarks/results/scale/runs.json``:
-``benchmarks/scale/README.md``, the plot beside the results, and the table in the top-level
-README between its ``scale`` markers.
+``benchmarks/scale/README.md``, the plot beside the results, and the table in ``docs/streaming.md``
+between its ``scale`` markers.
 
     python benchmarks/scale/render.py          # write
     python benchmarks/scale/render.py --check  # exit 1 when a rendered file differs (CI)
@@ -17,7 +17,10 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 RUNS = REPO / "benchmarks" / "results" / "scale" / "runs.json"
 PLOT = REPO / "benchmarks" / "results" / "scale" / "peak_memory.png"
-BEGIN, END = "<!-- scale:begin (rendered by benchmarks/scale/render.py) -->", "<!-- scale:end -->"
+DOCS = REPO / "docs" / "streaming.md"
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+import rendering  # noqa: E402
 
 
 def _rows(data: dict) -> list[dict]:
@@ -171,8 +174,8 @@ def render(data: dict) -> tuple[str, str]:
                  "the figure is an upper bound. The other rows are measured through `/usr/bin/time`, started by",
                  "a process that holds no model.", ""]
     page += ["Every row's exact command is in `benchmarks/results/scale/runs.json`.", ""]
-    block = "\n".join([BEGIN, *table, "", f"Measured on {where}; commands, depth and ratios in "
-                       "[benchmarks/scale](benchmarks/scale/README.md).", END])
+    block = "\n".join([*table, "", f"Measured on {where}; commands, depth and ratios in "
+                       "`benchmarks/scale/README.md`."])
     return "\n".join(page), block
 
 
@@ -182,23 +185,12 @@ def main() -> int:
     args = p.parse_args()
     data = json.loads(RUNS.read_text())
     page, block = render(data)
-    readme = (REPO / "README.md").read_text()
-    if BEGIN not in readme or END not in readme:
-        print("README.md has no scale markers", file=sys.stderr)
-        return 1
-    new_readme = readme[:readme.index(BEGIN)] + block + readme[readme.index(END) + len(END):]
-    target = HERE / "README.md"
-    if args.check:
-        stale = [str(f) for f, text in ((target, page), (REPO / "README.md", new_readme))
-                 if not f.is_file() or f.read_text() != text]
-        if stale:
-            print(f"stale: {', '.join(stale)}; run python benchmarks/scale/render.py", file=sys.stderr)
-            return 1
-        return 0
-    target.write_text(page)
-    (REPO / "README.md").write_text(new_readme)
-    plot(_rows(data))
-    return 0
+    pages = {HERE / "README.md": page,
+             DOCS: rendering.with_block(DOCS.read_text(), "scale", "benchmarks/scale/render.py", block)}
+    status = rendering.write_or_check(pages, args.check, "python benchmarks/scale/render.py")
+    if not args.check:
+        plot(_rows(data))
+    return status
 
 
 if __name__ == "__main__":

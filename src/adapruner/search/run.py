@@ -193,11 +193,39 @@ def run_search(loaded, request: SearchRequest, data_dir: str | Path, progress: b
                           element_factors=space.element_factors(), gram=space.needs_gram())
     ctx = WorkerContext(space=space, pool_size=len(pool), n_trials=request.trials, objective=objective,
                         seed=request.seed, progress=progress)
+    if progress:
+        per_trial = expected_trial_seconds(model, windows, space, request.eval_batch_size)
+        left = max(0, request.trials - len(study.get_trials(deepcopy=False)))
+        print(f"expected: ~{per_trial:.0f} s per trial, ~{left * per_trial / 60:.0f} min for {left} trials "
+              f"(from one timed forward pass; the bar's ETA then follows the measured trials)", flush=True)
     t0 = time.perf_counter()
     Worker(study, ctx).run()
     search_s = time.perf_counter() - t0
     return finalize(study, storage, loaded, request, pool, objective,
                     {"sampler_seed": seed, "storage": redact(url), "this_worker_search_s": round(search_s, 1)})
+
+
+# A trial's cost in forward-pass units: a forward and backward over the calibration windows
+# (~3 forwards of their tokens), the validation windows (the pruned layer range only, ~0.85 of a
+# forward on average), and per-trial overhead (scoring, masks, the update's solve), fitted on
+# the full space's trials of benchmarks/results/full_space (median trial / timed forward).
+TRIAL_OVERHEAD = 1.6
+
+
+def expected_trial_seconds(model, windows: dict, space: SearchSpace, batch_size: int) -> float:
+    """A trial's expected wall time before any trial ran: one timed forward of a validation batch,
+    scaled by the tokens a trial pushes through the model (see :data:`TRIAL_OVERHEAD`)."""
+    import torch
+
+    first = next(iter(windows.values()))[:batch_size]
+    with torch.no_grad():
+        model(first[:1])  # warm-up: the first call pays for allocations
+        t = time.perf_counter()
+        model(first)
+        forward = (time.perf_counter() - t) / first.numel()  # seconds per token
+    calibration = 3 * space.num_samples * space.seq_len
+    validation = 0.85 * sum(w.numel() for w in windows.values())
+    return TRIAL_OVERHEAD * forward * (calibration + validation)
 
 
 def finalize(study, storage, loaded, request: SearchRequest, pool, objective, runtime: dict) -> SearchResult:
