@@ -18,7 +18,7 @@ RES=benchmarks/results/full_space
 [ "$PCT" = 20 ] || RES="${RES}_r${PCT}"
 RES="${RES}${TAG}"
 mkdir -p "$RES"
-/usr/bin/time -v adapruner search --model smollm2-135m --ratio "$RATIO" --trials "$TRIALS" --space "$SPACE" --seed 0 \
+/usr/bin/time -v adapruner search --model smollm2-135m --ratio "$RATIO" --trials "$TRIALS" --space "$SPACE" --no-starting-points --seed 0 \
     --out "$OUT" --data-dir "$DATA" 2> "$RES/search_stderr.txt"
 cp "$OUT/trials.csv" "$OUT/best_config.json" "$OUT/pruning_report.json" "$RES/"
 cp "$OUT/convergence.png" "$RES/convergence.png"
