@@ -72,7 +72,7 @@ def test_zeroshot_average_and_standard_error():
 def test_zeroshot_breakdown_reads_the_recorded_evaluations(tmp_path, data_dir):
     """The breakdown of the recorded --limit 500 evaluations: the 7-task average each file
     records, BoolQ's constant answers on the same 500 documents."""
-    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "zeroshot_breakdown.py"), "--data-dir",
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "quality" / "zeroshot_breakdown.py"), "--data-dir",
                            str(data_dir), "--out", str(tmp_path)], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     rec = json.loads((tmp_path / "rows.json").read_text())
@@ -80,7 +80,7 @@ def test_zeroshot_breakdown_reads_the_recorded_evaluations(tmp_path, data_dir):
     dense = next(r for r in rec["rows"] if r["model"] == "dense")
     assert dense["avg7"] == pytest.approx(43.77) and dense["tasks"]["boolq"] == pytest.approx(42.0)
     assert dense["avg6_without_boolq"] == pytest.approx((7 * 43.77 - 42.0) / 6, abs=0.01)
-    missing = subprocess.run([sys.executable, str(REPO / "benchmarks" / "zeroshot_breakdown.py"), "--model",
+    missing = subprocess.run([sys.executable, str(REPO / "benchmarks" / "quality" / "zeroshot_breakdown.py"), "--model",
                               f"x={tmp_path / 'none.json'}", "--out", str(tmp_path / "o")], capture_output=True, text=True)
     assert missing.returncode == 1 and missing.stderr.strip().endswith("no such file (--model x=...)")
     assert not (tmp_path / "o").exists()
@@ -137,7 +137,7 @@ def test_benchmark_space_files_are_valid_search_spaces(path):
 @pytest.mark.parametrize("mixes, error", [("books+alpaca,nope", "unknown mix nope; choose from books, books+alpaca"),
                                           ("wiki", "a 'wiki' mix needs --wiki FILE")])
 def test_text_pilots_refuse_bad_mixes_in_one_line(tmp_path, mixes, error):
-    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "recovery_text_pilots.py"), "--data-dir",
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "recovery" / "text_pilots.py"), "--data-dir",
                            str(tmp_path), "--model", str(tmp_path), "--work", str(tmp_path / "w"), "--mixes", mixes],
                           capture_output=True, text=True, cwd=REPO)
     assert proc.returncode != 0 and not (tmp_path / "w").exists()
@@ -169,7 +169,7 @@ def test_wiki_text_holds_out_wikitext2_articles_and_paragraphs(tmp_path, data_di
     export = tmp_path / "export.xml"
     export.write_text(EXPORT)
     out = tmp_path / "wiki.txt"
-    subprocess.run([sys.executable, str(REPO / "benchmarks" / "wiki_text.py"), "--source", str(export),
+    subprocess.run([sys.executable, str(REPO / "benchmarks" / "recovery" / "wiki_text.py"), "--source", str(export),
                     "--data-dir", str(data_dir), "--out", str(out)], check=True, capture_output=True, cwd=REPO)
     assert out.read_text().splitlines() == [
         "Anarchism is a political philosophy that advocates self-governed societies based on voluntary institutions, "

@@ -480,8 +480,8 @@ def _cell(v) -> str:
 
 
 def quality_section(results: Path) -> list[str]:
-    """Every metric x weight update (benchmarks/updates_table.py), the trial cost of the full
-    space (benchmarks/trial_cost.py), and the hand-written notes in quality.md."""
+    """Every metric x weight update (benchmarks/quality/updates_table.py), the trial cost of the full
+    space (benchmarks/search/trial_cost.py), and the hand-written notes in quality.md."""
     lines = []
     notes = HERE / "quality.md"
     rows_path = results / "updates" / "rows.json"
@@ -507,7 +507,7 @@ def quality_section(results: Path) -> list[str]:
                   "WikiText-2 / PTB **test** splits (seq 128), masked model (masks apply the updates). "
                   f"Dense on these windows: WikiText-2 {rows['dense']['wikitext2']:.2f} / PTB {rows['dense']['ptb']:.2f}. "
                   "Times on 2 CPU cores in one process (scoring = statistics + scores; update = the weight update).", "",
-                  "```bash", f"python benchmarks/updates_table.py --data-dir ../shared/data --max-windows {windows} "
+                  "```bash", f"python benchmarks/quality/updates_table.py --data-dir ../shared/data --max-windows {windows} "
                   "--updates \"none;bias;reconstruct:mode=sequential,windows=128\"", "```", "",
                   "| metric | " + " | ".join(f"{label[u]}: WT2 / PTB" for u in updates) + " | scoring s | " +
                   " | ".join(f"{label[u]} s" for u in updates if u != "none") + " |",
@@ -533,7 +533,7 @@ def quality_section(results: Path) -> list[str]:
         import json as _json
 
         c = _json.loads(cost.read_text())
-        lines += [f"**Trial cost** (`python benchmarks/trial_cost.py --data-dir ../shared/data --trials {c['trials']}`, "
+        lines += [f"**Trial cost** (`python benchmarks/search/trial_cost.py --data-dir ../shared/data --trials {c['trials']}`, "
                   "both spaces on one loaded model, trials alternating): median "
                   f"{c['median_trial_s']['full']:.1f} s per full-space trial vs {c['median_trial_s']['paper']:.1f} s "
                   f"per paper-space trial, **{c['ratio_full_over_paper']:.2f}x** (mean {c['mean_trial_s']['full']:.1f} "
@@ -545,10 +545,10 @@ def quality_section(results: Path) -> list[str]:
 
 
 def llamacpp_section(results: Path) -> list[str]:
-    """llama.cpp speed and fidelity of exported GGUF files (benchmarks/llamacpp_speed.py)."""
+    """llama.cpp speed and fidelity of exported GGUF files (benchmarks/deployment/llamacpp_speed.py)."""
     table = results / "llamacpp" / "speed.md"
     if not table.is_file():
-        return ["- not measured yet: `python benchmarks/llamacpp_speed.py --data-dir ../shared/data`", ""]
+        return ["- not measured yet: `python benchmarks/deployment/llamacpp_speed.py --data-dir ../shared/data`", ""]
     import json as _json
 
     rec = _json.loads((results / "llamacpp" / "speed.json").read_text())
@@ -560,11 +560,11 @@ def llamacpp_section(results: Path) -> list[str]:
             f"in one process, {proto['rounds']} interleaved rounds, medians; prefill of a {proto['prompt_tokens']}-token "
             f"prompt, greedy decode of {proto['decode_tokens']} tokens; NLL of {proto['nll_windows']} WikiText-2 test "
             f"windows (seq {proto['seq_len']}, KV cache {proto['kv_cache']}) against transformers on the same ids.", "",
-            "```bash", "python benchmarks/llamacpp_speed.py --data-dir ../shared/data", "```", "",
+            "```bash", "python benchmarks/deployment/llamacpp_speed.py --data-dir ../shared/data", "```", "",
             table.read_text().strip(), ""]
 
 
-# Extra runs of benchmarks/recovery_equal_time.py (its --out), newest first, each under a heading;
+# Extra runs of benchmarks/recovery/equal_time.py (its --out), newest first, each under a heading;
 # the earlier 8-minute float32 run in results/recovery/ comes last.
 RECOVERY_RUNS = (
     ("recovery/equal_time_20min_searched_wiki_lm_side_by_side",
@@ -581,7 +581,7 @@ RECOVERY_RUNS = (
      "0.5 (--distill-lm-weight 0.5), LoRA's run reused from below (AMD EPYC)"),
     ("recovery/equal_time_20min_searched_wiki",
      "20 minutes per method on the searched 20 % model, distillation on books + Alpaca + PTB *train* + a "
-     "Wikipedia sample held out against WikiText-2 (benchmarks/wiki_text.py) (AMD EPYC)"),
+     "Wikipedia sample held out against WikiText-2 (benchmarks/recovery/wiki_text.py) (AMD EPYC)"),
     ("recovery/equal_time_20min_searched_pooled_ptb",
      "20 minutes per method on the searched 20 % model (wanda-sp, searched schedule, reconstruction), distillation "
      "on books + Alpaca + PTB *train* at peak rate 2e-4 (AMD EPYC)"),
@@ -600,7 +600,7 @@ RECOVERY_RUNS = (
 
 
 def _equal_time_block(results: Path, sub: str) -> list[str]:
-    """One run of benchmarks/recovery_equal_time.py (its rows.json, table and plot in
+    """One run of benchmarks/recovery/equal_time.py (its rows.json, table and plot in
     results/SUB): the protocol in words, the command that reproduces it, the table and the plot."""
     import json as _json
 
@@ -625,7 +625,7 @@ def _equal_time_block(results: Path, sub: str) -> list[str]:
              + ("the full test splits" if windows == "all" else f"the first {windows} windows of each test split")
              + (f", zero-shot (7 tasks, limit {rec['zeroshot_limit']}) where shown." if rec.get("zeroshot_limit") else ".")
              , "",
-             "```bash", "python benchmarks/recovery_equal_time.py --data-dir ../shared/data --minutes "
+             "```bash", "python benchmarks/recovery/equal_time.py --data-dir ../shared/data --minutes "
              f"{rec['minutes']:g}" + (" --ratios " + (ratios or '""') if ratios != "0.2,0.5" else "")
              + "".join(f" --extra {n}=RUN_DIR" for n in extras)
              + (f" --max-windows {windows}" if windows != "all" else "")
@@ -645,12 +645,12 @@ def _equal_time_block(results: Path, sub: str) -> list[str]:
 
 
 def recovery_section(results: Path) -> list[str]:
-    """Distillation vs LoRA at the same wall-clock budget (benchmarks/recovery_equal_time.py: the
+    """Distillation vs LoRA at the same wall-clock budget (benchmarks/recovery/equal_time.py: the
     runs of RECOVERY_RUNS first, then the earlier 8-minute one) and the hand-written
     notes in recovery.md (the pilots, what the numbers mean)."""
     notes = HERE / "recovery.md"
     if not (results / "recovery" / "table.md").is_file():
-        return ["- not measured yet: `python benchmarks/recovery_equal_time.py --data-dir ../shared/data`", ""]
+        return ["- not measured yet: `python benchmarks/recovery/equal_time.py --data-dir ../shared/data`", ""]
     lines = []
     for sub, heading in RECOVERY_RUNS:
         if (results / sub / "table.md").is_file():

@@ -55,7 +55,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     t.add_argument("--cutoff", type=int, default=256, help="maximum tokens per example")
     t.add_argument("--mixed-precision", default="no", choices=["no", "bf16"],
                    help="bf16: train under torch.autocast(bfloat16), weights and optimiser in float32 (faster on "
-                        "GPUs and on CPUs with AMX / AVX512-BF16; see benchmarks/recovery_step_cost.py)")
+                        "GPUs and on CPUs with AMX / AVX512-BF16; see benchmarks/recovery/step_cost.py)")
     t.add_argument("--max-minutes", type=float, default=None,
                    help="wall-clock budget: stop cleanly after the step that crosses it and save (every method)")
     t.add_argument("--val-size", type=int, default=2000,

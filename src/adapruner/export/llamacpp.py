@@ -1,7 +1,7 @@
 """Running an exported GGUF in llama.cpp (through llama-cpp-python): NLL, greedy decoding, speed.
 
 Used by the export tests (does llama.cpp compute what transformers computes, on the same token
-ids?) and by ``benchmarks/llamacpp_speed.py``. Token ids go in directly, so tokenization is not
+ids?) and by ``benchmarks/deployment/llamacpp_speed.py``. Token ids go in directly, so tokenization is not
 part of any comparison. ``llama-cpp-python`` is an optional dependency (``pip install
 adapruner[llamacpp]``; it builds llama.cpp from source).
 """

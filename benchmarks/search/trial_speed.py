@@ -12,7 +12,7 @@ evaluation of every window.
 Prints both trial times, their ratio, and our trial time relative to one evaluation forward pass
 of the pruned model over the same windows.
 
-    python benchmarks/trial_speed.py --model smollm2-135m --ratio 0.2 --eval-windows 16
+    python benchmarks/search/trial_speed.py --model smollm2-135m --ratio 0.2 --eval-windows 16
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from adapruner.models.load import load_model
 from adapruner.core.adapters import adapter_for
 from adapruner.allocation import allocate
 from adapruner.pruning.surgery import prune_model
-from adapruner.search.objective import EvalProtocol, Objective, load_eval_windows
+from adapruner.search.objective import Objective, ObjectiveProtocol, load_eval_windows
 from adapruner.search.space import SearchSpace
 
 
@@ -107,7 +107,7 @@ def main() -> None:
     model, tok = loaded.model, loaded.tokenizer
     space = SearchSpace()
     pool = calibration_pool(tok, data_dir, seq_len=space.seq_len, seed=space.pool_seed)
-    windows = load_eval_windows(tok, data_dir, EvalProtocol(windows=args.eval_windows))
+    windows = load_eval_windows(tok, data_dir, ObjectiveProtocol(windows=args.eval_windows))
     objective = Objective(model, pool, windows, args.ratio, batch_size=8)
     sampler = optuna.samplers.RandomSampler(seed=0)
     study = optuna.create_study(sampler=sampler)

@@ -6,7 +6,7 @@ the dense model and both pruned models side by side: parameters, safetensors byt
 to the dense model, and WikiText-2 test perplexity (128-token windows, LLM-Pruner protocol; the
 first ``--windows`` windows, or all with ``--windows 0``):
 
-    python benchmarks/prune_smollm2.py --windows 256
+    python benchmarks/quality/prune_smollm2.py --windows 256
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ def main() -> None:
     parser.add_argument("--json", default=None, help="also write the rows to this JSON file")
     args = parser.parse_args()
 
-    data_dir = resolve_data_dir(args.data_dir or str(Path(__file__).resolve().parents[2] / "shared" / "data"))
+    data_dir = resolve_data_dir(args.data_dir or str(Path(__file__).resolve().parents[3] / "shared" / "data"))
     dense = load_model("smollm2-135m", device="cpu")
     windows = corpus_windows(dense.tokenizer, load_corpus("wikitext2", "test", data_dir), 128,
                              max_windows=args.windows or None)

@@ -3,10 +3,10 @@
 # the full WikiText-2 / PTB test perplexity of the delivered model. Results are copied into
 # benchmarks/results/full_space/ (20 %) or full_space_r<PCT>/ (the study and the model stay in
 # the scratch directory).
-#   bash benchmarks/full_space_search.sh [TRIALS] [RATIO] [SPACE]   (default 30 trials at 0.2 in --space full;
-#   the issue's budget is 100; SPACE may be a space file, e.g. benchmarks/spaces/reconstruct-sequential.json)
+#   bash benchmarks/search/full_space.sh [TRIALS] [RATIO] [SPACE]   (default 30 trials at 0.2 in --space full;
+#   the issue's budget is 100; SPACE may be a space file, e.g. benchmarks/search/spaces/reconstruct-sequential.json)
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 TRIALS="${1:-30}"
 RATIO="${2:-0.2}"
 SPACE="${3:-full}"

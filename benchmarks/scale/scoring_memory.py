@@ -19,8 +19,8 @@ forward/backward (the product's default) and once per ``--micro-batches`` size (
 --micro-batch M``: the statistics are sums over samples, so the scores are the same while the
 activations of only M samples are alive at once):
 
-    python benchmarks/scoring_memory.py                      # SmolLM2-135M, 10 x 128 tokens
-    python benchmarks/scoring_memory.py --samples 4 --seq-len 64 --micro-batches 2
+    python benchmarks/scale/scoring_memory.py                      # SmolLM2-135M, 10 x 128 tokens
+    python benchmarks/scale/scoring_memory.py --samples 4 --seq-len 64 --micro-batches 2
 """
 
 from __future__ import annotations
@@ -133,7 +133,7 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=10)
     parser.add_argument("--seq-len", type=int, default=128)
     parser.add_argument("--data-dir", default=os.environ.get("ADAPRUNER_DATA_DIR")
-                        or str(Path(__file__).resolve().parents[2] / "shared" / "data"))
+                        or str(Path(__file__).resolve().parents[3] / "shared" / "data"))
     parser.add_argument("--micro-batches", default="2",
                         help="comma-separated micro-batch sizes to run ours with as well ('' for none)")
     parser.add_argument("--worker", choices=["ours", "naive"], help=argparse.SUPPRESS)

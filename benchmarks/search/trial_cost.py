@@ -7,7 +7,7 @@ sampler (every metric, update and allocation mode of the full space gets drawn).
 of the full space, the dense Gram matrices of one-shot reconstruction that a study computes once
 and caches, is timed apart. Prints median seconds per trial and their ratio.
 
-    python benchmarks/trial_cost.py --data-dir ../shared/data --trials 12
+    python benchmarks/search/trial_cost.py --data-dir ../shared/data --trials 12
 """
 
 from __future__ import annotations

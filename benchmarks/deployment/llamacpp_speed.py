@@ -9,7 +9,7 @@ and greedy decode tokens/s over 64 tokens, medians over rounds, ratios vs dense 
 Fidelity: mean next-token NLL of 16 WikiText-2 test windows (seq 128) in llama.cpp (default f16 KV
 cache) against transformers on the same token ids.
 
-    python benchmarks/llamacpp_speed.py --data-dir ../shared/data
+    python benchmarks/deployment/llamacpp_speed.py --data-dir ../shared/data
 
 Resumable: pruned checkpoints and GGUF files in ``--work`` are reused.
 """

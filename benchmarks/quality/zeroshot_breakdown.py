@@ -9,7 +9,7 @@ project compares. Dense SmolLM2-135M itself scores 42.0 on it. This script reads
 accuracies, the 7-task average and the 6-task average without BoolQ (each with its standard
 error), and BoolQ's two constant-answer baselines on the same documents.
 
-    python benchmarks/zeroshot_breakdown.py --data-dir ../shared/data
+    python benchmarks/quality/zeroshot_breakdown.py --data-dir ../shared/data
 
 Results: ``benchmarks/results/zeroshot_breakdown/{table.md,rows.json}``.
 """
@@ -20,7 +20,7 @@ import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent / "paper"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import bench  # noqa: E402
 
 R = "benchmarks/results/"
@@ -108,7 +108,7 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
     write_text(out / "table.md", table)
     write_json(out / "rows.json", {"limit": limit, "boolq_yes_percent": round(yes, 2), "rows": rows,
-                                   "command": "python benchmarks/zeroshot_breakdown.py " + " ".join(sys.argv[1:])})
+                                   "command": "python benchmarks/quality/zeroshot_breakdown.py " + " ".join(sys.argv[1:])})
     return 0
 
 

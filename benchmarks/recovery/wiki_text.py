@@ -9,7 +9,7 @@ January-2017 English dump (page ids 10-30302, "Anarchism" to "Agriculture"), 5.7
 in the gensim wheel on PyPI::
 
     pip download --no-deps gensim==4.4.0 -d /tmp/wiki
-    python benchmarks/wiki_text.py --source /tmp/wiki/gensim-4.4.0-*.whl --data-dir ../shared/data \\
+    python benchmarks/recovery/wiki_text.py --source /tmp/wiki/gensim-4.4.0-*.whl --data-dir ../shared/data \\
         --out /tmp/wiki/enwiki-sample.txt
 
 ``--source`` also takes any ``.xml`` / ``.xml.bz2`` export. Markup is removed with

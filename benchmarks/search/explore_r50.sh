@@ -3,9 +3,9 @@
 # Each variant is pruned with `adapruner prune --config best_config.json --ratio 0.5` plus the
 # flags below and scored on the first 64 WikiText-2 *validation* windows (never a test split);
 # resumable (finished variants are skipped). Results: benchmarks/results/full_space_r50/explore.tsv
-#   bash benchmarks/explore_r50.sh
+#   bash benchmarks/search/explore_r50.sh
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 DATA="${ADAPRUNER_DATA_DIR:-../shared/data}"
 B="${ADAPRUNER_BENCH_DIR:-/tmp/adapruner-bench}/explore50"
 RES=benchmarks/results/full_space_r50

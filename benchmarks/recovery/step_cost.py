@@ -19,7 +19,7 @@ Side by side in one process, on one pruned SmolLM2-135M model, interleaved round
 CPUs with AMX / AVX512-BF16 run bfloat16 matmuls much faster than float32; others do not, so the
 ratios hold for the machine that printed them only.
 
-    python benchmarks/recovery_step_cost.py --model RUN_DIR/model --data-dir ../shared/data
+    python benchmarks/recovery/step_cost.py --model RUN_DIR/model --data-dir ../shared/data
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ windows of the WikiText-2 validation split (never a test split).
 
 Resumable: a pilot whose run directory in ``--work`` holds its report is not trained again.
 
-    python benchmarks/recovery_text_pilots.py --data-dir ../shared/data --model RUN/element1-20 \\
+    python benchmarks/recovery/text_pilots.py --data-dir ../shared/data --model RUN/element1-20 \\
         --work /tmp/text-pilots --out benchmarks/results/recovery/pilots_text
 """
 
@@ -21,7 +21,7 @@ import json
 import sys
 from pathlib import Path
 
-from recovery_equal_time import run_cli
+from equal_time import run_cli
 
 # name -> the --data sources (paths relative to the data directory, or 'books'). Alpaca is the
 # cleaned sample's responses (--text-field output); PTB is its *train* split.
@@ -35,7 +35,7 @@ MIXES = {
     "books+alpaca2+ptb-train": ["books", "alpaca/alpaca_cleaned_sample2000.json", "alpaca/alpaca_data_first1805.json",
                                 "ptb/ptb.train.txt"],
     # 'wiki' is the --wiki file: Wikipedia articles outside the data directory, held out against
-    # WikiText-2's test and validation splits (benchmarks/wiki_text.py)
+    # WikiText-2's test and validation splits (benchmarks/recovery/wiki_text.py)
     "wiki": ["wiki"],
     "books+alpaca+ptb-train+wiki": ["books", "alpaca/alpaca_cleaned_sample2000.json", "ptb/ptb.train.txt", "wiki"],
 }
@@ -68,7 +68,7 @@ def main() -> int:
     p.add_argument("--out", default="benchmarks/results/recovery/pilots_text")
     p.add_argument("--minutes", type=float, default=6.0)
     p.add_argument("--val-windows", type=int, default=128)
-    p.add_argument("--wiki", help="the text file a 'wiki' mix trains on (benchmarks/wiki_text.py writes it)")
+    p.add_argument("--wiki", help="the text file a 'wiki' mix trains on (benchmarks/recovery/wiki_text.py writes it)")
     p.add_argument("--lm-weight", type=float, default=0.0,
                    help="add the student's next-token loss on the text at this weight (run directories NAME-lmW)")
     p.add_argument("--mixes", default=",".join(list(MIXES)[1:4]), help=f"comma list of {', '.join(MIXES)}")
@@ -79,7 +79,7 @@ def main() -> int:
     if unknown:
         raise SystemExit(f"unknown mix {', '.join(unknown)}; choose from {', '.join(MIXES)}")
     if any("wiki" in MIXES[m] for m in names) and not (args.wiki and Path(args.wiki).is_file()):
-        raise SystemExit("a 'wiki' mix needs --wiki FILE, the text benchmarks/wiki_text.py writes")
+        raise SystemExit("a 'wiki' mix needs --wiki FILE, the text benchmarks/recovery/wiki_text.py writes")
 
     def source(name: str) -> str:
         return name if name == "books" else args.wiki if name == "wiki" else str(data / name)

@@ -13,7 +13,7 @@ Then the full WikiText-2 / PTB test perplexity of the untuned, LoRA and distille
 against wall time. Resumable: every run directory in ``--work`` with its results is kept and
 skipped on the next run; results go to ``benchmarks/results/recovery/``.
 
-    python benchmarks/recovery_equal_time.py --data-dir ../shared/data --minutes 20
+    python benchmarks/recovery/equal_time.py --data-dir ../shared/data --minutes 20
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ model is scored and evaluated in one process. ``scoring s`` is the wall time of
 ``collect_statistics`` pass (as in the search), so theirs is that pass's time plus their own
 ``scores_from_statistics`` time.
 
-    python benchmarks/metrics_table.py --max-windows 40
+    python benchmarks/quality/metrics_table.py --max-windows 40
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ def main() -> None:
     parser.add_argument("--max-windows", type=int, default=40)
     parser.add_argument("--metrics", default=",".join(METRICS))
     parser.add_argument("--data-dir", default=os.environ.get("ADAPRUNER_DATA_DIR")
-                        or str(Path(__file__).resolve().parents[2] / "shared" / "data"))
+                        or str(Path(__file__).resolve().parents[3] / "shared" / "data"))
     parser.add_argument("--json", help="also write the rows and protocol here")
     args = parser.parse_args()
 

@@ -2,7 +2,7 @@
 # Reproduces the "Recovery and evaluation" numbers of the README on a CPU:
 # dense SmolLM2-135M zero-shot + PPL, 20 % pruning (element1), a CPU-sized LoRA recovery,
 # the same evaluation before and after tuning, stats dense vs pruned in one process, and the report.
-# Usage: bash benchmarks/recovery_pipeline.sh [OUT_DIR] [LIMIT] [PPL_WINDOWS]
+# Usage: bash benchmarks/recovery/pipeline.sh [OUT_DIR] [LIMIT] [PPL_WINDOWS]
 set -euo pipefail
 R=${1:-runs/recovery}
 LIMIT=${2:-50}

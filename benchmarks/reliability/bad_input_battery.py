@@ -11,7 +11,7 @@ scratch directory (also the working directory), on a tiny random Llama checkpoin
 - ``modified``: it changed a file that existed before;
 - ``accepted``: it exited 0 on input it should refuse.
 
-    python benchmarks/bad_input_battery.py --data-dir ../shared/data
+    python benchmarks/reliability/bad_input_battery.py --data-dir ../shared/data
 
 Prints the counts and writes every case's outcome to ``benchmarks/results/bad_input_battery.json``.
 Replayed trials are checked by the test suite (``tests/test_search_study.py``), not here.
@@ -41,7 +41,7 @@ def _alarm(signum, frame):
 
 
 def tiny_checkpoint(path: Path) -> Path:
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))
     from tiny import tiny_model
     from tiny_tokenizer import char_tokenizer
 

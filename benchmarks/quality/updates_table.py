@@ -8,7 +8,7 @@ process scores every row on the same evaluation windows (the first ``--max-windo
 the WikiText-2 and PTB test splits, seq 128). Resumable: finished rows are kept in
 ``--out``/rows.json and skipped.
 
-    python benchmarks/updates_table.py --data-dir ../shared/data --max-windows 64
+    python benchmarks/quality/updates_table.py --data-dir ../shared/data --max-windows 64
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Weights digest and trial values of a prune and a short search: the redesign's "behaviour
 unchanged" check. Run before and after a refactor and compare the printed lines.
 
-    python benchmarks/redesign_digest.py --data-dir ../shared/data --work /tmp/digest
+    python benchmarks/reliability/redesign_digest.py --data-dir ../shared/data --work /tmp/digest
 
 Prints the sha256 over every tensor (name, dtype, shape, bytes, in name order) of the saved
 ``model.safetensors`` of ``adapruner prune --model smollm2-135m --ratio 0.2 --metric element1
