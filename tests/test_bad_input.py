@@ -19,11 +19,11 @@ def ckpt(tiny_llama_dir) -> Path:
     return tiny_llama_dir
 
 
-def one_line_error(capsys, argv: list[str], match: str) -> str:
-    """Exit status 2, no traceback, and the last line is the one-line error (transformers' own
-    loading progress bars may come before it)."""
+def one_line_error(capsys, argv: list[str], match: str, status: int = 2) -> str:
+    """Exit status 2 (bad input; 3 for an environment fault), no traceback, and the last line is
+    the one-line error (transformers' own loading progress bars may come before it)."""
     capsys.readouterr()
-    assert main(argv) == 2
+    assert main(argv) == status
     err = capsys.readouterr().err
     last = [line for line in err.splitlines() if line.strip()][-1]
     assert last.startswith("error: ") and "Traceback" not in err, err
@@ -45,7 +45,7 @@ def prune_args(ckpt: Path, out: Path, *extra: str) -> list[str]:
 
 
 def test_unwritable_output_fails_before_any_work(ckpt, capsys):
-    one_line_error(capsys, prune_args(ckpt, Path("/proc/adapruner-nope/out")), "cannot write --out")
+    one_line_error(capsys, prune_args(ckpt, Path("/proc/adapruner-nope/out")), "cannot write --out", status=3)
 
 
 def test_stats_context_beyond_the_model_fails_before_loading(ckpt, capsys, tmp_path):
@@ -270,7 +270,7 @@ def test_a_full_disk_at_the_final_write_keeps_the_finished_result(ckpt, capsys, 
         return wrapper
 
     monkeypatch.setattr(save, "_write", on_full_disk(save._write))
-    last = one_line_error(capsys, prune_args(ckpt, full / "run"), "the disk is full")
+    last = one_line_error(capsys, prune_args(ckpt, full / "run"), "the disk is full", status=3)
     kept = Path(last.split("kept in ")[1].split(":")[0])
     assert (kept / "model" / "config.json").is_file() and (kept / "pruning_report.json").is_file()
     assert listing(full) == []
@@ -280,7 +280,7 @@ def test_a_full_disk_at_the_final_write_keeps_the_finished_result(ckpt, capsys, 
     text.write_text("some words to score in windows.\n" * 30)
     last = one_line_error(capsys, ["eval", "--model", str(ckpt), "--ppl", str(text), "--seq-len", "16",
                                    "--max-windows", "1", "--device", "cpu", "--out", str(full / "e.json")],
-                          "the disk is full")
+                          "the disk is full", status=3)
     kept = Path(last.split("kept in ")[1].split(":")[0])
     assert json.loads(kept.read_text())["perplexity"][0]["n_windows"] == 1
     assert listing(full) == []

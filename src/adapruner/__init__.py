@@ -11,9 +11,9 @@ import importlib.util
 import sys
 
 from adapruner.core.versions import VERSION as __version__  # noqa: E402
-from adapruner.errors import AdaprunerError  # noqa: E402
+from adapruner.errors import AdaprunerError, EnvironmentFault  # noqa: E402
 
-__all__ = ["AdaprunerError", "__version__", "evaluate", "load_model", "prune", "search"]
+__all__ = ["AdaprunerError", "EnvironmentFault", "__version__", "evaluate", "load_model", "prune", "search"]
 
 
 def __getattr__(name: str):

@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from adapruner.config import PruneConfig
-from adapruner.errors import AdaprunerError
+from adapruner.errors import AdaprunerError, EnvironmentFault
 from adapruner.recipes import DEFAULT_RECIPE, get_recipe
 
 
@@ -288,7 +288,7 @@ def _staged_writes(out):
         yield
     except OSError as exc:
         reason = "the disk is full" if exc.errno == errno.ENOSPC else (exc.strerror or type(exc).__name__)
-        raise AdaprunerError(f"writing the streamed run failed ({reason}); its finished layers are kept in "
+        raise EnvironmentFault(f"writing the streamed run failed ({reason}); its finished layers are kept in "
                              f"{staging_dir(out)}: fix that and run the same command to resume") from None
 
 

@@ -33,14 +33,16 @@ def load_plugins() -> list[str]:
     for name in names:
         try:
             importlib.import_module(name)
-        except ImportError as exc:
-            raise AdaprunerError(f"cannot import plugin '{name}' from ${PLUGINS_ENV}: {exc}") from None
+        except Exception as exc:  # noqa: BLE001 -- a plugin may fail in any way while it imports
+            raise AdaprunerError(f"cannot import plugin '{name}' from ${PLUGINS_ENV} ({type(exc).__name__}: "
+                                 f"{exc}): fix the module or remove it from ${PLUGINS_ENV}") from None
         loaded.append(name)
     for entry in importlib.metadata.entry_points(group="adapruner.plugins"):
         try:
             entry.load()
-        except ImportError as exc:
-            raise AdaprunerError(f"cannot import plugin '{entry.name}' ({entry.value}): {exc}") from None
+        except Exception as exc:  # noqa: BLE001 -- a plugin may fail in any way while it imports
+            raise AdaprunerError(f"cannot import plugin '{entry.name}' ({entry.value}; {type(exc).__name__}: "
+                                 f"{exc}): fix or uninstall the package that provides it") from None
         loaded.append(entry.value)
     return loaded
 
@@ -50,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="adapruner",
         description="Structured pruning of LLMs with searched calibration data and importance metrics.",
+        epilog="Exit status: 0 done, 1 internal error (a bug), 2 bad input, 3 the environment failed (disk full, "
+               "read-only, I/O error), 130 interrupted. --debug (anywhere, or ADAPRUNER_DEBUG=1) prints the "
+               "traceback after the error line.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
@@ -66,18 +71,29 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the console script."""
+    """Entry point of the console script: the error boundary (:mod:`adapruner.boundary`) around
+    the command, so every failure is one ``error:`` line with a documented exit status."""
+    from adapruner import boundary
+
+    argv = sys.argv[1:] if argv is None else list(argv)
+    debug = boundary.debug_requested(argv)
+    argv = [a for a in argv if a != "--debug"]
     try:
         load_plugins()
         parser = build_parser()  # imports the commands' libraries: Ctrl-C may land here too
         args = parser.parse_args(argv)
         return int(args._run(args) or 0)
-    except AdaprunerError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        return 130
+        return boundary.INTERRUPTED
+    except Exception as exc:  # noqa: BLE001 -- the boundary: every failure is reported, none escapes
+        status, line = boundary.explain(exc)
+        if debug:
+            import traceback
+
+            traceback.print_exc()
+        print(f"error: {line}", file=sys.stderr)
+        return status
 
 
 CLEANUP_AFTER_CTRL_C_S = 30

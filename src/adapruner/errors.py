@@ -16,6 +16,11 @@ class AdaprunerError(Exception):
         super().__init__(" ".join(str(message).split()))
 
 
+class EnvironmentFault(AdaprunerError):
+    """The environment failed, not the input (a full disk, a read-only place, an I/O error); the
+    CLI exits with status 3 and the same command can be run again once it is fixed."""
+
+
 def require(condition: bool, message: str) -> None:
     """Raise :class:`AdaprunerError` with ``message`` unless ``condition`` holds."""
     if not condition:

@@ -8,12 +8,34 @@ from adapruner.api import seed_everything  # noqa: F401  (the commands seed thro
 from adapruner.catalogue import DTYPES
 
 
+def finite_float(text: str) -> float:
+    """An argparse type: a finite number (``1e400`` overflows to infinity and is refused)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got '{text}'") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got '{text}'")
+    return value
+
+
+def seed_int(text: str) -> int:
+    """An argparse type: a seed from 0 to 2**63 - 1 (what torch, numpy and Optuna all accept)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer seed, got '{text}'") from None
+    if not 0 <= value < 2**63:
+        raise argparse.ArgumentTypeError(f"a seed is an integer from 0 to 2**63 - 1, got {text}")
+    return value
+
+
 def add_runtime_args(parser: argparse.ArgumentParser) -> None:
     """--device, --dtype and --seed."""
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
                         help="where to run (auto: cuda if available, else cpu; large models spread over GPUs)")
     parser.add_argument("--dtype", default="float32", choices=sorted(DTYPES), help="weight dtype")
-    parser.add_argument("--seed", type=int, default=0, help="random seed for every random choice")
+    parser.add_argument("--seed", type=seed_int, default=0, help="random seed for every random choice")
 
 
 def add_data_arg(parser: argparse.ArgumentParser) -> None:
@@ -45,7 +67,7 @@ def key_value(text: str) -> tuple[str, object]:
 
 def add_budget_args(parser: argparse.ArgumentParser) -> None:
     """``--ratio`` / ``--ratio-of`` / ``--target-params``: the budget in the user's terms (prune, search)."""
-    parser.add_argument("--ratio", type=float, default=None,
+    parser.add_argument("--ratio", type=finite_float, default=None,
                         help="fraction to remove, e.g. 0.2: of ALL parameters (the paper's definition) unless --ratio-of")
     parser.add_argument("--ratio-of", default="total", choices=["total", "non-embedding", "layers"],
                         help="what --ratio is a share of: all parameters (default), the non-embedding ones, or those "

@@ -22,7 +22,7 @@ import argparse
 import json
 from pathlib import Path
 
-from adapruner.commands.common import add_data_arg, add_model_arg, add_runtime_args, seed_everything
+from adapruner.commands.common import add_data_arg, add_model_arg, add_runtime_args, finite_float, seed_everything
 from adapruner.core.versions import versions
 from adapruner.errors import AdaprunerError
 
@@ -42,13 +42,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="run directory to write: the model in OUT/model, the reports beside it")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     t = p.add_argument_group("training")
-    t.add_argument("--epochs", type=float, default=2.0, help="passes over the training rows (default 2)")
+    t.add_argument("--epochs", type=finite_float, default=2.0, help="passes over the training rows (default 2)")
     t.add_argument("--max-steps", type=int, default=None,
                    help="stop after this many optimiser steps (CPU runs; distill default 200)")
     t.add_argument("--batch-size", type=int, default=None,
                    help="examples (windows for distill) per optimiser step (default 64; distill 8)")
     t.add_argument("--micro-batch-size", type=int, default=4, help="examples per forward (gradient accumulation)")
-    t.add_argument("--lr", type=float, default=None, help="peak learning rate of AdamW (default 1e-4; distill 5e-5)")
+    t.add_argument("--lr", type=finite_float, default=None, help="peak learning rate of AdamW (default 1e-4; distill 5e-5)")
     t.add_argument("--warmup-steps", type=int, default=None,
                    help="linear learning-rate warm-up steps (default 100, LLM-Pruner's; distill 10); with a "
                         "--max-minutes budget on a CPU a run may take fewer steps than that")
@@ -56,7 +56,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     t.add_argument("--mixed-precision", default="no", choices=["no", "bf16"],
                    help="bf16: train under torch.autocast(bfloat16), weights and optimiser in float32 (faster on "
                         "GPUs and on CPUs with AMX / AVX512-BF16; see benchmarks/recovery/step_cost.py)")
-    t.add_argument("--max-minutes", type=float, default=None,
+    t.add_argument("--max-minutes", type=finite_float, default=None,
                    help="wall-clock budget: stop cleanly after the step that crosses it and save (every method)")
     t.add_argument("--val-size", type=int, default=2000,
                    help="held-out rows for the validation loss (capped at 10%% of the data)")
@@ -64,17 +64,17 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     a = p.add_argument_group("adapter")
     a.add_argument("--lora-r", type=int, default=8, help="LoRA rank (default 8)")
     a.add_argument("--lora-alpha", type=int, default=16, help="LoRA scaling alpha (default 16)")
-    a.add_argument("--lora-dropout", type=float, default=0.05, help="LoRA dropout (default 0.05)")
+    a.add_argument("--lora-dropout", type=finite_float, default=0.05, help="LoRA dropout (default 0.05)")
     a.add_argument("--bits", type=int, default=4, help="group method: weight bits")
     a.add_argument("--group-size", type=int, default=32, help="group method: input columns per group")
     d = p.add_argument_group("distillation (--method distill)")
     d.add_argument("--teacher", default=None, help="the dense model the student was pruned from (alias, directory, ...)")
     d.add_argument("--teacher-device", default=None, help="where the teacher runs (default: --device)")
     d.add_argument("--teacher-dtype", default=None, help="the teacher's dtype (default: --dtype)")
-    d.add_argument("--temperature", type=float, default=1.0,
+    d.add_argument("--temperature", type=finite_float, default=1.0,
                    help="softmax temperature of the KL (default 1; 2 was worse in the pilots, benchmarks/README.md)")
-    d.add_argument("--lm-weight", type=float, default=0.0, help="weight of the plain next-token loss (default 0)")
-    d.add_argument("--hidden-weight", type=float, default=0.0,
+    d.add_argument("--lm-weight", type=finite_float, default=0.0, help="weight of the plain next-token loss (default 0)")
+    d.add_argument("--hidden-weight", type=finite_float, default=0.0,
                    help="weight of a loss matching every decoder layer's output to the teacher's (normalised "
                         "squared error; default 0: logits only)")
     d.add_argument("--seq-len", type=int, default=128, help="tokens per training window (default 128)")
@@ -83,7 +83,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="validation perplexity (WikiText-2 validation windows) every N steps, a curve over wall time "
                         "in the report (distill default 25; lora: off unless given)")
     d.add_argument("--val-windows", type=int, default=16, help="WikiText-2 validation windows (default 16)")
-    d.add_argument("--checkpoint-minutes", type=float, default=5.0,
+    d.add_argument("--checkpoint-minutes", type=finite_float, default=5.0,
                    help="minutes between checkpoints (default 5; Ctrl-C also saves one); the same command resumes "
                         "from the last one")
     d.add_argument("--checkpoint-every", type=int, default=None,

@@ -17,7 +17,8 @@ import json
 from dataclasses import replace
 
 from adapruner import catalogue
-from adapruner.commands.common import add_budget_args, add_data_arg, add_model_arg, add_runtime_args, key_value
+from adapruner.commands.common import (add_budget_args, add_data_arg, add_model_arg, add_runtime_args, finite_float,
+                                       key_value)
 from adapruner.config import AGGREGATIONS, PruneConfig
 from adapruner.recipes import DEFAULT_RECIPE, RECIPES, get_recipe
 from adapruner.errors import AdaprunerError
@@ -49,13 +50,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     m.add_argument("--metric", default=None, help=f"one of: {', '.join(catalogue.offered('metric'))}")
     m.add_argument("--metric-option", dest="metric_options", action="append", type=key_value, default=[],
                    metavar="KEY=VALUE", help="a setting of the metric's own (see its Metric.options); repeatable")
-    m.add_argument("--alpha1", type=float, default=None, help="weight of the vector-wise term (adapruner)")
-    m.add_argument("--alpha2", type=float, default=None, help="weight of the element-wise term (adapruner)")
-    m.add_argument("--align-vec", type=float, default=None, help="alignment factor of the vector-wise term")
-    m.add_argument("--align-el", type=float, default=None, help="alignment factor of the element-wise term")
-    m.add_argument("--second-order-vec", type=float, default=None,
+    m.add_argument("--alpha1", type=finite_float, default=None, help="weight of the vector-wise term (adapruner)")
+    m.add_argument("--alpha2", type=finite_float, default=None, help="weight of the element-wise term (adapruner)")
+    m.add_argument("--align-vec", type=finite_float, default=None, help="alignment factor of the vector-wise term")
+    m.add_argument("--align-el", type=finite_float, default=None, help="alignment factor of the element-wise term")
+    m.add_argument("--second-order-vec", type=finite_float, default=None,
                    help="factor on the Fisher term inside the vector-wise score (importance/taylor.py)")
-    m.add_argument("--second-order-el", type=float, default=None,
+    m.add_argument("--second-order-el", type=finite_float, default=None,
                    help="factor on the Fisher term inside the element-wise score (default 100)")
     m.add_argument("--aggregation", default=None, choices=AGGREGATIONS, help="how members' scores combine")
     u = p.add_argument_group("weight update (override --config)")

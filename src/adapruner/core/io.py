@@ -136,7 +136,7 @@ def check_writable(path: str | Path, flag: str = "--out") -> Path:
     ancestor must accept a probe file (read-only directories, full disks, permissions)."""
     import errno
 
-    from adapruner.errors import AdaprunerError
+    from adapruner.errors import EnvironmentFault
 
     path = Path(path)
     parent = path.parent if not path.is_dir() else path
@@ -150,7 +150,7 @@ def check_writable(path: str | Path, flag: str = "--out") -> Path:
             os.fsync(f.fileno())
     except OSError as exc:
         reason = "the disk is full" if exc.errno == errno.ENOSPC else (exc.strerror or type(exc).__name__)
-        raise AdaprunerError(f"cannot write {flag} {path}: {reason} in {parent}; choose another {flag}") from None
+        raise EnvironmentFault(f"cannot write {flag} {path}: {reason} in {parent}; choose another {flag}") from None
     finally:
         try:
             probe.unlink()
@@ -185,13 +185,13 @@ def write_failed(what: str | Path, exc: OSError, rescued: Path | None):
     """The one-line error for a final write that failed, naming where the result was kept."""
     import errno
 
-    from adapruner.errors import AdaprunerError
+    from adapruner.errors import EnvironmentFault
 
     reason = "the disk is full" if exc.errno == errno.ENOSPC else (exc.strerror or type(exc).__name__)
     if rescued is not None:
-        return AdaprunerError(f"writing {what} failed ({reason}); the finished result is kept in {rescued}: move it "
+        return EnvironmentFault(f"writing {what} failed ({reason}); the finished result is kept in {rescued}: move it "
                               "where you want it")
-    return AdaprunerError(f"writing {what} failed ({reason}) and no fallback location accepted the result; free space "
+    return EnvironmentFault(f"writing {what} failed ({reason}) and no fallback location accepted the result; free space "
                           "and run again")
 
 

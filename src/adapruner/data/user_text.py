@@ -89,8 +89,10 @@ def read_rows(path: str | Path, field: str = "text") -> list[str]:
     if is_hub_dataset(str(path)):
         return hub_rows(str(path), field)
     path = Path(path)
+    if path.is_dir():
+        raise AdaprunerError(f"{path} is a directory; pass one .txt, .jsonl or .json text file")
     if not path.is_file():
-        raise AdaprunerError(f"text file {path} not found")
+        raise AdaprunerError(f"text file {path} not found; check the path")
     suffix = path.suffix.lower()
     if suffix not in SUFFIXES:
         raise AdaprunerError(f"{path} is not a .txt, .jsonl or .json text file")

@@ -30,7 +30,7 @@ import torch
 
 from adapruner.core.io import atomic_file, check_writable
 from adapruner.core.versions import VERSION
-from adapruner.errors import AdaprunerError
+from adapruner.errors import AdaprunerError, EnvironmentFault
 from adapruner.export.checkpoint import Checkpoint, read_checkpoint
 from adapruner.export.vocab import convert_tokenizer, copy_tokenizer, source_gguf
 
@@ -258,7 +258,7 @@ def export_gguf(checkpoint: str | Path, out: str | Path, outtype: str = "f32", o
     try:
         return _write_gguf(w, ckpt, arch, permute, qtype, ftype, n_vocab, tok_source, out, outtype, progress)
     except OSError as exc:
-        raise AdaprunerError(f"writing {out} failed ({exc.strerror or exc}); nothing was left behind: free space or "
+        raise EnvironmentFault(f"writing {out} failed ({exc.strerror or exc}); nothing was left behind: free space or "
                              "choose another --out") from None
     finally:
         w.temp_file.close()

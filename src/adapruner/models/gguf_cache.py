@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 from adapruner.core.io import atomic_directory
-from adapruner.errors import AdaprunerError
+from adapruner.errors import AdaprunerError, EnvironmentFault
 
 CACHE_ENV = "ADAPRUNER_CACHE"
 _FINGERPRINT_BYTES = 8 << 20
@@ -142,7 +142,7 @@ def ensure_converted(gguf: Path, alias: str | None = None, version: str | None =
     try:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise AdaprunerError(f"cannot create the cache directory {root} ({exc.strerror}); "
+        raise EnvironmentFault(f"cannot create the cache directory {root} ({exc.strerror}); "
                              f"set {CACHE_ENV} to a writable directory") from exc
     lock = root / f"{out_dir.name}.lock"
     try:

@@ -126,6 +126,8 @@ def check_request(request: SearchRequest, model: str) -> StudyIdentity:
     check_ratio(request.ratio)
     if request.eval_windows < 1 or request.eval_batch_size < 1:
         raise AdaprunerError("--eval-windows and --eval-batch-size must be >= 1")
+    if request.study is not None and not request.study.strip():
+        raise AdaprunerError("--study is empty; give the study a name or leave the flag out (default adapruner-SAMPLER)")
     if request.heartbeat < 1:
         raise AdaprunerError("--heartbeat must be >= 1 second")
     if request.sampler not in SAMPLERS:
