@@ -122,6 +122,9 @@ def prune(model, ratio: float | None = None, *, out: str | Path | None = None, c
     recipe_used = recipe or (DEFAULT_RECIPE if config is None else None)
     config = resolve_config(config, recipe, seed)
     if out is not None:
+        from adapruner.core.io import check_output
+
+        check_output(out, [model, config if isinstance(config, (str, Path)) else None])
         out = check_output_dir(out, overwrite, force_overwrite)
     target = check_budget(ratio, target_params)
     asked = {"ratio": ratio, "ratio_of": ratio_of, "target_params": target}
@@ -404,6 +407,9 @@ def search(model, ratio: float | None = None, *, trials: int, out: str | Path, s
     from adapruner.search.space import SearchSpace
 
     model = _spec(model)
+    from adapruner.core.io import check_output
+
+    check_output(out, [model, space if isinstance(space, (str, Path)) else None])
     if not isinstance(space, SearchSpace):
         space = SearchSpace.load(space)
     target = check_budget(ratio, target_params)

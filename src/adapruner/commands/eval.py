@@ -157,6 +157,7 @@ def run(args: argparse.Namespace) -> int:
     if not corpora and not tasks:
         raise AdaprunerError("nothing to evaluate: give --ppl wikitext2,ptb and/or --tasks")
     out_path = io.check_writable(output_path(args.out, args.model, args.overwrite))
+    io.check_output(out_path, [args.model], may_lie_inside=True)
     result = evaluate(args.model, ppl=corpora, tasks=tasks, split=args.split, seq_len=seq_lens,
                       max_windows=args.max_windows, batch_size=args.batch_size, limit=args.limit,
                       text_field=args.text_field, data_dir=args.data_dir, device=args.device, dtype=args.dtype,

@@ -33,10 +33,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Export ``--model`` to ``--out`` and print what was written."""
+    from adapruner.core.io import check_output
     from adapruner.export import FORMATS
     from adapruner.export.gguf import resolve_checkpoint
 
-    result = FORMATS[args.format](resolve_checkpoint(args.model), args.out, outtype=args.outtype,
+    checkpoint = resolve_checkpoint(args.model)
+    check_output(args.out, [checkpoint, args.model, args.tokenizer_from])
+    result = FORMATS[args.format](checkpoint, args.out, outtype=args.outtype,
                                   overwrite=args.overwrite, tokenizer_from=args.tokenizer_from, progress=True)
     fallback = f"; {len(result.fallback_f16)} matrices kept f16 (rows not a multiple of 32)" if result.fallback_f16 else ""
     print(f"wrote {result.path} ({result.bytes / 2**20:.1f} MiB, llama.cpp architecture '{result.arch}', "

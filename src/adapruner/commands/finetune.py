@@ -108,8 +108,10 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and not args.overwrite:
         raise AdaprunerError(f"output directory {out} already exists; pass --overwrite or choose another --out")
+    from adapruner.core.io import check_output
     from adapruner.pruning.save import check_output_dir
 
+    check_output(out, [args.model, args.teacher, *(args.data or [])])
     check_output_dir(out, args.overwrite)
     if args.lora_r < 1:
         raise AdaprunerError(f"--lora-r must be at least 1 (got {args.lora_r})")

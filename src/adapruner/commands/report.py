@@ -18,6 +18,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="directories written by adapruner commands")
     p.add_argument("--out", default="report.md", help="markdown file to write (default report.md)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     return p
 
 
@@ -25,8 +26,13 @@ def run(args: argparse.Namespace) -> int:
     """Collect the runs and write the report."""
     from adapruner.report import write_report
 
-    from adapruner.core.io import check_writable
+    from pathlib import Path
 
+    from adapruner.core.io import check_output, check_writable
+
+    out = Path(args.out) / "report.md" if Path(args.out).is_dir() else Path(args.out)
+    check_output(out, args.runs, overwrite=args.overwrite, may_lie_inside=True)
+    check_output(out.parent / f"{out.stem}_plots", args.runs, may_lie_inside=True)
     check_writable(args.out)
     out = write_report(args.runs, args.out)
     print(f"wrote {out}")

@@ -24,6 +24,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     add_model_arg(p)
     p.add_argument("--model2", default=None, help="a second model (e.g. the pruned one) measured side by side")
     p.add_argument("--out", default="stats.json", help="JSON output file (default stats.json)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     p.add_argument("--context", type=int, default=64, help="prompt tokens for latency (paper: 64)")
     p.add_argument("--repeats", type=int, default=10, help="timed repeats per model (median reported)")
     p.add_argument("--warmup", type=int, default=2, help="untimed warm-up runs per model")
@@ -83,6 +84,9 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.is_dir():
         out = out / "stats.json"
+    from adapruner.core.io import check_output
+
+    check_output(out, [args.model, args.model2], overwrite=args.overwrite, may_lie_inside=True)
     check_writable(out)
     seed_everything(args.seed)
     specs = [args.model] + ([args.model2] if args.model2 else [])

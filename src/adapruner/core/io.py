@@ -201,3 +201,52 @@ def write_json_or_rescue(path: str | Path, data) -> Path:
         return write_json(path, data)
     except OSError as exc:
         raise write_failed(path, exc, rescue(lambda p: write_json(p, data), Path(path).name)) from None
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)  # symlinks and hard links included
+    except OSError:
+        return False
+
+
+def _own_report(path: Path) -> bool:
+    """Whether ``path`` is a report an adapruner command wrote (eval / stats JSON, report markdown),
+    which a later run of that command may replace; a model's own files never are."""
+    try:
+        if path.suffix == ".json":
+            return json.loads(path.read_text()).get("command") in ("eval", "stats")
+        if path.suffix == ".md":
+            return path.read_text().startswith("# adapruner report")
+    except (OSError, ValueError, AttributeError):
+        return False
+    return False
+
+
+def check_output(out: str | Path, inputs, flag: str = "--out", overwrite: bool | None = None,
+                 may_lie_inside: bool = False) -> Path:
+    """The output policy every command applies before any work: ``out`` is never one of the
+    command's ``inputs`` (real paths, symlinks and hard links included), never contains one
+    (replacing it would delete the input), and never lies inside an input directory (unless
+    ``may_lie_inside``: a JSON report beside a model's files adds a file and replaces none). With
+    ``overwrite`` given, an existing ``out`` is refused unless it is True. Returns ``out``."""
+    from adapruner.errors import AdaprunerError
+
+    out = Path(out)
+    target = out.resolve()
+    for raw in inputs:
+        if raw is None or not Path(raw).exists():
+            continue  # aliases and hub ids are not files the output could touch
+        src = Path(raw).resolve()
+        if target == src or _same_file(out, src):
+            raise AdaprunerError(f"{flag} {out} is one of this command's inputs ({raw}); choose another {flag}")
+        if src.is_relative_to(target):
+            raise AdaprunerError(f"{flag} {out} contains this command's input {raw}; replacing it would delete "
+                                 f"that input: choose another {flag}")
+        if src.is_dir() and target.is_relative_to(src) and out.exists() and not _own_report(out):
+            raise AdaprunerError(f"{flag} {out} is one of this command's inputs (a file of {raw}); choose another {flag}")
+        if src.is_dir() and target.is_relative_to(src) and not may_lie_inside:
+            raise AdaprunerError(f"{flag} {out} lies inside this command's input {raw}; write outside it")
+    if overwrite is False and out.exists():
+        raise AdaprunerError(f"{out} already exists; pass --overwrite to replace it or choose another {flag}")
+    return out
