@@ -82,7 +82,7 @@ def main() -> int:
                stderr=subprocess.STDOUT)
         wall = time.time() - t
         text = log.read_text()
-        expected = re.search(r"expected: ~(\d+) s per trial, ~(\d+) min for (\d+) trials", text)
+        expected = re.search(r"expected: ~(\d+) min for (\d+) trials \(~(\d+) s each after ~(\d+) s", text)
         elapsed, rss_kib = text.strip().splitlines()[-1].split()
         report = json.loads((out / "pruning_report.json").read_text())
         trials = [r for r in (out / "trials.csv").read_text().splitlines()[1:] if r]
@@ -91,8 +91,10 @@ def main() -> int:
                   "search": {"wall_s": round(wall, 1), "peak_rss_gib": round(int(rss_kib) / 2**20, 2),
                              "trials": len(trials), "best_trial": report["provenance"]["best_trial"],
                              "objective": report["provenance"]["objective"],
-                             "expected_s_per_trial": int(expected.group(1)) if expected else None,
-                             "expected_min": int(expected.group(2)) if expected else None,
+                             "expected_min": int(expected.group(1)) if expected else None,
+                             "expected_s_per_trial": int(expected.group(3)) if expected else None,
+                             "expected_one_off_s": int(expected.group(4)) if expected else None,
+                             "trial_seconds": [float(r.split(",")[3]) for r in trials if r.split(",")[3]],
                              "median_trial_s": report["study"].get("median_trial_seconds"),
                              "validation_ppl": report["provenance"]["validation_ppl"]},
                   "versions": report.get("versions")}

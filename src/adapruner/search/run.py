@@ -196,10 +196,13 @@ def run_search(loaded, request: SearchRequest, data_dir: str | Path, progress: b
     ctx = WorkerContext(space=space, pool_size=len(pool), n_trials=request.trials, objective=objective,
                         seed=request.seed, progress=progress)
     if progress:
-        per_trial = expected_trial_seconds(model, windows, space, request.eval_batch_size)
-        left = max(0, request.trials - len(study.get_trials(deepcopy=False)))
-        print(f"expected: ~{per_trial:.0f} s per trial, ~{left * per_trial / 60:.0f} min for {left} trials "
-              f"(from one timed forward pass; the bar's ETA then follows the measured trials)", flush=True)
+        from adapruner.search.worker import counts
+
+        setup, per_trial = expected_seconds(model, windows, space, request.eval_batch_size)
+        left = max(0, request.trials - counts(study)[0])
+        print(f"expected: ~{(setup + left * per_trial) / 60:.0f} min for {left} trials (~{per_trial:.0f} s each after "
+              f"~{setup:.0f} s of one-off work; from one timed forward pass, the bar's ETA then follows the measured "
+              "trials)", flush=True)
     t0 = time.perf_counter()
     Worker(study, ctx).run()
     search_s = time.perf_counter() - t0
@@ -209,14 +212,16 @@ def run_search(loaded, request: SearchRequest, data_dir: str | Path, progress: b
 
 # A trial's cost in forward-pass units: a forward and backward over the calibration windows
 # (~3 forwards of their tokens), the validation windows (the pruned layer range only, ~0.85 of a
-# forward on average), and per-trial overhead (scoring, masks, the update's solve), fitted on
-# the full space's trials of benchmarks/results/full_space (median trial / timed forward).
+# forward on average), and per-trial overhead (scoring, masks, the update's solve): TRIAL_OVERHEAD
+# is the measured median trial over this count on the quick start's study
+# (benchmarks/results/quickstart/run.json). One-off work: the dense validation pass and, in a
+# space with one-shot reconstruction, one forward over the update's windows for its Grams.
 TRIAL_OVERHEAD = 1.6
 
 
-def expected_trial_seconds(model, windows: dict, space: SearchSpace, batch_size: int) -> float:
-    """A trial's expected wall time before any trial ran: one timed forward of a validation batch,
-    scaled by the tokens a trial pushes through the model (see :data:`TRIAL_OVERHEAD`)."""
+def expected_seconds(model, windows: dict, space: SearchSpace, batch_size: int) -> tuple[float, float]:
+    """``(one-off seconds, seconds per trial)`` expected before any trial ran: one timed forward of
+    a validation batch, scaled by the tokens the study pushes through the model."""
     import torch
 
     first = next(iter(windows.values()))[:batch_size]
@@ -224,10 +229,12 @@ def expected_trial_seconds(model, windows: dict, space: SearchSpace, batch_size:
         model(first[:1])  # warm-up: the first call pays for allocations
         t = time.perf_counter()
         model(first)
-        forward = (time.perf_counter() - t) / first.numel()  # seconds per token
-    calibration = 3 * space.num_samples * space.seq_len
-    validation = 0.85 * sum(w.numel() for w in windows.values())
-    return TRIAL_OVERHEAD * forward * (calibration + validation)
+        per_token = (time.perf_counter() - t) / first.numel()
+    validation = sum(w.numel() for w in windows.values())
+    trial = TRIAL_OVERHEAD * per_token * (3 * space.num_samples * space.seq_len + 0.85 * validation)
+    reconstruct = space.options.get("update", {}).get("reconstruct", {}) if space.needs_gram() else {}
+    gram_tokens = int(reconstruct.get("windows", 0)) * space.seq_len
+    return per_token * (validation + gram_tokens), trial
 
 
 def finalize(study, storage, loaded, request: SearchRequest, pool, objective, runtime: dict) -> SearchResult:
