@@ -58,13 +58,15 @@ class PruneResult:
 
 def resolve_config(config: PruneConfig | str | Path | None = None, recipe: str | None = None,
                    seed: int | None = None) -> PruneConfig:
-    """The configuration a pruning uses: ``config`` (a :class:`PruneConfig` or a ``best_config.json``
-    path), else the ``recipe`` (default :data:`~adapruner.recipes.DEFAULT_RECIPE`) on the default
+    """The configuration a pruning uses: ``config`` (a :class:`PruneConfig`, its JSON dict, or a
+    ``best_config.json`` path), else the ``recipe`` (default :data:`~adapruner.recipes.DEFAULT_RECIPE`) on the default
     settings; ``seed`` (when given) draws the calibration windows and seeds the random metric."""
     if config is not None and recipe is not None:
         raise AdaprunerError("config and recipe both say what to prune with; pass one of them")
     if config is None:
         config = get_recipe(recipe or DEFAULT_RECIPE).config()
+    elif isinstance(config, dict):
+        config = PruneConfig.from_json(config.get("config", config))
     elif not isinstance(config, PruneConfig):
         config = PruneConfig.load(config)
     if seed is not None:

@@ -212,11 +212,13 @@ def run_search(loaded, request: SearchRequest, data_dir: str | Path, progress: b
 
 # A trial's cost in forward-pass units: a forward and backward over the calibration windows
 # (~3 forwards of their tokens), the validation windows (the pruned layer range only, ~0.85 of a
-# forward on average), and per-trial overhead (scoring, masks, the update's solve): TRIAL_OVERHEAD
-# is the measured median trial over this count on the quick start's study
-# (benchmarks/results/quickstart/run.json). One-off work: the dense validation pass and, in a
-# space with one-shot reconstruction, one forward over the update's windows for its Grams.
-TRIAL_OVERHEAD = 1.6
+# forward on average), and per-trial overhead (scoring, masks, the update's solve). One-off work:
+# the dense validation pass and, in a space with one-shot reconstruction, a forward over the
+# update's windows that also accumulates their Gram matrices (GRAM_COST forwards' worth per
+# token). Both factors are fitted on the quick start's study (benchmarks/results/quickstart/run.json:
+# median trial 23.3 s against 21 s predicted with 1.6; first trial 132 s).
+TRIAL_OVERHEAD = 1.75
+GRAM_COST = 1.8
 
 
 def expected_seconds(model, windows: dict, space: SearchSpace, batch_size: int) -> tuple[float, float]:
@@ -234,7 +236,7 @@ def expected_seconds(model, windows: dict, space: SearchSpace, batch_size: int) 
     trial = TRIAL_OVERHEAD * per_token * (3 * space.num_samples * space.seq_len + 0.85 * validation)
     reconstruct = space.options.get("update", {}).get("reconstruct", {}) if space.needs_gram() else {}
     gram_tokens = int(reconstruct.get("windows", 0)) * space.seq_len
-    return per_token * (validation + gram_tokens), trial
+    return per_token * (validation + GRAM_COST * gram_tokens), trial
 
 
 def finalize(study, storage, loaded, request: SearchRequest, pool, objective, runtime: dict) -> SearchResult:
