@@ -27,10 +27,16 @@ def with_block(page: str, name: str, script: str, block: str) -> str:
     return page[:page.index(begin)] + begin + "\n" + block.strip("\n") + "\n" + page[page.index(end):]
 
 
+def _shown(path: Path) -> str:
+    """``path`` relative to the repository when it lies inside it."""
+    path = Path(path).resolve()
+    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
+
+
 def write_or_check(pages: dict[Path, str], check: bool, command: str) -> int:
     """Write every ``path -> text``, or with ``check`` report the stale ones (exit status 1)."""
     if check:
-        stale = [str(p.relative_to(REPO)) for p, text in pages.items() if not p.is_file() or p.read_text() != text]
+        stale = [_shown(p) for p, text in pages.items() if not p.is_file() or p.read_text() != text]
         if stale:
             print(f"stale: {', '.join(stale)}; run {command}", file=sys.stderr)
             return 1
@@ -38,5 +44,5 @@ def write_or_check(pages: dict[Path, str], check: bool, command: str) -> int:
     for path, text in pages.items():
         if not path.is_file() or path.read_text() != text:
             path.write_text(text)
-            print(f"wrote {path.relative_to(REPO)}")
+            print(f"wrote {_shown(path)}")
     return 0

@@ -126,7 +126,7 @@ def test_smoke_run_caches_rows_and_render_lists_pending(tiny_checkpoint, tmp_pat
     assert "## Pending rows" in text and "element1" in text.split("## Pending rows")[1]
 
 
-@pytest.mark.parametrize("path", sorted((REPO / "benchmarks" / "spaces").glob("*.json")), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", sorted((REPO / "benchmarks" / "search" / "spaces").glob("*.json")), ids=lambda p: p.name)
 def test_benchmark_space_files_are_valid_search_spaces(path):
     from adapruner.search.space import SearchSpace
 
