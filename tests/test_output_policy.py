@@ -70,3 +70,18 @@ def test_report_and_stats_replace_an_existing_file_only_with_overwrite(run_dir, 
     stats.write_text("{}")
     refused(capsys, ["stats", "--model", str(run_dir / "model"), "--out", str(stats), "--no-samples"],
             "already exists; pass --overwrite")
+
+
+def test_replacing_a_symlinked_output_leaves_its_target_and_no_debris(tmp_path):
+    from adapruner.core.io import atomic_directory
+
+    target = tmp_path / "elsewhere"
+    target.mkdir()
+    (target / "keep.txt").write_text("the user's")
+    link = tmp_path / "out"
+    link.symlink_to(target)
+    with atomic_directory(link, overwrite=True) as tmp:
+        (tmp / "new.txt").write_text("ours")
+    assert (link / "new.txt").read_text() == "ours" and not link.is_symlink()
+    assert (target / "keep.txt").read_text() == "the user's"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["elsewhere", "out"]

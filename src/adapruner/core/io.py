@@ -120,13 +120,17 @@ def install_directory(staged: Path, path: Path, overwrite: bool = False) -> None
         if item.is_file():
             os.chmod(item, 0o644)
     os.chmod(staged, 0o755)
-    if path.exists():
+    if path.exists() or path.is_symlink():
         if not overwrite:
             raise FileExistsError(path)
         old = temporary_sibling(path, "old")
         os.replace(path, old)
         os.replace(staged, path)
-        shutil.rmtree(old, ignore_errors=True)
+        # A replaced symlink goes as a link (its target is not ours to delete), a directory whole.
+        if old.is_symlink() or old.is_file():
+            old.unlink()
+        else:
+            shutil.rmtree(old, ignore_errors=True)
     else:
         os.replace(staged, path)
 
