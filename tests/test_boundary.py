@@ -131,3 +131,17 @@ def test_a_pickle_only_checkpoint_is_refused_in_one_line(tmp_path, tiny_llama_di
     assert status == 2 and "Traceback" not in err and err.strip().splitlines()[-1].startswith("error: ")
     assert "pickle" in err.strip().splitlines()[-1]
     assert not (tmp_path / "pwned").exists()
+
+
+def test_a_config_that_disagrees_with_the_tensors_is_bad_input(tiny_llama_dir, tmp_path, capsys):
+    import json
+    import shutil
+
+    ckpt = tmp_path / "edited"
+    shutil.copytree(tiny_llama_dir, ckpt)
+    config = json.loads((ckpt / "config.json").read_text())
+    config["intermediate_size"] += 8
+    (ckpt / "config.json").write_text(json.dumps(config))
+    assert main(["stats", "--model", str(ckpt), "--no-samples", "--out", str(tmp_path / "s.json")]) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith("error: the weights in") and "config.json" in last

@@ -239,6 +239,11 @@ def load_model(spec: str, device: str = "auto", dtype: str = "float32",
         raise AdaprunerError(f"cannot read the weights in {path}: {str(exc).splitlines()[0]}") from exc
     except ValueError as exc:
         raise AdaprunerError(f"cannot load '{spec}' as a causal LM: {str(exc).splitlines()[0]}") from exc
+    except RuntimeError as exc:
+        if "mismatch" not in str(exc).lower():
+            raise
+        raise AdaprunerError(f"the weights in {path} do not have the shapes its config.json declares: the config "
+                             "was edited or belongs to another checkpoint; restore it or save the model again") from exc
 
     fix_special_tokens(tokenizer, model.config)
     model.eval()
