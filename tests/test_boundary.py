@@ -145,3 +145,26 @@ def test_a_config_that_disagrees_with_the_tensors_is_bad_input(tiny_llama_dir, t
     assert main(["stats", "--model", str(ckpt), "--no-samples", "--out", str(tmp_path / "s.json")]) == 2
     last = capsys.readouterr().err.strip().splitlines()[-1]
     assert last.startswith("error: the weights in") and "config.json" in last
+
+
+def test_a_full_disk_at_the_end_of_a_search_keeps_the_study_and_the_rerun_delivers(tiny_llama_dir, data_dir, tmp_path,
+                                                                                  monkeypatch, capsys):
+    import optuna
+
+    from adapruner.search import results
+
+    out = tmp_path / "run"
+    argv = ["search", "--model", str(tiny_llama_dir), "--ratio", "0.2", "--trials", "2", "--out", str(out),
+            "--data-dir", str(data_dir), "--eval-windows", "2", "--device", "cpu", "--space", "paper"]
+    real = results.write_trials_csv
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(out / "trials.csv"))
+
+    monkeypatch.setattr(results, "write_trials_csv", full)
+    assert main(argv) == 3
+    assert capsys.readouterr().err.strip().splitlines()[-1].startswith("error: the disk is full")
+    monkeypatch.setattr(results, "write_trials_csv", real)
+    assert main(argv) == 0  # the same command: no trial is run again, the delivery is finished
+    study = optuna.load_study(study_name="adapruner-tpe", storage=f"sqlite:///{out / 'study.db'}")
+    assert len(study.trials) == 2 and (out / "trials.csv").is_file() and (out / "model" / "config.json").is_file()
