@@ -86,3 +86,39 @@ def test_generated_command_lines_are_refused_in_one_line(sandbox, capsys):
     check()
     created = _snapshot(sandbox) - before
     assert all(p.startswith(str(sandbox / "out")) for p in created), created
+
+
+def test_damaged_checkpoint_files_are_refused_in_one_line(tiny_llama_dir, tmp_path, capsys):
+    """Truncated and bit-flipped weights and configs: the run succeeds (a flip inside the tensor
+    data is still a valid file) or ends in one error line, never a traceback."""
+    import shutil
+
+    text = tmp_path / "text.txt"
+    text.write_text("a few words to score in one short window of text.\n" * 4)
+    names = ("model.safetensors", "config.json", "tokenizer.json")
+
+    @settings(max_examples=int(os.environ.get("ADAPRUNER_FUZZ_EXAMPLES", 40)) // 2, deadline=None, database=None,
+              suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(st.sampled_from(names), st.sampled_from(["truncate", "flip"]), st.floats(0, 1), st.integers(0, 255))
+    def check(name, how, where, byte):
+        ckpt = tmp_path / "ckpt"
+        shutil.rmtree(ckpt, ignore_errors=True)
+        shutil.copytree(tiny_llama_dir, ckpt)
+        path = ckpt / name
+        data = bytearray(path.read_bytes())
+        # Most of a safetensors file's interesting bytes are in its header: aim there half the time.
+        span = min(len(data), 400) if name.endswith(".safetensors") and where < 0.5 else len(data)
+        at = min(int(where * span), len(data) - 1)
+        if how == "truncate":
+            data = data[:at]
+        else:
+            data[at] ^= byte or 1
+        path.write_bytes(bytes(data))
+        status = main(["eval", "--model", str(ckpt), "--ppl", str(text), "--seq-len", "16", "--max-windows", "1",
+                       "--device", "cpu", "--out", str(tmp_path / "e.json"), "--overwrite"])
+        err = capsys.readouterr().err
+        assert status in (0, 2, 3) and "Traceback" not in err, (name, how, at, err[-1500:])
+        if status:
+            assert err.strip().split("\n")[-1].startswith("error: "), (name, how, at, err[-1500:])
+
+    check()

@@ -66,6 +66,9 @@ def explain(exc: BaseException) -> tuple[int, str]:
     if isinstance(exc, ModuleNotFoundError) and exc.name and exc.name.split(".")[0] in EXTRAS:
         extra = EXTRAS[exc.name.split(".")[0]]
         return BAD_INPUT, f"the optional dependency '{exc.name}' is not installed: pip install 'adapruner[{extra}]'"
+    if type(exc).__name__ == "PanicException":  # a Rust library (tokenizers, safetensors) gave up on its input
+        return BAD_INPUT, (f"a file could not be parsed ({_first_line(exc)}): most often a damaged tokenizer.json or "
+                           "weights file; restore the checkpoint's files")
     if isinstance(exc, MemoryError):
         return ENVIRONMENT, ("out of memory: lower --micro-batch / --batch-size, or prune one layer at a time with "
                              "--stream (adapruner prune --dry-run prints the predicted peak)")

@@ -86,7 +86,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return boundary.INTERRUPTED
-    except Exception as exc:  # noqa: BLE001 -- the boundary: every failure is reported, none escapes
+    except BaseException as exc:  # noqa: BLE001 -- the boundary: every failure is reported, none escapes
+        if isinstance(exc, (SystemExit, GeneratorExit)):
+            raise
         status, line = boundary.explain(exc)
         if debug:
             import traceback

@@ -109,6 +109,11 @@ def input_device(model) -> torch.device:
     return model.get_input_embeddings().weight.device
 
 
+def ppl_of(mean_nll: float) -> float:
+    """exp of a mean NLL; a model whose loss overflows (damaged weights) has an infinite perplexity."""
+    return math.exp(mean_nll) if mean_nll < 709.0 else math.inf
+
+
 def perplexity(model, windows: torch.Tensor, batch_size: int = 8, progress: bool = True) -> PerplexityResult:
     """Perplexity of ``model`` on ``windows [W, seq_len]``: exp of the mean next-token NLL.
 
@@ -133,9 +138,9 @@ def perplexity(model, windows: torch.Tensor, batch_size: int = 8, progress: bool
             total_nll += float(next_token_nll(logits, batch))
             n_tokens += batch[:, 1:].numel()
             # The running value is the PPL of the windows so far (= a --max-windows run of that size).
-            bar.set_postfix(ppl=f"{math.exp(total_nll / n_tokens):.3f}", windows=start + len(batch), refresh=False)
+            bar.set_postfix(ppl=f"{ppl_of(total_nll / n_tokens):.3f}", windows=start + len(batch), refresh=False)
     mean_nll = total_nll / n_tokens
-    return PerplexityResult(ppl=math.exp(mean_nll), mean_nll=mean_nll, n_windows=len(windows), n_tokens=n_tokens)
+    return PerplexityResult(ppl=ppl_of(mean_nll), mean_nll=mean_nll, n_windows=len(windows), n_tokens=n_tokens)
 
 
 def _streamed(model, windows: torch.Tensor, batch_size: int, progress: bool) -> PerplexityResult:
@@ -146,11 +151,11 @@ def _streamed(model, windows: torch.Tensor, batch_size: int, progress: bool) -> 
               leave=False) as bar:
         def step(n, total, count):
             bar.update(n)
-            bar.set_postfix(ppl=f"{math.exp(total / count):.3f}", refresh=False)
+            bar.set_postfix(ppl=f"{ppl_of(total / count):.3f}", refresh=False)
 
         total_nll, n_tokens = streamed_nll(model, windows, batch_size, step)
     mean_nll = total_nll / n_tokens
-    return PerplexityResult(ppl=math.exp(mean_nll), mean_nll=mean_nll, n_windows=len(windows), n_tokens=n_tokens)
+    return PerplexityResult(ppl=ppl_of(mean_nll), mean_nll=mean_nll, n_windows=len(windows), n_tokens=n_tokens)
 
 
 def default_batch_size(seq_len: int) -> int:

@@ -227,6 +227,12 @@ def load_model(spec: str, device: str = "auto", dtype: str = "float32",
     except ValueError as exc:
         raise AdaprunerError(f"cannot load '{spec}': {str(exc).splitlines()[0]}"
                              " (pass --trust-remote-code only if you trust its code)") from exc
+    except Exception as exc:  # noqa: BLE001 -- a damaged local file fails in any way inside the parsers
+        if isinstance(exc, AdaprunerError) or kind == "hub":
+            raise
+        detail = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}" if str(exc).strip() else type(exc).__name__
+        raise AdaprunerError(f"cannot read the tokenizer or config in {path} ({detail}): a file is damaged; restore "
+                             "it from the original checkpoint") from exc
 
     if kind in ("directory", "alias", "gguf"):
         check_weight_files(path)
@@ -244,6 +250,12 @@ def load_model(spec: str, device: str = "auto", dtype: str = "float32",
             raise
         raise AdaprunerError(f"the weights in {path} do not have the shapes its config.json declares: the config "
                              "was edited or belongs to another checkpoint; restore it or save the model again") from exc
+    except (KeyError, TypeError, AttributeError, IndexError) as exc:
+        if kind == "hub":
+            raise
+        raise AdaprunerError(f"cannot build the model that {path}/config.json describes ({type(exc).__name__}: "
+                             f"{str(exc)[:200]}): the config is damaged or edited; restore it (if it is intact, this "
+                             "is a bug: rerun with --debug and report it)") from exc
 
     fix_special_tokens(tokenizer, model.config)
     model.eval()
