@@ -117,7 +117,7 @@ def prune(model, ratio: float | None = None, *, out: str | Path | None = None, c
     entries to the report (the CLI records the budget as the user typed it).
     """
     from adapruner.core.params import count_parameters
-    from adapruner.pruning.save import check_output_dir
+    from adapruner.pruning.save import check_output_dir, check_savable
     from adapruner.streaming.memory import choose_path
 
     model = _spec(model)
@@ -144,8 +144,6 @@ def prune(model, ratio: float | None = None, *, out: str | Path | None = None, c
     loaded = _load(model, choice.streamed, device, dtype, trust_remote_code)
     timings["load_s"] = time.perf_counter() - t
     tokenizer = loaded.tokenizer
-    from adapruner.pruning.save import check_savable
-
     check_savable(loaded.model)
     ratio = _total_ratio(loaded.model, config, ratio, ratio_of, target)
     calib, update_calib = _windows(tokenizer, config, data)
