@@ -176,8 +176,7 @@ def test_objective_of_the_full_space_scores_the_delivered_model():
     data = SearchSpace.load("full").to_json()
     data["options"]["update"]["reconstruct"]["windows"] = 32  # the tiny pool has 80 windows
     space = SearchSpace.from_dict(data)
-    objective = Objective(model, pool, windows, 0.25, batch_size=2, element_factors=space.element_factors(),
-                          gram=space.needs_gram())
+    objective = Objective(model, pool, windows, 0.25, batch_size=2, element_factors=space.element_factors())
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=3))
     for _ in range(12):
         config = space.suggest(study.ask(), len(pool))

@@ -14,9 +14,11 @@ import torch
 from adapruner.config import PruneConfig
 from adapruner.errors import AdaprunerError
 from adapruner.importance import collect_statistics, scores_from_statistics
+from adapruner.importance.needs import collect
 from adapruner.allocation import allocate
 from adapruner.pruning.masks import apply_masks
-from adapruner.search.objective import CachedEvaluator, Objective, _nll, spread_windows
+from adapruner.core.lm import TokenNLL
+from adapruner.search.objective import CachedEvaluator, Objective, spread_windows
 from adapruner.search.space import SearchSpace, resolve_duplicates, space_from_args
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -24,9 +26,10 @@ from tiny import CONFIGS, tiny_batch, tiny_model  # noqa: E402
 
 
 def full_ppl(model, windows: torch.Tensor) -> float:
+    nll = TokenNLL()
     with torch.no_grad():
-        s, n = _nll(model(input_ids=windows, use_cache=False).logits, windows)
-    return math.exp(s / n)
+        nll.add(model(input_ids=windows, use_cache=False).logits, windows)
+    return nll.ppl()
 
 
 def a_plan(model, calib):
@@ -58,9 +61,9 @@ def test_objective_reports_reuses_statistics_and_leaves_the_model_intact():
     before = {k: v.clone() for k, v in model.state_dict().items()}
     calls = []
 
-    def stats(m, calib):
+    def stats(m, calib, needs):
         calls.append(calib.shape)
-        return collect_statistics(m, calib, progress=False)
+        return collect(m, calib, needs, progress=False)
 
     pool = tiny_batch(20, 24, seed=3)
     windows = {"wikitext2": tiny_batch(5, 24, seed=4), "ptb": tiny_batch(3, 24, seed=5)}

@@ -54,6 +54,8 @@ def assert_same_checkpoint(a: Path, b: Path) -> None:
 
 @pytest.mark.parametrize("family", sorted(CONFIGS))
 def test_streamed_statistics_equal_the_in_memory_ones(family_dirs, family):
+    from adapruner.importance.coefficients import ELEMENT_FACTORS
+    from adapruner.importance.needs import StatisticsNeeds
     from adapruner.importance.statistics import collect_statistics
     from adapruner.models.load import load_model
     from adapruner.streaming.model import open_streamed
@@ -63,8 +65,10 @@ def test_streamed_statistics_equal_the_in_memory_ones(family_dirs, family):
     calib = tiny_batch(4, 24)
     for gradients, micro_batch in ((True, None), (True, 3), (False, None)):
         a = collect_statistics(model, calib, gradients=gradients, micro_batch=micro_batch, gram=True, progress=False)
-        b = streamed_statistics(open_streamed(str(family_dirs[family]), device="cpu"), calib, gradients=gradients,
-                                micro_batch=micro_batch, gram=True, progress=False)
+        needs = StatisticsNeeds(samples=True, gradients=gradients, gram=True, element_factors=ELEMENT_FACTORS)
+        b = streamed_statistics(open_streamed(str(family_dirs[family]), device="cpu"), calib, needs,
+                                micro_batch=micro_batch, progress=False)
+        assert a.needs == b.needs
         assert a.layers.keys() == b.layers.keys()
         if gradients:
             assert a.mean_loss == b.mean_loss

@@ -45,8 +45,8 @@ def main() -> int:
     pool = calibration_pool(tok, args.data_dir)
     windows = load_eval_windows(tok, args.data_dir, ObjectiveProtocol())
     spaces = {"paper": SearchSpace.load("paper"), "full": SearchSpace.load("full")}
-    objectives = {k: Objective(model, pool, windows, args.ratio, element_factors=s.element_factors(),
-                               gram=s.needs_gram()) for k, s in spaces.items()}
+    objectives = {k: Objective(model, pool, windows, args.ratio, element_factors=s.element_factors())
+                  for k, s in spaces.items()}
     studies = {k: optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=i)) for i, k in enumerate(spaces)}
 
     # The full space's one-off: dense Grams of the reconstruction windows (cached for the study).

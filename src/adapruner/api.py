@@ -157,7 +157,11 @@ def prune(model, ratio: float | None = None, *, out: str | Path | None = None, c
         plan, views_before = streamed.plan, streamed.views_before
         timings.update(streamed.timings)
     else:
-        plan, views_before = _prune_in_memory(loaded.model, calib, update_calib, config, ratio, micro_batch, timings)
+        from adapruner.planning import prune_in_place
+
+        pruned = prune_in_place(loaded.model, config, ratio, calib, update_calib, micro_batch=micro_batch)
+        plan, views_before = pruned.plan, pruned.views_before
+        timings.update(pruned.timings)
     report = _report(loaded, model, config, ratio, before, plan, views_before, timings, choice, data,
                      device=device, dtype=dtype, save_dtype=save_dtype, budget=asked,
                      extra={"recipe": recipe_used, **(report_extra or {})})
@@ -210,7 +214,7 @@ def _windows(tokenizer, config: PruneConfig, data_dir):
     """The calibration windows (importance) and the weight update's windows, or (None, None) for a
     data-free configuration; the drawn indices are written into ``config`` so the report reproduces
     the run."""
-    from adapruner.planning import needs_data, update_samples
+    from adapruner.planning import needs_data, pool_windows
 
     if not needs_data(config):
         return None, None
@@ -219,23 +223,7 @@ def _windows(tokenizer, config: PruneConfig, data_dir):
     cal = config.calibration
     pool = source_pool(tokenizer, cal, data_dir)
     cal.indices = calibration_indices(pool.shape[0], cal)
-    return pool[cal.indices], update_samples(pool, config)
-
-
-def _prune_in_memory(model, calib, update_calib, config, ratio, micro_batch, timings: dict):
-    """Plan and surgery on a model held whole; returns the plan and the parameter views before."""
-    from adapruner.core.params import parameter_views
-    from adapruner.planning import plan_pruning
-    from adapruner.pruning.surgery import prune_model
-
-    t = time.perf_counter()
-    plan = plan_pruning(model, calib, config, ratio, micro_batch=micro_batch, update_calib=update_calib).plan
-    timings["plan_s"] = time.perf_counter() - t
-    views_before = parameter_views(model, sorted(plan.layers))
-    t = time.perf_counter()
-    prune_model(model, plan)
-    timings["surgery_s"] = time.perf_counter() - t
-    return plan, views_before
+    return pool_windows(pool, config)
 
 
 def _report(loaded, spec, config, ratio, before, plan, views_before, timings, choice, data_dir, *, device, dtype,

@@ -16,9 +16,18 @@ from adapruner.allocation import allocate, check_allocation
 from adapruner.config import PruneConfig
 from adapruner.core.structure import PruningPlan, Scores
 from adapruner.errors import AdaprunerError
-from adapruner.importance import metric_statistics, scores_from_statistics, validate_metric
+from adapruner.importance import scores_from_statistics, validate_metric
+from adapruner.importance.needs import collect, statistics_needs
 from adapruner.importance.statistics import Statistics
 from adapruner.updates.base import validate_update
+
+
+def pool_windows(pool: torch.Tensor, config: PruneConfig) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """The importance samples of ``config`` (its calibration indices, in ascending order) and the
+    weight update's own windows, out of the calibration ``pool``: what every caller plans with
+    (``prune``, a search trial, the search's delivered model)."""
+    indices = config.calibration.indices
+    return (pool[sorted(indices)] if indices is not None else None), update_samples(pool, config)
 
 
 def update_samples(pool: torch.Tensor, config: PruneConfig) -> torch.Tensor | None:
@@ -65,8 +74,8 @@ def plan_pruning(model: nn.Module, calib: torch.Tensor | None, config: PruneConf
 
     ``calib`` are the calibration token ids ``[N, T]`` (None is allowed when neither the metric
     nor the update reads data). ``stats``, when given, are statistics of the same ``calib``
-    collected earlier (the search caches them per calibration set); otherwise the metric's
-    statistics are collected here. The returned plan carries the update's
+    collected earlier (the search caches them per calibration set); otherwise what the
+    configuration needs (:func:`~adapruner.importance.needs.statistics_needs`) is collected here. The returned plan carries the update's
     :class:`~adapruner.core.structure.LinearUpdate` values; the model is left unchanged.
     ``micro_batch`` bounds the calibration samples per forward/backward (memory, not results).
     ``update_calib`` are the update's own windows when it reads some (:func:`update_windows`;
@@ -82,14 +91,45 @@ def plan_pruning(model: nn.Module, calib: torch.Tensor | None, config: PruneConf
         raise AdaprunerError(f"metric '{config.metric.name}' / update '{config.update.name}' need calibration "
                              "text; pass --data-dir or set ADAPRUNER_DATA_DIR")
     if stats is None:
-        stats = metric_statistics(model, config.metric, calib if metric.needs_calibration else None,
-                                  micro_batch=micro_batch, progress=progress)
+        stats = collect(model, calib, statistics_needs(config), micro_batch=micro_batch, progress=progress)
     scores = scores_from_statistics(stats, config.metric)
     plan = allocate(model, scores, ratio, config.allocation)
     if own is not None and update_calib is None:
         raise AdaprunerError(f"weight update '{update.name}' reads {own} calibration windows of its own; "
                              "pass --data-dir or set ADAPRUNER_DATA_DIR")
     plan.updates = update.compute(model, plan, update_calib if own is not None else calib, config.update,
-                                  stats=stats if metric.needs_calibration and own is None else None,
+                                  stats=stats if stats.needs.samples and own is None else None,
                                   micro_batch=micro_batch, cache=cache)
     return PlanResult(plan=plan, scores=scores, stats=stats)
+
+
+@dataclass
+class Pruned:
+    """A model pruned in place: its plan, the parameter views of the pruned layers before the
+    surgery (for the report's budget) and the seconds of planning and surgery."""
+
+    plan: PruningPlan
+    views_before: dict
+    timings: dict
+
+
+def prune_in_place(model: nn.Module, config: PruneConfig, ratio: float, calib: torch.Tensor | None,
+                   update_calib: torch.Tensor | None = None, micro_batch: int | None = None,
+                   cache: dict | None = None, progress: bool = True) -> Pruned:
+    """Plan with :func:`plan_pruning` and remove the planned units from ``model`` (surgery, with
+    the weight update applied): the in-memory pruning of ``prune``, the Python API and the model a
+    search delivers."""
+    import time
+
+    from adapruner.core.params import parameter_views
+    from adapruner.pruning.surgery import prune_model
+
+    t = time.perf_counter()
+    plan = plan_pruning(model, calib, config, ratio, micro_batch=micro_batch, update_calib=update_calib,
+                        cache=cache, progress=progress).plan
+    timings = {"plan_s": time.perf_counter() - t}
+    views_before = parameter_views(model, sorted(plan.layers))
+    t = time.perf_counter()
+    prune_model(model, plan)
+    timings["surgery_s"] = time.perf_counter() - t
+    return Pruned(plan=plan, views_before=views_before, timings=timings)

@@ -14,7 +14,6 @@ Windows are scored in batches under ``torch.inference_mode`` with the log-softma
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -22,7 +21,7 @@ import torch
 from tqdm.auto import tqdm
 
 from adapruner.core.adapters import text_config
-from adapruner.core.lm import next_token_nll
+from adapruner.core.lm import TokenNLL
 from adapruner.core.versions import versions
 from adapruner.data.tokens import cut_windows, encode, leading_bos, text_tokens_per_window
 from adapruner.errors import AdaprunerError
@@ -109,11 +108,6 @@ def input_device(model) -> torch.device:
     return model.get_input_embeddings().weight.device
 
 
-def ppl_of(mean_nll: float) -> float:
-    """exp of a mean NLL; a model whose loss overflows (damaged weights) has an infinite perplexity."""
-    return math.exp(mean_nll) if mean_nll < 709.0 else math.inf
-
-
 def perplexity(model, windows: torch.Tensor, batch_size: int = 8, progress: bool = True) -> PerplexityResult:
     """Perplexity of ``model`` on ``windows [W, seq_len]``: exp of the mean next-token NLL.
 
@@ -128,19 +122,20 @@ def perplexity(model, windows: torch.Tensor, batch_size: int = 8, progress: bool
     if getattr(model, "streamed", False):
         return _streamed(model, windows, batch_size, progress)
     device = input_device(model)
-    total_nll, n_tokens = 0.0, 0
+    nll = TokenNLL()
     bar = tqdm(range(0, len(windows), batch_size), desc="perplexity", unit="batch", disable=not progress,
                leave=False)
     with torch.inference_mode():
         for start in bar:
             batch = windows[start:start + batch_size].to(device)
-            logits = model(input_ids=batch, use_cache=False).logits
-            total_nll += float(next_token_nll(logits, batch))
-            n_tokens += batch[:, 1:].numel()
+            nll.add(model(input_ids=batch, use_cache=False).logits, batch)
             # The running value is the PPL of the windows so far (= a --max-windows run of that size).
-            bar.set_postfix(ppl=f"{ppl_of(total_nll / n_tokens):.3f}", windows=start + len(batch), refresh=False)
-    mean_nll = total_nll / n_tokens
-    return PerplexityResult(ppl=ppl_of(mean_nll), mean_nll=mean_nll, n_windows=len(windows), n_tokens=n_tokens)
+            bar.set_postfix(ppl=f"{nll.ppl():.3f}", windows=start + len(batch), refresh=False)
+    return _result(nll, len(windows))
+
+
+def _result(nll: TokenNLL, n_windows: int) -> PerplexityResult:
+    return PerplexityResult(ppl=nll.ppl(), mean_nll=nll.mean, n_windows=n_windows, n_tokens=nll.tokens)
 
 
 def _streamed(model, windows: torch.Tensor, batch_size: int, progress: bool) -> PerplexityResult:
@@ -149,13 +144,11 @@ def _streamed(model, windows: torch.Tensor, batch_size: int, progress: bool) -> 
 
     with tqdm(total=len(windows), desc="perplexity (streamed)", unit="window", disable=not progress,
               leave=False) as bar:
-        def step(n, total, count):
+        def step(n, nll):
             bar.update(n)
-            bar.set_postfix(ppl=f"{ppl_of(total / count):.3f}", refresh=False)
+            bar.set_postfix(ppl=f"{nll.ppl():.3f}", refresh=False)
 
-        total_nll, n_tokens = streamed_nll(model, windows, batch_size, step)
-    mean_nll = total_nll / n_tokens
-    return PerplexityResult(ppl=ppl_of(mean_nll), mean_nll=mean_nll, n_windows=len(windows), n_tokens=n_tokens)
+        return _result(streamed_nll(model, windows, batch_size, step), len(windows))
 
 
 def default_batch_size(seq_len: int) -> int:

@@ -30,6 +30,7 @@ import torch
 from adapruner.config import MetricConfig
 from adapruner.core.registry import Registry
 from adapruner.core.structure import Scores
+from adapruner.importance.needs import WEIGHTS_ONLY, StatisticsNeeds
 from adapruner.importance.statistics import Statistics
 
 METRICS: Registry["Metric"] = Registry("importance metric", flag="--metric")
@@ -54,6 +55,8 @@ class Metric(ABC):
     ``needs_calibration``: scored on calibration samples (random, l1, l2 are not).
     ``needs_gradients``: needs the backward pass of the statistics collection.
     ``needs_gram``: needs the input Gram matrices of the output projections.
+    :meth:`statistics_needs` turns these flags into what the calibration pass collects; override
+    it when the needs depend on the configuration.
     ``params``: the :class:`MetricConfig` fields it reads (help in :data:`PARAM_HELP`).
     ``options``: settings of its own, ``{name: (default, help)}``, read from ``MetricConfig.options``.
     """
@@ -69,6 +72,15 @@ class Metric(ABC):
     def element_factors(self, config: MetricConfig) -> tuple[float, ...]:
         """Second-order factors whose element-wise scores the collection must fold (none)."""
         return ()
+
+    def statistics_needs(self, config: MetricConfig) -> StatisticsNeeds:
+        """What the calibration pass must collect for ``config`` (:mod:`.needs`): by default what
+        the class flags say, and for a gradient metric the factor 1 and its own factors."""
+        if not self.needs_calibration:
+            return WEIGHTS_ONLY
+        factors = tuple(sorted({1.0, *map(float, self.element_factors(config))})) if self.needs_gradients else ()
+        return StatisticsNeeds(samples=True, gradients=self.needs_gradients, gram=self.needs_gram,
+                               element_factors=factors)
 
     @abstractmethod
     def score(self, stats: Statistics, layer: int, kind: str, config: MetricConfig) -> torch.Tensor:

@@ -18,7 +18,8 @@ from adapruner.core.registry import check_options
 from adapruner.core.structure import UNIT_KINDS, Scores
 from adapruner.errors import AdaprunerError
 from adapruner.importance.base import METRICS, Metric, get_metric
-from adapruner.importance.statistics import Statistics, collect_statistics, weight_statistics
+from adapruner.importance.needs import collect
+from adapruner.importance.statistics import Statistics
 
 _COEFFICIENTS = ("alpha1", "alpha2", "align_vec", "align_el", "second_order_vec", "second_order_el")
 
@@ -48,8 +49,7 @@ def validate_metric(metric: MetricConfig) -> Metric:
 
 def element_factors(metric: MetricConfig) -> tuple[float, ...]:
     """The element-wise second-order factors a collection for ``metric`` folds (1 always, for element2)."""
-    m = get_metric(metric.name)
-    return tuple(sorted({1.0, *map(float, m.element_factors(metric))})) if m.needs_gradients else ()
+    return validate_metric(metric).statistics_needs(metric).element_factors
 
 
 def scores_from_statistics(stats: Statistics, metric: MetricConfig) -> Scores:
@@ -85,15 +85,12 @@ def finish_scores(scores: Scores, metric: MetricConfig) -> Scores:
 def metric_statistics(model: nn.Module, metric: MetricConfig, calib: torch.Tensor | None,
                       micro_batch: int | None = None, seq_len: int | None = None,
                       progress: bool = True) -> Statistics:
-    """The statistics ``metric`` needs: weights only for data-free metrics, else one calibration pass
-    (with the backward pass only for gradient metrics)."""
+    """The statistics ``metric`` needs (:func:`~adapruner.importance.needs.collect`): weights only for
+    data-free metrics, else one calibration pass (backward only for gradient metrics)."""
     m = validate_metric(metric)
     adapter_for(model)  # an unsupported architecture fails here, before any work
-    if not m.needs_calibration:
-        return Statistics(layers=weight_statistics(model), num_samples=0, seq_len=0, element_factors=())
-    return collect_statistics(model, calib, micro_batch=micro_batch, gradients=m.needs_gradients,
-                              seq_len=seq_len, element_factors=element_factors(metric), gram=m.needs_gram,
-                              progress=progress)
+    return collect(model, calib, m.statistics_needs(metric), micro_batch=micro_batch, seq_len=seq_len,
+                   progress=progress)
 
 
 def compute_scores(

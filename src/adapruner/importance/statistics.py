@@ -39,6 +39,7 @@ from adapruner.errors import AdaprunerError
 from adapruner.importance.coefficients import ELEMENT_FACTORS
 from adapruner.importance.folding import fold, fold_columns
 from adapruner.importance.loss import per_sample_nll
+from adapruner.importance.needs import WEIGHTS_ONLY, StatisticsNeeds
 from adapruner.core.adapters import adapter_for
 from adapruner.core.structure import LayerShape, Member
 
@@ -114,9 +115,18 @@ class Statistics:
     layers: dict[int, LayerStatistics]
     num_samples: int
     seq_len: int
-    element_factors: tuple[float, ...]
+    needs: StatisticsNeeds = WEIGHTS_ONLY  # what the pass collected (:mod:`.needs`)
     mean_loss: float | None = None
-    has_gradients: bool = False
+
+    @property
+    def element_factors(self) -> tuple[float, ...]:
+        """The second-order factors whose element-wise scores were folded."""
+        return self.needs.element_factors
+
+    @property
+    def has_gradients(self) -> bool:
+        """Whether the pass ran backward (the Taylor terms exist)."""
+        return self.needs.gradients
 
 
 class Gram:
@@ -371,6 +381,7 @@ def collect_statistics(
     if step < 1:
         raise AdaprunerError(f"micro-batch size must be at least 1, got {micro_batch}")
     layers = weight_statistics(model)
+    needs = collected(gradients, element_factors, gram)  # its factors in the order of the folded rows
     device = model.get_input_embeddings().weight.device
     params = list(model.parameters())
     flags = [p.requires_grad for p in params]
@@ -378,7 +389,7 @@ def collect_statistics(
     try:
         for p in params:
             p.requires_grad_(False)
-        with _Collector(model, layers, n, gradients, tuple(element_factors), accumulate_on, gram=gram) as col:
+        with _Collector(model, layers, n, gradients, needs.element_factors, accumulate_on, gram=gram) as col:
             col.single_pass = step == n
             chunks = range(0, n, step)
             for start in tqdm(chunks, desc="calibration statistics", disable=not progress or len(chunks) == 1):
@@ -399,5 +410,10 @@ def collect_statistics(
     finally:
         for p, f in zip(params, flags):
             p.requires_grad_(f)
-    return Statistics(layers=layers, num_samples=n, seq_len=t, element_factors=tuple(element_factors),
-                      mean_loss=total_loss / n, has_gradients=gradients)
+    return Statistics(layers=layers, num_samples=n, seq_len=t, needs=needs, mean_loss=total_loss / n)
+
+
+def collected(gradients: bool, element_factors: tuple[float, ...], gram: bool) -> StatisticsNeeds:
+    """What a calibration pass with these settings holds (factors are folded only with gradients)."""
+    return StatisticsNeeds(samples=True, gradients=gradients, gram=gram,
+                           element_factors=tuple(sorted(set(map(float, element_factors)))) if gradients else ())

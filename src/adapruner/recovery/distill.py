@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import random
 import time
 from dataclasses import asdict, dataclass
@@ -37,7 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from adapruner.core.io import atomic_directory
-from adapruner.core.lm import next_token_nll
+from adapruner.core.lm import TokenNLL
 from adapruner.errors import AdaprunerError
 from adapruner.recovery.kl import chunked_distillation_loss
 from adapruner.recovery.training import (budget_postfix, check_mixed_precision, interrupt_between_steps, lr_factor,
@@ -165,17 +164,16 @@ def validation_metrics(student, teacher, windows: torch.Tensor, batch_size: int 
     was = student.training
     student.eval()
     with_kl = teacher is not None or teacher_cache is not None
-    nll, kl_sum, n = 0.0, 0.0, 0
+    nll, kl_sum = TokenNLL(), 0.0
     for i, batch in enumerate(windows.split(batch_size)):
         logits = student(input_ids=batch.to(_device(student)), use_cache=False).logits
-        nll += float(next_token_nll(logits, batch))
+        nll.add(logits, batch)
         if with_kl:
             t = (teacher_cache[i] if teacher_cache is not None
                  else teacher(input_ids=batch.to(_device(teacher)), use_cache=False).logits)
             kl_sum += chunked_distillation_loss(logits, t, batch, 1.0, 0.0)[1] * batch[:, 1:].numel()
-        n += batch[:, 1:].numel()
     student.train(was)
-    return math.exp(min(nll / max(n, 1), 700.0)), (kl_sum / max(n, 1) if with_kl else None)
+    return nll.ppl(cap=700.0), (kl_sum / max(nll.tokens, 1) if with_kl else None)
 
 
 # The teacher's validation log-probabilities are kept in float16 (log-softmax values, so the

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from adapruner.core.lm import next_token_nll
+from adapruner.core.lm import TokenNLL, next_token_nll
 from adapruner.data.alpaca import collate
 from adapruner.errors import AdaprunerError
 
@@ -157,13 +157,13 @@ def validation_loss(model, examples: list[dict], pad_id: int, micro_batch_size: 
     was = model.training
     model.eval()
     device = next(model.parameters()).device
-    total, count = 0.0, 0
+    nll = TokenNLL()
     for i in tqdm(range(0, len(examples), micro_batch_size), desc="validation loss", disable=not progress,
                   leave=False):
-        loss, n = _token_loss(model, collate(examples[i:i + micro_batch_size], pad_id), device)
-        total, count = total + float(loss), count + n
+        batch = {k: v.to(device) for k, v in collate(examples[i:i + micro_batch_size], pad_id).items()}
+        nll.add(model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits, batch["labels"])
     model.train(was)
-    return total / max(count, 1)
+    return nll.mean
 
 
 def train(model, train_examples: list[dict], config: TrainConfig, pad_id: int,

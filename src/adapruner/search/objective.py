@@ -14,12 +14,11 @@ What does not change between trials is computed once:
   LM head. Layers before the pruned range are untouched by masks, so the result is identical to
   a full forward (tested).
 * the last calibration set's statistics (a trial that re-uses the same windows, e.g. every trial
-  of ``--no-data-search`` or the metric phase of ``--sequential``, needs no backward pass).
+  of ``--no-data-search`` or the metric phase of ``--sequential``, needs no new pass).
 """
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,11 +28,14 @@ import torch.nn as nn
 
 from adapruner.config import PruneConfig
 from adapruner.core.adapters import adapter_for
-from adapruner.core.lm import lm_logits, next_token_nll
+from adapruner.core.lm import TokenNLL, lm_logits
 from adapruner.core.structure import PruningPlan
-from adapruner.planning import plan_pruning, update_samples
+from adapruner.importance.needs import StatisticsNeeds, statistics_needs
+from adapruner.planning import plan_pruning, pool_windows
 
 EVAL_DATASETS = ("wikitext2", "ptb")
+# A ruined model's perplexity is capped at exp(700), below float overflow, so it still gets a score.
+SCORE_CAP = 700.0
 
 
 @dataclass
@@ -101,7 +103,7 @@ class CachedEvaluator:
     @torch.no_grad()
     def _capture(self, windows: torch.Tensor, batch_size: int) -> tuple[list[_Batch], float]:
         """One dense forward per batch, recording what enters each layer from ``start`` on."""
-        batches, nll, count = [], 0.0, 0
+        batches, nll = [], TokenNLL()
         for chunk in windows.split(batch_size):
             ids = chunk.to(self.device)
             seen: dict[int, tuple] = {}
@@ -112,12 +114,11 @@ class CachedEvaluator:
             finally:
                 for h in hooks:
                     h.remove()
-            s, n = _nll(logits, ids)
-            nll, count = nll + s, count + n
+            nll.add(logits, ids)
             order = sorted(seen)
             batches.append(_Batch(ids=ids, hidden=seen[order[0]][0],
                                   layer_args=[seen[i][1] for i in order], layer_kwargs=[seen[i][2] for i in order]))
-        return batches, _ppl(nll, count)
+        return batches, nll.ppl(cap=SCORE_CAP)
 
     @staticmethod
     def _recorder(store: dict, index: int):
@@ -142,16 +143,14 @@ class CachedEvaluator:
         Batches of the datasets are interleaved so that the running objective (mean over the
         datasets seen so far of exp(mean NLL so far)) is comparable between trials at equal steps.
         """
-        sums = {name: [0.0, 0] for name in self.batches}
+        sums = {name: TokenNLL() for name in self.batches}
         order = _interleave(self.batches)
         for step, (name, batch) in enumerate(order):
-            s, n = _nll(self.logits(batch), batch.ids)
-            sums[name][0] += s
-            sums[name][1] += n
+            sums[name].add(self.logits(batch), batch.ids)
             if report is not None:
-                seen = [_ppl(*v) for v in sums.values() if v[1]]
+                seen = [v.ppl(cap=SCORE_CAP) for v in sums.values() if v.tokens]
                 report(step, sum(seen) / len(seen))
-        return {name: _ppl(*v) for name, v in sums.items()}
+        return {name: v.ppl(cap=SCORE_CAP) for name, v in sums.items()}
 
 
 def _interleave(batches: dict[str, list]) -> list[tuple[str, object]]:
@@ -161,17 +160,6 @@ def _interleave(batches: dict[str, list]) -> list[tuple[str, object]]:
             if i < len(v):
                 out.append((name, v[i]))
     return out
-
-
-def _ppl(nll: float, count: int) -> float:
-    """exp(mean NLL), capped below float overflow so a ruined model still gets a finite score."""
-    return math.exp(min(nll / count, 700.0))
-
-
-def _nll(logits: torch.Tensor, ids: torch.Tensor) -> tuple[float, int]:
-    """Summed next-token NLL and token count of a batch (float64 to keep long sums exact)."""
-    value = float(next_token_nll(logits, ids).double())
-    return (value if math.isfinite(value) else float("inf")), ids[:, 1:].numel()
 
 
 @dataclass
@@ -189,25 +177,22 @@ class Objective:
 
     ``pool`` are the calibration windows (``calibration_pool``), ``windows`` the evaluation
     windows per dataset. A trial's plan comes from :func:`adapruner.planning.plan_pruning`, the
-    same function that plans the delivered model, with the statistics of the last calibration
-    set cached. ``element_factors`` are the second-order factors the statistics pass folds (every
-    value the search space may suggest), ``gram`` whether it keeps the Gram matrices (obs); ``statistics_fn(model, calib)`` replaces the collection
-    (tests count its calls).
+    same function that plans the delivered model. Its statistics are what the configuration needs
+    (:func:`~adapruner.importance.needs.statistics_needs`: a gradient-free metric pays no backward
+    pass), those of the last calibration set kept for the next trial. A gradient pass folds every
+    second-order factor the space may suggest (``element_factors``), so another factor on the same
+    set needs no new pass. ``statistics_fn(model, calib, needs)`` replaces the collection (tests
+    count its calls).
     """
 
     def __init__(self, model: nn.Module, pool: torch.Tensor, windows: dict[str, torch.Tensor], ratio: float,
-                 batch_size: int = 8, statistics_fn=None, element_factors: tuple[float, ...] | None = None,
-                 gram: bool = False):
+                 batch_size: int = 8, statistics_fn=None, element_factors: tuple[float, ...] | None = None):
+        from adapruner.importance import ELEMENT_FACTORS
+        from adapruner.importance.needs import collect
+
         self.model, self.pool, self.windows, self.ratio, self.batch_size = model, pool, windows, ratio, batch_size
-        if statistics_fn is None:
-            from adapruner.importance import ELEMENT_FACTORS, collect_statistics
-
-            factors = tuple(element_factors) if element_factors is not None else ELEMENT_FACTORS
-
-            def statistics_fn(model, calib):
-                return collect_statistics(model, calib, element_factors=factors, gram=gram, progress=False)
-
-        self.statistics_fn = statistics_fn
+        self.factors = tuple(element_factors) if element_factors is not None else ELEMENT_FACTORS
+        self.statistics_fn = statistics_fn or (lambda model, calib, needs: collect(model, calib, needs, progress=False))
         self.update_cache: dict = {}  # the weight update's plan-independent work (e.g. dense Grams)
         self.evaluator: CachedEvaluator | None = None
         self._stats_key: tuple | None = None
@@ -220,23 +205,32 @@ class Objective:
             self.evaluator = CachedEvaluator(self.model, self.windows, start, self.batch_size)
         return self.evaluator
 
-    def statistics(self, indices: list[int]):
-        """Importance statistics of a calibration set (the last one is kept)."""
+    def needs(self, config: PruneConfig) -> StatisticsNeeds:
+        """What a trial of ``config`` collects: the configuration's needs, with every factor of the
+        space when it runs backward."""
+        needs = statistics_needs(config)
+        return needs | StatisticsNeeds(element_factors=self.factors) if needs.gradients else needs
+
+    def statistics(self, indices: list[int], needs: StatisticsNeeds):
+        """Statistics with ``needs`` of a calibration set (the last set's are kept and re-used when
+        they hold enough; a set collected again keeps what it held)."""
         key = tuple(sorted(indices))
-        if key != self._stats_key:
-            self._stats = None  # free the previous set before computing the next
-            calib = self.pool[list(key)]
-            self._stats = self.statistics_fn(self.model, calib)
-            self._stats_key = key
+        if key == self._stats_key and self._stats.needs.covers(needs):
+            return self._stats
+        if key == self._stats_key:
+            needs = needs | self._stats.needs
+        self._stats = None  # free the previous set before computing the next
+        self._stats = self.statistics_fn(self.model, self.pool[list(key)], needs)
+        self._stats_key = key
         return self._stats
 
     def plan(self, config: PruneConfig) -> PruningPlan:
         """The pruning plan of ``config`` at this objective's ratio (the delivered model's plan)."""
         indices = config.calibration.indices
-        calib = self.pool[sorted(indices)] if indices is not None else None
-        stats = self.statistics(indices) if indices is not None else None
+        calib, update_calib = pool_windows(self.pool, config)
+        stats = self.statistics(indices, self.needs(config)) if indices is not None else None
         return plan_pruning(self.model, calib, config, self.ratio, stats=stats, progress=False,
-                            update_calib=update_samples(self.pool, config), cache=self.update_cache).plan
+                            update_calib=update_calib, cache=self.update_cache).plan
 
     def __call__(self, config: PruneConfig, report: Callable[[int, float], None] | None = None) -> TrialResult:
         """Mean validation perplexity of the model pruned (masked) with ``config``."""

@@ -192,7 +192,7 @@ def run_search(loaded, request: SearchRequest, data_dir: str | Path, progress: b
         if starts and progress:
             print(f"first trials: the recipes that need no search ({', '.join(starts)})", flush=True)
     objective = Objective(model, pool, windows, request.ratio, batch_size=request.eval_batch_size,
-                          element_factors=space.element_factors(), gram=space.needs_gram())
+                          element_factors=space.element_factors())
     ctx = WorkerContext(space=space, pool_size=len(pool), n_trials=request.trials, objective=objective,
                         seed=request.seed, progress=progress)
     if progress:
@@ -234,7 +234,8 @@ def expected_seconds(model, windows: dict, space: SearchSpace, batch_size: int) 
         per_token = (time.perf_counter() - t) / first.numel()
     validation = sum(w.numel() for w in windows.values())
     trial = TRIAL_OVERHEAD * per_token * (3 * space.num_samples * space.seq_len + 0.85 * validation)
-    reconstruct = space.options.get("update", {}).get("reconstruct", {}) if space.needs_gram() else {}
+    update = space.options.get("update", {})
+    reconstruct = update.get("reconstruct", {}) if "reconstruct" in update.get("choices", []) else {}
     gram_tokens = int(reconstruct.get("windows", 0)) * space.seq_len
     return per_token * (validation + GRAM_COST * gram_tokens), trial
 
@@ -246,9 +247,8 @@ def finalize(study, storage, loaded, request: SearchRequest, pool, objective, ru
     from adapruner.core.params import count_parameters
     from adapruner.core.versions import versions
     from adapruner.eval.perplexity import perplexity
-    from adapruner.planning import plan_pruning, update_samples
+    from adapruner.planning import pool_windows, prune_in_place
     from adapruner.pruning.save import REPORT_NAME, save_pruned
-    from adapruner.pruning.surgery import prune_model
     from adapruner.search.plots import plot_convergence
     from adapruner.search.results import best_config, convergence_curves, study_summary, write_trials_csv
 
@@ -257,16 +257,14 @@ def finalize(study, storage, loaded, request: SearchRequest, pool, objective, ru
     config, best = best_config(study)
     model, tokenizer = loaded.model, loaded.tokenizer
     dense_params = count_parameters(model)
-    indices = config.calibration.indices
-    calib = pool[sorted(indices)] if indices is not None else None
+    calib, update_calib = pool_windows(pool, config)
     dense = objective.evaluator.dense if objective.evaluator else None
     if not dense:  # a process that ran no trial (a finished study re-finalised): measure it now
         dense = {name: perplexity(model, w, batch_size=request.eval_batch_size, progress=False).ppl
                  for name, w in objective.windows.items()}
     with phase(f"pruning with best trial {best.number} and checking it", True):
-        plan = plan_pruning(model, calib, config, request.ratio, update_calib=update_samples(pool, config),
-                            cache=objective.update_cache, progress=False).plan
-        prune_model(model, plan)
+        plan = prune_in_place(model, config, request.ratio, calib, update_calib, cache=objective.update_cache,
+                              progress=False).plan
     pruned_params = count_parameters(model)
     # The physically pruned model on the same validation windows must reproduce the trial's value.
     check = {name: perplexity(model, w, batch_size=request.eval_batch_size, progress=False).ppl

@@ -113,16 +113,16 @@ class Prediction:
 
 def _work(config: PruneConfig, micro_batch: int | None) -> dict:
     """The run's sizes and which statistics it needs."""
-    from adapruner.importance import validate_metric
+    from adapruner.importance.needs import statistics_needs
     from adapruner.updates.base import validate_update
 
-    metric, update = validate_metric(config.metric), validate_update(config.update)
-    n = config.calibration.num_samples if metric.needs_calibration or update.needs_calibration else 0
+    needs, update = statistics_needs(config), validate_update(config.update)
+    n = config.calibration.num_samples if needs.samples or update.needs_calibration else 0
     step = min(n, micro_batch) if micro_batch else n
     windows = update.calibration_windows(config.update) or 0
     mode = config.update.options.get("mode", "sequential") if config.update.name == "reconstruct" else None
-    return {"n": n, "step": step, "t": config.calibration.seq_len, "gradients": metric.needs_gradients,
-            "calibrated": metric.needs_calibration, "gram": metric.needs_gram, "windows": windows, "mode": mode}
+    return {"n": n, "step": step, "t": config.calibration.seq_len, "gradients": needs.gradients,
+            "calibrated": needs.samples, "gram": needs.gram, "windows": windows, "mode": mode}
 
 
 def _activations(s: Shape, tokens: int, t: int, gradients: bool, dtype_bytes: int) -> int:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from adapruner.core.lm import lm_logits, next_token_nll
+from adapruner.core.lm import TokenNLL, lm_logits
 from adapruner.streaming.layers import run_layer
 from adapruner.streaming.model import StreamedModel
 from adapruner.streaming.statistics import record_calls
@@ -19,11 +19,11 @@ CHUNK_BYTES = 2**30  # hidden states of one chunk of windows
 
 
 @torch.inference_mode()
-def streamed_nll(sm: StreamedModel, windows: torch.Tensor, batch_size: int, progress=None) -> tuple[float, int]:
-    """Summed next-token NLL of ``windows [W, T]`` and the number of predicted tokens."""
+def streamed_nll(sm: StreamedModel, windows: torch.Tensor, batch_size: int, progress=None) -> TokenNLL:
+    """The next-token NLL of ``windows [W, T]``; ``progress(windows done, nll so far)`` after each chunk."""
     per_window = windows.shape[1] * sm.model.config.get_text_config().hidden_size * 4
     chunk = max(batch_size, (CHUNK_BYTES // per_window) // batch_size * batch_size)
-    total, count = 0.0, 0
+    nll = TokenNLL()
     for part in windows.split(chunk):
         batches = record_calls(sm, part, batch_size)
         hidden = [b.hidden for b in batches]
@@ -33,8 +33,7 @@ def streamed_nll(sm: StreamedModel, windows: torch.Tensor, batch_size: int, prog
         with sm.materialised(*sm.head_paths()) as (norm, _):
             for h, ids in zip(hidden, part.split(batch_size)):
                 ids = ids.to(sm.device)
-                total += float(next_token_nll(lm_logits(sm.model, norm(h)), ids))
-                count += ids[:, 1:].numel()
+                nll.add(lm_logits(sm.model, norm(h)), ids)
         if progress is not None:
-            progress(len(part), total, count)
-    return total, count
+            progress(len(part), nll)
+    return nll

@@ -132,13 +132,11 @@ def _pass_scores(sm: StreamedModel, config: PruneConfig, calib: torch.Tensor | N
     """Raw per-layer scores and input means of every layer, from disk where a killed run left
     them and streamed for the rest."""
     from adapruner.core.structure import UNIT_KINDS
-    from adapruner.importance.metrics import element_factors, layer_scores, validate_metric
+    from adapruner.importance.metrics import layer_scores
+    from adapruner.importance.needs import statistics_needs
     from adapruner.importance.statistics import LayerStatistics
     from adapruner.streaming.statistics import streamed_statistics
-    from adapruner.updates.base import validate_update
 
-    metric = validate_metric(config.metric)
-    update = validate_update(config.update)
     adapter = adapter_for(sm.model)
     raw, means = {}, {}
     for i in range(sm.num_layers):
@@ -159,18 +157,17 @@ def _pass_scores(sm: StreamedModel, config: PruneConfig, calib: torch.Tensor | N
         stats.layers[i] = LayerStatistics(shape=ls.shape, input_mean=means[i])
         _fault("scores", i)
 
-    wants_means = update.needs_calibration and update.calibration_windows(config.update) is None
+    needs = statistics_needs(config)
     if len(raw) < sm.num_layers:
-        if metric.needs_calibration or wants_means:
+        if needs.samples:
             done = {i: LayerStatistics(shape=adapter.layer_shape(sm.model, i), input_mean=means[i]) for i in raw}
-            streamed_statistics(sm, calib, gradients=metric.needs_gradients, micro_batch=micro_batch,
-                                element_factors=element_factors(config.metric), gram=metric.needs_gram,
+            streamed_statistics(sm, calib, needs, micro_batch=micro_batch,
                                 store=ActivationStore(staging.work / "boundaries"), on_layer=on_layer, done=done,
                                 progress=progress)
         else:
             from adapruner.importance.statistics import Statistics, weight_statistics
 
-            stats = Statistics(layers={}, num_samples=0, seq_len=0, element_factors=())
+            stats = Statistics(layers={}, num_samples=0, seq_len=0)
             for i in range(sm.num_layers):
                 if i not in raw:
                     with sm.layer(i):
@@ -229,7 +226,7 @@ def _pass_prune(sm: StreamedModel, config: PruneConfig, plan: PruningPlan, calib
     windows = update_calib if update.calibration_windows(config.update) is not None else calib
     last = max(plan.layers) if plan.layers else -1
     stats = Statistics(layers={i: LayerStatistics(shape=adapter.layer_shape(model, i), input_mean=m)
-                               for i, m in means.items()}, num_samples=0, seq_len=0, element_factors=())
+                               for i, m in means.items()}, num_samples=0, seq_len=0)
     total = shard_count(sm)
     done = [i for i in range(n) if staging.shard(i + 2, total).is_file()]
     for i in done:
@@ -298,7 +295,7 @@ def shard_count(sm: StreamedModel) -> int:
 def _write_rest(sm: StreamedModel, staging: Staging, save_dtype: torch.dtype | None = None) -> None:
     """The non-layer tensors (embedding and final norm first, an untied head last) and the index."""
 
-    model, n = sm.model, sm.num_layers
+    model = sm.model
     total = shard_count(sm)
     layers_prefix = adapter_for(model).layers + "."
     head = sm.head_paths()[1] + ".weight"

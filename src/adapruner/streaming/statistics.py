@@ -26,9 +26,9 @@ import torch
 from tqdm.auto import tqdm
 
 from adapruner.errors import AdaprunerError
-from adapruner.importance.coefficients import ELEMENT_FACTORS
+from adapruner.importance.needs import StatisticsNeeds
 from adapruner.importance.loss import per_sample_nll_of_hidden
-from adapruner.importance.statistics import (LayerStatistics, Statistics, _Collector, validate_calibration,
+from adapruner.importance.statistics import (LayerStatistics, Statistics, _Collector, collected, validate_calibration,
                                              weight_statistics)
 from adapruner.streaming.layers import ActivationStore, BatchCalls, layer_calls, run_layer
 from adapruner.streaming.model import StreamedModel
@@ -40,12 +40,11 @@ def record_calls(sm: StreamedModel, windows: torch.Tensor, step: int) -> list[Ba
         return [layer_calls(sm.model, ids, sm.device) for ids in windows.split(step)]
 
 
-def streamed_statistics(sm: StreamedModel, calib: torch.Tensor, gradients: bool = True,
-                        micro_batch: int | None = None, element_factors: tuple[float, ...] = ELEMENT_FACTORS,
-                        gram: bool = False, store: ActivationStore | None = None,
+def streamed_statistics(sm: StreamedModel, calib: torch.Tensor, needs: StatisticsNeeds,
+                        micro_batch: int | None = None, store: ActivationStore | None = None,
                         on_layer: Callable[[int, Statistics], None] | None = None,
                         done: dict[int, LayerStatistics] | None = None, progress: bool = True) -> Statistics:
-    """The statistics :func:`~adapruner.importance.statistics.collect_statistics` gives, streamed.
+    """The statistics :func:`~adapruner.importance.needs.collect` gives for ``needs``, streamed.
 
     ``store`` keeps the boundary hidden states (in memory when None); ``done`` holds layers whose
     statistics a killed run already finished (they are not collected again); ``on_layer(i, stats)``
@@ -54,9 +53,10 @@ def streamed_statistics(sm: StreamedModel, calib: torch.Tensor, gradients: bool 
     calib = validate_calibration(calib, sm.model)
     n, t = calib.shape
     step = n if not micro_batch or micro_batch >= n else int(micro_batch)
-    run = _Run(sm, Statistics(layers=dict(done or {}), num_samples=n, seq_len=t,
-                              element_factors=tuple(element_factors), has_gradients=gradients),
-               store or ActivationStore(), record_calls(sm, calib, step), tuple(element_factors), gram, step == n,
+    needs = collected(needs.gradients, needs.element_factors, needs.gram)
+    gradients = needs.gradients
+    run = _Run(sm, Statistics(layers=dict(done or {}), num_samples=n, seq_len=t, needs=needs),
+               store or ActivationStore(), record_calls(sm, calib, step), needs.element_factors, needs.gram, step == n,
                on_layer)
     with tqdm(total=sm.num_layers * (2 if gradients else 1), desc="calibration statistics (streamed)",
               disable=not progress) as bar:

@@ -26,6 +26,7 @@ from adapruner.config import UpdateConfig
 from adapruner.core.registry import Registry, check_options
 from adapruner.core.structure import LinearUpdate, PruningPlan
 from adapruner.errors import AdaprunerError
+from adapruner.importance.needs import WEIGHTS_ONLY, StatisticsNeeds
 
 UPDATES: Registry["WeightUpdate"] = Registry("weight update", flag="--update")
 register_update = UPDATES.register
@@ -52,6 +53,11 @@ class WeightUpdate(ABC):
     def calibration_windows(self, config: UpdateConfig) -> int | None:
         """How many calibration windows of its own the update reads (None: the importance samples)."""
         return None
+
+    def statistics_needs(self, config: UpdateConfig) -> StatisticsNeeds:
+        """What it reads from the importance samples' statistics when it has no windows of its
+        own (:mod:`adapruner.importance.needs`): nothing by default."""
+        return WEIGHTS_ONLY
 
     def carry(self, config: UpdateConfig) -> str | None:
         """The hidden states the streamed path carries for :meth:`layer_update`: ``"dense"`` (each

@@ -20,7 +20,11 @@ import torch.nn as nn
 
 from adapruner.core.adapters import adapter_for
 from adapruner.core.structure import LinearUpdate, PruningPlan
+from adapruner.importance.needs import StatisticsNeeds
 from adapruner.updates.base import Updates, WeightUpdate, register_update
+
+# The mean input of every output projection: a forward over the samples, no backward.
+INPUT_MEANS = StatisticsNeeds(samples=True)
 
 
 @torch.no_grad()
@@ -60,9 +64,9 @@ def bias_compensation(model: nn.Module, plan: PruningPlan,
 
 def input_means(model: nn.Module, calib: torch.Tensor, micro_batch: int | None = None) -> dict[int, dict[str, torch.Tensor]]:
     """Mean input of every output projection over the calibration tokens (one forward pass)."""
-    from adapruner.importance.statistics import collect_statistics
+    from adapruner.importance.needs import collect
 
-    stats = collect_statistics(model, calib, micro_batch=micro_batch, gradients=False, progress=False)
+    stats = collect(model, calib, INPUT_MEANS, micro_batch=micro_batch, progress=False)
     return {i: dict(ls.input_mean) for i, ls in stats.layers.items()}
 
 
@@ -72,6 +76,9 @@ class BiasCompensation(WeightUpdate):
 
     name = "bias"
     help = "FLAP bias compensation: removed columns' mean contribution becomes an o_proj/down_proj bias"
+
+    def statistics_needs(self, config):
+        return INPUT_MEANS
 
     def compute(self, model, plan, calib, config, stats=None, micro_batch=None, cache=None) -> Updates:
         if stats is not None and stats.num_samples and all(ls.input_mean for ls in stats.layers.values()):
