@@ -238,3 +238,26 @@ def test_help_imports_neither_torch_nor_transformers_and_pruned_types_register_l
              "print('adapruner_pruned_llama' in CONFIG_MAPPING)")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.split("\n")
     assert out[:2] == ["[]", "True"]
+
+
+def test_the_example_plugin_metric_prunes_and_joins_the_full_space(tmp_path, data_dir):
+    """docs/extending.md's example: one file, named in ADAPRUNER_PLUGINS, is a --metric choice with a
+    forward-only calibration pass, and a metric of --space full."""
+    import os
+    import subprocess
+    import sys
+
+    examples = Path(__file__).resolve().parents[1] / "examples"
+    env = {**os.environ, "PYTHONPATH": str(examples), "ADAPRUNER_PLUGINS": "plugin_metric"}
+    cli = [sys.executable, "-m", "adapruner.cli"]
+    subprocess.run(cli + ["prune", "--model", str(_checkpoint(tmp_path)), "--ratio", "0.2", "--metric", "wanda-flap",
+                          "--metric-option", "mix=0.3", "--out", str(tmp_path / "p"), "--data-dir", str(data_dir)],
+                   env=env, check=True, capture_output=True)
+    report = json.loads((tmp_path / "p" / "pruning_report.json").read_text())
+    assert report["config"]["metric"] == {**report["config"]["metric"], "name": "wanda-flap", "options": {"mix": 0.3}}
+    probe = ("import adapruner.cli as cli; cli.load_plugins(); "
+             "from adapruner.importance.needs import statistics_needs; from adapruner.config import PruneConfig; "
+             "from adapruner.search.space import SearchSpace; c = PruneConfig(); c.metric.name = 'wanda-flap'; "
+             "print(statistics_needs(c).gradients, SearchSpace.load('full').options['metric-choice']['choices'][-1])")
+    out = subprocess.run([sys.executable, "-c", probe], env=env, check=True, capture_output=True, text=True).stdout
+    assert out.split() == ["False", "wanda-flap"]

@@ -34,11 +34,23 @@ register_allocator = ALLOCATORS.register
 
 
 class Allocator(ABC):
-    """One allocation mode. Subclasses set ``name`` and implement :meth:`allocate`."""
+    """One allocation mode. Subclasses set ``name`` and implement :meth:`allocate`.
+
+    For the search: ``full_space_order`` is its place among the modes ``--space full`` chooses
+    from (None: not offered there); ``search_settings`` are the space settings it reads, with
+    their defaults; :meth:`suggest_options` picks its options for a trial.
+    """
 
     name: ClassVar[str]
     help: ClassVar[str] = ""
     options: ClassVar[dict[str, tuple[object, str]]] = {}
+    full_space_order: ClassVar[int | None] = None
+    search_settings: ClassVar[dict] = {}
+
+    def suggest_options(self, trial, settings: dict) -> dict:
+        """The options a search trial (an Optuna trial) gives this mode, within the space's
+        ``settings``; default: none (the mode has nothing to search)."""
+        return {}
 
     def option(self, config: AllocationConfig, key: str):
         """The value of option ``key``: the configured one, else its declared default."""

@@ -40,6 +40,12 @@ class SaapLayers(Allocator):
     name = "saap"
     help = "SAAP adaptive layer selection: less important, more fluctuating layers pruned more"
     options = {"strength": (0.5, "how strongly layer importance moves the per-layer fraction (0 = uniform)")}
+    full_space_order = 2
+    search_settings = {"strength_range": [0.0, 2.0]}
+
+    def suggest_options(self, trial, settings):
+        lo, hi = settings.get("strength_range", self.search_settings["strength_range"])
+        return {"strength": trial.suggest_float("saap_strength", lo, hi)}
 
     def validate(self, config) -> None:
         s = self.option(config, "strength")

@@ -35,6 +35,14 @@ class Schedule(Allocator):
     name = "schedule"
     help = "fraction per layer from a depth schedule with a few knots (non-uniform; searchable)"
     options = {"knots": ([1.0, 1.0, 1.0], "relative pruning weight at evenly spaced depths of the layer range")}
+    full_space_order = 1
+    search_settings = {"knots": 3, "knot_range": [0.25, 4.0]}
+
+    def suggest_options(self, trial, settings):
+        # log-uniform: a knot of 2 and one of 0.5 are the same step away from an even schedule
+        lo, hi = settings.get("knot_range", self.search_settings["knot_range"])
+        count = int(settings.get("knots", self.search_settings["knots"]))
+        return {"knots": [trial.suggest_float(f"knot_{i}", lo, hi, log=True) for i in range(count)]}
 
     def validate(self, config) -> None:
         knots = self.option(config, "knots")

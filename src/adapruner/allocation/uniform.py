@@ -107,6 +107,7 @@ class Uniform(Allocator):
     """The same pruned fraction in every layer of the range (the paper's setting)."""
 
     name = "uniform"
+    full_space_order = 0
     help = "the same fraction in every layer of the range (paper)"
     options = {"equal": (False, "every pruned layer keeps exactly the same widths, so a range covering all layers "
                                 "gives a plain checkpoint and a llama.cpp 'llama' GGUF; the total then lands within "

@@ -17,6 +17,8 @@ class AdaprunerMetric(TaylorMetric):
     """AdaPruner Eq. 5: alpha1*a_vec*I_vec + alpha2*a_el*I_el per member, aggregated."""
 
     name = "adapruner"
+    full_space_order = 0
+    searched_by = "metric"  # its Eq. 5 coefficients
     help = "AdaPruner Eq. 5 blend alpha1*I_vec + alpha2*I_el (the searched metric)"
     params = ("alpha1", "alpha2", "align_vec", "align_el", "second_order_vec", "second_order_el", "aggregation")
 

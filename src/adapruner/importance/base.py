@@ -59,6 +59,9 @@ class Metric(ABC):
     it when the needs depend on the configuration.
     ``params``: the :class:`MetricConfig` fields it reads (help in :data:`PARAM_HELP`).
     ``options``: settings of its own, ``{name: (default, help)}``, read from ``MetricConfig.options``.
+    For the search: ``full_space_order`` is its place among the metrics ``--space full`` chooses
+    from (None: not offered there); ``searched_by`` names the search dimension that suggests its
+    coefficients when a trial chooses it (None: it is used with its defaults).
     """
 
     name: ClassVar[str]
@@ -68,6 +71,8 @@ class Metric(ABC):
     needs_gram: ClassVar[bool] = False  # the input Gram matrices of o_proj / down_proj
     params: ClassVar[tuple[str, ...]] = ("aggregation",)
     options: ClassVar[dict[str, tuple[object, str]]] = {}
+    full_space_order: ClassVar[int | None] = None
+    searched_by: ClassVar[str | None] = None
 
     def element_factors(self, config: MetricConfig) -> tuple[float, ...]:
         """Second-order factors whose element-wise scores the collection must fold (none)."""

@@ -36,6 +36,7 @@ class FlapMetric(Metric):
     """Fluctuation Var(X_c) * ||W_:,c||^2 summed over a unit's columns, standardised per kind."""
 
     name = "flap"
+    full_space_order = 4
     help = "FLAP fluctuation: input variance x column norm, standardised across layers (no gradients)"
 
     def score(self, stats: Statistics, layer: int, kind: str, config: MetricConfig) -> torch.Tensor:

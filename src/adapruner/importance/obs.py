@@ -50,6 +50,7 @@ class ObsMetric(Metric):
     """tr(W_S [H^-1]_SS^-1 W_S^T) of each unit's o_proj / down_proj columns (module docstring)."""
 
     name = "obs"
+    full_space_order = 5
     help = "structured OBS cost of removing the unit with the rest re-fitted (ZipLM/SlimGPT; no gradients)"
     needs_gram = True
     params = ()

@@ -67,6 +67,7 @@ class SaapMetric(Metric):
     """Uncertainty-weighted fusion sum_i I~_i / (2 sigma_i^2) + log sigma_i (see module doc)."""
 
     name = "saap"
+    full_space_order = 2
     help = "SAAP: vector- and element-wise scores fused by their calibration uncertainty"
     needs_gradients = True
     params = ("second_order_vec", "second_order_el", "aggregation")

@@ -106,6 +106,7 @@ class Element1Metric(TaylorMetric):
     """LLM-Pruner Element1: sum_k |g_k W_k| per member, aggregated."""
 
     name = "element1"
+    full_space_order = 1
     help = "LLM-Pruner element-wise first-order Taylor sum|g*W|"
 
     def members(self, stats, layer, kind, config):

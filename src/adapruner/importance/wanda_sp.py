@@ -20,6 +20,7 @@ class WandaSpMetric(Metric):
     """sum over a unit's o_proj/down_proj columns of |W_:,c|_1 * ||X_c||_2."""
 
     name = "wanda-sp"
+    full_space_order = 3
     help = "structured Wanda: |W| x input activation norm (no gradients)"
 
     def score(self, stats: Statistics, layer: int, kind: str, config: MetricConfig) -> torch.Tensor:

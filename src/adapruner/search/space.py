@@ -53,22 +53,38 @@ def default_factors() -> dict[str, list[float]]:
 
 DEFAULT_DIMENSIONS = ("calibration", "metric")
 
-# Named spaces for ``--space NAME``. ``paper`` is the AdaPruner paper's space (the default, so
-# the paper tables stay reproducible); ``full`` searches every metric, weight update and
-# allocation mode this tool has, together with the calibration data.
-PRESETS: dict[str, dict] = {
-    "paper": {},
-    "full": {
+def offered(registry) -> list[str]:
+    """The registered names that ``--space full`` chooses from, in their declared order."""
+    names = [n for n in registry.names() if registry.get(n).full_space_order is not None]
+    return sorted(names, key=lambda n: registry.get(n).full_space_order)
+
+
+def full_space() -> dict:
+    """``--space full``: every metric, weight update and allocation mode that declares a place in
+    it (``full_space_order``), with the settings they declare, and the calibration data."""
+    from adapruner.allocation import ALLOCATORS
+    from adapruner.importance import METRICS
+    from adapruner.updates.base import UPDATES
+
+    updates, modes = offered(UPDATES), offered(ALLOCATORS)
+    allocation: dict = {"choices": modes}
+    for mode in modes:
+        allocation.update(ALLOCATORS.get(mode).search_settings)
+    return {
         "dimensions": ["calibration", "metric-choice", "update", "allocation"],
         "options": {
-            "metric-choice": {"choices": ["adapruner", "element1", "saap", "wanda-sp", "flap", "obs"]},
-            "update": {"choices": ["none", "bias", "reconstruct"],
-                       "reconstruct": {"mode": "oneshot", "windows": 256}},
-            "allocation": {"choices": ["uniform", "schedule", "saap"], "knots": 3,
-                           "knot_range": [0.25, 4.0], "strength_range": [0.0, 2.0]},
+            "metric-choice": {"choices": offered(METRICS)},
+            "update": {"choices": updates, **{u: dict(UPDATES.get(u).search_settings) for u in updates
+                                              if UPDATES.get(u).search_settings}},
+            "allocation": allocation,
         },
-    },
-}
+    }
+
+
+# Named spaces for ``--space NAME``. ``paper`` is the AdaPruner paper's space (the default, so
+# the paper tables stay reproducible); ``full`` searches every metric, weight update and
+# allocation mode this tool offers there, together with the calibration data.
+PRESETS: dict[str, object] = {"paper": dict, "full": full_space}
 
 
 @dataclass
@@ -113,7 +129,7 @@ class SearchSpace:
     def load(path: str | Path) -> "SearchSpace":
         """Read a space file (``.json``, ``.yaml`` or ``.yml``) or a named space (:data:`PRESETS`)."""
         if str(path) in PRESETS:
-            return SearchSpace.from_dict(json.loads(json.dumps(PRESETS[str(path)])))
+            return SearchSpace.from_dict(json.loads(json.dumps(PRESETS[str(path)]())))
         path = Path(path)
         if not path.is_file():
             raise AdaprunerError(f"search space file {path} not found; pass a JSON or YAML file or one of "

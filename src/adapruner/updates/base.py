@@ -38,13 +38,17 @@ class WeightUpdate(ABC):
     """One weight update. Subclasses set ``name`` and implement :meth:`compute`.
 
     ``needs_calibration``: reads calibration samples. ``options``: its settings,
-    ``{name: (default, help)}``, read from ``UpdateConfig.options``.
+    ``{name: (default, help)}``, read from ``UpdateConfig.options``. For the search:
+    ``full_space_order`` is its place among the updates ``--space full`` chooses from (None: not
+    offered there) and ``search_settings`` the options it has there.
     """
 
     name: ClassVar[str]
     help: ClassVar[str] = ""
     needs_calibration: ClassVar[bool] = True
     options: ClassVar[dict[str, tuple[object, str]]] = {}
+    full_space_order: ClassVar[int | None] = None
+    search_settings: ClassVar[dict] = {}
 
     def option(self, config: UpdateConfig, key: str):
         """The value of option ``key``: the configured one, else its declared default."""

@@ -75,6 +75,7 @@ class BiasCompensation(WeightUpdate):
     """FLAP's bias compensation (module docstring); works with any metric."""
 
     name = "bias"
+    full_space_order = 1
     help = "FLAP bias compensation: removed columns' mean contribution becomes an o_proj/down_proj bias"
 
     def statistics_needs(self, config):

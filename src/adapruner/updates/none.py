@@ -10,6 +10,7 @@ class NoUpdate(WeightUpdate):
     """Keep the surviving weights unchanged."""
 
     name = "none"
+    full_space_order = 0
     help = "keep the surviving weights as they are"
     needs_calibration = False
 

@@ -214,6 +214,9 @@ class Reconstruct(WeightUpdate):
     """Least-squares re-fit of the kept o_proj / down_proj columns (module docstring)."""
 
     name = "reconstruct"
+    full_space_order = 2
+    # One-shot in a search: its dense Grams are computed once per study and every trial re-uses them.
+    search_settings = {"mode": "oneshot", "windows": 256}
     help = "least-squares re-fit of the kept o_proj/down_proj columns on calibration tokens"
     options = {
         "windows": (128, "calibration windows of the Gram matrices (drawn from the pool with the calibration seed)"),

@@ -5,13 +5,18 @@ They make one search space over everything this tool can build (``--space full``
 objective scores the model that would be delivered, update included, so the search can trade a
 metric against an update or an allocation. Settings live in ``SearchSpace.options``:
 
-* ``metric-choice``: ``{"choices": [...]}``; choosing ``adapruner`` also searches its Eq. 5
-  coefficients exactly like the ``metric`` dimension does.
+* ``metric-choice``: ``{"choices": [...]}``; a metric that names a dimension in ``searched_by``
+  (``adapruner``: ``metric``, its Eq. 5 coefficients) has its coefficients suggested by it.
 * ``update``: ``{"choices": [...], "<update name>": {its options}}``, e.g. reconstruction with
   ``{"mode": "oneshot", "windows": 64}`` (one-shot Grams are cached for the whole study).
 * ``allocation``: ``{"choices": [...], "knots": 3, "knot_range": [0.25, 4.0],
-  "strength_range": [0.0, 2.0]}``; ``schedule`` searches its knots (log-uniform in the range),
-  ``saap`` its strength.
+  "strength_range": [0.0, 2.0]}``; each mode suggests its own options
+  (:meth:`~adapruner.allocation.base.Allocator.suggest_options`: ``schedule`` its knots,
+  log-uniform in the range, ``saap`` its strength).
+
+Nothing here names a metric, update or mode: each registered class declares its place in
+``--space full`` (``full_space_order``) and its settings (``search_settings``), so a new one
+joins the full space from its own file.
 """
 
 from __future__ import annotations
@@ -49,10 +54,13 @@ class MetricChoice(SearchDimension):
         return phase != "data"
 
     def suggest(self, trial, space, config: PruneConfig, ctx: SuggestContext) -> None:
+        from adapruner.importance import METRICS
+
         choices = space.options[self.name]["choices"]
         name = trial.suggest_categorical("metric", choices) if len(choices) > 1 else choices[0]
-        if name == "adapruner":
-            DIMENSIONS.get("metric").suggest(trial, space, config, ctx)
+        searched_by = METRICS.get(name).searched_by
+        if searched_by is not None:
+            DIMENSIONS.get(searched_by).suggest(trial, space, config, ctx)
         else:
             config.metric = MetricConfig(name=name, aggregation=space.aggregations[0])
 
@@ -94,15 +102,10 @@ class AllocationChoice(SearchDimension):
             raise AdaprunerError(f"allocation knot_range must satisfy 0 < low < high, got {[lo, hi]}")
 
     def suggest(self, trial, space, config: PruneConfig, ctx: SuggestContext) -> None:
+        from adapruner.allocation import ALLOCATORS
+
         settings = space.options[self.name]
         choices = settings["choices"]
         mode = trial.suggest_categorical("allocation", choices) if len(choices) > 1 else choices[0]
         config.allocation.mode = mode
-        config.allocation.options = {}
-        if mode == "schedule":
-            lo, hi = settings.get("knot_range", [0.25, 4.0])
-            config.allocation.options["knots"] = [trial.suggest_float(f"knot_{i}", lo, hi, log=True)
-                                                  for i in range(int(settings.get("knots", 3)))]
-        elif mode == "saap":
-            lo, hi = settings.get("strength_range", [0.0, 2.0])
-            config.allocation.options["strength"] = trial.suggest_float("saap_strength", lo, hi)
+        config.allocation.options = ALLOCATORS.get(mode).suggest_options(trial, settings)
