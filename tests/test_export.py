@@ -99,7 +99,7 @@ def test_llama_cpp_matches_transformers(family, layout, tokenizer_gguf, tmp_path
     prompts = [row[:8].tolist() for row in x[:3]]
     for outtype, tol in (("f32", 0.005), ("q8_0", 0.03)):
         result = export_gguf(ckpt, tmp_path / f"m-{outtype}.gguf", outtype=outtype, tokenizer_from=tokenizer_gguf)
-        # qwen2's own architecture cannot hold pruned heads (see GGUFFamily.full_width_q)
+        # qwen2's own architecture cannot hold pruned heads (see GGUFMapping.full_width_q)
         own = layout == "uniform" and not FAMILIES[family].full_width_q
         assert result.arch == (FAMILIES[family].arch if own else "deci")
         with open_gguf(result.path, n_ctx=64, f32_cache=outtype == "f32") as llm:

@@ -11,7 +11,9 @@ import torch
 
 from adapruner.config import PruneConfig
 from adapruner.importance.coefficients import ELEMENT_FACTORS
-from adapruner.importance.needs import WEIGHTS_ONLY, StatisticsNeeds, collect, statistics_needs
+from adapruner.importance.needs import WEIGHTS_ONLY, StatisticsNeeds
+from adapruner.importance.statistics import collect
+from adapruner.planning import statistics_needs
 from adapruner.search.objective import Objective
 
 sys.path.insert(0, str(Path(__file__).parent))

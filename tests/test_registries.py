@@ -256,7 +256,7 @@ def test_the_example_plugin_metric_prunes_and_joins_the_full_space(tmp_path, dat
     report = json.loads((tmp_path / "p" / "pruning_report.json").read_text())
     assert report["config"]["metric"] == {**report["config"]["metric"], "name": "wanda-flap", "options": {"mix": 0.3}}
     probe = ("import adapruner.cli as cli; cli.load_plugins(); "
-             "from adapruner.importance.needs import statistics_needs; from adapruner.config import PruneConfig; "
+             "from adapruner.planning import statistics_needs; from adapruner.config import PruneConfig; "
              "from adapruner.search.space import SearchSpace; c = PruneConfig(); c.metric.name = 'wanda-flap'; "
              "print(statistics_needs(c).gradients, SearchSpace.load('full').options['metric-choice']['choices'][-1])")
     out = subprocess.run([sys.executable, "-c", probe], env=env, check=True, capture_output=True, text=True).stdout

@@ -14,7 +14,7 @@ import torch
 from adapruner.config import PruneConfig
 from adapruner.errors import AdaprunerError
 from adapruner.importance import collect_statistics, scores_from_statistics
-from adapruner.importance.needs import collect
+from adapruner.importance.statistics import collect
 from adapruner.allocation import allocate
 from adapruner.pruning.masks import apply_masks
 from adapruner.core.lm import TokenNLL

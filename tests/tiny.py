@@ -5,19 +5,19 @@ from __future__ import annotations
 import torch
 import transformers as T
 
+from adapruner.core.families import FAMILIES
+
 COMMON = dict(hidden_size=96, intermediate_size=128, num_hidden_layers=4, num_attention_heads=6,
               num_key_value_heads=2, vocab_size=256, max_position_embeddings=256,
               bos_token_id=1, eos_token_id=2, pad_token_id=0)
 
-CONFIGS = {
-    "llama": lambda: T.LlamaConfig(**COMMON),
-    "mistral": lambda: T.MistralConfig(**COMMON, sliding_window=None),
-    "qwen2": lambda: T.Qwen2Config(**COMMON),
-    "qwen3": lambda: T.Qwen3Config(**COMMON, head_dim=16),
-    "gemma2": lambda: T.Gemma2Config(**COMMON, head_dim=24),
-    "gemma3": lambda: T.Gemma3TextConfig(**COMMON, head_dim=24),
-    "phi3": lambda: T.Phi3Config(**COMMON),
-}
+def _config(family):
+    config_cls = getattr(T, family.pruned_type[0])
+    return lambda: config_cls(**COMMON, **family.tiny)
+
+
+# Every family that declares a tiny configuration (adapruner.core.families), by family name.
+CONFIGS = {f.name: _config(f) for f in FAMILIES if f.tiny is not None}
 
 
 def tiny_model(family: str = "llama", seed: int = 0, dtype=torch.float32):

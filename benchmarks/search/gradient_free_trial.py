@@ -31,7 +31,8 @@ def main() -> int:
     from adapruner.core.versions import versions
     from adapruner.data.books import calibration_pool
     from adapruner.importance import ELEMENT_FACTORS
-    from adapruner.importance.needs import StatisticsNeeds, collect
+    from adapruner.importance.needs import StatisticsNeeds
+    from adapruner.importance.statistics import collect
     from adapruner.models.load import load_model
     from adapruner.search.objective import Objective, ObjectiveProtocol, load_eval_windows
 

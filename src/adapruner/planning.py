@@ -17,8 +17,8 @@ from adapruner.config import PruneConfig
 from adapruner.core.structure import PruningPlan, Scores
 from adapruner.errors import AdaprunerError
 from adapruner.importance import scores_from_statistics, validate_metric
-from adapruner.importance.needs import collect, statistics_needs
-from adapruner.importance.statistics import Statistics
+from adapruner.importance.needs import StatisticsNeeds
+from adapruner.importance.statistics import Statistics, collect
 from adapruner.updates.base import validate_update
 
 
@@ -49,6 +49,17 @@ class PlanResult:
     stats: Statistics
 
 
+def statistics_needs(config) -> StatisticsNeeds:
+    """What the calibration pass of :class:`~adapruner.config.PruneConfig` ``config`` must collect:
+    its metric's needs, joined with its weight update's when the update reads the importance
+    samples rather than windows of its own."""
+    needs = validate_metric(config.metric).statistics_needs(config.metric)
+    update = validate_update(config.update)
+    if update.calibration_windows(config.update) is None:
+        needs = needs | update.statistics_needs(config.update)
+    return needs
+
+
 def needs_data(config: PruneConfig) -> bool:
     """Whether the metric or the weight update of ``config`` reads calibration samples."""
     return validate_metric(config.metric).needs_calibration or validate_update(config.update).needs_calibration
@@ -75,8 +86,9 @@ def plan_pruning(model: nn.Module, calib: torch.Tensor | None, config: PruneConf
     ``calib`` are the calibration token ids ``[N, T]`` (None is allowed when neither the metric
     nor the update reads data). ``stats``, when given, are statistics of the same ``calib``
     collected earlier (the search caches them per calibration set); otherwise what the
-    configuration needs (:func:`~adapruner.importance.needs.statistics_needs`) is collected here. The returned plan carries the update's
-    :class:`~adapruner.core.structure.LinearUpdate` values; the model is left unchanged.
+    configuration needs (:func:`statistics_needs`) is collected here. The returned plan carries
+    the update's :class:`~adapruner.core.structure.LinearUpdate` values; the model is left
+    unchanged.
     ``micro_batch`` bounds the calibration samples per forward/backward (memory, not results).
     ``update_calib`` are the update's own windows when it reads some (:func:`update_windows`;
     :func:`adapruner.data.calibration.update_samples` draws them); ``cache`` is kept by the caller

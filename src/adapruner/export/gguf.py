@@ -28,6 +28,8 @@ import gguf
 import numpy as np
 import torch
 
+from adapruner.core.families import FAMILIES as ALL_FAMILIES
+from adapruner.core.family import GGUFMapping
 from adapruner.core.io import atomic_file, check_writable
 from adapruner.core.versions import VERSION
 from adapruner.errors import AdaprunerError, EnvironmentFault
@@ -42,34 +44,10 @@ OUTTYPES = {
 PER_LAYER_ARCH = "deci"
 
 
-@dataclass(frozen=True)
-class GGUFFamily:
-    """How one transformers family maps onto llama.cpp.
-
-    ``arch``: the family's own llama.cpp architecture (one width for all layers). ``interleaved``:
-    that architecture ropes interleaved pairs (q/k rows are permuted). ``output_bias``: it loads
-    biases on ``attn_output`` / ``ffn_down``. ``full_width_q``: it sizes ``attn_q`` / ``attn_output``
-    as ``hidden_size`` (pruned heads do not fit it).
-    """
-
-    arch: str
-    interleaved: bool
-    output_bias: bool
-    full_width_q: bool = False
-
-
-FAMILIES: dict[str, GGUFFamily] = {
-    "llama": GGUFFamily("llama", interleaved=True, output_bias=True),
-    "mistral": GGUFFamily("llama", interleaved=True, output_bias=True),
-    "qwen2": GGUFFamily("qwen2", interleaved=False, output_bias=False, full_width_q=True),
-}
-# Why the other pruned families cannot be written (yet): named in the error.
-UNSUPPORTED = {
-    "qwen3": "its q/k norms exist in llama.cpp's qwen3 architecture only, which has one width for all layers",
-    "gemma2": "llama.cpp's gemma2 architecture has one width for all layers and deci lacks its extra norms and soft-capping",
-    "gemma3_text": "llama.cpp's gemma3 architecture has one width for all layers and deci lacks its extra norms",
-    "phi3": "llama.cpp's phi3 architecture has one width for all layers and fused projections deci cannot hold",
-}
+# How each family maps onto llama.cpp, and why the others cannot be written (yet): declared in the
+# family files (adapruner.core.families), keyed by the checkpoint's model_type.
+FAMILIES: dict[str, GGUFMapping] = {f.model_type: f.gguf for f in ALL_FAMILIES if f.gguf}
+UNSUPPORTED: dict[str, str] = {f.model_type: f.gguf_unsupported for f in ALL_FAMILIES if f.gguf_unsupported}
 
 # Hugging Face layer tensor -> GGUF block tensor
 LAYER_TENSORS = {

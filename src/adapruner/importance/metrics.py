@@ -18,8 +18,7 @@ from adapruner.core.registry import check_options
 from adapruner.core.structure import UNIT_KINDS, Scores
 from adapruner.errors import AdaprunerError
 from adapruner.importance.base import METRICS, Metric, get_metric
-from adapruner.importance.needs import collect
-from adapruner.importance.statistics import Statistics
+from adapruner.importance.statistics import Statistics, collect
 
 _COEFFICIENTS = ("alpha1", "alpha2", "align_vec", "align_el", "second_order_vec", "second_order_el")
 
@@ -85,7 +84,7 @@ def finish_scores(scores: Scores, metric: MetricConfig) -> Scores:
 def metric_statistics(model: nn.Module, metric: MetricConfig, calib: torch.Tensor | None,
                       micro_batch: int | None = None, seq_len: int | None = None,
                       progress: bool = True) -> Statistics:
-    """The statistics ``metric`` needs (:func:`~adapruner.importance.needs.collect`): weights only for
+    """The statistics ``metric`` needs (:func:`~adapruner.importance.statistics.collect`): weights only for
     data-free metrics, else one calibration pass (backward only for gradient metrics)."""
     m = validate_metric(metric)
     adapter_for(model)  # an unsupported architecture fails here, before any work

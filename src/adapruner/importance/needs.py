@@ -3,9 +3,10 @@
 A metric declares what its scores read (:meth:`~adapruner.importance.base.Metric.statistics_needs`):
 calibration activations, the backward pass, Gram matrices, second-order factors. A weight update
 that reads the importance samples declares the same (bias compensation: their input means).
-:func:`statistics_needs` joins the two for a configuration and :func:`collect` runs exactly that
-pass, so a configuration that needs no gradients never pays for a backward pass. Every caller
-goes through here: ``prune`` (in memory and streamed), a search trial, and the memory estimate.
+:func:`adapruner.planning.statistics_needs` joins the two for a configuration and
+:func:`adapruner.importance.statistics.collect` runs exactly that pass, so a configuration that
+needs no gradients never pays for a backward pass. Every caller goes through these two:
+``prune`` (in memory and streamed), a search trial, and the memory estimate.
 
 Statistics remember what they hold (``Statistics.needs``), so a search that already collected
 more on a calibration set (a gradient metric's pass also has every activation sum) re-uses them.
@@ -14,9 +15,6 @@ more on a calibration set (a gradient metric's pass also has every activation su
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-import torch
-import torch.nn as nn
 
 
 @dataclass(frozen=True)
@@ -43,30 +41,3 @@ class StatisticsNeeds:
 
 
 WEIGHTS_ONLY = StatisticsNeeds()
-
-
-def statistics_needs(config) -> StatisticsNeeds:
-    """What the calibration pass of :class:`~adapruner.config.PruneConfig` ``config`` must collect:
-    its metric's needs, joined with its weight update's when the update reads the importance
-    samples rather than windows of its own."""
-    from adapruner.importance.metrics import validate_metric
-    from adapruner.updates.base import validate_update
-
-    needs = validate_metric(config.metric).statistics_needs(config.metric)
-    update = validate_update(config.update)
-    if update.calibration_windows(config.update) is None:
-        needs = needs | update.statistics_needs(config.update)
-    return needs
-
-
-def collect(model: nn.Module, calib: torch.Tensor | None, needs: StatisticsNeeds, micro_batch: int | None = None,
-            seq_len: int | None = None, progress: bool = True):
-    """The :class:`~adapruner.importance.statistics.Statistics` ``needs`` asks for: the weights'
-    magnitudes alone when it asks for no samples, else one calibration pass over ``calib`` (with
-    the backward pass only when it asks for gradients)."""
-    from adapruner.importance.statistics import Statistics, collect_statistics, weight_statistics
-
-    if not needs.samples:
-        return Statistics(layers=weight_statistics(model), num_samples=0, seq_len=0)
-    return collect_statistics(model, calib, micro_batch=micro_batch, gradients=needs.gradients, seq_len=seq_len,
-                              element_factors=needs.element_factors, gram=needs.gram, progress=progress)

@@ -417,3 +417,14 @@ def collected(gradients: bool, element_factors: tuple[float, ...], gram: bool) -
     """What a calibration pass with these settings holds (factors are folded only with gradients)."""
     return StatisticsNeeds(samples=True, gradients=gradients, gram=gram,
                            element_factors=tuple(sorted(set(map(float, element_factors)))) if gradients else ())
+
+
+def collect(model: nn.Module, calib: torch.Tensor | None, needs: StatisticsNeeds, micro_batch: int | None = None,
+            seq_len: int | None = None, progress: bool = True):
+    """The :class:`~adapruner.importance.statistics.Statistics` ``needs`` asks for: the weights'
+    magnitudes alone when it asks for no samples, else one calibration pass over ``calib`` (with
+    the backward pass only when it asks for gradients)."""
+    if not needs.samples:
+        return Statistics(layers=weight_statistics(model), num_samples=0, seq_len=0)
+    return collect_statistics(model, calib, micro_batch=micro_batch, gradients=needs.gradients, seq_len=seq_len,
+                              element_factors=needs.element_factors, gram=needs.gram, progress=progress)

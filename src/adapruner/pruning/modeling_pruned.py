@@ -28,16 +28,20 @@ WIDTH_KEYS = ("num_attention_heads", "num_key_value_heads", "intermediate_size",
 # Besides widths, a layer's entry may list ``output_bias``: paths of linears (o_proj, down_proj)
 # that carry a bias the family's config does not give them (FLAP's bias compensation).
 
-# base model_type -> (config class, causal-LM class) in transformers
-FAMILIES: dict[str, tuple[str, str]] = {
-    "llama": ("LlamaConfig", "LlamaForCausalLM"),
-    "mistral": ("MistralConfig", "MistralForCausalLM"),
-    "qwen2": ("Qwen2Config", "Qwen2ForCausalLM"),
-    "qwen3": ("Qwen3Config", "Qwen3ForCausalLM"),
-    "gemma2": ("Gemma2Config", "Gemma2ForCausalLM"),
-    "gemma3_text": ("Gemma3TextConfig", "Gemma3ForCausalLM"),
-    "phi3": ("Phi3Config", "Phi3ForCausalLM"),
-}
+# base model_type -> (config class, causal-LM class) in transformers, from the family files
+# (adapruner.core.families). A copy shipped next to the weights, where adapruner may be missing,
+# carries its checkpoint's family in SHIPPED_FAMILIES (written by adapruner.pruning.save).
+SHIPPED_FAMILIES: dict[str, tuple[str, str]] = {}
+try:
+    from adapruner.core.families import pruned_types as _pruned_types
+
+    FAMILIES: dict[str, tuple[str, str]] = _pruned_types()
+except ImportError:
+    FAMILIES = dict(SHIPPED_FAMILIES)
+
+# Where the decoder keeps its layers and a layer its attention and MLP; a checkpoint of a family
+# laid out otherwise records its own in ``layer_layout``.
+DEFAULT_LAYOUT = {"layers": "model.layers", "attn": "self_attn", "mlp": "mlp"}
 
 PREFIX = "adapruner_pruned_"
 
@@ -108,11 +112,12 @@ def _make_classes(base_type: str, config_name: str, model_name: str):
     def __init__(self, config):
         base_model.__init__(self, config)
         widths = getattr(config, "layer_widths", None) or []
-        layers = self.model.layers
+        layout = {**DEFAULT_LAYOUT, **(getattr(config, "layer_layout", None) or {})}
+        layers = self.get_submodule(layout["layers"])
         if widths and len(widths) != len(layers):
             raise ValueError(f"layer_widths has {len(widths)} entries but the model has {len(layers)} layers")
         for i, w in enumerate(widths):
-            rebuild_layer(layers[i], layer_config(config, w), i)
+            rebuild_layer(layers[i], layer_config(config, w), i, layout["attn"], layout["mlp"])
             add_output_biases(layers[i], w.get("output_bias"))
         # Again, so that the rebuilt modules are initialised and registered like the originals.
         self.post_init()

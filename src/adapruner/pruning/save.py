@@ -88,7 +88,20 @@ def checkpoint_config(model: nn.Module):
         return cfg
     cfg = modeling_pruned.pruned_config(config, widths)
     cfg.auto_map = modeling_pruned.auto_map(cfg.base_model_type)
+    adapter = adapter_for(model)
+    layout = {"layers": adapter.layers, "attn": adapter.attn, "mlp": adapter.mlp}
+    if layout != modeling_pruned.DEFAULT_LAYOUT:
+        cfg.__dict__["layer_layout"] = layout
     return cfg
+
+
+def shipped_modeling_file(base_type: str) -> str:
+    """The text of ``modeling_pruned.py`` as shipped next to a checkpoint of ``base_type``: the
+    module itself, carrying that family's transformers classes for where adapruner is missing."""
+    source = Path(modeling_pruned.__file__).read_text()
+    marker = "SHIPPED_FAMILIES: dict[str, tuple[str, str]] = {}"
+    entry = {base_type: modeling_pruned.FAMILIES[base_type]}
+    return source.replace(marker, f"SHIPPED_FAMILIES: dict[str, tuple[str, str]] = {entry!r}", 1)
 
 
 def is_adapruner_output(directory: Path) -> bool:
@@ -182,7 +195,7 @@ def write_checkpoint_files(model: nn.Module, tokenizer, tmp: Path, report: dict,
     cfg.save_pretrained(tmp)
     pruned_type = cfg.model_type.startswith(modeling_pruned.PREFIX)
     if pruned_type:
-        shutil.copyfile(modeling_pruned.__file__, tmp / "modeling_pruned.py")
+        (tmp / "modeling_pruned.py").write_text(shipped_modeling_file(cfg.base_model_type))
     if tokenizer is not None:
         tokenizer.save_pretrained(tmp)
     full = dict(report)

@@ -30,8 +30,8 @@ from adapruner.config import PruneConfig
 from adapruner.core.adapters import adapter_for
 from adapruner.core.lm import TokenNLL, lm_logits
 from adapruner.core.structure import PruningPlan
-from adapruner.importance.needs import StatisticsNeeds, statistics_needs
-from adapruner.planning import plan_pruning, pool_windows
+from adapruner.importance.needs import StatisticsNeeds
+from adapruner.planning import plan_pruning, pool_windows, statistics_needs
 
 EVAL_DATASETS = ("wikitext2", "ptb")
 # A ruined model's perplexity is capped at exp(700), below float overflow, so it still gets a score.
@@ -178,7 +178,7 @@ class Objective:
     ``pool`` are the calibration windows (``calibration_pool``), ``windows`` the evaluation
     windows per dataset. A trial's plan comes from :func:`adapruner.planning.plan_pruning`, the
     same function that plans the delivered model. Its statistics are what the configuration needs
-    (:func:`~adapruner.importance.needs.statistics_needs`: a gradient-free metric pays no backward
+    (:func:`~adapruner.planning.statistics_needs`: a gradient-free metric pays no backward
     pass), those of the last calibration set kept for the next trial. A gradient pass folds every
     second-order factor the space may suggest (``element_factors``), so another factor on the same
     set needs no new pass. ``statistics_fn(model, calib, needs)`` replaces the collection (tests
@@ -188,7 +188,7 @@ class Objective:
     def __init__(self, model: nn.Module, pool: torch.Tensor, windows: dict[str, torch.Tensor], ratio: float,
                  batch_size: int = 8, statistics_fn=None, element_factors: tuple[float, ...] | None = None):
         from adapruner.importance import ELEMENT_FACTORS
-        from adapruner.importance.needs import collect
+        from adapruner.importance.statistics import collect
 
         self.model, self.pool, self.windows, self.ratio, self.batch_size = model, pool, windows, ratio, batch_size
         self.factors = tuple(element_factors) if element_factors is not None else ELEMENT_FACTORS

@@ -113,7 +113,7 @@ class Prediction:
 
 def _work(config: PruneConfig, micro_batch: int | None) -> dict:
     """The run's sizes and which statistics it needs."""
-    from adapruner.importance.needs import statistics_needs
+    from adapruner.planning import statistics_needs
     from adapruner.updates.base import validate_update
 
     needs, update = statistics_needs(config), validate_update(config.update)

@@ -133,7 +133,7 @@ def _pass_scores(sm: StreamedModel, config: PruneConfig, calib: torch.Tensor | N
     them and streamed for the rest."""
     from adapruner.core.structure import UNIT_KINDS
     from adapruner.importance.metrics import layer_scores
-    from adapruner.importance.needs import statistics_needs
+    from adapruner.planning import statistics_needs
     from adapruner.importance.statistics import LayerStatistics
     from adapruner.streaming.statistics import streamed_statistics
 

@@ -44,7 +44,7 @@ def streamed_statistics(sm: StreamedModel, calib: torch.Tensor, needs: Statistic
                         micro_batch: int | None = None, store: ActivationStore | None = None,
                         on_layer: Callable[[int, Statistics], None] | None = None,
                         done: dict[int, LayerStatistics] | None = None, progress: bool = True) -> Statistics:
-    """The statistics :func:`~adapruner.importance.needs.collect` gives for ``needs``, streamed.
+    """The statistics :func:`~adapruner.importance.statistics.collect` gives for ``needs``, streamed.
 
     ``store`` keeps the boundary hidden states (in memory when None); ``done`` holds layers whose
     statistics a killed run already finished (they are not collected again); ``on_layer(i, stats)``

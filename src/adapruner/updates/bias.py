@@ -64,7 +64,7 @@ def bias_compensation(model: nn.Module, plan: PruningPlan,
 
 def input_means(model: nn.Module, calib: torch.Tensor, micro_batch: int | None = None) -> dict[int, dict[str, torch.Tensor]]:
     """Mean input of every output projection over the calibration tokens (one forward pass)."""
-    from adapruner.importance.needs import collect
+    from adapruner.importance.statistics import collect
 
     stats = collect(model, calib, INPUT_MEANS, micro_batch=micro_batch, progress=False)
     return {i: dict(ls.input_mean) for i, ls in stats.layers.items()}
