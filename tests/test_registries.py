@@ -226,6 +226,9 @@ def test_the_cli_catalogue_matches_the_registries():
         assert toys <= set(catalogue.offered(kind))  # a plugin's implementation is offered too
     assert catalogue.ATTENTION_MODES == ATTENTION_MODES
     assert set(catalogue.DTYPES) == set(DTYPES) and catalogue.GGUF_OUTTYPES == tuple(OUTTYPES)
+    from adapruner.search.samplers import SAMPLERS
+
+    assert catalogue.SAMPLERS == SAMPLERS
 
 
 def test_help_imports_neither_torch_nor_transformers_and_pruned_types_register_lazily():

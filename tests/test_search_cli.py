@@ -277,3 +277,17 @@ def test_a_default_search_starts_from_the_recipes_and_is_never_worse_than_prune(
     # a resumed study does not get them again
     assert main(search_args(tiny_dir, out, data_dir, 4, "--space", "full")) == 0
     assert [t.user_attrs.get("recipe") for t in sorted(trials_of(out), key=lambda t: t.number)][3] is None
+
+
+def test_max_minutes_delivers_the_best_so_far_and_the_same_command_continues(tiny_dir, data_dir, tmp_path, capsys):
+    out = tmp_path / "timed"
+    args = search_args(tiny_dir, out, data_dir, 4, "--sampler", "random", "--max-minutes", "0.0001")
+    assert main(args) == 0
+    assert "--max-minutes 0.0001 reached after 1 of 4 trials" in capsys.readouterr().out
+    report = json.loads((out / "pruning_report.json").read_text())
+    assert report["runtime"]["stopped_on_time_budget"] is True and report["study"]["states"] == {"COMPLETE": 1}
+    assert (out / "model" / "config.json").is_file()
+    assert main(search_args(tiny_dir, out, data_dir, 4, "--sampler", "random")) == 0  # no time limit: up to 4
+    assert sum(t.state == TrialState.COMPLETE for t in trials_of(out, "adapruner-random")) == 4
+    assert main(args[:-2] + ["--max-minutes", "0"]) == 2
+    assert "--max-minutes must be positive" in capsys.readouterr().err

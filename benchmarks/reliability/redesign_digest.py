@@ -10,6 +10,8 @@ recipe, and with the recorded full-space and paper-space best configurations; th
 the delivered weights of a short default (full-space) search, whose first trials are the recipes,
 and of a short ``--space paper`` search. ``--only`` runs a subset (names as in the output).
 Finished entries are kept in ``--out`` so an interrupted run resumes.
+``benchmarks/results/redesign_digests.json`` holds the values on this project's 2-core AMD EPYC
+machine (floating-point sums may differ in the last bit on another CPU: compare on one machine).
 """
 
 from __future__ import annotations

@@ -382,12 +382,13 @@ def search(model, ratio: float | None = None, *, trials: int, out: str | Path, s
            target_params: int | str | None = None, ratio_of: str = "total", sampler: str = "tpe",
            storage: str | None = None, study: str | None = None, eval_windows: int = 16, eval_batch_size: int = 8,
            early_stop: str = "percentile", heartbeat: int = 10, starting_points: bool = True,
-           data_dir: str | Path | None = None, device: str = "auto", dtype: str = "float32", seed: int = 0,
+           max_minutes: float | None = None, data_dir: str | Path | None = None, device: str = "auto", dtype: str = "float32", seed: int = 0,
            trust_remote_code: bool = False, progress: bool = True):
     """Run (or continue) the Optuna study that searches ``space`` (``"full"``, ``"paper"``, a space
     file or a :class:`~adapruner.search.space.SearchSpace`) for the best pruning of ``model`` by
     ``ratio``, then prune with the best trial and write ``out`` (``model/``, ``best_config.json``,
-    ``trials.csv``, ``pruning_report.json``, ``convergence.png``). Returns the
+    ``trials.csv``, ``pruning_report.json``, ``convergence.png``). ``max_minutes`` stops starting
+    trials after that many minutes and delivers the best so far (the same call continues). Returns the
     :class:`~adapruner.search.run.SearchResult` (with the pruned ``model``)."""
     from adapruner.data.paths import resolve_data_dir
     from adapruner.models.load import load_model
@@ -408,7 +409,7 @@ def search(model, ratio: float | None = None, *, trials: int, out: str | Path, s
         return SearchRequest(ratio=total, trials=trials, out=out, space=space, sampler=sampler, early_stop=early_stop,
                              storage=storage, study=study, eval_windows=eval_windows,
                              eval_batch_size=eval_batch_size, heartbeat=heartbeat, seed=seed, device=device,
-                             dtype=dtype, budget=budget, starting_points=starting_points)
+                             dtype=dtype, budget=budget, starting_points=starting_points, max_minutes=max_minutes)
 
     if paper_ratio:
         request = request_for(ratio)

@@ -39,6 +39,7 @@ ATTENTION_MODES = ("heads", "kv", "none")
 DTYPES = ("bfloat16", "float16", "float32")
 EXPORT_FORMATS = ("gguf",)
 GGUF_OUTTYPES = ("f32", "f16", "q8_0")
+SAMPLERS = ("tpe", "tpe-mv", "random")
 
 # The registry behind each table: (module that defines it, its attribute).
 _REGISTRIES = {"metric": ("adapruner.importance.base", "METRICS", METRICS),

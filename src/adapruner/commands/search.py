@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import argparse
 
-from adapruner.commands.common import add_budget_args, add_data_arg, add_model_arg, add_runtime_args
+from adapruner import catalogue
+from adapruner.commands.common import add_budget_args, add_data_arg, add_model_arg, add_runtime_args, finite_float
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -23,8 +24,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     add_budget_args(p)
     p.add_argument("--trials", type=int, required=True,
                    help="budget: the study ends with exactly this many finished (complete or pruned) trials")
+    p.add_argument("--max-minutes", type=finite_float, default=None,
+                   help="stop starting trials after this many minutes and deliver the best so far; the same "
+                        "command later continues the study up to --trials")
     p.add_argument("--out", required=True, help="output directory (also holds study.db unless --storage is given)")
-    p.add_argument("--sampler", default="tpe", choices=["tpe", "random"], help="TPE (paper) or random (baseline)")
+    p.add_argument("--sampler", default="tpe", choices=catalogue.SAMPLERS,
+                   help="TPE (the paper's), tpe-mv (TPE over each group of parameters jointly: Optuna's "
+                        "multivariate=True, group=True) or random (the baseline)")
     p.add_argument("--storage", default=None, help="Optuna RDB URL (default: sqlite:///OUT/study.db); "
                    "postgresql://... lets several workers share one study")
     p.add_argument("--study", default=None, help="study name (default: adapruner-SAMPLER)")
@@ -73,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
                     target_params=args.target_params, ratio_of=args.ratio_of, sampler=args.sampler,
                     storage=args.storage, study=args.study, eval_windows=args.eval_windows,
                     eval_batch_size=args.eval_batch_size, early_stop=args.early_stop, heartbeat=args.heartbeat,
-                    starting_points=args.starting_points, data_dir=args.data_dir, device=args.device,
+                    starting_points=args.starting_points, max_minutes=args.max_minutes, data_dir=args.data_dir, device=args.device,
                     dtype=args.dtype, seed=args.seed, trust_remote_code=args.trust_remote_code)
     ppl = ", ".join(f"{k} {v:.2f}" for k, v in result.validation_ppl.items())
     print(f"best trial {result.best_trial}: objective {result.objective:.3f} ({ppl}); "

@@ -68,6 +68,7 @@ class SearchRequest:
     dtype: str = "float32"
     budget: dict | None = None  # the budget as the user gave it (ratio / ratio_of / target_params), for the report
     starting_points: bool = True  # a new study first tries the recipes that need no search (search/starts.py)
+    max_minutes: float | None = None  # stop starting trials after this many minutes and deliver the best so far
 
     @property
     def study_name(self) -> str:
@@ -123,6 +124,8 @@ def check_request(request: SearchRequest, model: str) -> StudyIdentity:
 
     if isinstance(request.trials, bool) or not isinstance(request.trials, int) or request.trials < 1:
         raise AdaprunerError(f"--trials must be an integer >= 1 (got {request.trials})")
+    if request.max_minutes is not None and not request.max_minutes > 0:
+        raise AdaprunerError(f"--max-minutes must be positive (got {request.max_minutes}); omit it for no time limit")
     check_ratio(request.ratio)
     if request.eval_windows < 1 or request.eval_batch_size < 1:
         raise AdaprunerError("--eval-windows and --eval-batch-size must be >= 1")
@@ -165,7 +168,7 @@ def run_search(loaded, request: SearchRequest, data_dir: str | Path, progress: b
     from adapruner.data.calibration import source_pool
     from adapruner.search.objective import Objective, load_eval_windows
     from adapruner.search.starts import enqueue_starting_points
-    from adapruner.search.worker import Worker, WorkerContext
+    from adapruner.search.worker import Worker, WorkerContext, counts
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # the bar shows progress; trials.csv the details
     identity = check_request(request, loaded.spec)
@@ -194,20 +197,23 @@ def run_search(loaded, request: SearchRequest, data_dir: str | Path, progress: b
     objective = Objective(model, pool, windows, request.ratio, batch_size=request.eval_batch_size,
                           element_factors=space.element_factors())
     ctx = WorkerContext(space=space, pool_size=len(pool), n_trials=request.trials, objective=objective,
-                        seed=request.seed, progress=progress)
+                        seed=request.seed, progress=progress, max_minutes=request.max_minutes)
     if progress:
-        from adapruner.search.worker import counts
-
         setup, per_trial = expected_seconds(model, windows, space, request.eval_batch_size)
         left = max(0, request.trials - counts(study)[0])
         print(f"expected: ~{(setup + left * per_trial) / 60:.0f} min for {left} trials (~{per_trial:.0f} s each after "
               f"~{setup:.0f} s of one-off work; from one timed forward pass, the bar's ETA then follows the measured "
               "trials)", flush=True)
     t0 = time.perf_counter()
-    Worker(study, ctx).run()
+    worker = Worker(study, ctx)
+    worker.run()
     search_s = time.perf_counter() - t0
+    if worker.out_of_time and progress:
+        print(f"--max-minutes {request.max_minutes:g} reached after {counts(study)[0]} of {request.trials} trials: "
+              "delivering the best so far (the same command continues the study)", flush=True)
     return finalize(study, storage, loaded, request, pool, objective,
-                    {"sampler_seed": seed, "storage": redact(url), "this_worker_search_s": round(search_s, 1)})
+                    {"sampler_seed": seed, "storage": redact(url), "this_worker_search_s": round(search_s, 1),
+                     "max_minutes": request.max_minutes, "stopped_on_time_budget": worker.out_of_time})
 
 
 # A trial's cost in forward-pass units: a forward and backward over the calibration windows

@@ -19,7 +19,7 @@ from optuna.samplers import BaseSampler
 
 from adapruner.errors import AdaprunerError
 
-SAMPLERS = ("tpe", "random")
+SAMPLERS = ("tpe", "tpe-mv", "random")
 EARLY_STOPS = ("percentile", "median", "none")
 
 
@@ -55,12 +55,23 @@ class PerTrialSeed(BaseSampler):
         self._inner.after_trial(study, trial, state, values)
 
 
+def _tpe_multivariate(seed: int) -> optuna.samplers.BaseSampler:
+    from adapruner.search.storage import quiet_experimental
+
+    with quiet_experimental():  # Optuna marks multivariate and group experimental
+        return optuna.samplers.TPESampler(seed=seed, constant_liar=True, multivariate=True, group=True)
+
+
 def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
-    """TPE (the paper's BO-TPE) or uniform random sampling (Fig. 4's baseline), seeded per trial."""
+    """TPE (the paper's BO-TPE), TPE over the joint distribution of each group of parameters that
+    trials share (``tpe-mv``: Optuna's ``multivariate=True, group=True``, made for conditional
+    spaces such as the full one, where a schedule's knots exist only when it is chosen), or uniform
+    random sampling (Fig. 4's baseline); seeded per trial."""
     factories = {"tpe": lambda s: optuna.samplers.TPESampler(seed=s, constant_liar=True),
+                 "tpe-mv": _tpe_multivariate,
                  "random": lambda s: optuna.samplers.RandomSampler(seed=s)}
     if name not in factories:
-        raise AdaprunerError(f"unknown sampler '{name}'; choose tpe or random")
+        raise AdaprunerError(f"unknown sampler '{name}'; choose one of {', '.join(SAMPLERS)}")
     return PerTrialSeed(factories[name], seed)
 
 

@@ -97,6 +97,7 @@ class WorkerContext:
     seed: int = 0
     poll_s: float = 2.0
     progress: bool = True
+    max_minutes: float | None = None  # start no trial after this many minutes of this worker
 
 
 def trials_eta(study: optuna.Study, n_trials: int) -> str:
@@ -130,6 +131,7 @@ class Worker:
         self.stop: BaseException | None = None
         # The highest trial number before the current optimize call (None: no call yet).
         self.last_number: int | None = None
+        self.out_of_time = False  # stopped by ``max_minutes`` before the budget of trials was spent
 
     # -- the loop ----------------------------------------------------------------------------
     def run(self) -> None:
@@ -145,6 +147,7 @@ class Worker:
         bar = tqdm(total=n, initial=min(finished, n), desc=f"search {self.study.study_name}", unit="trial",
                    disable=not self.ctx.progress, bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]")
         bar.set_postfix_str("first trial also caches the dense hidden states", refresh=True)
+        started = time.perf_counter()
         try:
             while True:
                 fail_dead_trials(self.study)
@@ -155,6 +158,10 @@ class Worker:
                 bar.refresh()
                 if finished >= n:
                     return
+                if self.ctx.max_minutes is not None and time.perf_counter() - started > 60 * self.ctx.max_minutes:
+                    self.out_of_time = finished > 0  # with no finished trial there is nothing to deliver yet
+                    if self.out_of_time:
+                        return
                 if finished + running >= n:
                     time.sleep(self.ctx.poll_s)  # the rest of the budget is running elsewhere
                     continue
