@@ -1,0 +1,88 @@
+"""Render the search's speed figures into ``docs/search.md`` from their results files:
+``benchmarks/results/gradient_free_trial.json`` and ``benchmarks/results/time_to_quality/``.
+
+    python benchmarks/search/render.py [--check]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import rendering  # noqa: E402
+
+RESULTS = rendering.REPO / "benchmarks" / "results"
+SCRIPT = "benchmarks/search/render.py"
+PAGE = rendering.REPO / "docs" / "search.md"
+
+
+def _load(path: Path) -> dict | None:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def trial_block(r: dict | None) -> str:
+    if r is None:
+        return "Measured by `python benchmarks/search/gradient_free_trial.py` (pending)."
+    med, speed = r["median_trial_s"], r["speedup_planner_over_full_pass"]
+    label = {"wanda-sp": "wanda-sp, no update", "flap": "FLAP + bias compensation"}
+    rows = [f"| {label.get(m, m)} | {med[f'{m} / full pass']:.1f} s | {med[f'{m} / planner']:.1f} s | "
+            f"**{speed[m]:.2f}x** |" for m in speed]
+    same = "identical" if r["same_objective_values"] else "DIFFERENT"
+    return "\n".join([
+        f"A search trial collects only what its configuration needs. On {r['model']} at {r['ratio']:.0%}, "
+        f"{r['trials']} trials of each metric with a new calibration set each, alternating, "
+        f"{r['threads']} threads (`{r['command']}`), objective values {same}:",
+        "",
+        "| trial | full gradient pass (every trial before) | forward only (planner) | faster |",
+        "|---|---|---|---|",
+        *rows,
+    ])
+
+
+def _minutes(value) -> str:
+    return "not within the run" if value is None or (isinstance(value, float) and math.isinf(value)) \
+        else f"{value:.1f}"
+
+
+def quality_block(s: dict | None) -> str:
+    if s is None:
+        return "Measured by `python benchmarks/search/time_to_quality.py` (pending)."
+    p, ref = s["protocol"], s["reference"]
+    names = [k for k in s if k not in ("reference", "protocol")]
+    rows = []
+    for n in names:
+        r = s[n]
+        rows.append(f"| {n} | {r['runs']} | {_minutes(r['median_minutes_to_1.01x'])} | "
+                    f"{_minutes(r['median_minutes_to_1.03x'])} | {r['median_final_best']:.2f} |")
+    return "\n".join([
+        f"Time to quality on {p['model']} at {p['ratio']:.0%}, {p['space']}, {p['cpu']} CPU cores, runs of "
+        f"{p['minutes_per_run']:g} minutes from the command's start (model loading included), seeds "
+        f"{', '.join(map(str, p['seeds']))}, variants interleaved (`{p['command']}`). Reference objective "
+        f"{ref:.2f} (1.01x = {1.01 * ref:.1f}, 1.03x = {1.03 * ref:.1f}); medians over seeds:",
+        "",
+        "| variant | runs | minutes to 1.01x | minutes to 1.03x | best after the run |",
+        "|---|---|---|---|---|",
+        *rows,
+        "",
+        "The curves: `benchmarks/results/time_to_quality/time_to_quality.png`.",
+    ])
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--check", action="store_true")
+    args = p.parse_args()
+    page = PAGE.read_text()
+    page = rendering.with_block(page, "trial-cost", SCRIPT, trial_block(_load(RESULTS / "gradient_free_trial.json")))
+    page = rendering.with_block(page, "time-to-quality", SCRIPT,
+                                quality_block(_load(RESULTS / "time_to_quality" / "summary.json")))
+    return rendering.write_or_check({PAGE: page}, args.check, f"python {SCRIPT}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
