@@ -104,6 +104,11 @@ def shipped_modeling_file(base_type: str) -> str:
     return source.replace(marker, f"SHIPPED_FAMILIES: dict[str, tuple[str, str]] = {entry!r}", 1)
 
 
+def checkpoint_flavour(model: nn.Module) -> str:
+    """``"plain"`` when ``model`` saves as its family's own config, else ``"adapruner_pruned"``."""
+    return "adapruner_pruned" if checkpoint_config(model).model_type.startswith(modeling_pruned.PREFIX) else "plain"
+
+
 def is_adapruner_output(directory: Path) -> bool:
     """Whether ``directory`` is empty or was written by adapruner (it holds a pruning report)."""
     return not any(directory.iterdir()) or (directory / REPORT_NAME).is_file()

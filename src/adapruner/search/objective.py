@@ -198,6 +198,11 @@ class Objective:
         self._stats_key: tuple | None = None
         self._stats = None
 
+    @property
+    def dense_ppl(self) -> dict[str, float] | None:
+        """The dense model's perplexity per dataset on the windows (None before the first trial)."""
+        return self.evaluator.dense if self.evaluator is not None else None
+
     def evaluator_for(self, plan: PruningPlan) -> CachedEvaluator:
         """The cached evaluator, rebuilt (once) if a plan touches a layer below its cache."""
         start = first_pruned_layer(plan)

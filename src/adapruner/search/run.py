@@ -19,7 +19,6 @@ trial's value (a loud warning, recorded in the report, when they differ beyond f
 from __future__ import annotations
 
 import contextlib
-import json
 import sys
 import time
 from dataclasses import dataclass, field
@@ -254,7 +253,7 @@ def finalize(study, storage, loaded, request: SearchRequest, pool, objective, ru
     from adapruner.core.versions import versions
     from adapruner.eval.perplexity import perplexity
     from adapruner.planning import pool_windows, prune_in_place
-    from adapruner.pruning.save import REPORT_NAME, save_pruned
+    from adapruner.pruning.save import checkpoint_flavour, save_pruned
     from adapruner.search.plots import plot_convergence
     from adapruner.search.results import best_config, convergence_curves, study_summary, write_trials_csv
 
@@ -264,7 +263,7 @@ def finalize(study, storage, loaded, request: SearchRequest, pool, objective, ru
     model, tokenizer = loaded.model, loaded.tokenizer
     dense_params = count_parameters(model)
     calib, update_calib = pool_windows(pool, config)
-    dense = objective.evaluator.dense if objective.evaluator else None
+    dense = objective.dense_ppl
     if not dense:  # a process that ran no trial (a finished study re-finalised): measure it now
         dense = {name: perplexity(model, w, batch_size=request.eval_batch_size, progress=False).ppl
                  for name, w in objective.windows.items()}
@@ -309,7 +308,7 @@ def finalize(study, storage, loaded, request: SearchRequest, pool, objective, ru
         "versions": versions("optuna"),
     }
     save_pruned(model, tokenizer, out / "model", report, overwrite=True)
-    report["checkpoint_flavour"] = json.loads((out / "model" / REPORT_NAME).read_text())["checkpoint"]["flavour"]
+    report["checkpoint_flavour"] = checkpoint_flavour(model)
     write_json(out / "best_config.json", {"config": config.to_json(), "provenance": provenance})
     write_trials_csv(study, out / "trials.csv")
     write_json(out / "pruning_report.json", report)

@@ -195,8 +195,7 @@ class Worker:
     def _postfix(self) -> str:
         """Best objective so far and the dense model's, for the progress bar."""
         best = best_trial(self.study, required=False)
-        evaluator = getattr(self.ctx.objective, "evaluator", None)
-        dense = getattr(evaluator, "dense", None)
+        dense = getattr(self.ctx.objective, "dense_ppl", None)
         parts = [f"best {best.value:.2f} (trial {best.number})"] if best is not None else []
         if dense:
             parts.append(f"dense {sum(dense.values()) / len(dense):.2f}")
