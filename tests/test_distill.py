@@ -106,7 +106,7 @@ def test_a_killed_run_resumes_from_its_checkpoint_and_ends_with_the_same_steps(t
     # The data digest must be the same in any process (a resume usually is a new process).
     import hashlib
 
-    assert state["windows"] == hashlib.sha256(train.numpy().tobytes()).hexdigest()[:16]
+    assert state["fingerprint"]["windows"] == hashlib.sha256(train.numpy().tobytes()).hexdigest()[:16]
     student2, _ = pruned_pair()
     resumed, report = distill(student2, teacher, train, val, config, checkpoint_dir=tmp_path / "ckpt", progress=False)
     assert report["resumed_at_step"] == 10 and report["steps"] == 20
@@ -148,10 +148,10 @@ def test_ctrl_c_finishes_the_step_saves_and_the_rerun_ends_at_the_same_weights(t
 
 
 def test_checkpoints_follow_the_clock_unless_steps_are_asked_for(tmp_path, monkeypatch):
-    import adapruner.recovery.distill as distill_module
+    import adapruner.recovery.loop as loop_module
 
     saved = []
-    monkeypatch.setattr(distill_module, "_save_checkpoint", lambda d, s, o, sc, step, *a: saved.append(step))
+    monkeypatch.setattr(loop_module, "save_checkpoint", lambda d, m, o, sc, step, *a: saved.append(step))
     train, val = tiny_batch(32, 24, seed=1), tiny_batch(4, 24, seed=2)
     student, teacher = pruned_pair()
     distill(student, teacher, train, val, DistillConfig(max_steps=6, batch_size=4, eval_every=100, seq_len=24),

@@ -207,7 +207,7 @@ def test_lora_records_a_validation_curve_over_wall_time(tiny_dir, tmp_path, data
 
 
 def test_the_rate_decays_to_zero_at_whichever_budget_ends_first():
-    from adapruner.recovery.training import lr_factor
+    from adapruner.recovery.loop import lr_factor
 
     assert lr_factor(0, 10, 100, 0.0, None) == pytest.approx(0.1)  # warm-up
     assert lr_factor(55, 10, 100, 0.0, None) == pytest.approx(0.5)  # halfway through the steps

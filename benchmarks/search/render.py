@@ -45,28 +45,35 @@ def trial_block(r: dict | None) -> str:
 
 
 def _minutes(value) -> str:
-    return "not within the run" if value is None or (isinstance(value, float) and math.isinf(value)) \
-        else f"{value:.1f}"
+    return "-" if value is None or (isinstance(value, float) and math.isinf(value)) else f"{value:.1f}"
+
+
+def _times(row: dict, factor: float) -> str:
+    """The median minutes to ``factor`` x the reference, and each run's ("-": not within the run)."""
+    runs = ", ".join(_minutes(t) for t in row[f"minutes_to_{factor}x"])
+    return f"{_minutes(row[f'median_minutes_to_{factor}x'])} ({runs})"
 
 
 def quality_block(s: dict | None) -> str:
     if s is None:
         return "Measured by `python benchmarks/search/time_to_quality.py` (pending)."
     p, ref = s["protocol"], s["reference"]
-    names = [k for k in s if k not in ("reference", "protocol")]
+    names = [k for k in s if k not in ("reference", "reference_source", "protocol")]
     rows = []
     for n in names:
         r = s[n]
-        rows.append(f"| {n} | {r['runs']} | {_minutes(r['median_minutes_to_1.01x'])} | "
-                    f"{_minutes(r['median_minutes_to_1.03x'])} | {r['median_final_best']:.2f} |")
+        rows.append(f"| {n} | {r['runs']} | {r['median_trials']:g} | {_times(r, 1.01)} | {_times(r, 1.03)} | "
+                    f"{r['median_best_at_half_time']:.2f} | {r['median_final_best']:.2f} |")
     return "\n".join([
         f"Time to quality on {p['model']} at {p['ratio']:.0%}, {p['space']}, {p['cpu']} CPU cores, runs of "
         f"{p['minutes_per_run']:g} minutes from the command's start (model loading included), seeds "
         f"{', '.join(map(str, p['seeds']))}, variants interleaved (`{p['command']}`). Reference objective "
-        f"{ref:.2f} (1.01x = {1.01 * ref:.1f}, 1.03x = {1.03 * ref:.1f}); medians over seeds:",
+        f"{ref:.2f}, {s['reference_source']} (1.01x = {1.01 * ref:.1f}, 1.03x = {1.03 * ref:.1f}); medians over "
+        "seeds, each run's time in brackets (-: not reached within the run):",
         "",
-        "| variant | runs | minutes to 1.01x | minutes to 1.03x | best after the run |",
-        "|---|---|---|---|---|",
+        f"| variant | runs | trials finished | minutes to 1.01x | minutes to 1.03x | best after "
+        f"{p['minutes_per_run'] / 2:g} min | best after {p['minutes_per_run']:g} min |",
+        "|---|---|---|---|---|---|---|",
         *rows,
         "",
         "The curves: `benchmarks/results/time_to_quality/time_to_quality.png`.",

@@ -91,8 +91,11 @@ def time_to(curve: list, target: float) -> float | None:
 
 def summarise(runs: list[dict], reference: float, minutes: float) -> dict:
     """Median minutes to 1.01x / 1.03x of the reference and median final best, per variant."""
-    reference = min([reference] + [v for r in runs for _, v in r["trials"]])
-    out = {"reference": reference}
+    found = min([v for r in runs for _, v in r["trials"]], default=float("inf"))
+    out = {"reference": min(reference, found),
+           "reference_source": "the best any run found" if found < reference
+           else "the recorded 100-trial full-space best"}
+    reference = out["reference"]
     for name in dict.fromkeys(r["variant"] for r in runs):
         mine = [best_curve(r["trials"]) for r in runs if r["variant"] == name]
         row = {"runs": len(mine), "final_best": [c[-1][1] if c else None for c in mine]}
@@ -103,6 +106,9 @@ def summarise(runs: list[dict], reference: float, minutes: float) -> dict:
             row[f"median_minutes_to_{factor}x"] = statistics.median([t if t is not None else float("inf")
                                                                       for t in times])
         row["median_final_best"] = statistics.median([b for b in row["final_best"] if b is not None])
+        half = [next((v for m, v in reversed(c) if m <= minutes / 2), float("inf")) for c in mine]
+        row["median_best_at_half_time"] = statistics.median(half)
+        row["median_trials"] = statistics.median(len(r["trials"]) for r in runs if r["variant"] == name)
         out[name] = row
     return out
 
@@ -116,7 +122,7 @@ def plot(runs: list[dict], summary: dict, path: Path, minutes: float) -> None:
 
     grid = [minutes * i / 200 for i in range(201)]
     fig, ax = plt.subplots(figsize=(7, 4.2))
-    for k, name in enumerate(n for n in summary if n != "reference"):
+    for k, name in enumerate(n for n in summary if n not in ("reference", "reference_source", "protocol")):
         color = f"C{k}"
         values = []
         for r in (r for r in runs if r["variant"] == name):

@@ -117,21 +117,16 @@ def prune(model, ratio: float | None = None, *, out: str | Path | None = None, c
     entries to the report (the CLI records the budget as the user typed it).
     """
     from adapruner.core.params import count_parameters
-    from adapruner.pruning.save import check_output_dir, check_savable
+    from adapruner.pruning.save import check_savable
+    from adapruner.pruning.surgery import layer_widths
     from adapruner.streaming.memory import choose_path
 
     model = _spec(model)
     recipe_used = recipe or (DEFAULT_RECIPE if config is None else None)
     config = resolve_config(config, recipe, seed)
-    if out is not None:
-        from adapruner.core.io import check_output
-
-        check_output(out, [model, config if isinstance(config, (str, Path)) else None])
-        out = check_output_dir(out, overwrite, force_overwrite)
-    target = check_budget(ratio, target_params)
+    out, target = _check_prune_request(model, config, out, ratio, target_params, micro_batch, overwrite,
+                                       force_overwrite)
     asked = {"ratio": ratio, "ratio_of": ratio_of, "target_params": target}
-    if micro_batch is not None and micro_batch < 1:
-        raise AdaprunerError(f"--micro-batch must be at least 1 (samples per forward/backward), got {micro_batch}")
     seed_everything(config.calibration.seed)
     data = calibration_data_dir(config, data_dir)
     choice = choose_path(model, config, stream, max_memory, device, dtype, micro_batch, trust_remote_code)
@@ -139,50 +134,74 @@ def prune(model, ratio: float | None = None, *, out: str | Path | None = None, c
         raise AdaprunerError("a streamed pruning writes its layers as it goes; give it an output directory (--out)")
     if verbose:
         print(choice.summary())
-    timings = {}
     t = time.perf_counter()
     loaded = _load(model, choice.streamed, device, dtype, trust_remote_code)
-    timings["load_s"] = time.perf_counter() - t
-    tokenizer = loaded.tokenizer
+    timings = {"load_s": time.perf_counter() - t}
     check_savable(loaded.model)
     ratio = _total_ratio(loaded.model, config, ratio, ratio_of, target)
-    calib, update_calib = _windows(tokenizer, config, data)
+    calib, update_calib = _windows(loaded.tokenizer, config, data)
     before = count_parameters(loaded.model)
-    if choice.streamed:
-        from adapruner.streaming.prune import prune_streamed
-
-        with _staged_writes(out):
-            streamed = prune_streamed(loaded, config, ratio, calib, update_calib, out, micro_batch=micro_batch,
-                                      save_dtype=_dtype(save_dtype))
-        plan, views_before = streamed.plan, streamed.views_before
-        timings.update(streamed.timings)
-    else:
-        from adapruner.planning import prune_in_place
-
-        pruned = prune_in_place(loaded.model, config, ratio, calib, update_calib, micro_batch=micro_batch)
-        plan, views_before = pruned.plan, pruned.views_before
-        timings.update(pruned.timings)
+    plan, views_before, streamed = _prune_loaded(loaded, config, ratio, calib, update_calib, out, choice.streamed,
+                                                 micro_batch, save_dtype, timings)
     report = _report(loaded, model, config, ratio, before, plan, views_before, timings, choice, data,
                      device=device, dtype=dtype, save_dtype=save_dtype, budget=asked,
                      extra={"recipe": recipe_used, **(report_extra or {})})
-    pruned_model = None if choice.streamed else loaded.model
     if out is not None:
-        if choice.streamed:
-            from adapruner.streaming.prune import finish_streamed
-
-            with _staged_writes(out):
-                out = finish_streamed(loaded, streamed, report, out, overwrite=overwrite or force_overwrite,
-                                      save_dtype=_dtype(save_dtype))
-        else:
-            from adapruner.pruning.save import save_run
-
-            if _dtype(save_dtype) is not None:
-                pruned_model.to(_dtype(save_dtype))
-            out = save_run(pruned_model, tokenizer, out, report, overwrite=overwrite, force=force_overwrite)
-    from adapruner.pruning.surgery import layer_widths
-
-    return PruneResult(model=pruned_model, tokenizer=tokenizer, report=report, plan=plan,
+        out = _save(loaded, streamed, report, out, save_dtype, overwrite, force_overwrite)
+    return PruneResult(model=None if streamed else loaded.model, tokenizer=loaded.tokenizer, report=report, plan=plan,
                        widths=layer_widths(loaded.model), out=out)
+
+
+def _check_prune_request(model: str, config: PruneConfig, out, ratio, target_params, micro_batch, overwrite: bool,
+                         force_overwrite: bool) -> tuple[Path | None, int | None]:
+    """Every check of a pruning request that needs no model: the output (never one of the inputs,
+    never a directory adapruner did not write), the budget and the micro-batch; returns the output
+    directory and the target parameter count (or None)."""
+    from adapruner.pruning.save import check_output_dir
+
+    if out is not None:
+        from adapruner.core.io import check_output
+
+        check_output(out, [model, config if isinstance(config, (str, Path)) else None])
+        out = check_output_dir(out, overwrite, force_overwrite)
+    target = check_budget(ratio, target_params)
+    if micro_batch is not None and micro_batch < 1:
+        raise AdaprunerError(f"--micro-batch must be at least 1 (samples per forward/backward), got {micro_batch}")
+    return out, target
+
+
+def _prune_loaded(loaded, config: PruneConfig, ratio: float, calib, update_calib, out, streamed: bool,
+                  micro_batch, save_dtype, timings: dict):
+    """Plan and prune the loaded model, in memory or streamed layer by layer into ``out``; returns
+    the plan, the parameter views before, and the streamed run (None in memory)."""
+    if streamed:
+        from adapruner.streaming.prune import prune_streamed
+
+        with _staged_writes(out):
+            run = prune_streamed(loaded, config, ratio, calib, update_calib, out, micro_batch=micro_batch,
+                                 save_dtype=_dtype(save_dtype))
+        timings.update(run.timings)
+        return run.plan, run.views_before, run
+    from adapruner.planning import prune_in_place
+
+    pruned = prune_in_place(loaded.model, config, ratio, calib, update_calib, micro_batch=micro_batch)
+    timings.update(pruned.timings)
+    return pruned.plan, pruned.views_before, None
+
+
+def _save(loaded, streamed, report: dict, out: Path, save_dtype, overwrite: bool, force_overwrite: bool) -> Path:
+    """Write the run directory: the streamed run's staged layers finished, or the pruned model saved."""
+    if streamed is not None:
+        from adapruner.streaming.prune import finish_streamed
+
+        with _staged_writes(out):
+            return finish_streamed(loaded, streamed, report, out, overwrite=overwrite or force_overwrite,
+                                   save_dtype=_dtype(save_dtype))
+    from adapruner.pruning.save import save_run
+
+    if _dtype(save_dtype) is not None:
+        loaded.model.to(_dtype(save_dtype))
+    return save_run(loaded.model, loaded.tokenizer, out, report, overwrite=overwrite, force=force_overwrite)
 
 
 def _spec(model) -> str:

@@ -102,7 +102,6 @@ def run(args: argparse.Namespace) -> int:
 
     from adapruner.data.alpaca import load_alpaca
     from adapruner.models.load import load_model
-    from adapruner.pruning.save import save_run
     from adapruner.recovery.training import TrainConfig
 
     out = Path(args.out)
@@ -160,10 +159,7 @@ def run(args: argparse.Namespace) -> int:
         "n_rows": len(rows), "seed": args.seed, "device": str(next(model.parameters()).device), "dtype": args.dtype,
         "versions": versions("peft"),
     })
-    previous = Path(loaded.path) / "pruning_report.json"
-    pruning = json.loads(previous.read_text()) if previous.is_file() else {}
-    pruning = {**pruning, "finetune": {k: v for k, v in report.items() if k != "train_loss"}}
-    final = save_run(model, tokenizer, out, pruning, overwrite=args.overwrite, extra={"finetune_report.json": report})
+    final = _save(model, loaded, out, report, args.overwrite, leave_out=("train_loss",))
     print(f"{args.method}: validation loss {report['val_loss_before']:.4f} -> {report['val_loss_after']:.4f} "
           f"in {report['steps']} steps ({report['seconds']:.0f} s); wrote {final}")
     return 0
@@ -171,14 +167,38 @@ def run(args: argparse.Namespace) -> int:
 
 def run_distill(args: argparse.Namespace, out: Path) -> int:
     """``--method distill``: check everything, load student and teacher, distil, save like the input."""
-    from adapruner.data import user_text
     from adapruner.models.load import load_model
-    from adapruner.pruning.save import save_run
-    from adapruner.recovery.distill import (DistillConfig, check_hidden_shapes, distill, text_windows_from_books,
-                                            validation_windows)
+    from adapruner.recovery.distill import distill
 
     if not args.teacher:
         raise AdaprunerError("--method distill needs --teacher (the dense model the student was pruned from)")
+    config = _distill_config(args)
+    sources = args.data or ["books"]
+    data_dir = _check_distill_inputs(args, config, sources)
+    seed_everything(args.seed)
+    loaded = load_model(args.model, device=args.device, dtype=args.dtype, trust_remote_code=args.trust_remote_code)
+    teacher = load_model(args.teacher, device=args.teacher_device or args.device, dtype=args.teacher_dtype or args.dtype,
+                         trust_remote_code=args.trust_remote_code)
+    windows, val, source = _distill_windows(loaded.tokenizer, sources, data_dir, config, args.text_field)
+    checkpoint = out.parent / f".{out.name}.distill-checkpoint"
+    student, report = distill(loaded.model, teacher.model, windows, val, config, checkpoint_dir=checkpoint)
+    report.update({"command": "finetune", "model": args.model, "model_path": loaded.path, "teacher": args.teacher,
+                   "teacher_path": teacher.path, **source, "seed": args.seed, "dtype": args.dtype,
+                   "device": str(next(student.parameters()).device), "versions": versions("peft")})
+    final = _save(student, loaded, out, report, args.overwrite, leave_out=("train_loss", "validation"))
+    import shutil
+
+    shutil.rmtree(checkpoint, ignore_errors=True)
+    budget = " (time budget reached)" if report["stopped_on_time_budget"] else ""
+    print(f"distill: validation PPL {report['val_ppl_before']:.2f} -> {report['val_ppl_after']:.2f} in "
+          f"{report['steps']} steps{budget} ({report['seconds']:.0f} s); wrote {final}")
+    return 0
+
+
+def _distill_config(args: argparse.Namespace):
+    """The :class:`~adapruner.recovery.distill.DistillConfig` of the flags (checked)."""
+    from adapruner.recovery.distill import DistillConfig
+
     config = DistillConfig(temperature=args.temperature, lm_weight=args.lm_weight, hidden_weight=args.hidden_weight,
                            seq_len=args.seq_len,
                            batch_size=args.batch_size or 8, lr=args.lr if args.lr is not None else 5e-5,
@@ -189,9 +209,18 @@ def run_distill(args: argparse.Namespace, out: Path) -> int:
                            warmup_steps=args.warmup_steps if args.warmup_steps is not None else 10,
                            mixed_precision=args.mixed_precision, freeze_embeddings=args.freeze_embeddings)
     config.check()
-    import torch
+    return config
 
-    sources = args.data or ["books"]
+
+def _check_distill_inputs(args: argparse.Namespace, config, sources: list[str]) -> Path | None:
+    """Every check that needs no model: the text sources, the data directory, the teacher's path
+    and its vocabulary and depth against the student's; returns the data directory (None when
+    neither the books nor the validation windows need one)."""
+    from adapruner.data import user_text
+    from adapruner.data.paths import resolve_data_dir
+    from adapruner.models.load import peek_config, resolve_spec
+    from adapruner.recovery.distill import check_hidden_shapes
+
     for src in sources:
         if src == "books":
             continue
@@ -200,18 +229,13 @@ def run_distill(args: argparse.Namespace, out: Path) -> int:
                                  "'books' (the data directory's book texts)")
         user_text.read_rows(src, args.text_field)  # a bad file fails before any model loads
         _refuse_test_split(Path(src))
-    from adapruner.data.paths import resolve_data_dir
-
     data_dir = None
     try:
         data_dir = resolve_data_dir(args.data_dir)
     except AdaprunerError:
         if "books" in sources:
             raise
-    from adapruner.models.load import peek_config, resolve_spec
-
     resolve_spec(args.teacher)  # a missing teacher fails before the student loads
-
     configs = [peek_config(spec) or {} for spec in (args.model, args.teacher)]
     vocab = [c.get("vocab_size") for c in configs]
     if None not in vocab and vocab[0] != vocab[1]:
@@ -220,19 +244,26 @@ def run_distill(args: argparse.Namespace, out: Path) -> int:
     shape = [(c.get("num_hidden_layers"), c.get("hidden_size")) for c in configs]
     if config.hidden_weight and None not in (*shape[0], *shape[1]):
         check_hidden_shapes(*shape)  # before any model loads
-    seed_everything(args.seed)
-    loaded = load_model(args.model, device=args.device, dtype=args.dtype, trust_remote_code=args.trust_remote_code)
-    teacher = load_model(args.teacher, device=args.teacher_device or args.device, dtype=args.teacher_dtype or args.dtype,
-                         trust_remote_code=args.trust_remote_code)
-    tok = loaded.tokenizer
+    return data_dir
+
+
+def _distill_windows(tok, sources: list[str], data_dir: Path | None, config, text_field: str):
+    """``(training windows, validation windows, their description for the report)``: each source
+    cut into its own windows and pooled (the run shuffles them); validation on WikiText-2's
+    validation split, or, without a data directory, on the last windows of the text, held out."""
+    import torch
+
+    from adapruner.data import user_text
+    from adapruner.recovery.distill import text_windows_from_books, validation_windows
+
     parts, described = [], []
-    for src in sources:  # each source cut into its own windows, then pooled (the run shuffles them)
+    for src in sources:
         if src == "books":
             parts.append(text_windows_from_books(tok, data_dir, config.seq_len))
             described.append({"data": "books", "data_dir": str(data_dir), "windows": len(parts[-1])})
         else:
-            parts.append(user_text.text_windows(tok, src, config.seq_len, args.text_field, need=1))
-            described.append({"data": user_text.protocol(src, args.text_field), "windows": len(parts[-1])})
+            parts.append(user_text.text_windows(tok, src, config.seq_len, text_field, need=1))
+            described.append({"data": user_text.protocol(src, text_field), "windows": len(parts[-1])})
     windows = torch.cat(parts)
     if len(windows) < config.batch_size + 1:
         raise AdaprunerError(f"--data gives {len(windows)} window(s) of {config.seq_len} tokens but {config.batch_size + 1} "
@@ -244,22 +275,18 @@ def run_distill(args: argparse.Namespace, out: Path) -> int:
     else:
         val, windows = windows[-config.val_windows:], windows[:-config.val_windows]
         source["validation_data"] = f"the last {len(val)} windows of --data, held out of training"
-    checkpoint = out.parent / f".{out.name}.distill-checkpoint"
-    student, report = distill(loaded.model, teacher.model, windows, val, config, checkpoint_dir=checkpoint)
-    report.update({"command": "finetune", "model": args.model, "model_path": loaded.path, "teacher": args.teacher,
-                   "teacher_path": teacher.path, **source, "seed": args.seed, "dtype": args.dtype,
-                   "device": str(next(student.parameters()).device), "versions": versions("peft")})
+    return windows, val, source
+
+
+def _save(model, loaded, out: Path, report: dict, overwrite: bool, leave_out: tuple[str, ...]) -> Path:
+    """Save the tuned model like its input: its pruning report (when it has one) extended with the
+    ``finetune`` summary (the report less ``leave_out``), and ``finetune_report.json``."""
+    from adapruner.pruning.save import save_run
+
     previous = Path(loaded.path) / "pruning_report.json"
     pruning = json.loads(previous.read_text()) if previous.is_file() else {}
-    pruning = {**pruning, "finetune": {k: v for k, v in report.items() if k not in ("train_loss", "validation")}}
-    final = save_run(student, tok, out, pruning, overwrite=args.overwrite, extra={"finetune_report.json": report})
-    import shutil
-
-    shutil.rmtree(checkpoint, ignore_errors=True)
-    budget = " (time budget reached)" if report["stopped_on_time_budget"] else ""
-    print(f"distill: validation PPL {report['val_ppl_before']:.2f} -> {report['val_ppl_after']:.2f} in "
-          f"{report['steps']} steps{budget} ({report['seconds']:.0f} s); wrote {final}")
-    return 0
+    pruning = {**pruning, "finetune": {k: v for k, v in report.items() if k not in leave_out}}
+    return save_run(model, loaded.tokenizer, out, pruning, overwrite=overwrite, extra={"finetune_report.json": report})
 
 
 def _validation_ppl(args: argparse.Namespace, tokenizer):

@@ -26,21 +26,17 @@ kill and ends with the same number of steps.
 from __future__ import annotations
 
 import hashlib
-import json
 import random
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from adapruner.core.io import atomic_directory
 from adapruner.core.lm import TokenNLL
 from adapruner.errors import AdaprunerError
 from adapruner.recovery.kl import chunked_distillation_loss
-from adapruner.recovery.training import (budget_postfix, check_mixed_precision, interrupt_between_steps, lr_factor,
-                                         mixed_precision)
+from adapruner.recovery.training import check_mixed_precision, mixed_precision
 
 
 @dataclass
@@ -204,51 +200,35 @@ def _state(config: DistillConfig) -> dict:
             if k not in ("max_minutes", "eval_every", "checkpoint_every", "checkpoint_minutes", "mixed_precision")}
 
 
-def _save_checkpoint(directory: Path, student, optim, sched, step: int, history: dict, config: DistillConfig,
-                     windows_digest: str) -> None:
-    from safetensors.torch import save_file
+def _trainable(student, config: DistillConfig):
+    """The student with what it trains set: LoRA adapters (``lora_r``), else every parameter but
+    the embeddings when they are frozen."""
+    if config.lora_r:
+        from peft import LoraConfig, get_peft_model
 
-    with atomic_directory(directory, overwrite=True) as tmp:
-        state = {k: v.detach().contiguous().cpu() for k, v in student.state_dict().items()}
-        # Tied embeddings are one tensor under two names; safetensors refuses shared storage.
-        seen, unique = {}, {}
-        for k, v in state.items():
-            key = (v.data_ptr(), tuple(v.shape))
-            if key not in seen:
-                seen[key] = k
-                unique[k] = v
-        save_file(unique, str(tmp / "student.safetensors"))
-        torch.save({"optim": optim.state_dict(), "sched": sched.state_dict()}, tmp / "optim.pt")
-        (tmp / "state.json").write_text(json.dumps({"step": step, "config": _state(config), "history": history,
-                                                    "windows": windows_digest}, default=str))
+        from adapruner.recovery.lora import target_modules
 
-
-def _load_checkpoint(directory: Path, student, optim, sched, config: DistillConfig, windows_digest: str):
-    from safetensors.torch import load_file
-
-    info = json.loads((directory / "state.json").read_text())
-    if info["config"] != _state(config) or info["windows"] != windows_digest:
-        raise AdaprunerError(f"the checkpoint in {directory} was made with other settings or data; delete it or "
-                             "run with the same flags")
-    weights = load_file(str(directory / "student.safetensors"))
-    missing, unexpected = student.load_state_dict(weights, strict=False)
-    if unexpected or any(not k.endswith("lm_head.weight") for k in missing):
-        raise AdaprunerError(f"the checkpoint in {directory} does not fit this student model; delete it")
-    saved = torch.load(directory / "optim.pt", weights_only=True)
-    optim.load_state_dict(saved["optim"])
-    sched.load_state_dict(saved["sched"])
-    return info["step"], info["history"]
+        return get_peft_model(student, LoraConfig(r=config.lora_r, lora_alpha=2 * config.lora_r,
+                                                  target_modules=target_modules(student), lora_dropout=0.0))
+    for p in student.parameters():
+        p.requires_grad_(True)
+    if config.freeze_embeddings:
+        for module in (student.get_input_embeddings(), student.get_output_embeddings()):
+            for p in module.parameters():
+                p.requires_grad_(False)
+    return student
 
 
 def distill(student, teacher, train_windows: torch.Tensor, val_windows: torch.Tensor, config: DistillConfig,
             checkpoint_dir: str | Path | None = None, progress: bool = True) -> tuple[object, dict]:
-    """Train ``student`` to match ``teacher`` on ``train_windows``; return ``(student, report)``.
+    """Train ``student`` to match ``teacher`` on ``train_windows`` with the one training loop
+    (:mod:`adapruner.recovery.loop`); return ``(student, report)``.
 
     The report holds the loss curve, the validation curve (step, seconds, perplexity, KL), the
     settings, how many windows were seen and whether the run stopped on the time budget. The
     student comes back in eval mode (LoRA adapters merged).
     """
-    from tqdm.auto import tqdm
+    from adapruner.recovery.loop import Method, Schedule, run
 
     config.check()
     check_pair(student, teacher)
@@ -261,132 +241,61 @@ def distill(student, teacher, train_windows: torch.Tensor, val_windows: torch.Te
     teacher.eval()
     for p in teacher.parameters():
         p.requires_grad_(False)
-    if config.lora_r:
-        from peft import LoraConfig, get_peft_model
-
-        from adapruner.recovery.lora import target_modules
-
-        student = get_peft_model(student, LoraConfig(r=config.lora_r, lora_alpha=2 * config.lora_r,
-                                                     target_modules=target_modules(student), lora_dropout=0.0))
-    else:
-        for p in student.parameters():
-            p.requires_grad_(True)
-        if config.freeze_embeddings:
-            for module in (student.get_input_embeddings(), student.get_output_embeddings()):
-                for p in module.parameters():
-                    p.requires_grad_(False)
-    step, start_wall, offset = 0, time.perf_counter(), 0.0
-
-    def elapsed() -> float:  # wall time of the whole run, earlier processes of a resumed run included
-        return offset + time.perf_counter() - start_wall
-
-    params = [p for p in student.parameters() if p.requires_grad]
-    optim = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
-    total, warm = config.max_steps, min(config.warmup_steps, max(1, config.max_steps // 10))
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        optim, lambda s: lr_factor(s, warm, total, elapsed(), config.max_minutes))
-    # A digest stable across processes (Python's hash() of bytes is salted per process), so a
-    # resumed run in a new process recognises its data.
-    digest = hashlib.sha256(train_windows.numpy().tobytes()).hexdigest()[:16]
-    history = {"train": [], "validation": []}
-    checkpoint = Path(checkpoint_dir) if checkpoint_dir else None
-    if checkpoint is not None and (checkpoint / "state.json").is_file():
-        step, history = _load_checkpoint(checkpoint, student, optim, sched, config, digest)
-    resumed_at = step
-    # --max-minutes is the budget of the whole run: a resumed run spends what is left of it.
-    offset = max([r.get("seconds", 0.0) for r in history["train"][-1:]] + [v["seconds"] for v in history["validation"][-1:]]
-                 + [0.0])
+    student = _trainable(student, config)
     # The data order is a pure function of the seed and the step, so a resumed run sees the
     # windows the uninterrupted run would have seen.
     order = list(range(len(train_windows)))
     random.Random(config.seed).shuffle(order)
+    hidden = config.hidden_weight > 0
 
-    def batch_at(s: int) -> torch.Tensor:
+    def step(s: int) -> tuple[float, dict]:
         n = config.batch_size
-        idx = [order[(s * n + j) % len(order)] for j in range(n)]
-        return train_windows[idx]
-
-    def evaluate(s: int) -> None:
-        # The clock is read before validating, as LoRA's curve does: the time at which the
-        # model reached this state (earlier validations included).
-        seconds = round(elapsed(), 1)
-        ppl, kl = validation_metrics(student, teacher, val_windows, config.batch_size, teacher_cache)
-        history["validation"].append({"step": s, "seconds": seconds, "ppl": ppl, "kl": kl})
+        ids = train_windows[[order[(s * n + j) % len(order)] for j in range(n)]]
+        with torch.no_grad(), mixed_precision(_device(teacher), config.mixed_precision):
+            t_out = teacher(input_ids=ids.to(_device(teacher)), use_cache=False, output_hidden_states=hidden)
+        with mixed_precision(_device(student), config.mixed_precision):
+            s_out = student(input_ids=ids.to(_device(student)), use_cache=False, output_hidden_states=hidden)
+        loss, kl = chunked_distillation_loss(s_out.logits, t_out.logits, ids, config.temperature, config.lm_weight)
+        figures = {"kl": kl}
+        if hidden:
+            h_loss = hidden_state_loss(s_out.hidden_states, t_out.hidden_states)
+            loss = loss + config.hidden_weight * h_loss
+            figures["hidden"] = float(h_loss.detach())
+        del t_out, s_out
+        loss.backward()
+        return float(loss.detach()), figures
 
     teacher_cache = teacher_log_probs(teacher, val_windows, config.batch_size)
-    if step == 0:
-        evaluate(0)
-    stopped_on_time = False
-    student.train()
-    bar = tqdm(total=total, initial=step, desc="distilling", unit="step", disable=not progress)
-    hidden = config.hidden_weight > 0
-    last_checkpoint = elapsed()
 
-    def save(s: int) -> None:
-        nonlocal last_checkpoint
-        _save_checkpoint(checkpoint, student, optim, sched, s, history, config, digest)
-        last_checkpoint = elapsed()
+    def validate() -> dict:
+        ppl, kl = validation_metrics(student, teacher, val_windows, config.batch_size, teacher_cache)
+        return {"ppl": ppl, "kl": kl}
 
-    def checkpoint_due(s: int) -> bool:
-        if config.checkpoint_every is not None and s % config.checkpoint_every == 0:
-            return True
-        return elapsed() - last_checkpoint >= 60 * config.checkpoint_minutes
-
-    with interrupt_between_steps() as interrupted:
-        while step < total:
-            if interrupted[0]:
-                if checkpoint is not None:
-                    save(step)
-                bar.close()
-                raise KeyboardInterrupt
-            if config.max_minutes is not None and elapsed() > 60 * config.max_minutes:
-                stopped_on_time = True
-                break
-            ids = batch_at(step)
-            with torch.no_grad(), mixed_precision(_device(teacher), config.mixed_precision):
-                t_out = teacher(input_ids=ids.to(_device(teacher)), use_cache=False, output_hidden_states=hidden)
-            with mixed_precision(_device(student), config.mixed_precision):
-                s_out = student(input_ids=ids.to(_device(student)), use_cache=False, output_hidden_states=hidden)
-            loss, kl = chunked_distillation_loss(s_out.logits, t_out.logits, ids, config.temperature, config.lm_weight)
-            record = {}
-            if hidden:
-                h_loss = hidden_state_loss(s_out.hidden_states, t_out.hidden_states)
-                loss = loss + config.hidden_weight * h_loss
-                record["hidden"] = float(h_loss.detach())
-            del t_out, s_out
-            optim.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            lr_used = optim.param_groups[0]["lr"]
-            optim.step()
-            sched.step()
-            step += 1
-            history["train"].append({"step": step, "loss": float(loss.detach()), "kl": kl, **record,
-                                     "lr": lr_used, "seconds": round(elapsed(), 1)})
-            bar.update(1)
-            bar.set_postfix(loss=f"{float(loss.detach()):.3f}", val=f"{history['validation'][-1]['ppl']:.1f}",
-                            **budget_postfix(elapsed(), config.max_minutes))
-            if step % config.eval_every == 0 or step == total:
-                evaluate(step)
-            if checkpoint is not None and step < total and checkpoint_due(step):
-                save(step)
-    bar.close()
-    if history["validation"][-1]["step"] != step:
-        evaluate(step)
+    # A digest stable across processes (Python's hash() of bytes is salted per process), so a
+    # resumed run in a new process recognises its data.
+    digest = hashlib.sha256(train_windows.numpy().tobytes()).hexdigest()[:16]
+    schedule = Schedule(steps=config.max_steps, warmup=min(config.warmup_steps, max(1, config.max_steps // 10)),
+                        lr=config.lr, weight_decay=config.weight_decay, max_minutes=config.max_minutes, clip_norm=1.0,
+                        eval_every=config.eval_every, checkpoint_dir=Path(checkpoint_dir) if checkpoint_dir else None,
+                        checkpoint_every=config.checkpoint_every, checkpoint_minutes=config.checkpoint_minutes,
+                        fingerprint={"config": _state(config), "windows": digest}, desc="distilling")
+    record = run(Method(model=student, step=step, validate=validate), schedule, progress)
     if config.lora_r:
         student = student.merge_and_unload()
     for p in student.parameters():
         p.requires_grad_(False)
     student.eval()
-    report = {"method": "distill", "settings": asdict(config), "steps": step, "resumed_at_step": resumed_at,
-              "stopped_on_time_budget": stopped_on_time, "windows_seen": step * config.batch_size,
+    steps, validation = record["steps"], record["validation"]
+    report = {"method": "distill", "settings": asdict(config), "steps": steps,
+              "resumed_at_step": record["resumed_at_step"], "stopped_on_time_budget": record["stopped_on_time_budget"],
+              "windows_seen": steps * config.batch_size,
               # Which training windows the student saw (indices into the training windows, in
               # their order of the text): the pruning's calibration text may be among them.
-              "seen_windows": sorted(set(order[:min(step * config.batch_size, len(order))])),
+              "seen_windows": sorted(set(order[:min(steps * config.batch_size, len(order))])),
               "window_order": f"random.Random({config.seed}).shuffle over the training windows, cycled",
-              "train_windows": len(train_windows), "train_loss": history["train"], "validation": history["validation"],
-              "val_ppl_before": history["validation"][0]["ppl"], "val_ppl_after": history["validation"][-1]["ppl"],
-              "seconds": round(elapsed(), 1)}
+              "train_windows": len(train_windows), "train_loss": record["train_loss"], "validation": validation,
+              "val_ppl_before": validation[0]["ppl"], "val_ppl_after": validation[-1]["ppl"],
+              "seconds": record["seconds"]}
     return student, report
 
 

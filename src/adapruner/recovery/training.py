@@ -1,5 +1,6 @@
-"""The training loop shared by LoRA and group-wise recovery: plain AdamW over the trainable
-parameters, gradient accumulation, linear warm-up then linear decay, token-weighted loss.
+"""Supervised fine-tuning of LoRA and group-wise recovery on instruction examples: a step of
+micro-batches with gradient accumulation and a token-weighted loss, run by the one training loop
+(:mod:`adapruner.recovery.loop`: AdamW, linear warm-up then linear decay, budgets, validation).
 
 Defaults follow LLM-Pruner's post-training (batch 64 = 16 micro-batches of 4, lr 1e-4, 2 epochs,
 cutoff 256 tokens, up to 100 warm-up steps). On CPU pass ``max_steps`` / smaller batches. The
@@ -12,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import math
 import random
-import time
 from dataclasses import asdict, dataclass
 
 import torch
@@ -86,60 +86,6 @@ def mixed_precision(device: torch.device | str, mode: str):
     return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)
 
 
-def lr_factor(step: int, warmup: int, total_steps: int, elapsed_s: float, max_minutes: float | None) -> float:
-    """The learning-rate multiplier of step ``step``: linear warm-up over ``warmup`` steps, then
-    linear decay to zero at whichever budget ends first, the steps or the wall clock.
-
-    Decaying on the clock when ``--max-minutes`` binds is what makes a time-budgeted run end
-    annealed (Li et al. 2020, "Budgeted training"): a rate held at its peak until the budget cuts
-    the run off leaves the weights where the last noisy steps put them; at the peak rate
-    distillation's validation perplexity rose again after ~3 minutes on a CPU.
-    """
-    if step < warmup:
-        return (step + 1) / warmup
-    progress = (step - warmup) / max(1, total_steps - warmup)
-    if max_minutes is not None:
-        progress = max(progress, elapsed_s / (60 * max_minutes))
-    return max(0.0, 1.0 - progress)
-
-
-@contextlib.contextmanager
-def interrupt_between_steps():
-    """Turn the first Ctrl-C inside the block into a flag a training loop reads between steps.
-
-    Yields a one-element list that becomes ``[True]`` on Ctrl-C; the loop then saves its
-    checkpoint and raises KeyboardInterrupt itself, so the checkpoint never holds a half-applied
-    optimiser step. A second Ctrl-C interrupts at once. Outside the main thread (where signal
-    handlers cannot be set) Ctrl-C behaves as usual.
-    """
-    import signal
-    import threading
-
-    flag = [False]
-    if threading.current_thread() is not threading.main_thread():
-        yield flag
-        return
-
-    def on_sigint(signum, frame):
-        flag[0] = True
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-
-    previous = signal.signal(signal.SIGINT, on_sigint)
-    try:
-        yield flag
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
-def budget_postfix(elapsed_s: float, max_minutes: float | None) -> dict:
-    """The progress bar's note of the wall-clock budget left (its step ETA is meaningless when a
-    --max-minutes budget, not --max-steps, ends the run)."""
-    if max_minutes is None:
-        return {}
-    left = max(0.0, 60 * max_minutes - elapsed_s)
-    return {"budget_left": f"{left / 60:.1f}min"}
-
-
 def _token_loss(model, batch: dict, device) -> tuple[torch.Tensor, int]:
     """Summed next-token NLL over labelled tokens, and their number."""
     batch = {k: v.to(device) for k, v in batch.items()}
@@ -168,74 +114,74 @@ def validation_loss(model, examples: list[dict], pad_id: int, micro_batch_size: 
 
 def train(model, train_examples: list[dict], config: TrainConfig, pad_id: int,
           progress: bool = True, validate=None, eval_every: int | None = None) -> dict:
-    """Train the parameters of ``model`` that require grad; return the loss history and timing.
+    """Train the parameters of ``model`` that require grad with :func:`adapruner.recovery.loop.run`;
+    return the loss history and timing.
 
-    With ``validate`` (model -> validation perplexity) and ``eval_every``, the history also holds
-    a validation curve ``[{step, seconds, ppl}]`` at step 0, every ``eval_every`` steps and at the
-    end, timed on the same wall clock as distillation's (validation time included), so the two
-    recovery methods' curves compare at equal time.
+    A step is ``batch_size`` examples (reshuffled every epoch), run as micro-batches whose
+    gradients accumulate into the mean over all the step's trained tokens. With ``validate``
+    (model -> validation perplexity) and ``eval_every``, the history also holds a validation
+    curve ``[{step, seconds, ppl}]`` at step 0, every ``eval_every`` steps and at the end, timed
+    on the same wall clock as distillation's (validation time included), so the two recovery
+    methods' curves compare at equal time.
     """
-    from tqdm import tqdm
+    from adapruner.recovery.loop import Method, Schedule, run
 
     config.check()
-    params = [p for p in model.parameters() if p.requires_grad]
-    if not params:
-        raise AdaprunerError("nothing to train: the model has no trainable parameters")
-    device = params[0].device
+    device = next(model.parameters()).device
     per_epoch = math.ceil(len(train_examples) / config.batch_size)
     total_steps = config.max_steps or max(1, math.ceil(config.epochs * per_epoch))
     warmup = min(config.warmup_steps, max(1, total_steps // 10))
-    start, start_clock = time.time(), time.perf_counter()
-    optim = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        optim, lambda s: lr_factor(s, warmup, total_steps, time.perf_counter() - start_clock, config.max_minutes))
-    rng = random.Random(config.seed)
-    order: list[int] = []
-    history = []
-    model.train()
-    bar = tqdm(range(total_steps), desc="fine-tuning", disable=not progress)
-    done = 0
-    curve = []
+    batches = EpochBatches(len(train_examples), config.batch_size, config.seed)
 
-    def checkpoint_validation(step: int) -> None:
-        if validate is not None and eval_every:
-            curve.append({"step": step, "seconds": round(time.time() - start, 1), "ppl": float(validate(model))})
-            model.train()
-
-    checkpoint_validation(0)
-    for step in bar:
-        if config.max_minutes is not None and time.time() - start > 60 * config.max_minutes:
-            break
-        batch = []
-        while len(batch) < config.batch_size:
-            if not order:  # a new epoch: reshuffle
-                order = list(range(len(train_examples)))
-                rng.shuffle(order)
-            batch.append(train_examples[order.pop()])
+    def step(s: int) -> tuple[float, dict]:
+        batch = [train_examples[i] for i in batches.at(s)]
         micro = [collate(batch[i:i + config.micro_batch_size], pad_id)
                  for i in range(0, len(batch), config.micro_batch_size)]
         n_tokens = sum(int((m["labels"][:, 1:] != -100).sum()) for m in micro)
-        optim.zero_grad(set_to_none=True)
-        step_loss = 0.0
+        total = 0.0
         for m in micro:
             with mixed_precision(device, config.mixed_precision):
                 loss, _ = _token_loss(model, m, device)
             (loss / max(n_tokens, 1)).backward()
-            step_loss += float(loss.detach())
-        lr_used = optim.param_groups[0]["lr"]
-        optim.step()
-        sched.step()
-        history.append({"step": step + 1, "loss": step_loss / max(n_tokens, 1), "lr": lr_used})
-        bar.set_postfix(loss=f"{history[-1]['loss']:.3f}",
-                        **budget_postfix(time.perf_counter() - start_clock, config.max_minutes))
-        done = step + 1
-        if eval_every and done % eval_every == 0:
-            checkpoint_validation(done)
-    if curve and curve[-1]["step"] != done:
-        checkpoint_validation(done)
-    model.eval()
-    return {"steps": done, "planned_steps": total_steps, "stopped_on_time_budget": done < total_steps,
+            total += float(loss.detach())
+        return total / max(n_tokens, 1), {}
+
+    method = Method(model=model, step=step,
+                    validate=(lambda: {"ppl": float(validate(model))}) if validate is not None else None)
+    record = run(method, Schedule(steps=total_steps, warmup=warmup, lr=config.lr, weight_decay=config.weight_decay,
+                                  max_minutes=config.max_minutes, eval_every=eval_every, desc="fine-tuning"),
+                 progress)
+    done = record["steps"]
+    return {"steps": done, "planned_steps": total_steps, "stopped_on_time_budget": record["stopped_on_time_budget"],
             "warmup_steps": warmup, "examples_seen": done * config.batch_size,
             "epochs_done": done * config.batch_size / len(train_examples),
-            "train_loss": history, "seconds": round(time.time() - start, 1),
-            **({"validation": curve} if curve else {})}
+            "train_loss": record["train_loss"], "seconds": record["seconds"],
+            **({"validation": record["validation"]} if record["validation"] else {})}
+
+
+class EpochBatches:
+    """The example indices of every step: ``batch_size`` at a time from a permutation of all
+    examples, a new permutation (from one seeded stream) each time one runs out. A function of
+    the step, so a resumed run sees the batches the uninterrupted run would have seen."""
+
+    def __init__(self, n: int, batch_size: int, seed: int):
+        self.n, self.batch_size, self.seed = n, batch_size, seed
+        self._restart()
+
+    def _restart(self) -> None:
+        self.rng, self.order, self.next_step = random.Random(self.seed), [], 0
+
+    def at(self, step: int) -> list[int]:
+        """The indices of step ``step``."""
+        if step < self.next_step:
+            self._restart()
+        while True:
+            batch = []
+            while len(batch) < self.batch_size:
+                if not self.order:  # a new epoch: reshuffle
+                    self.order = list(range(self.n))
+                    self.rng.shuffle(self.order)
+                batch.append(self.order.pop())
+            self.next_step += 1
+            if self.next_step > step:
+                return batch

@@ -102,7 +102,8 @@ class SearchSpace:
     aggregations: list[str] = field(default_factory=lambda: ["sum"])
     sequential: bool = False
     score_candidates: int = 64
-    # Without ``options`` so that the hash of a default space stays what it was before they existed.
+    # The allocation without its ``options`` (a searched schedule brings its own), so the hash of
+    # a default space names the fixed allocation alone.
     allocation: dict = field(default_factory=lambda: {k: v for k, v in asdict(AllocationConfig()).items()
                                                       if k != "options"})
     # Registered dimensions searched, in suggestion order, and the settings of dimensions that
