@@ -187,8 +187,6 @@ def load_model(spec: str, device: str = "auto", dtype: str = "float32",
     tokenizer always has a pad token (EOS when it defines none). Every failure a user can cause
     is a one-line :class:`AdaprunerError`.
     """
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
-
     if dtype not in DTYPES:
         raise AdaprunerError(f"unknown dtype '{dtype}'; choose one of {', '.join(sorted(DTYPES))}")
     torch_dtype = DTYPES[dtype]
@@ -197,29 +195,47 @@ def load_model(spec: str, device: str = "auto", dtype: str = "float32",
     device = _resolve_device(device)
     info: dict = {"source": kind}
 
+    path = _local_path(kind, value, info)
+    online = kind == "hub" and hub.hub_reachable()
+    # Without a network, a hub id still loads a copy already in the local hub cache.
+    common = dict(trust_remote_code=trust_remote_code, **({"local_files_only": not online} if kind == "hub" else {}))
+    config, tokenizer = _read_config_and_tokenizer(spec, kind, value, path, online, common)
+    if kind in ("directory", "alias", "gguf"):
+        check_weight_files(path)
+    placement = _placement(config, torch_dtype, device, requested, trust_remote_code)
+    model = _read_weights(spec, kind, value, path, online, config, torch_dtype, placement, common)
+    fix_special_tokens(tokenizer, model.config)
+    model.eval()
+    info.update(device=device, dtype=dtype, device_map=placement.get("device_map") if placement else None)
+    if isinstance(info["device_map"], dict):
+        info["device_map"] = {k: str(v) for k, v in info["device_map"].items()}
+    return LoadedModel(model=model, tokenizer=tokenizer, spec=spec, path=str(path), source=kind, info=info)
+
+
+def _local_path(kind: str, value: str, info: dict):
+    """Where the checkpoint is read from: an alias's or a GGUF file's converted copy in the cache
+    (converted on first use; ``info`` records it), else the directory or hub id itself."""
     if kind == "alias":
         alias = ALIASES[value]
         gguf = alias_gguf_path(value)
         path, converted = _ensure(gguf, alias=value, version=package_version(alias))
         info.update(gguf=str(gguf), package=alias.package, package_version=package_version(alias),
                     converted_now=converted)
-    elif kind == "gguf":
+        return path
+    if kind == "gguf":
         gguf = Path(value)
         path, converted = _ensure(gguf)
         info.update(gguf=str(gguf), converted_now=converted)
-    else:
-        path = value
+        return path
+    return value
 
-    hub_kwargs: dict = {}
-    online = kind == "hub" and hub.hub_reachable()
-    if kind == "hub":
-        # Without a network, still use a copy already in the local hub cache.
-        hub_kwargs["local_files_only"] = not online
-    common = dict(trust_remote_code=trust_remote_code, **hub_kwargs)
+
+def _read_config_and_tokenizer(spec: str, kind: str, value: str, path, online: bool, common: dict):
+    """The config and the tokenizer; every way a user's files or the hub can fail is one line."""
+    from transformers import AutoConfig, AutoTokenizer
 
     try:
-        config = AutoConfig.from_pretrained(path, **common)
-        tokenizer = AutoTokenizer.from_pretrained(path, **common)
+        return AutoConfig.from_pretrained(path, **common), AutoTokenizer.from_pretrained(path, **common)
     except OSError as exc:
         if kind == "hub":
             raise _hub_error(value, online, exc) from exc
@@ -234,11 +250,15 @@ def load_model(spec: str, device: str = "auto", dtype: str = "float32",
         raise AdaprunerError(f"cannot read the tokenizer or config in {path} ({detail}): a file is damaged; restore "
                              "it from the original checkpoint") from exc
 
-    if kind in ("directory", "alias", "gguf"):
-        check_weight_files(path)
-    placement = _placement(config, torch_dtype, device, requested, trust_remote_code)
+
+def _read_weights(spec: str, kind: str, value: str, path, online: bool, config, torch_dtype, placement: dict,
+                  common: dict):
+    """The model built from ``config`` with its weights; weights that do not fit the config, or a
+    config that cannot build its model, are one line."""
+    from transformers import AutoModelForCausalLM
+
     try:
-        model = AutoModelForCausalLM.from_pretrained(path, config=config, dtype=torch_dtype, **placement, **common)
+        return AutoModelForCausalLM.from_pretrained(path, config=config, dtype=torch_dtype, **placement, **common)
     except OSError as exc:
         if kind == "hub":
             raise _hub_error(value, online, exc) from exc
@@ -256,13 +276,6 @@ def load_model(spec: str, device: str = "auto", dtype: str = "float32",
         raise AdaprunerError(f"cannot build the model that {path}/config.json describes ({type(exc).__name__}: "
                              f"{str(exc)[:200]}): the config is damaged or edited; restore it (if it is intact, this "
                              "is a bug: rerun with --debug and report it)") from exc
-
-    fix_special_tokens(tokenizer, model.config)
-    model.eval()
-    info.update(device=device, dtype=dtype, device_map=placement.get("device_map") if placement else None)
-    if isinstance(info["device_map"], dict):
-        info["device_map"] = {k: str(v) for k, v in info["device_map"].items()}
-    return LoadedModel(model=model, tokenizer=tokenizer, spec=spec, path=str(path), source=kind, info=info)
 
 
 def _ensure(gguf: Path, alias: str | None = None, version: str | None = None) -> tuple[Path, bool]:
