@@ -26,7 +26,6 @@ from adapruner.importance.coefficients import (
 )
 from adapruner.importance.metrics import (
     compute_scores,
-    element_factors,
     metric_statistics,
     needs_calibration,
     needs_gradients,
@@ -37,7 +36,7 @@ from adapruner.importance.statistics import Statistics, collect_statistics
 
 __all__ = [
     "METRICS", "Metric", "register_metric", "get_metric", "compute_scores", "needs_calibration", "needs_gradients",
-    "collect_statistics", "scores_from_statistics", "validate_metric", "metric_statistics", "element_factors",
+    "collect_statistics", "scores_from_statistics", "validate_metric", "metric_statistics",
     "Statistics", "FACTOR_CHOICES", "ALIGN_EL_CHOICES", "SECOND_ORDER_EL_CHOICES", "SECOND_ORDER_VEC_CHOICES",
     "PAPER_SECOND_ORDER", "ELEMENT_FACTORS",
 ]

@@ -46,11 +46,6 @@ def validate_metric(metric: MetricConfig) -> Metric:
     return m
 
 
-def element_factors(metric: MetricConfig) -> tuple[float, ...]:
-    """The element-wise second-order factors a collection for ``metric`` folds (1 always, for element2)."""
-    return validate_metric(metric).statistics_needs(metric).element_factors
-
-
 def scores_from_statistics(stats: Statistics, metric: MetricConfig) -> Scores:
     """Per-unit scores of every decoder layer from already collected statistics.
 
@@ -110,6 +105,6 @@ def compute_scores(
     return scores_from_statistics(stats, metric)
 
 
-__all__ = ["METRICS", "compute_scores", "element_factors", "finish_scores", "layer_scores", "metric_statistics",
+__all__ = ["METRICS", "compute_scores", "finish_scores", "layer_scores", "metric_statistics",
            "needs_calibration",
            "needs_gradients", "scores_from_statistics", "validate_metric"]

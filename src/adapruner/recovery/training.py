@@ -86,12 +86,10 @@ def mixed_precision(device: torch.device | str, mode: str):
     return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)
 
 
-def _token_loss(model, batch: dict, device) -> tuple[torch.Tensor, int]:
-    """Summed next-token NLL over labelled tokens, and their number."""
+def _logits(model, batch: dict, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The logits of a collated batch and its labels (-100 where no loss is taken), on ``device``."""
     batch = {k: v.to(device) for k, v in batch.items()}
-    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-    loss = next_token_nll(logits, batch["labels"])
-    return loss, int((batch["labels"][:, 1:] != -100).sum())
+    return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits, batch["labels"]
 
 
 @torch.no_grad()
@@ -106,8 +104,7 @@ def validation_loss(model, examples: list[dict], pad_id: int, micro_batch_size: 
     nll = TokenNLL()
     for i in tqdm(range(0, len(examples), micro_batch_size), desc="validation loss", disable=not progress,
                   leave=False):
-        batch = {k: v.to(device) for k, v in collate(examples[i:i + micro_batch_size], pad_id).items()}
-        nll.add(model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits, batch["labels"])
+        nll.add(*_logits(model, collate(examples[i:i + micro_batch_size], pad_id), device))
     model.train(was)
     return nll.mean
 
@@ -141,7 +138,7 @@ def train(model, train_examples: list[dict], config: TrainConfig, pad_id: int,
         total = 0.0
         for m in micro:
             with mixed_precision(device, config.mixed_precision):
-                loss, _ = _token_loss(model, m, device)
+                loss = next_token_nll(*_logits(model, m, device))
             (loss / max(n_tokens, 1)).backward()
             total += float(loss.detach())
         return total / max(n_tokens, 1), {}
