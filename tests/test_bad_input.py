@@ -94,6 +94,21 @@ def test_truncated_weights_are_one_line(ckpt, capsys, tmp_path):
     assert not (tmp_path / "e.json").exists()
 
 
+def test_a_weight_missing_from_the_checkpoint_is_refused_not_initialised(ckpt, capsys, tmp_path):
+    """One flipped byte in a tensor name leaves a readable file without that weight: transformers
+    would initialise it randomly and only warn; adapruner refuses the checkpoint."""
+    broken = tmp_path / "broken"
+    shutil.copytree(ckpt, broken)
+    weights = broken / "model.safetensors"
+    data = weights.read_bytes()
+    weights.write_bytes(data.replace(b"model.embed_tokens.weight", b"model.embdd_tokens.weight", 1))
+    text = tmp_path / "t.txt"
+    text.write_text("hello world " * 200)
+    one_line_error(capsys, ["eval", "--model", str(broken), "--ppl", str(text), "--out", str(tmp_path / "e.json")],
+                   "lack 1 tensor(s) its config.json needs (model.embed_tokens.weight")
+    assert not (tmp_path / "e.json").exists()
+
+
 @pytest.mark.parametrize("content,match", [("[1, 2]", "must hold a JSON object"), ("{", "not valid JSON")])
 def test_a_bad_config_file_is_one_line(ckpt, capsys, tmp_path, content, match):
     config = tmp_path / "c.json"

@@ -47,9 +47,22 @@ def load_plugins() -> list[str]:
     return loaded
 
 
+class OneLineErrorParser(argparse.ArgumentParser):
+    """argparse with its usage error kept on one line: a value that holds a newline is echoed
+    escaped, so the last line of stderr is always the ``error:`` line scripts look for."""
+
+    def error(self, message: str):
+        super().error(one_line(message))
+
+
+def one_line(text: str) -> str:
+    """``text`` with line breaks escaped (``\\n``), so a message that quotes user input stays one line."""
+    return text.replace("\r", "\\r").replace("\n", "\\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The top-level parser with every available sub-command registered."""
-    parser = argparse.ArgumentParser(
+    parser = OneLineErrorParser(
         prog="adapruner",
         description="Structured pruning of LLMs with searched calibration data and importance metrics.",
         epilog="Exit status: 0 done, 1 internal error (a bug), 2 bad input, 3 the environment failed (disk full, "
@@ -94,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
             import traceback
 
             traceback.print_exc()
-        print(f"error: {line}", file=sys.stderr)
+        print(f"error: {one_line(line)}", file=sys.stderr)
         return status
 
 

@@ -258,7 +258,8 @@ def _read_weights(spec: str, kind: str, value: str, path, online: bool, config, 
     from transformers import AutoModelForCausalLM
 
     try:
-        return AutoModelForCausalLM.from_pretrained(path, config=config, dtype=torch_dtype, **placement, **common)
+        model, loading = AutoModelForCausalLM.from_pretrained(path, config=config, dtype=torch_dtype,
+                                                              output_loading_info=True, **placement, **common)
     except OSError as exc:
         if kind == "hub":
             raise _hub_error(value, online, exc) from exc
@@ -276,6 +277,20 @@ def _read_weights(spec: str, kind: str, value: str, path, online: bool, config, 
         raise AdaprunerError(f"cannot build the model that {path}/config.json describes ({type(exc).__name__}: "
                              f"{str(exc)[:200]}): the config is damaged or edited; restore it (if it is intact, this "
                              "is a bug: rerun with --debug and report it)") from exc
+    _refuse_missing_weights(path, loading)
+    return model
+
+
+def _refuse_missing_weights(path, loading: dict) -> None:
+    """A checkpoint that lacks a weight its config needs would load with that weight randomly
+    initialised (transformers only warns): a damaged header or a foreign file. Refuse it."""
+    missing = sorted(loading.get("missing_keys") or [])
+    if not missing:
+        return
+    unexpected = sorted(loading.get("unexpected_keys") or [])
+    extra = f", and holds {len(unexpected)} it does not know ({unexpected[0]}, ...)" if unexpected else ""
+    raise AdaprunerError(f"the weights in {path} lack {len(missing)} tensor(s) its config.json needs ({missing[0]}, "
+                         f"...){extra}: a weights file is damaged or belongs to another model; restore the checkpoint")
 
 
 def _ensure(gguf: Path, alias: str | None = None, version: str | None = None) -> tuple[Path, bool]:
