@@ -26,6 +26,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 RESULTS = REPO / "benchmarks" / "results" / "scale"
+sys.path.insert(0, str(HERE.parent))
+from bench import weights_digest  # noqa: E402
 
 METHODS = {
     "element1": ["--metric", "element1"],
@@ -38,6 +40,10 @@ METHODS = {
 
 E1, WR1, WRS, FB = METHODS
 BOTH = ("in-memory", "streamed")
+# A streamed run killed with SIGKILL once this many layers' scores are on disk, then started again
+# with the same command: it must resume there and write the uninterrupted run's weights.
+RESUMED = "streamed, killed and resumed"
+KILL_AT_SCORED_LAYERS = 16
 # (shape, decoder layers or None for the model's own, method, path), in the order they run: the
 # figures the README states first. "smollm2-135m-real" is the bundled pretrained model itself.
 PLAN = [
@@ -46,6 +52,7 @@ PLAN = [
     ("llama-3.1-70b", 2, E1, "streamed"),
     ("llama-3.1-8b", 32, WR1, "streamed"),
     ("llama-3.1-8b", 32, E1, "streamed"),
+    ("llama-3.1-8b", 32, E1, RESUMED),
     ("llama-3.1-8b", 16, E1, "streamed"),
     *[("llama-3.2-1b", None, m, q) for m in (E1, WR1) for q in BOTH],
     ("llama-3.1-8b", 4, E1, "in-memory"),
@@ -68,6 +75,50 @@ def load_check(model: Path, env: dict) -> dict:
     status, seconds, peak, tail = measure([sys.executable, "-c", code, str(model)], env)
     return {"exit": status, "wall_s": round(seconds, 1), "peak_rss_gib": round(peak / 2**30, 3),
             "output": tail.strip().splitlines()[-1] if tail.strip() else ""}
+
+
+def export_check(model: Path, gguf: Path, env: dict) -> dict:
+    """``adapruner export`` of a pruned checkpoint to GGUF (q8_0: the 8B's f16 file would not fit
+    beside its checkpoints on the scratch disk), then llama.cpp loads it and scores three tokens."""
+    cmd = [sys.executable, "-m", "adapruner.cli", "export", "--model", str(model), "--out", str(gguf),
+           "--outtype", "q8_0", "--overwrite"]
+    status, seconds, peak, tail = measure(cmd, env)
+    row = {"exit": status, "wall_s": round(seconds, 1), "peak_rss_gib": round(peak / 2**30, 3),
+           "command": "adapruner export --model OUT/model --out OUT.gguf --outtype q8_0"}
+    if status != 0:
+        return {**row, "tail": tail[-3000:]}
+    row["gguf_gib"] = round(gguf.stat().st_size / 2**30, 2)
+    code = ("import sys, llama_cpp; m = llama_cpp.Llama(sys.argv[1], n_ctx=16, logits_all=True, verbose=False); "
+            "m.eval([1, 2, 3]); print('llama.cpp ran', m.n_tokens, 'tokens,', m.n_vocab(), 'logits each')")
+    status, seconds, peak, tail = measure([sys.executable, "-c", code, str(gguf)], env)
+    row["llama_cpp"] = {"exit": status, "wall_s": round(seconds, 1), "peak_rss_gib": round(peak / 2**30, 3),
+                        "output": tail.strip().splitlines()[-1] if tail.strip() else ""}
+    gguf.unlink(missing_ok=True)
+    return row
+
+
+def killed_and_resumed(cmd: list[str], out: Path, env: dict) -> dict:
+    """Start ``cmd``, SIGKILL it once :data:`KILL_AT_SCORED_LAYERS` layers' scores are staged,
+    then run it again to the end: the second run's time, peak and its resume lines."""
+    import signal
+
+    staged = out.parent / f".{out.name}.partial" / "work" / "scores"
+    shutil.rmtree(staged.parents[1], ignore_errors=True)
+    start = time.perf_counter()
+    child = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    while child.poll() is None and len(list(staged.glob("layer-*.safetensors"))) < KILL_AT_SCORED_LAYERS:
+        time.sleep(2)
+    killed_after = time.perf_counter() - start
+    if child.poll() is not None:
+        return {"exit": 1, "tail": f"the run ended (exit {child.returncode}) before it could be killed"}
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+    scored = len(list(staged.glob("layer-*.safetensors")))
+    code, seconds, peak, tail = measure(cmd, env)
+    return {"exit": code, "killed_after_s": round(killed_after, 1), "scored_layers_when_killed": scored,
+            "wall_s": round(seconds, 1), "peak_rss_gib": round(peak / 2**30, 3),
+            "resume_log": [ln.strip() for ln in tail.replace("\r", "\n").splitlines() if "resuming" in ln],
+            "tail": tail[-600:]}
 
 
 def refresh_predictions(data: dict, env: dict) -> None:
@@ -94,7 +145,7 @@ def key(shape: str, layers: int | None, method: str, path: str) -> str:
 
 
 def measure(cmd: list[str], env: dict) -> tuple[int, float, int, str]:
-    """Exit status, wall seconds, peak RSS in bytes and the output tail of a child process.
+    """Exit status, wall seconds, peak RSS in bytes and the whole output of a child process.
 
     The peak is ``/usr/bin/time -f %M``'s: a process forked from this one would start with this
     process's resident pages counted in its high-water mark, so a small process starts it.
@@ -107,7 +158,7 @@ def measure(cmd: list[str], env: dict) -> tuple[int, float, int, str]:
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         seconds = time.perf_counter() - start
         kib = int(rss.read().split()[-1])
-    return proc.returncode, seconds, kib * 1024, proc.stdout[-3000:]
+    return proc.returncode, seconds, kib * 1024, proc.stdout
 
 
 def shape_dir(shape: str, layers: int | None, env: dict) -> Path:
@@ -141,6 +192,8 @@ def main() -> int:
                    help="re-predict every finished row with the current code (prune --dry-run, same command) and stop")
     p.add_argument("--load-check", action="store_true",
                    help="load the pruned 8B checkpoint with from_pretrained in a child process (peak RSS, time)")
+    p.add_argument("--export-check", action="store_true",
+                   help="export the pruned 8B checkpoint to GGUF (q8_0) and run it in llama.cpp (peak RSS, time)")
     args = p.parse_args()
     data = load()
     data["machine"] = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
@@ -161,25 +214,34 @@ def main() -> int:
         if (shape, layers) not in models:
             models[(shape, layers)] = Path(SMOLLM2) if shape == "smollm2-135m-real" else shape_dir(shape, layers, env)
         model = models[(shape, layers)]
-        out = args.scratch / "scale" / f"{shape}-{layers or 'all'}-{method}-{path}"
+        out = args.scratch / "scale" / f"{shape}-{layers or 'all'}-{method}-{path}".replace(", ", "-").replace(" ", "-")
         cmd = [sys.executable, "-m", "adapruner.cli", "prune", "--model", str(model), "--ratio", "0.2",
                "--device", "cpu", "--out", str(out), "--overwrite", "--data-dir", args.data_dir,
                "--save-dtype", "bfloat16", "--stream" if path == "streamed" else "--no-stream", *METHODS[method]]
         print(f"== {key(shape, layers, method, path)}", flush=True)
-        code, seconds, peak, tail = measure(cmd, env)
-        row = {"shape": shape, "layers": layers, "method": method, "path": path, "exit": code,
-               "wall_s": round(seconds, 1), "peak_rss_gib": round(peak / 2**30, 3),
+        row = {"shape": shape, "layers": layers, "method": method, "path": path,
                "command": " ".join(["adapruner", *cmd[3:]]).replace(
                    str(model), str(model) if shape == "smollm2-135m-real" else f"SHAPES/{model.name}")}
+        if path == RESUMED:
+            row.update(killed_and_resumed(cmd, out, env))
+        else:
+            code, seconds, peak, tail = measure(cmd, env)
+            row.update(exit=code, wall_s=round(seconds, 1), peak_rss_gib=round(peak / 2**30, 3), tail=tail[-3000:])
         report = out / "pruning_report.json"
-        if code == 0 and report.is_file():
+        if row["exit"] == 0 and report.is_file():
+            del row["tail"]
             rep = json.loads(report.read_text())
             row.update(parameters_before=rep["parameters_before"], parameters_after=rep["parameters_after"],
-                       predicted=rep["execution"]["predicted"], timings=rep["timings"])
-            if shape.startswith("llama-3.1-8b") and layers == 32 and args.load_check:
+                       predicted=rep["execution"]["predicted"], timings=rep["timings"],
+                       weights_sha256=weights_digest(out / "model"))
+            if path == RESUMED:
+                uninterrupted = data["runs"].get(key(shape, layers, method, "streamed"), {}).get("weights_sha256")
+                row["same_weights_as_uninterrupted"] = uninterrupted == row["weights_sha256"] if uninterrupted else None
+            big = shape.startswith("llama-3.1-8b") and layers == 32 and path == "streamed"
+            if big and args.load_check:
                 row["loads"] = load_check(out / "model", env)
-        else:
-            row["tail"] = tail
+            if big and args.export_check:
+                row["export"] = export_check(out / "model", args.scratch / "scale" / "export.gguf", env)
         print(json.dumps(row), flush=True)
         data["runs"][key(shape, layers, method, path)] = row
         save(data)
