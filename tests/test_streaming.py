@@ -223,3 +223,46 @@ def test_streamed_perplexity_equals_the_in_memory_one(family_dirs, data_dir, tmp
                         for n in ("memory", "streamed"))
     assert streamed["mean_nll"] == memory["mean_nll"] and streamed["n_tokens"] == memory["n_tokens"] == 10 * 31
     assert main([*base, "--stream", "--tasks", "piqa", "--out", str(tmp_path / "x.json")]) == 2
+
+
+TRIAL_CASES = {
+    "element1": {"metric": {"name": "element1"}},
+    "eq5-blend": {"metric": {"name": "adapruner"}},
+    "wanda-sp-reconstruct-sequential": {"metric": {"name": "wanda-sp"},
+                                        "update": {"name": "reconstruct", "options": {"windows": 6}}},
+    "wanda-sp-reconstruct-oneshot": {"metric": {"name": "wanda-sp"},
+                                     "update": {"name": "reconstruct", "options": {"windows": 6, "mode": "oneshot"}}},
+    "flap-bias-global": {"metric": {"name": "flap"}, "update": {"name": "bias"},
+                         "allocation": {"mode": "global"}},
+    "obs": {"metric": {"name": "obs"}},
+}
+
+
+@pytest.mark.parametrize("family", ["llama", "qwen3"])
+def test_a_streamed_search_trial_gives_the_in_memory_objective(family_dirs, family):
+    """The same configurations scored by the in-memory objective and by the streamed one (one
+    layer at a time, masks instead of surgery): the same values, and the skeleton stays dense."""
+    import transformers as T
+
+    from adapruner.config import PruneConfig
+    from adapruner.search.objective import Objective
+    from adapruner.streaming.model import open_streamed
+    from adapruner.streaming.trial import StreamedObjective
+
+    pool = tiny_batch(12, 24, seed=3)
+    windows = {"wikitext2": tiny_batch(5, 24, seed=4), "ptb": tiny_batch(3, 24, seed=5)}
+    model = T.AutoModelForCausalLM.from_pretrained(family_dirs[family]).eval()
+    memory = Objective(model, pool, windows, 0.3, batch_size=2)
+    sm = open_streamed(str(family_dirs[family]), device="cpu")
+    streamed = StreamedObjective(sm, pool, windows, 0.3, batch_size=2)
+    shapes = {k: tuple(v.shape) for k, v in sm.model.state_dict().items()}
+    for case, parts in TRIAL_CASES.items():
+        config = PruneConfig.from_json({**parts, "calibration": {"seq_len": 24, "num_samples": 4,
+                                                                 "indices": [0, 3, 5, 9]}})
+        a, b = memory(config), streamed(config)
+        for name in windows:
+            assert b.ppl[name] == pytest.approx(a.ppl[name], rel=1e-5), (case, name)
+        assert b.value == pytest.approx(a.value, rel=1e-5), case
+    assert streamed.dense_ppl == pytest.approx(memory.dense_ppl, rel=1e-5)
+    assert {k: tuple(v.shape) for k, v in sm.model.state_dict().items()} == shapes
+    assert all(p.device.type == "meta" for p in sm.model.model.layers.parameters())

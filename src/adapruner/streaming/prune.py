@@ -132,12 +132,7 @@ def _pass_scores(sm: StreamedModel, config: PruneConfig, calib: torch.Tensor | N
     """Raw per-layer scores and input means of every layer, from disk where a killed run left
     them and streamed for the rest."""
     from adapruner.core.structure import UNIT_KINDS
-    from adapruner.importance.metrics import layer_scores
-    from adapruner.planning import statistics_needs
-    from adapruner.importance.statistics import LayerStatistics
-    from adapruner.streaming.statistics import streamed_statistics
 
-    adapter = adapter_for(sm.model)
     raw, means = {}, {}
     for i in range(sm.num_layers):
         if staging.scores_file(i).is_file():
@@ -147,22 +142,49 @@ def _pass_scores(sm: StreamedModel, config: PruneConfig, calib: torch.Tensor | N
     if raw:
         log(f"resuming: the scores of {len(raw)} of {sm.num_layers} layers are already computed")
 
+    def on_scored(i, scores, layer_means):
+        _save({**{f"score.{k}": v for k, v in scores.items()}, **{f"mean.{k}": v for k, v in layer_means.items()}},
+              staging.scores_file(i))
+        _fault("scores", i)
+
+    streamed_scores(sm, config, calib, micro_batch, progress, raw, means,
+                    store=ActivationStore(staging.work / "boundaries"), on_scored=on_scored)
+    shutil.rmtree(staging.work / "boundaries", ignore_errors=True)
+    return raw, means
+
+
+def streamed_scores(sm: StreamedModel, config: PruneConfig, calib: torch.Tensor | None, micro_batch: int | None,
+                    progress: bool, raw: dict | None = None, means: dict | None = None,
+                    store: ActivationStore | None = None, on_scored=None) -> tuple[dict, dict]:
+    """The metric's raw scores and the input means of every decoder layer, one layer at a time.
+
+    Layers already in ``raw`` / ``means`` (a resumed run's) are not scored again; the others are
+    scored as soon as their statistics are complete, handed to ``on_scored(i, scores, means)``,
+    and only their scores and means are kept (a layer's Gram matrices and per-unit sums go).
+    ``store`` holds the boundary hidden states (in memory when None).
+    """
+    from adapruner.importance.metrics import layer_scores
+    from adapruner.importance.statistics import LayerStatistics
+    from adapruner.planning import statistics_needs
+    from adapruner.streaming.statistics import streamed_statistics
+
+    adapter = adapter_for(sm.model)
+    raw = {} if raw is None else raw
+    means = {} if means is None else means
+
     def on_layer(i, stats):
         ls = stats.layers[i]
         raw[i] = layer_scores(stats, i, config.metric)
         means[i] = dict(ls.input_mean)
-        _save({**{f"score.{k}": v for k, v in raw[i].items()}, **{f"mean.{k}": v for k, v in means[i].items()}},
-              staging.scores_file(i))
-        # Only the scores and means are kept: a layer's Gram matrices and per-unit sums go.
         stats.layers[i] = LayerStatistics(shape=ls.shape, input_mean=means[i])
-        _fault("scores", i)
+        if on_scored is not None:
+            on_scored(i, raw[i], means[i])
 
     needs = statistics_needs(config)
     if len(raw) < sm.num_layers:
         if needs.samples:
             done = {i: LayerStatistics(shape=adapter.layer_shape(sm.model, i), input_mean=means[i]) for i in raw}
-            streamed_statistics(sm, calib, needs, micro_batch=micro_batch,
-                                store=ActivationStore(staging.work / "boundaries"), on_layer=on_layer, done=done,
+            streamed_statistics(sm, calib, needs, micro_batch=micro_batch, store=store, on_layer=on_layer, done=done,
                                 progress=progress)
         else:
             from adapruner.importance.statistics import Statistics, weight_statistics
@@ -173,19 +195,24 @@ def _pass_scores(sm: StreamedModel, config: PruneConfig, calib: torch.Tensor | N
                     with sm.layer(i):
                         stats.layers.update(weight_statistics(sm.model, only={i}))
                     on_layer(i, stats)
-    shutil.rmtree(staging.work / "boundaries", ignore_errors=True)
     return raw, means
 
 
-def _plan(sm: StreamedModel, config: PruneConfig, ratio: float, raw: dict, staging: Staging) -> PruningPlan:
+def plan_from_scores(sm: StreamedModel, config: PruneConfig, ratio: float, raw: dict) -> PruningPlan:
+    """The plan of ``config`` from every layer's raw scores: the metric's step over all layers and
+    the allocation, exactly as in memory."""
     from adapruner.allocation import allocate
     from adapruner.importance.metrics import finish_scores
 
+    scores = finish_scores({i: raw[i] for i in sorted(raw)}, config.metric)
+    return allocate(sm.model, scores, ratio, config.allocation)
+
+
+def _plan(sm: StreamedModel, config: PruneConfig, ratio: float, raw: dict, staging: Staging) -> PruningPlan:
     path = staging.work / "plan.json"
     if path.is_file():
         return PruningPlan.from_json(json.loads(path.read_text()))
-    scores = finish_scores({i: raw[i] for i in sorted(raw)}, config.metric)
-    plan = allocate(sm.model, scores, ratio, config.allocation)
+    plan = plan_from_scores(sm, config, ratio, raw)
     from adapruner.core.io import write_json
 
     write_json(path, plan.to_json())
@@ -212,6 +239,32 @@ def _pass_prune(sm: StreamedModel, config: PruneConfig, plan: PruningPlan, calib
                 means: dict, staging: Staging, micro_batch: int | None, progress: bool, log,
                 save_dtype: torch.dtype | None = None) -> None:
     """Update, surgery and one output shard per decoder layer."""
+    n = sm.num_layers
+    total = shard_count(sm)
+    done = [i for i in range(n) if staging.shard(i + 2, total).is_file()]
+    for i in done:
+        if i in plan.layers:
+            _meta_surgery(sm, i, plan.layers[i], staging.shard(i + 2, total))
+    if done:
+        log(f"resuming: {len(done)} of {n} pruned layers already written (up to layer {max(done)}); "
+            f"continuing from layer {min(set(range(n)) - set(done), default=n)}")
+
+    def write(i, layer, updates):
+        prefix = sm.layer_path(i) + "."
+        _save({prefix + k: v for k, v in layer.state_dict().items()}, staging.shard(i + 2, total), save_dtype)
+
+    layer_pass(sm, config, plan, calib, update_calib, means, micro_batch, write, done=set(done), surgery=True,
+               carry_dir=staging.work / "carry", progress=progress, desc="pruning layers (streamed)")
+    shutil.rmtree(staging.work / "carry", ignore_errors=True)
+
+
+def layer_pass(sm: StreamedModel, config: PruneConfig, plan: PruningPlan, calib, update_calib, means: dict,
+               micro_batch: int | None, on_layer, done: set[int] = frozenset(), surgery: bool = True,
+               carry_dir: Path | None = None, progress: bool = False, desc: str = "layers (streamed)") -> None:
+    """Each decoder layer not in ``done``, in order, materialised once: the weight update's step on
+    the carried calibration inputs, surgery (with ``surgery``), then ``on_layer(i, layer, updates)``
+    while the layer's weights are in memory. Carried hidden states live in ``carry_dir`` (on disk,
+    for a resumable run) or in memory."""
     from tqdm.auto import tqdm
 
     from adapruner.importance.statistics import LayerStatistics, Statistics
@@ -227,45 +280,33 @@ def _pass_prune(sm: StreamedModel, config: PruneConfig, plan: PruningPlan, calib
     last = max(plan.layers) if plan.layers else -1
     stats = Statistics(layers={i: LayerStatistics(shape=adapter.layer_shape(model, i), input_mean=m)
                                for i, m in means.items()}, num_samples=0, seq_len=0)
-    total = shard_count(sm)
-    done = [i for i in range(n) if staging.shard(i + 2, total).is_file()]
-    for i in done:
-        if i in plan.layers:
-            _meta_surgery(sm, i, plan.layers[i], staging.shard(i + 2, total))
-    if done:
-        log(f"resuming: {len(done)} of {n} pruned layers already written (up to layer {max(done)}); "
-            f"continuing from layer {min(set(range(n)) - set(done), default=n)}")
-    store = ActivationStore(staging.work / "carry") if carry else None
+    store = ActivationStore(carry_dir) if carry else None
     calls = None
     if carry:
         step = micro_batch or BATCH
         calls = record_calls(sm, windows, step)
         if not store.has(0):
             store.put(0, [b.hidden for b in calls])
-    with tqdm(total=n, initial=len(done), desc="pruning layers (streamed)", disable=not progress) as bar:
+    with tqdm(total=n, initial=len(done), desc=desc, disable=not progress) as bar:
         for i in range(n):
             if i in done:
                 continue
             if carry is not None and i <= last and not store.has(i):
-                raise AdaprunerError(f"the staged work in {staging.root} lacks the hidden states entering layer {i}; "
+                raise AdaprunerError(f"the staged work in {carry_dir} lacks the hidden states entering layer {i}; "
                                      "delete it and run again")
             with sm.layer(i), torch.no_grad():
                 updates = _layer_step(sm, i, plan, update, config, carry if i <= last else None, i < last, store,
-                                      calls, stats)
-                layer = model.get_submodule(sm.layer_path(i))  # surgery rebuilt its modules
-                prefix = sm.layer_path(i) + "."
-                _save({prefix + k: v for k, v in layer.state_dict().items()}, staging.shard(i + 2, total), save_dtype)
+                                      calls, stats, surgery)
+                on_layer(i, model.get_submodule(sm.layer_path(i)), updates)  # surgery rebuilt its modules
             del updates
             if store is not None:
                 store.drop(i)
             bar.update()
             _fault("layer", i)
-    if store is not None:
-        shutil.rmtree(staging.work / "carry", ignore_errors=True)
 
 
 def _layer_step(sm: StreamedModel, i: int, plan: PruningPlan, update, config: PruneConfig, carry: str | None,
-                propagate: bool, store: ActivationStore | None, calls, stats) -> dict:
+                propagate: bool, store: ActivationStore | None, calls, stats, surgery: bool = True) -> dict:
     """Decoder layer ``i`` (materialised): its update on the carried inputs, the carry for the next
     layer (through the masked and updated layer when the update wants pruned inputs), surgery."""
     from adapruner.pruning.masks import apply_masks
@@ -281,7 +322,7 @@ def _layer_step(sm: StreamedModel, i: int, plan: PruningPlan, update, config: Pr
         masked = PruningPlan({i: layer_plan}, {i: dict(updates)}) if carry == "pruned" and layer_plan else PruningPlan({})
         with apply_masks(model, masked):
             store.put(i + 1, [run_layer(layer, h, b.calls[i]) for h, b in zip(hidden, calls)])
-    if layer_plan is not None:
+    if surgery and layer_plan is not None:
         prune_model(model, PruningPlan({i: layer_plan}, {i: updates}))
     return updates
 
