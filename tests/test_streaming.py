@@ -266,3 +266,35 @@ def test_a_streamed_search_trial_gives_the_in_memory_objective(family_dirs, fami
     assert streamed.dense_ppl == pytest.approx(memory.dense_ppl, rel=1e-5)
     assert {k: tuple(v.shape) for k, v in sm.model.state_dict().items()} == shapes
     assert all(p.device.type == "meta" for p in sm.model.model.layers.parameters())
+
+
+def test_a_streamed_search_finds_and_delivers_what_the_in_memory_one_does(family_dirs, data_dir, tmp_path, capsys):
+    """``search --stream``: the same trials (values), the same best configuration, the same
+    delivered weights as the in-memory search with the same seed, and the check reproduces."""
+    import optuna
+
+    from adapruner.search.storage import default_storage
+
+    space = tmp_path / "space.yaml"
+    space.write_text("num_samples: 4\n")
+
+    def search(out, *extra):
+        return main(["search", "--model", str(family_dirs["llama"]), "--ratio", "0.2", "--trials", "4", "--out",
+                     str(out), "--data-dir", str(data_dir), "--eval-windows", "4", "--device", "cpu",
+                     "--space", str(space), *extra])
+
+    assert search(tmp_path / "memory", "--no-stream") == 0
+    assert search(tmp_path / "streamed", "--stream") == 0
+    assert "execution: streamed" in capsys.readouterr().out
+    values = {}
+    for name in ("memory", "streamed"):
+        trials = optuna.load_study(study_name="adapruner-tpe", storage=default_storage(tmp_path / name)).trials
+        values[name] = [t.value for t in trials]
+    assert values["streamed"] == pytest.approx(values["memory"], rel=1e-5)
+    memory, streamed = (json.loads((tmp_path / n / "pruning_report.json").read_text()) for n in ("memory", "streamed"))
+    assert streamed["config"] == memory["config"] and streamed["plan"] == memory["plan"]
+    assert streamed["reproduction"]["reproduced"] and streamed["runtime"]["execution"]["streamed"]
+    ta, tb = tensors(tmp_path / "memory" / "model"), tensors(tmp_path / "streamed" / "model")
+    assert ta.keys() == tb.keys()
+    assert all(torch.allclose(ta[k], tb[k], rtol=1e-5, atol=1e-6) for k in ta)
+    assert not (tmp_path / "streamed" / "model-streamed").exists()

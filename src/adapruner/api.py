@@ -401,18 +401,22 @@ def search(model, ratio: float | None = None, *, trials: int, out: str | Path, s
            target_params: int | str | None = None, ratio_of: str = "total", sampler: str = "tpe",
            storage: str | None = None, study: str | None = None, eval_windows: int = 16, eval_batch_size: int = 8,
            early_stop: str = "percentile", heartbeat: int = 10, starting_points: bool = True,
-           max_minutes: float | None = None, data_dir: str | Path | None = None, device: str = "auto", dtype: str = "float32", seed: int = 0,
-           trust_remote_code: bool = False, progress: bool = True):
+           max_minutes: float | None = None, data_dir: str | Path | None = None, device: str = "auto",
+           dtype: str = "float32", seed: int = 0, trust_remote_code: bool = False, progress: bool = True,
+           stream: bool | None = None, max_memory: str | None = None, micro_batch: int | None = None):
     """Run (or continue) the Optuna study that searches ``space`` (``"full"``, ``"paper"``, a space
     file or a :class:`~adapruner.search.space.SearchSpace`) for the best pruning of ``model`` by
     ``ratio``, then prune with the best trial and write ``out`` (``model/``, ``best_config.json``,
     ``trials.csv``, ``pruning_report.json``, ``convergence.png``). ``max_minutes`` stops starting
-    trials after that many minutes and delivers the best so far (the same call continues). Returns the
-    :class:`~adapruner.search.run.SearchResult` (with the pruned ``model``)."""
+    trials after that many minutes and delivers the best so far (the same call continues). ``stream``
+    runs every trial one decoder layer at a time (None: when the in-memory path's predicted peak
+    exceeds ``max_memory``), with ``micro_batch`` calibration windows per pass. Returns the
+    :class:`~adapruner.search.run.SearchResult` (with the pruned ``model``, None when streamed)."""
+    from adapruner.config import CalibrationConfig
     from adapruner.data.paths import resolve_data_dir
-    from adapruner.models.load import load_model
     from adapruner.search.run import SearchRequest, check_request, run_search
     from adapruner.search.space import SearchSpace
+    from adapruner.streaming.memory import choose_path
 
     model = _spec(model)
     from adapruner.core.io import check_output
@@ -428,21 +432,29 @@ def search(model, ratio: float | None = None, *, trials: int, out: str | Path, s
         return SearchRequest(ratio=total, trials=trials, out=out, space=space, sampler=sampler, early_stop=early_stop,
                              storage=storage, study=study, eval_windows=eval_windows,
                              eval_batch_size=eval_batch_size, heartbeat=heartbeat, seed=seed, device=device,
-                             dtype=dtype, budget=budget, starting_points=starting_points, max_minutes=max_minutes)
+                             dtype=dtype, budget=budget, starting_points=starting_points, max_minutes=max_minutes,
+                             micro_batch=micro_batch)
 
     if paper_ratio:
         request = request_for(ratio)
         check_request(request, str(model))  # refuse a mismatched study before spending time on loading
     data = resolve_data_dir(data_dir)
+    if micro_batch is not None and micro_batch < 1:
+        raise AdaprunerError(f"--micro-batch must be at least 1 (samples per forward/backward), got {micro_batch}")
+    # The path is predicted for a gradient metric's trial (the space's most memory-hungry statistics).
+    trial_like = PruneConfig(calibration=CalibrationConfig(seq_len=space.seq_len, num_samples=space.num_samples))
+    choice = choose_path(model, trial_like, stream, max_memory, device, dtype, micro_batch, trust_remote_code)
+    if progress:
+        print(choice.summary(times=False))  # the predicted times are a prune's, not a search's
     seed_everything(seed)
-    loaded = load_model(model, device=device, dtype=dtype, trust_remote_code=trust_remote_code)
+    loaded = _load(model, choice.streamed, device, dtype, trust_remote_code)
     if not paper_ratio:  # the budget in the user's terms needs the model's parameter counts
         from adapruner.config import AllocationConfig
 
         request = request_for(_total_ratio(loaded.model, PruneConfig(allocation=AllocationConfig(**space.allocation)),
                                            ratio, ratio_of, target))
         check_request(request, str(model))
-    return run_search(loaded, request, data, progress=progress)
+    return run_search(loaded, request, data, progress=progress, execution=choice.to_json())
 
 
 __all__ = ["EvalResult", "PruneResult", "evaluate", "prune", "resolve_config", "search", "seed_everything"]

@@ -74,3 +74,15 @@ def add_budget_args(parser: argparse.ArgumentParser) -> None:
                              "of the prunable layer range")
     parser.add_argument("--target-params", default=None, metavar="N",
                         help="instead of --ratio: the parameters to keep, e.g. 100M or 1.5B")
+
+
+def add_memory_args(parser: argparse.ArgumentParser, stream_help: str):
+    """``--stream`` / ``--no-stream`` / ``--max-memory`` in a "memory" group (returned, for more flags)."""
+    s = parser.add_argument_group("memory (streamed execution, one decoder layer at a time)")
+    s.add_argument("--stream", dest="stream", action="store_true", default=None,
+                   help=f"{stream_help} (default: when the in-memory path's predicted peak exceeds --max-memory)")
+    s.add_argument("--no-stream", dest="stream", action="store_false", help="hold the whole model in memory")
+    s.add_argument("--max-memory", default=None, metavar="SIZE",
+                   help="memory the run may use, e.g. 8G or 24GiB (default: 80%% of the free RAM, or of the "
+                        "GPU's free memory on a GPU)")
+    return s

@@ -17,8 +17,8 @@ import json
 from dataclasses import replace
 
 from adapruner import catalogue
-from adapruner.commands.common import (add_budget_args, add_data_arg, add_model_arg, add_runtime_args, finite_float,
-                                       key_value)
+from adapruner.commands.common import (add_budget_args, add_data_arg, add_memory_args, add_model_arg, add_runtime_args,
+                                       finite_float, key_value)
 from adapruner.config import AGGREGATIONS, PruneConfig
 from adapruner.recipes import DEFAULT_RECIPE, RECIPES, get_recipe
 from adapruner.errors import AdaprunerError
@@ -87,15 +87,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     a.add_argument("--allocation-option", dest="allocation_options", action="append", type=key_value, default=[],
                    metavar="KEY=VALUE", help="a setting of the mode, e.g. knots=[0.5,1,2] for schedule, "
                                              "strength=1 for saap; repeatable")
-    s = p.add_argument_group("memory (streamed execution, one decoder layer at a time)")
-    s.add_argument("--stream", dest="stream", action="store_true", default=None,
-                   help="prune one decoder layer at a time, reading weights from the checkpoint's shards "
-                        "(memory bounded by one layer; resumes after a kill) (default: when the in-memory "
-                        "path's predicted peak exceeds --max-memory)")
-    s.add_argument("--no-stream", dest="stream", action="store_false", help="hold the whole model in memory")
-    s.add_argument("--max-memory", default=None, metavar="SIZE",
-                   help="memory the run may use, e.g. 8G or 24GiB (default: 80%% of the free RAM, or of the "
-                        "GPU's free memory on a GPU)")
+    s = add_memory_args(p, "prune one decoder layer at a time, reading weights from the checkpoint's shards "
+                           "(memory bounded by one layer; resumes after a kill)")
     s.add_argument("--save-dtype", default=None, choices=["float32", "bfloat16", "float16"],
                    help="dtype of the saved weights (default: --dtype); bfloat16 halves a float32 run's checkpoint")
     s.add_argument("--dry-run", action="store_true",

@@ -13,7 +13,8 @@ from __future__ import annotations
 import argparse
 
 from adapruner import catalogue
-from adapruner.commands.common import add_budget_args, add_data_arg, add_model_arg, add_runtime_args, finite_float
+from adapruner.commands.common import (add_budget_args, add_data_arg, add_memory_args, add_model_arg, add_runtime_args,
+                                       finite_float)
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -61,6 +62,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                     help="search the data first (half the budget), then the metric with the best data")
     ab.add_argument("--data-space", choices=["joint", "subspaces", "score"], default=None,
                     help="joint (default), 10 disjoint subspaces, or the top windows scored one by one")
+    m = add_memory_args(p, "run every trial one decoder layer at a time, reading weights from the checkpoint's "
+                           "shards (memory bounded by one layer; trials are not stopped early)")
+    m.add_argument("--micro-batch", type=int, default=None,
+                   help="calibration windows per forward/backward of a streamed trial (default: all at once)")
     add_data_arg(p)
     add_runtime_args(p)
     return p
@@ -80,7 +85,8 @@ def run(args: argparse.Namespace) -> int:
                     storage=args.storage, study=args.study, eval_windows=args.eval_windows,
                     eval_batch_size=args.eval_batch_size, early_stop=args.early_stop, heartbeat=args.heartbeat,
                     starting_points=args.starting_points, max_minutes=args.max_minutes, data_dir=args.data_dir, device=args.device,
-                    dtype=args.dtype, seed=args.seed, trust_remote_code=args.trust_remote_code)
+                    dtype=args.dtype, seed=args.seed, trust_remote_code=args.trust_remote_code, stream=args.stream,
+                    max_memory=args.max_memory, micro_batch=args.micro_batch)
     ppl = ", ".join(f"{k} {v:.2f}" for k, v in result.validation_ppl.items())
     print(f"best trial {result.best_trial}: objective {result.objective:.3f} ({ppl}); "
           f"wrote {result.out}/{', '.join(result.files)}")

@@ -19,8 +19,10 @@ trial's value (a loud warning, recorded in the report, when they differ beyond f
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -68,6 +70,7 @@ class SearchRequest:
     budget: dict | None = None  # the budget as the user gave it (ratio / ratio_of / target_params), for the report
     starting_points: bool = True  # a new study first tries the recipes that need no search (search/starts.py)
     max_minutes: float | None = None  # stop starting trials after this many minutes and deliver the best so far
+    micro_batch: int | None = None  # calibration windows per pass of a streamed trial (None: all at once)
 
     @property
     def study_name(self) -> str:
@@ -157,9 +160,12 @@ def check_request(request: SearchRequest, model: str) -> StudyIdentity:
     return identity
 
 
-def run_search(loaded, request: SearchRequest, data_dir: str | Path, progress: bool = True) -> SearchResult:
-    """Run or continue the study of ``request`` on ``loaded`` (a :class:`~adapruner.models.load.LoadedModel`),
-    then deliver the best trial's model and reports into ``request.out`` (see :func:`finalize`)."""
+def run_search(loaded, request: SearchRequest, data_dir: str | Path, progress: bool = True,
+               execution: dict | None = None) -> SearchResult:
+    """Run or continue the study of ``request`` on ``loaded`` (a :class:`~adapruner.models.load.LoadedModel`,
+    or a :class:`~adapruner.streaming.model.StreamedModel`: every trial then runs one decoder layer at
+    a time), then deliver the best trial's model and reports into ``request.out`` (see
+    :func:`finalize`). ``execution`` (the path chosen and why) goes into the report."""
     import optuna
 
     from adapruner.allocation import check_allocation
@@ -193,11 +199,18 @@ def run_search(loaded, request: SearchRequest, data_dir: str | Path, progress: b
         starts = enqueue_starting_points(study, space, len(pool), request.seed, request.trials)
         if starts and progress:
             print(f"first trials: the recipes that need no search ({', '.join(starts)})", flush=True)
-    objective = Objective(model, pool, windows, request.ratio, batch_size=request.eval_batch_size,
-                          element_factors=space.element_factors())
+    streamed = getattr(loaded, "streamed", False)
+    if streamed:
+        from adapruner.streaming.trial import StreamedObjective
+
+        objective = StreamedObjective(loaded, pool, windows, request.ratio, batch_size=request.eval_batch_size,
+                                      micro_batch=request.micro_batch)
+    else:
+        objective = Objective(model, pool, windows, request.ratio, batch_size=request.eval_batch_size,
+                              element_factors=space.element_factors())
     ctx = WorkerContext(space=space, pool_size=len(pool), n_trials=request.trials, objective=objective,
                         seed=request.seed, progress=progress, max_minutes=request.max_minutes)
-    if progress:
+    if progress and not streamed:  # a streamed model has no weights to time a forward with
         setup, per_trial = expected_seconds(model, windows, space, request.eval_batch_size)
         left = max(0, request.trials - counts(study)[0])
         print(f"expected: ~{(setup + left * per_trial) / 60:.0f} min for {left} trials (~{per_trial:.0f} s each after "
@@ -212,7 +225,8 @@ def run_search(loaded, request: SearchRequest, data_dir: str | Path, progress: b
               "delivering the best so far (the same command continues the study)", flush=True)
     return finalize(study, storage, loaded, request, pool, objective,
                     {"sampler_seed": seed, "storage": redact(url), "this_worker_search_s": round(search_s, 1),
-                     "max_minutes": request.max_minutes, "stopped_on_time_budget": worker.out_of_time})
+                     "max_minutes": request.max_minutes, "stopped_on_time_budget": worker.out_of_time,
+                     "execution": execution or {"streamed": streamed}})
 
 
 # A trial's cost in forward-pass units: a forward over the calibration windows, and for a
@@ -257,39 +271,40 @@ def gradient_share(space: SearchSpace) -> float:
     return sum(METRICS.get(n).needs_gradients for n in names) / len(names)
 
 
+@dataclass
+class Delivered:
+    """The best configuration applied: its plan, parameter counts, the dense and the delivered
+    model's perplexity on the trials' windows, and ``save(report)`` writing ``OUT/model``."""
+
+    plan: object
+    dense_params: int
+    pruned_params: int
+    dense: dict
+    check: dict
+    save: Callable[[dict], None]
+
+
 def finalize(study, storage, loaded, request: SearchRequest, pool, objective, runtime: dict) -> SearchResult:
     """Plan with the best trial, prune, check, save the model and write best_config.json,
     trials.csv, pruning_report.json and convergence.png (idempotent: every finishing worker may run it)."""
     from adapruner.core.io import write_json
-    from adapruner.core.params import count_parameters
     from adapruner.core.versions import versions
-    from adapruner.eval.perplexity import perplexity
-    from adapruner.planning import pool_windows, prune_in_place
-    from adapruner.pruning.save import checkpoint_flavour, save_pruned
+    from adapruner.pruning.save import checkpoint_flavour
     from adapruner.search.results import best_config, study_summary, write_trials_csv
 
     out = Path(request.out)
     out.mkdir(parents=True, exist_ok=True)
     config, best = best_config(study)
-    model, tokenizer = loaded.model, loaded.tokenizer
-    dense_params = count_parameters(model)
-    calib, update_calib = pool_windows(pool, config)
-    dense = objective.dense_ppl
-    if not dense:  # a process that ran no trial (a finished study re-finalised): measure it now
-        dense = {name: perplexity(model, w, batch_size=request.eval_batch_size, progress=False).ppl
-                 for name, w in objective.windows.items()}
+    streamed = getattr(loaded, "streamed", False)
     with phase(f"pruning with best trial {best.number} and checking it", True):
-        plan = prune_in_place(model, config, request.ratio, calib, update_calib, cache=objective.update_cache,
-                              progress=False).plan
-    pruned_params = count_parameters(model)
+        deliver = _deliver_streamed if streamed else _deliver_in_memory
+        done = deliver(loaded, config, request, pool, objective)
     # The physically pruned model on the same validation windows must reproduce the trial's value.
-    check = {name: perplexity(model, w, batch_size=request.eval_batch_size, progress=False).ppl
-             for name, w in objective.windows.items()}
-    reproduction = reproduction_check(best, check)
+    reproduction = reproduction_check(best, done.check)
     provenance = {
-        "model": loaded.spec, "ratio": request.ratio, "study": study.study_name, "sampler": request.sampler,
-        "best_trial": best.number, "objective": best.value, "validation_ppl": best.user_attrs.get("ppl"),
-        "space_hash": request.space.digest(), "seed": request.seed,
+        "model": loaded.spec, "ratio": request.ratio, "study": study.study_name,
+        "sampler": request.sampler, "best_trial": best.number, "objective": best.value,
+        "validation_ppl": best.user_attrs.get("ppl"), "space_hash": request.space.digest(), "seed": request.seed,
         "budget_asked": request.budget or {"ratio": request.ratio, "ratio_of": "total", "target_params": None},
     }
     report = {
@@ -299,26 +314,89 @@ def finalize(study, storage, loaded, request: SearchRequest, pool, objective, ru
         "space": request.space.to_json(),
         "protocol": request.protocol_json(),
         "study": study_summary(study),
-        "dense_validation_ppl": dense,
-        "pruned_validation_ppl": check,
+        "dense_validation_ppl": done.dense,
+        "pruned_validation_ppl": done.check,
         "reproduction": reproduction,
-        "parameters": {"dense": dense_params, "pruned": pruned_params,
-                       "removed_fraction": 1 - pruned_params / dense_params},
-        "plan": plan.to_json(),
-        "model_source": {"spec": loaded.spec, "path": loaded.path, **getattr(loaded, "info", {})},
+        "parameters": {"dense": done.dense_params, "pruned": done.pruned_params,
+                       "removed_fraction": 1 - done.pruned_params / done.dense_params},
+        "plan": done.plan.to_json(),
+        "model_source": {"spec": loaded.spec, "path": loaded.path,
+                         **getattr(loaded, "info", {})},
         "runtime": {"device": request.device, "dtype": request.dtype, **runtime},
         "versions": versions("optuna"),
     }
-    save_pruned(model, tokenizer, out / "model", report, overwrite=True)
-    report["checkpoint_flavour"] = checkpoint_flavour(model)
+    done.save(report)
+    report["checkpoint_flavour"] = checkpoint_flavour(loaded.model)
     write_json(out / "best_config.json", {"config": config.to_json(), "provenance": provenance})
     write_trials_csv(study, out / "trials.csv")
     write_json(out / "pruning_report.json", report)
-    plot_study(storage, loaded.spec, request.ratio, out / "convergence.png", dense)
+    plot_study(storage, provenance["model"], request.ratio, out / "convergence.png", done.dense)
     files = ["model", "best_config.json", "trials.csv", "pruning_report.json", "convergence.png"]
     return SearchResult(best_trial=best.number, objective=best.value, validation_ppl=best.user_attrs.get("ppl") or {},
                         config=config.to_json(), report=report, out=out, files=files,
-                        reproduced=reproduction["reproduced"], model=model, tokenizer=tokenizer)
+                        reproduced=reproduction["reproduced"], model=None if streamed else loaded.model,
+                        tokenizer=loaded.tokenizer)
+
+
+def _deliver_in_memory(loaded, config, request: SearchRequest, pool, objective) -> Delivered:
+    """Prune the loaded model in place with ``config`` and measure it on the trials' windows."""
+    from adapruner.core.params import count_parameters
+    from adapruner.eval.perplexity import perplexity
+    from adapruner.planning import pool_windows, prune_in_place
+    from adapruner.pruning.save import save_pruned
+
+    model, tokenizer = loaded.model, loaded.tokenizer
+
+    def ppl() -> dict:
+        return {name: perplexity(model, w, batch_size=request.eval_batch_size, progress=False).ppl
+                for name, w in objective.windows.items()}
+
+    dense_params = count_parameters(model)
+    dense = objective.dense_ppl or ppl()  # a process that ran no trial (a finished study re-finalised)
+    calib, update_calib = pool_windows(pool, config)
+    plan = prune_in_place(model, config, request.ratio, calib, update_calib, cache=objective.update_cache,
+                          progress=False).plan
+    return Delivered(plan=plan, dense_params=dense_params, pruned_params=count_parameters(model), dense=dense,
+                     check=ppl(), save=lambda report: save_pruned(model, tokenizer, Path(request.out) / "model",
+                                                                   report, overwrite=True))
+
+
+def _deliver_streamed(sm, config, request: SearchRequest, pool, objective) -> Delivered:
+    """Prune the streamed model with ``config`` layer by layer into a staging directory inside
+    ``OUT`` (a killed delivery resumes there), measure the staged checkpoint one layer at a time
+    on the trials' windows, and on ``save`` move its ``model/`` to ``OUT/model``."""
+    import dataclasses
+    import shutil
+
+    from adapruner.core.params import count_parameters
+    from adapruner.planning import pool_windows
+    from adapruner.streaming.checkpoint import CheckpointTensors
+    from adapruner.streaming.perplexity import streamed_nll
+    from adapruner.streaming.prune import finish_streamed, prune_streamed
+
+    out = Path(request.out)
+
+    def ppl(model) -> dict:
+        return {name: streamed_nll(model, w, request.eval_batch_size).ppl()
+                for name, w in objective.windows.items()}
+
+    dense_params = count_parameters(sm.model)
+    dense = objective.dense_ppl or ppl(sm)
+    calib, update_calib = pool_windows(pool, config)
+    staging = out / "model-streamed"
+    run = prune_streamed(sm, config, request.ratio, calib, update_calib, staging, micro_batch=request.micro_batch,
+                         progress=False, log=lambda line: None)
+    # The pruned skeleton reading the staged shards is the delivered model, before it is installed.
+    check = ppl(dataclasses.replace(sm, tensors=CheckpointTensors(run.staged / "model")))
+
+    def save(report: dict) -> None:
+        finish_streamed(sm, run, report, staging, overwrite=True)
+        shutil.rmtree(out / "model", ignore_errors=True)
+        os.replace(staging / "model", out / "model")
+        shutil.rmtree(staging)
+
+    return Delivered(plan=run.plan, dense_params=dense_params, pruned_params=count_parameters(sm.model), dense=dense,
+                     check=check, save=save)
 
 
 def reproduction_check(best, check: dict[str, float]) -> dict:

@@ -210,12 +210,13 @@ class PathChoice:
     budget: int | None = None
     predictions: dict = field(default_factory=dict)
 
-    def summary(self) -> str:
+    def summary(self, times: bool = True) -> str:
+        """The path and why, with each path's predicted peak (and time, with ``times``)."""
         lines = [f"execution: {'streamed, one decoder layer at a time' if self.streamed else 'in memory'} "
                  f"({self.reason})"]
         for name, p in self.predictions.items():
-            lines.append(f"  predicted {name.replace('_', '-')}: peak {p.peak_bytes / GIB:.2f} GiB, "
-                         f"~{_duration(p.seconds)}")
+            lines.append(f"  predicted {name.replace('_', '-')}: peak {p.peak_bytes / GIB:.2f} GiB"
+                         + (f", ~{_duration(p.seconds)}" if times else ""))
         return "\n".join(lines)
 
     def to_json(self) -> dict:

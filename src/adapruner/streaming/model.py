@@ -37,6 +37,7 @@ class StreamedModel:
     device: torch.device
     source: str = "directory"
     info: dict = field(default_factory=dict)
+    spec: str = ""  # the model as the user named it (alias, directory, .gguf file)
 
     streamed = True  # evaluation code asks this instead of importing the class
 
@@ -199,7 +200,7 @@ def open_streamed(spec: str, device: str = "auto", dtype: str = "float32",
     fix_special_tokens(tokenizer, model.config)
     tensors = CheckpointTensors(path)
     streamed = StreamedModel(model=model, tokenizer=tokenizer, tensors=tensors, path=str(path), dtype=torch_dtype,
-                         device=dev, source=kind, info={"source": kind, "device": str(dev), "dtype": dtype,
+                         device=dev, source=kind, spec=spec, info={"source": kind, "device": str(dev), "dtype": dtype,
                                                         "streamed": True})
     streamed.retie()
     return streamed
