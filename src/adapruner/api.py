@@ -328,15 +328,17 @@ def evaluate(model, *, ppl=("wikitext2", "ptb"), tasks=(), split: str = "test", 
              max_windows: int | None = None, batch_size: int | None = None, limit: int | None = None,
              text_field: str = "text", data_dir: str | Path | None = None, device: str = "auto",
              dtype: str = "float32", seed: int = 0, stream: bool = False, trust_remote_code: bool = False,
-             out: str | Path | None = None, verbose: bool = True) -> EvalResult:
+             out: str | Path | None = None, verbose: bool = True, resume_to: str | Path | None = None) -> EvalResult:
     """Perplexity of ``model`` on the corpora ``ppl`` (WikiText-2, PTB, or .txt/.jsonl/.json files)
     at each window length of ``seq_len`` (LLM-Pruner's protocol), and zero-shot accuracy on
     ``tasks`` through lm-evaluation-harness; with ``out``, the report is written there as JSON
-    (to a temporary file, then renamed)."""
+    (to a temporary file, then renamed). Finished zero-shot tasks are kept beside ``resume_to``
+    (default ``out``) until the report is written, so a killed evaluation resumes per task."""
     from adapruner.core import io
     from adapruner.core.versions import versions
     from adapruner.data.corpora import CORPORA
     from adapruner.eval.perplexity import check_seq_len, evaluate_corpus
+    from adapruner.eval.zeroshot import zeroshot_resume_file
 
     model = _spec(model)
     corpora, tasks = list(ppl or ()), list(tasks or ())
@@ -388,11 +390,24 @@ def evaluate(model, *, ppl=("wikitext2", "ptb"), tasks=(), split: str = "test", 
         from adapruner.eval.zeroshot import run_zeroshot
 
         t0 = time.perf_counter()
-        report["zeroshot"] = run_zeroshot(loaded.model, loaded.tokenizer, tasks, data_dir, limit, batch_size or 8)
+        if limit is not None and verbose:
+            from adapruner.eval.significance import implied_se
+
+            one, mean = implied_se(limit, len(tasks))
+            print(f"zero-shot on the first {limit} documents per task: a task's accuracy carries a standard error "
+                  f"of up to {100 * one:.1f} points, the mean over {len(tasks)} tasks up to {100 * mean:.1f} "
+                  "(omit --limit for the full sets)", flush=True)
+        # A killed evaluation resumes per task from a file beside --out (same model, protocol, dtype).
+        target = Path(resume_to) if resume_to is not None else out
+        resume = zeroshot_resume_file(target) if target is not None else None
+        key = {"model": report["model"], "model_path": str(loaded.path), "dtype": dtype, "device": report["device"]}
+        report["zeroshot"] = run_zeroshot(loaded.model, loaded.tokenizer, tasks, data_dir, limit, batch_size or 8,
+                                          resume=resume, key=key, log=print if verbose else (lambda line: None))
         report["zeroshot_seconds"] = round(time.perf_counter() - t0, 2)
     report["total_seconds"] = round(time.perf_counter() - start, 2)
     if out is not None:
         io.write_json_or_rescue(out, report)
+        zeroshot_resume_file(out).unlink(missing_ok=True)
     return EvalResult(report=report, out=out, model=None if stream else loaded.model)
 
 

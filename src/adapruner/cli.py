@@ -19,7 +19,7 @@ import sys
 from adapruner.errors import AdaprunerError
 
 # Order = order in `adapruner --help`.
-COMMANDS = ("models", "data", "eval", "prune", "search", "finetune", "export", "stats", "report")
+COMMANDS = ("models", "data", "eval", "compare", "prune", "search", "finetune", "export", "stats", "report")
 
 
 PLUGINS_ENV = "ADAPRUNER_PLUGINS"

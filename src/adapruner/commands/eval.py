@@ -151,6 +151,7 @@ def format_table(rows: list[dict]) -> str:
 def run(args: argparse.Namespace) -> int:
     """Evaluate perplexity and zero-shot tasks (:func:`adapruner.api.evaluate`), print the table, write JSON."""
     from adapruner.api import evaluate
+    from adapruner.eval.zeroshot import zeroshot_resume_file
 
     corpora, tasks = _corpora(args), _tasks(args)
     seq_lens = _parse_seq_lens(args.seq_len)
@@ -161,23 +162,30 @@ def run(args: argparse.Namespace) -> int:
     result = evaluate(args.model, ppl=corpora, tasks=tasks, split=args.split, seq_len=seq_lens,
                       max_windows=args.max_windows, batch_size=args.batch_size, limit=args.limit,
                       text_field=args.text_field, data_dir=args.data_dir, device=args.device, dtype=args.dtype,
-                      seed=args.seed, stream=args.stream, trust_remote_code=args.trust_remote_code)
+                      seed=args.seed, stream=args.stream, trust_remote_code=args.trust_remote_code,
+                      resume_to=out_path)
     report = {**result.report, "model_id": model_identity(args.model)}
     if report["perplexity"]:
         print(format_table(report["perplexity"]))
     if tasks:
         _print_zeroshot(report["zeroshot"], tasks)
     io.write_json_or_rescue(out_path, report)
+    zeroshot_resume_file(out_path).unlink(missing_ok=True)
     print(f"wrote {out_path}")
     return 0
 
 
 def _print_zeroshot(zs: dict, tasks: list[str]) -> None:
+    """Each task's summary metric with its standard error, then the means (in points)."""
+    print(f"{'task':<24} {'metric':<8} {'value':>7} {'± se':>6} {'n':>6}")
     for t in tasks:
-        r = zs.get(t) or {}
-        metric = r.get("average_metric", "acc")
-        value = r.get(metric)
-        print(f"{t:<14} {metric:<8} {value:.4f}" if isinstance(value, (int, float)) else f"{t:<14} {r}")
-    avg = zs.get("average")
-    if isinstance(avg, dict) and isinstance(avg.get("value"), (int, float)):
-        print(f"{'average':<14} {'':<8} {avg['value']:.4f}")
+        r = zs[t]
+        metric = r["average_metric"]
+        print(f"{t:<24} {metric:<8} {100 * r[metric]:>7.2f} {100 * (r.get(metric + '_stderr') or 0):>6.2f} "
+              f"{r['n']:>6}")
+    summary = zs["summary"]
+    for name, label in (("mean", f"mean of {len(tasks)}"), ("mean_without_boolq", "mean without boolq"),
+                        ("chance_normalised_mean", "chance-normalised mean")):
+        if name in summary:
+            e = summary[name]
+            print(f"{label:<24} {'':<8} {100 * e['value']:>7.2f} {100 * e['se']:>6.2f}")

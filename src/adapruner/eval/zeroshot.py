@@ -84,45 +84,43 @@ def _clean(x) -> float | None:
 
 
 def run_zeroshot(model, tokenizer, tasks: list[str], data_dir: Path, limit: int | None,
-                 batch_size: int) -> dict:
+                 batch_size: int, resume: Path | None = None, key: dict | None = None, log=print) -> dict:
     """Zero-shot accuracy of an in-memory causal LM on ``tasks`` read from ``data_dir``.
 
-    Returns ``{task: {acc, acc_stderr, acc_norm, acc_norm_stderr, n, average_metric}, "average":
-    {metric, value, tasks}, "protocol": {...}}``; ``acc_norm`` is None where the harness does not
-    define it. ``limit`` evaluates only the first ``limit`` documents of each task (None = all).
+    Returns ``{task: {acc, acc_stderr, acc_norm, acc_norm_stderr, n, average_metric, chance,
+    correct, doc_ids}, "average": {...}, "summary": {...}, "protocol": {...}}``: ``acc_norm`` is
+    None where the harness does not define it; ``correct`` holds the 0/1 outcome of every example
+    under the task's summary metric (``doc_ids`` in the same order), what paired comparisons need;
+    ``summary`` the 7-task mean, the mean without BoolQ and the chance-normalised mean with their
+    standard errors (:mod:`adapruner.eval.significance`). ``limit`` evaluates only the first
+    ``limit`` documents of each task (None = all). Tasks run one at a time; with ``resume`` each
+    finished task is written there (with ``key``, what decides the results) and a later call with
+    the same key skips it.
     """
     import lm_eval
-    from lm_eval.evaluator import simple_evaluate
-    from lm_eval.models.huggingface import HFLM
-    from lm_eval.tasks import TaskManager
+
+    from adapruner.eval.significance import summarise
 
     tasks = check_tasks(list(tasks))
     if limit is not None and limit < 1:
         raise AdaprunerError(f"--limit must be at least 1 (got {limit}); omit it to evaluate every document")
     if batch_size < 1:
         raise AdaprunerError(f"--batch-size must be at least 1 (got {batch_size})")
-    task_objects = build_tasks(tasks, Path(data_dir))  # missing data files fail before any model work
-    device = str(next(model.parameters()).device)
-    was_training = model.training
-    model.eval()
-    lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, device=device)
+    task_objects = dict(zip(tasks, build_tasks(tasks, Path(data_dir))))  # missing files fail before model work
+    key = {**(key or {}), "limit": limit, "batch_size": batch_size, "lm_eval_version": lm_eval.__version__}
+    result: dict = _finished(resume, key)
+    if result:
+        log(f"zero-shot: {', '.join(result)} already evaluated ({resume}); resuming with the rest")
     start = time.time()
-    try:
-        with torch.no_grad():
-            out = simple_evaluate(model=lm, tasks=task_objects, limit=limit, num_fewshot=None,
-                                  task_manager=TaskManager(include_defaults=False), log_samples=False)
-    finally:
-        model.train(was_training)
-    seconds = time.time() - start
-    result: dict = {}
     for t in tasks:
-        r = out["results"][t]
-        n = out.get("n-samples", {}).get(t, {}).get("effective")
-        result[t] = {
-            "acc": _clean(r.get("acc,none")), "acc_stderr": _clean(r.get("acc_stderr,none")),
-            "acc_norm": _clean(r.get("acc_norm,none")), "acc_norm_stderr": _clean(r.get("acc_norm_stderr,none")),
-            "n": n, "average_metric": AVERAGE_METRIC[t],
-        }
+        if t in result:
+            continue
+        result[t] = _one_task(model, tokenizer, t, task_objects[t], limit, batch_size)
+        if resume is not None:
+            from adapruner.core.io import write_json
+
+            write_json(resume, {"key": key, "tasks": result})
+    result = {t: result[t] for t in tasks}
     values = [result[t][AVERAGE_METRIC[t]] for t in tasks]
     result["average"] = {
         "value": sum(values) / len(values),
@@ -130,12 +128,67 @@ def run_zeroshot(model, tokenizer, tasks: list[str], data_dir: Path, limit: int 
                   "openbookqa), acc otherwise (boolq, winogrande); LLM-Pruner's convention",
         "tasks": tasks,
     }
+    result["summary"] = summarise({t: result[t] for t in tasks})
     result["protocol"] = {
         "harness": "lm-evaluation-harness", "lm_eval_version": lm_eval.__version__,
         "limit": limit, "num_fewshot": 0, "batch_size": batch_size,
-        "task_versions": {t: out.get("versions", {}).get(t) for t in tasks},
+        "task_versions": {t: result[t].pop("version", None) for t in tasks},
         "splits": {t: SOURCES[t].split for t in tasks},
         "source_files": {t: list(SOURCES[t].files) for t in tasks},
-        "seconds": round(seconds, 1),
+        "metrics": {t: AVERAGE_METRIC[t] for t in tasks},
+        "standard_errors": "per task sd/sqrt(n) of the 0/1 outcomes; means over tasks sqrt(sum se^2)/k",
+        "seconds": round(time.time() - start, 1),
     }
     return result
+
+
+def zeroshot_resume_file(out: Path) -> Path:
+    """Where an evaluation writing ``out`` keeps its finished zero-shot tasks until it completes."""
+    out = Path(out)
+    return out.with_name(f".{out.name}.zeroshot-partial.json")
+
+
+def _finished(resume: Path | None, key: dict) -> dict:
+    """The tasks a killed evaluation with the same ``key`` finished (none if another key)."""
+    import json
+
+    if resume is None or not resume.is_file():
+        return {}
+    try:
+        data = json.loads(resume.read_text())
+    except (OSError, ValueError):
+        return {}
+    return dict(data.get("tasks", {})) if data.get("key") == key else {}
+
+
+def _one_task(model, tokenizer, task: str, task_object, limit: int | None, batch_size: int) -> dict:
+    """One task through the harness: its metrics, stderrs and every example's outcome."""
+    from lm_eval.evaluator import simple_evaluate
+    from lm_eval.models.huggingface import HFLM
+    from lm_eval.tasks import TaskManager
+
+    device = str(next(model.parameters()).device)
+    was_training = model.training
+    model.eval()
+    lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, device=device)
+    t0 = time.time()
+    try:
+        with torch.no_grad():
+            out = simple_evaluate(model=lm, tasks=[task_object], limit=limit, num_fewshot=None,
+                                  task_manager=TaskManager(include_defaults=False), log_samples=True)
+    except AssertionError:  # the harness asserts that every answer fits the model's context
+        raise AdaprunerError(f"lm-evaluation-harness cannot score {task} with this model: an answer is longer than "
+                             f"its {lm.max_length}-token context; leave {task} out of --tasks") from None
+    finally:
+        model.train(was_training)
+    r = out["results"][task]
+    metric = AVERAGE_METRIC[task]
+    samples = sorted(out["samples"][task], key=lambda x: x["doc_id"])
+    return {
+        "acc": _clean(r.get("acc,none")), "acc_stderr": _clean(r.get("acc_stderr,none")),
+        "acc_norm": _clean(r.get("acc_norm,none")), "acc_norm_stderr": _clean(r.get("acc_norm_stderr,none")),
+        "n": len(samples), "average_metric": metric,
+        "chance": sum(1 / len(x["arguments"]) for x in samples) / len(samples),
+        "correct": [int(x[metric]) for x in samples], "doc_ids": [x["doc_id"] for x in samples],
+        "seconds": round(time.time() - t0, 1), "version": out.get("versions", {}).get(task),
+    }
