@@ -50,10 +50,10 @@ def test_cached_evaluation_equals_full_forward_with_masks(family):
     assert evaluator.dense["a"] == pytest.approx(full_ppl(model, windows), rel=1e-5)
     with apply_masks(model, plan):
         masked_full = full_ppl(model, windows)
-        cached = evaluator.evaluate()["a"]
+        cached = evaluator.evaluate()[0]["a"]
     assert cached == pytest.approx(masked_full, rel=1e-5)
     assert cached != pytest.approx(evaluator.dense["a"], rel=1e-3)  # the masks really acted
-    assert evaluator.evaluate()["a"] == pytest.approx(evaluator.dense["a"], rel=1e-5)  # and are gone
+    assert evaluator.evaluate()[0]["a"] == pytest.approx(evaluator.dense["a"], rel=1e-5)  # and are gone
 
 
 def test_objective_reports_reuses_statistics_and_leaves_the_model_intact():

@@ -245,7 +245,7 @@ def test_a_streamed_search_trial_gives_the_in_memory_objective(family_dirs, fami
     import transformers as T
 
     from adapruner.config import PruneConfig
-    from adapruner.search.objective import Objective
+    from adapruner.search.objective import Measure, Objective
     from adapruner.streaming.model import open_streamed
     from adapruner.streaming.trial import StreamedObjective
 
@@ -255,6 +255,9 @@ def test_a_streamed_search_trial_gives_the_in_memory_objective(family_dirs, fami
     memory = Objective(model, pool, windows, 0.3, batch_size=2)
     sm = open_streamed(str(family_dirs[family]), device="cpu")
     streamed = StreamedObjective(sm, pool, windows, 0.3, batch_size=2)
+    kl = Measure("kl", {"top_k": 16})
+    memory_kl, streamed_kl = Objective(model, pool, windows, 0.3, 2, measure=kl), StreamedObjective(
+        sm, pool, windows, 0.3, 2, measure=kl)
     shapes = {k: tuple(v.shape) for k, v in sm.model.state_dict().items()}
     for case, parts in TRIAL_CASES.items():
         config = PruneConfig.from_json({**parts, "calibration": {"seq_len": 24, "num_samples": 4,
@@ -263,6 +266,8 @@ def test_a_streamed_search_trial_gives_the_in_memory_objective(family_dirs, fami
         for name in windows:
             assert b.ppl[name] == pytest.approx(a.ppl[name], rel=1e-5), (case, name)
         assert b.value == pytest.approx(a.value, rel=1e-5), case
+        if case in ("element1", "wanda-sp-reconstruct-sequential"):
+            assert streamed_kl(config).value == pytest.approx(memory_kl(config).value, rel=1e-4), case
     assert streamed.dense_ppl == pytest.approx(memory.dense_ppl, rel=1e-5)
     assert {k: tuple(v.shape) for k, v in sm.model.state_dict().items()} == shapes
     assert all(p.device.type == "meta" for p in sm.model.model.layers.parameters())

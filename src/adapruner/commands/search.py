@@ -14,7 +14,8 @@ import argparse
 
 from adapruner import catalogue
 from adapruner.commands.common import (add_budget_args, add_data_arg, add_memory_args, add_model_arg, add_runtime_args,
-                                       finite_float)
+                                       finite_float, key_value)
+from adapruner.objectives import OBJECTIVES
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -42,6 +43,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--no-starting-points", dest="starting_points", action="store_false",
                    help="do not begin a new study with the recipes that need no search (prune's default first); "
                         "they are tried only in spaces that can express them")
+    p.add_argument("--objective", default="ppl", choices=OBJECTIVES.names(),
+                   help=f"what a trial is scored by on the validation windows: {OBJECTIVES.help()} (default ppl)")
+    p.add_argument("--objective-option", dest="objective_options", action="append", type=key_value, default=[],
+                   metavar="KEY=VALUE", help="a setting of the objective, e.g. top_k=0 for kl; repeatable")
     p.add_argument("--eval-windows", type=int, default=16,
                    help="validation windows per dataset (WikiText-2, PTB) of the objective (default 16)")
     p.add_argument("--eval-batch-size", type=int, default=8, help="windows per forward in the objective")
@@ -86,7 +91,8 @@ def run(args: argparse.Namespace) -> int:
                     eval_batch_size=args.eval_batch_size, early_stop=args.early_stop, heartbeat=args.heartbeat,
                     starting_points=args.starting_points, max_minutes=args.max_minutes, data_dir=args.data_dir, device=args.device,
                     dtype=args.dtype, seed=args.seed, trust_remote_code=args.trust_remote_code, stream=args.stream,
-                    max_memory=args.max_memory, micro_batch=args.micro_batch)
+                    max_memory=args.max_memory, micro_batch=args.micro_batch, objective=args.objective,
+                    objective_options=dict(args.objective_options))
     ppl = ", ".join(f"{k} {v:.2f}" for k, v in result.validation_ppl.items())
     print(f"best trial {result.best_trial}: objective {result.objective:.3f} ({ppl}); "
           f"wrote {result.out}/{', '.join(result.files)}")

@@ -29,13 +29,42 @@ import torch.nn as nn
 from adapruner.config import PruneConfig
 from adapruner.core.adapters import adapter_for
 from adapruner.core.lm import TokenNLL, lm_logits
+from adapruner.objectives.perplexity import SCORE_CAP
 from adapruner.core.structure import PruningPlan
 from adapruner.importance.needs import StatisticsNeeds
 from adapruner.planning import plan_pruning, pool_windows, statistics_needs
 
 EVAL_DATASETS = ("wikitext2", "ptb")
-# A ruined model's perplexity is capped at exp(700), below float overflow, so it still gets a score.
-SCORE_CAP = 700.0
+
+
+@dataclass(frozen=True)
+class Measure:
+    """The search objective a trial is scored by (:mod:`adapruner.objectives`) with its options."""
+
+    name: str = "ppl"
+    options: dict = field(default_factory=dict)
+
+    @property
+    def objective(self):
+        from adapruner.objectives import OBJECTIVES
+
+        return OBJECTIVES.get(self.name)
+
+    def resolved(self) -> "Measure":
+        """This measure with its options checked and the defaults filled in."""
+        return Measure(self.name, self.objective.resolved(self.options))
+
+    def reference(self, logits: torch.Tensor, ids: torch.Tensor):
+        return self.objective.reference(logits, ids, self.options)
+
+    def scorer(self):
+        return self.objective.scorer(self.options)
+
+    def describe(self) -> str:
+        return self.objective.describe(self.options)
+
+
+PERPLEXITY = Measure()
 
 
 @dataclass
@@ -83,14 +112,18 @@ class _Batch:
     hidden: torch.Tensor  # input of the first cached layer
     layer_args: list[tuple]  # positional args after hidden_states, per layer from `start`
     layer_kwargs: list[dict]  # keyword args per layer from `start`
+    reference: object = None  # what the measure keeps of the dense model's outputs on this batch
 
 
 class CachedEvaluator:
-    """Perplexity of a (masked) model on fixed windows, re-running only layers ``>= start``."""
+    """The objective ``measure`` (perplexity by default) of a (masked) model on fixed windows,
+    re-running only layers ``>= start``."""
 
-    def __init__(self, model: nn.Module, windows: dict[str, torch.Tensor], start: int, batch_size: int = 8):
+    def __init__(self, model: nn.Module, windows: dict[str, torch.Tensor], start: int, batch_size: int = 8,
+                 measure: Measure = PERPLEXITY):
         self.model = model
         self.start = start
+        self.measure = measure
         self.adapter = adapter_for(model)
         self.layers = self.adapter.decoder_layers(model)
         self.norm = self.adapter.final_norm(model)
@@ -117,7 +150,8 @@ class CachedEvaluator:
             nll.add(logits, ids)
             order = sorted(seen)
             batches.append(_Batch(ids=ids, hidden=seen[order[0]][0],
-                                  layer_args=[seen[i][1] for i in order], layer_kwargs=[seen[i][2] for i in order]))
+                                  layer_args=[seen[i][1] for i in order], layer_kwargs=[seen[i][2] for i in order],
+                                  reference=self.measure.reference(logits, ids)))
         return batches, nll.ppl(cap=SCORE_CAP)
 
     @staticmethod
@@ -137,20 +171,24 @@ class CachedEvaluator:
             h = out[0] if isinstance(out, tuple) else out
         return lm_logits(self.model, self.norm(h))
 
-    def evaluate(self, report: Callable[[int, float], None] | None = None) -> dict[str, float]:
-        """Perplexity per dataset; ``report(step, running_objective)`` after every batch.
+    def evaluate(self, report: Callable[[int, float], None] | None = None) -> tuple[dict[str, float], dict[str, float]]:
+        """The objective per dataset and the perplexity per dataset; ``report(step,
+        running_objective)`` after every batch.
 
         Batches of the datasets are interleaved so that the running objective (mean over the
-        datasets seen so far of exp(mean NLL so far)) is comparable between trials at equal steps.
+        datasets seen so far of each one's value so far) is comparable between trials at equal steps.
         """
-        sums = {name: TokenNLL() for name in self.batches}
-        order = _interleave(self.batches)
-        for step, (name, batch) in enumerate(order):
-            sums[name].add(self.logits(batch), batch.ids)
+        scorer = self.measure.scorer()
+        nll = {name: TokenNLL() for name in self.batches} if self.measure.name != "ppl" else None
+        for step, (name, batch) in enumerate(_interleave(self.batches)):
+            logits = self.logits(batch)
+            scorer.add(name, logits, batch.ids, batch.reference)
+            if nll is not None:
+                nll[name].add(logits, batch.ids)
             if report is not None:
-                seen = [v.ppl(cap=SCORE_CAP) for v in sums.values() if v.tokens]
-                report(step, sum(seen) / len(seen))
-        return {name: v.ppl(cap=SCORE_CAP) for name, v in sums.items()}
+                report(step, scorer.value())
+        parts = scorer.per_dataset()
+        return parts, ({name: v.ppl(cap=SCORE_CAP) for name, v in nll.items()} if nll is not None else dict(parts))
 
 
 def _interleave(batches: dict[str, list]) -> list[tuple[str, object]]:
@@ -164,12 +202,13 @@ def _interleave(batches: dict[str, list]) -> list[tuple[str, object]]:
 
 @dataclass
 class TrialResult:
-    """The outcome of one objective evaluation."""
+    """The outcome of one objective evaluation: the value, the objective and the perplexity per dataset."""
 
     value: float
     ppl: dict[str, float]
     seconds: float
     timings: dict[str, float] = field(default_factory=dict)
+    parts: dict[str, float] = field(default_factory=dict)
 
 
 class Objective:
@@ -186,11 +225,13 @@ class Objective:
     """
 
     def __init__(self, model: nn.Module, pool: torch.Tensor, windows: dict[str, torch.Tensor], ratio: float,
-                 batch_size: int = 8, statistics_fn=None, element_factors: tuple[float, ...] | None = None):
+                 batch_size: int = 8, statistics_fn=None, element_factors: tuple[float, ...] | None = None,
+                 measure: Measure = PERPLEXITY):
         from adapruner.importance import ELEMENT_FACTORS
         from adapruner.importance.statistics import collect
 
         self.model, self.pool, self.windows, self.ratio, self.batch_size = model, pool, windows, ratio, batch_size
+        self.measure = measure.resolved()
         self.factors = tuple(element_factors) if element_factors is not None else ELEMENT_FACTORS
         self.statistics_fn = statistics_fn or (lambda model, calib, needs: collect(model, calib, needs, progress=False))
         self.update_cache: dict = {}  # the weight update's plan-independent work (e.g. dense Grams)
@@ -207,7 +248,7 @@ class Objective:
         """The cached evaluator, rebuilt (once) if a plan touches a layer below its cache."""
         start = first_pruned_layer(plan)
         if self.evaluator is None or start < self.evaluator.start:
-            self.evaluator = CachedEvaluator(self.model, self.windows, start, self.batch_size)
+            self.evaluator = CachedEvaluator(self.model, self.windows, start, self.batch_size, self.measure)
         return self.evaluator
 
     def needs(self, config: PruneConfig) -> StatisticsNeeds:
@@ -248,11 +289,11 @@ class Objective:
         t2 = time.perf_counter()
         handle = apply_masks(self.model, plan)
         try:
-            ppl = evaluator.evaluate(report)
+            parts, ppl = evaluator.evaluate(report)
         finally:
             handle.remove()
         t3 = time.perf_counter()
-        values = list(ppl.values())
+        values = list(parts.values())
         value = sum(values) / len(values)
-        return TrialResult(value=value, ppl=ppl, seconds=t3 - t0,
+        return TrialResult(value=value, ppl=ppl, seconds=t3 - t0, parts=parts,
                            timings={"plan_s": t1 - t0, "cache_s": t2 - t1, "eval_s": t3 - t2})

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from adapruner.errors import AdaprunerError
 from adapruner.search.identity import StudyIdentity, check_identity, open_study
-from adapruner.search.objective import ObjectiveProtocol
+from adapruner.search.objective import Measure, ObjectiveProtocol
 from adapruner.search.samplers import EARLY_STOPS, SAMPLERS, make_early_stop, make_sampler
 from adapruner.search.space import SearchSpace
 from adapruner.search.storage import default_storage, existing_study, open_storage, redact
@@ -71,6 +71,8 @@ class SearchRequest:
     starting_points: bool = True  # a new study first tries the recipes that need no search (search/starts.py)
     max_minutes: float | None = None  # stop starting trials after this many minutes and deliver the best so far
     micro_batch: int | None = None  # calibration windows per pass of a streamed trial (None: all at once)
+    objective: str = "ppl"  # the search objective (adapruner.objectives)
+    objective_options: dict = field(default_factory=dict)
 
     @property
     def study_name(self) -> str:
@@ -82,6 +84,10 @@ class SearchRequest:
         """The Optuna storage URL."""
         return self.storage or default_storage(Path(self.out))
 
+    def measure(self) -> Measure:
+        """The objective trials are scored by, with its options resolved."""
+        return Measure(self.objective, dict(self.objective_options)).resolved()
+
     def protocol(self) -> ObjectiveProtocol:
         """The objective's evaluation protocol."""
         return ObjectiveProtocol(seq_len=self.space.seq_len, windows=self.eval_windows,
@@ -90,9 +96,13 @@ class SearchRequest:
     def protocol_json(self) -> dict:
         """The protocol as stored with the study (part of its identity)."""
         p = self.protocol()
-        return {"datasets": list(p.datasets), "split": p.split, "seq_len": p.seq_len,
-                "windows_per_dataset": p.windows, "objective": "mean perplexity (paper Eq. 6)",
-                "window_selection": "evenly spaced over all non-overlapping windows of the split"}
+        out = {"datasets": list(p.datasets), "split": p.split, "seq_len": p.seq_len,
+               "windows_per_dataset": p.windows, "objective": "mean perplexity (paper Eq. 6)",
+               "window_selection": "evenly spaced over all non-overlapping windows of the split"}
+        measure = self.measure()
+        if measure.name != "ppl":  # the paper's objective keeps the protocol its studies were created with
+            out.update(objective=measure.describe(), objective_name=measure.name, objective_options=measure.options)
+        return out
 
 
 @dataclass
@@ -204,10 +214,10 @@ def run_search(loaded, request: SearchRequest, data_dir: str | Path, progress: b
         from adapruner.streaming.trial import StreamedObjective
 
         objective = StreamedObjective(loaded, pool, windows, request.ratio, batch_size=request.eval_batch_size,
-                                      micro_batch=request.micro_batch)
+                                      micro_batch=request.micro_batch, measure=request.measure())
     else:
         objective = Objective(model, pool, windows, request.ratio, batch_size=request.eval_batch_size,
-                              element_factors=space.element_factors())
+                              element_factors=space.element_factors(), measure=request.measure())
     ctx = WorkerContext(space=space, pool_size=len(pool), n_trials=request.trials, objective=objective,
                         seed=request.seed, progress=progress, max_minutes=request.max_minutes)
     if progress and not streamed:  # a streamed model has no weights to time a forward with
@@ -282,6 +292,7 @@ class Delivered:
     dense: dict
     check: dict
     save: Callable[[dict], None]
+    parts: dict  # the delivered model's objective per dataset (its perplexity for the paper's objective)
 
 
 def finalize(study, storage, loaded, request: SearchRequest, pool, objective, runtime: dict) -> SearchResult:
@@ -300,7 +311,7 @@ def finalize(study, storage, loaded, request: SearchRequest, pool, objective, ru
         deliver = _deliver_streamed if streamed else _deliver_in_memory
         done = deliver(loaded, config, request, pool, objective)
     # The physically pruned model on the same validation windows must reproduce the trial's value.
-    reproduction = reproduction_check(best, done.check)
+    reproduction = reproduction_check(best, done.parts)
     provenance = {
         "model": loaded.spec, "ratio": request.ratio, "study": study.study_name,
         "sampler": request.sampler, "best_trial": best.number, "objective": best.value,
@@ -316,6 +327,7 @@ def finalize(study, storage, loaded, request: SearchRequest, pool, objective, ru
         "study": study_summary(study),
         "dense_validation_ppl": done.dense,
         "pruned_validation_ppl": done.check,
+        **({"pruned_objective": done.parts} if request.objective != "ppl" else {}),
         "reproduction": reproduction,
         "parameters": {"dense": done.dense_params, "pruned": done.pruned_params,
                        "removed_fraction": 1 - done.pruned_params / done.dense_params},
@@ -330,7 +342,9 @@ def finalize(study, storage, loaded, request: SearchRequest, pool, objective, ru
     write_json(out / "best_config.json", {"config": config.to_json(), "provenance": provenance})
     write_trials_csv(study, out / "trials.csv")
     write_json(out / "pruning_report.json", report)
-    plot_study(storage, provenance["model"], request.ratio, out / "convergence.png", done.dense)
+    # The dense model's line is its perplexity, which only the paper's objective is measured in.
+    plot_study(storage, provenance["model"], request.ratio, out / "convergence.png",
+               done.dense if request.objective == "ppl" else None)
     files = ["model", "best_config.json", "trials.csv", "pruning_report.json", "convergence.png"]
     return SearchResult(best_trial=best.number, objective=best.value, validation_ppl=best.user_attrs.get("ppl") or {},
                         config=config.to_json(), report=report, out=out, files=files,
@@ -341,6 +355,7 @@ def finalize(study, storage, loaded, request: SearchRequest, pool, objective, ru
 def _deliver_in_memory(loaded, config, request: SearchRequest, pool, objective) -> Delivered:
     """Prune the loaded model in place with ``config`` and measure it on the trials' windows."""
     from adapruner.core.params import count_parameters
+    from adapruner.core.structure import PruningPlan
     from adapruner.eval.perplexity import perplexity
     from adapruner.planning import pool_windows, prune_in_place
     from adapruner.pruning.save import save_pruned
@@ -353,12 +368,19 @@ def _deliver_in_memory(loaded, config, request: SearchRequest, pool, objective) 
 
     dense_params = count_parameters(model)
     dense = objective.dense_ppl or ppl()  # a process that ran no trial (a finished study re-finalised)
+    scored = objective.measure.name != "ppl"
+    if scored and objective.evaluator is None:
+        objective.evaluator_for(PruningPlan({}))  # the dense references, before the model is pruned
     calib, update_calib = pool_windows(pool, config)
     plan = prune_in_place(model, config, request.ratio, calib, update_calib, cache=objective.update_cache,
                           progress=False).plan
+    check = ppl()
+    # Layers below the evaluator's first cached one are unpruned: its cached inputs stay valid.
+    parts = objective.evaluator.evaluate()[0] if scored else check
     return Delivered(plan=plan, dense_params=dense_params, pruned_params=count_parameters(model), dense=dense,
-                     check=ppl(), save=lambda report: save_pruned(model, tokenizer, Path(request.out) / "model",
-                                                                   report, overwrite=True))
+                     check=check, parts=parts,
+                     save=lambda report: save_pruned(model, tokenizer, Path(request.out) / "model", report,
+                                                     overwrite=True))
 
 
 def _deliver_streamed(sm, config, request: SearchRequest, pool, objective) -> Delivered:
@@ -371,23 +393,18 @@ def _deliver_streamed(sm, config, request: SearchRequest, pool, objective) -> De
     from adapruner.core.params import count_parameters
     from adapruner.planning import pool_windows
     from adapruner.streaming.checkpoint import CheckpointTensors
-    from adapruner.streaming.perplexity import streamed_nll
     from adapruner.streaming.prune import finish_streamed, prune_streamed
 
     out = Path(request.out)
-
-    def ppl(model) -> dict:
-        return {name: streamed_nll(model, w, request.eval_batch_size).ppl()
-                for name, w in objective.windows.items()}
-
     dense_params = count_parameters(sm.model)
-    dense = objective.dense_ppl or ppl(sm)
+    objective.ensure_dense()  # a process that ran no trial: the dense pass before the skeleton is cut
+    dense = objective.dense_ppl
     calib, update_calib = pool_windows(pool, config)
     staging = out / "model-streamed"
     run = prune_streamed(sm, config, request.ratio, calib, update_calib, staging, micro_batch=request.micro_batch,
                          progress=False, log=lambda line: None)
     # The pruned skeleton reading the staged shards is the delivered model, before it is installed.
-    check = ppl(dataclasses.replace(sm, tensors=CheckpointTensors(run.staged / "model")))
+    parts, check = objective.score(dataclasses.replace(sm, tensors=CheckpointTensors(run.staged / "model")))
 
     def save(report: dict) -> None:
         finish_streamed(sm, run, report, staging, overwrite=True)
@@ -396,7 +413,7 @@ def _deliver_streamed(sm, config, request: SearchRequest, pool, objective) -> De
         shutil.rmtree(staging)
 
     return Delivered(plan=run.plan, dense_params=dense_params, pruned_params=count_parameters(sm.model), dense=dense,
-                     check=check, save=save)
+                     check=check, parts=parts, save=save)
 
 
 def reproduction_check(best, check: dict[str, float]) -> dict:

@@ -255,6 +255,8 @@ class Worker:
             trial.set_user_attr("traceback", traceback.format_exc()[-2000:])
             return float("nan")
         trial.set_user_attr("ppl", result.ppl)
+        if result.parts and result.parts != result.ppl:
+            trial.set_user_attr("objective_parts", result.parts)
         trial.set_user_attr("seconds", round(result.seconds, 3))
         trial.set_user_attr("timings", {k: round(v, 3) for k, v in result.timings.items()})
         if not math.isfinite(result.value):

@@ -33,7 +33,8 @@ import torch
 from adapruner.config import PruneConfig
 from adapruner.core.lm import TokenNLL, lm_logits
 from adapruner.core.structure import PruningPlan
-from adapruner.search.objective import SCORE_CAP, TrialResult
+from adapruner.objectives.perplexity import SCORE_CAP
+from adapruner.search.objective import PERPLEXITY, Measure, TrialResult
 from adapruner.streaming.layers import run_layer
 from adapruner.streaming.model import StreamedModel
 
@@ -46,11 +47,13 @@ class StreamedObjective:
     """
 
     def __init__(self, sm: StreamedModel, pool: torch.Tensor, windows: dict[str, torch.Tensor], ratio: float,
-                 batch_size: int = 8, micro_batch: int | None = None):
+                 batch_size: int = 8, micro_batch: int | None = None, measure: Measure = PERPLEXITY):
         self.sm, self.pool, self.windows, self.ratio = sm, pool, windows, ratio
         self.batch_size, self.micro_batch = batch_size, micro_batch
+        self.measure = measure.resolved()
         self.update_cache: dict = {}  # the in-memory objective's; a streamed trial solves each layer afresh
         self._dense: dict[str, float] | None = None
+        self._references: dict[str, list] = {}  # the measure's dense references, per dataset and batch
         self._calls: dict[str, list] | None = None
 
     @property
@@ -102,22 +105,56 @@ class StreamedObjective:
         calib, update_calib = pool_windows(self.pool, config)
         with torch.no_grad():
             layer_pass(self.sm, config, plan, calib, update_calib, means, self.micro_batch, evaluate, surgery=False)
-        ppl = self._score(hidden)
         if dense is not None:
-            self._dense = self._score(dense)
+            self._dense = self._score(dense, keep_references=True)[1]
+        parts, ppl = self._score(hidden)
         t2 = time.perf_counter()
-        values = list(ppl.values())
-        return TrialResult(value=sum(values) / len(values), ppl=ppl, seconds=t2 - t0,
+        values = list(parts.values())
+        return TrialResult(value=sum(values) / len(values), ppl=ppl, seconds=t2 - t0, parts=parts,
                            timings={"plan_s": t1 - t0, "eval_s": t2 - t1})
 
     @torch.no_grad()
-    def _score(self, hidden: dict[str, list[torch.Tensor]]) -> dict[str, float]:
-        """Perplexity per dataset of the last layer's hidden states, through the final norm and head."""
+    def score(self, sm: StreamedModel) -> tuple[dict[str, float], dict[str, float]]:
+        """The objective and the perplexity per dataset of another streamed model (the delivered
+        checkpoint) on the validation windows, one layer at a time and without masks."""
+        self.ensure_dense()
+        return self._score(self._forward(sm), sm=sm)
+
+    def ensure_dense(self) -> None:
+        """The dense perplexity and the measure's references (a pass of their own when no trial
+        measured them alongside its evaluation)."""
+        if self._dense is None:
+            self._dense = self._score(self._forward(self.sm), keep_references=True)[1]
+
+    def _forward(self, sm: StreamedModel) -> dict[str, list[torch.Tensor]]:
+        """The validation windows' hidden states after the last decoder layer of ``sm``."""
+        from adapruner.streaming.statistics import record_calls
+
         out = {}
-        with self.sm.materialised(*self.sm.head_paths()) as (norm, _):
-            for name, batches in hidden.items():
-                nll = TokenNLL()
-                for h, ids in zip(batches, self.windows[name].split(self.batch_size)):
-                    nll.add(lm_logits(self.sm.model, norm(h)), ids.to(self.sm.device))
-                out[name] = nll.ppl(cap=SCORE_CAP)
+        for name, w in self.windows.items():
+            batches = record_calls(sm, w, self.batch_size)
+            hidden = [b.hidden for b in batches]
+            for i in range(sm.num_layers):
+                with sm.layer(i) as (layer,):
+                    hidden = [run_layer(layer, h, b.calls[i]) for h, b in zip(hidden, batches)]
+            out[name] = hidden
         return out
+
+    @torch.no_grad()
+    def _score(self, hidden: dict[str, list[torch.Tensor]], keep_references: bool = False,
+               sm: StreamedModel | None = None) -> tuple[dict[str, float], dict[str, float]]:
+        """The objective and the perplexity per dataset of the last layer's hidden states, through
+        the final norm and head (the dense model's, with ``keep_references``, are the references)."""
+        sm = sm or self.sm
+        scorer, nll = self.measure.scorer(), {name: TokenNLL() for name in hidden}
+        with sm.materialised(*sm.head_paths()) as (norm, _):
+            for name, batches in hidden.items():
+                for j, (h, ids) in enumerate(zip(batches, self.windows[name].split(self.batch_size))):
+                    logits, ids = lm_logits(sm.model, norm(h)), ids.to(sm.device)
+                    nll[name].add(logits, ids)
+                    if keep_references:
+                        self._references.setdefault(name, []).append(self.measure.reference(logits, ids))
+                    else:
+                        scorer.add(name, logits, ids, self._references[name][j])
+        ppl = {name: v.ppl(cap=SCORE_CAP) for name, v in nll.items()}
+        return (ppl if keep_references else scorer.per_dataset()), ppl

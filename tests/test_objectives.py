@@ -1,0 +1,70 @@
+"""Search objectives: the KL divergence is exact with the whole vocabulary and a close lower
+bound with its top K, zero for the dense model; ``search --objective kl`` runs, records its
+protocol and reproduces its best trial; perplexity stays the default."""
+
+from __future__ import annotations
+
+import json
+
+import optuna
+import pytest
+import torch
+import torch.nn.functional as F
+from tiny import tiny_batch, tiny_model
+
+from adapruner.cli import main
+from adapruner.config import PruneConfig
+from adapruner.objectives import OBJECTIVES
+from adapruner.objectives.kl import dense_reference, kl_sum
+from adapruner.search.objective import Measure, Objective
+
+
+def exact_kl(p_logits, q_logits):
+    logp, logq = (torch.log_softmax(x[:, :-1].float(), -1) for x in (p_logits, q_logits))
+    return F.kl_div(logq, logp, log_target=True, reduction="sum")
+
+
+def test_kl_is_exact_with_the_vocabulary_and_a_close_lower_bound_with_its_top_k():
+    g = torch.Generator().manual_seed(0)
+    p = torch.randn(2, 9, 300, generator=g) * 3
+    q = p + torch.randn(2, 9, 300, generator=g)
+    exact = exact_kl(p, q)
+    assert kl_sum(q[:, :-1], dense_reference(p, 0)) == pytest.approx(float(exact), rel=1e-5)
+    bounds = [float(kl_sum(q[:, :-1], dense_reference(p, k))) for k in (8, 64, 256)]
+    assert all(b <= float(exact) + 1e-4 for b in bounds) and bounds == sorted(bounds)
+    assert bounds[-1] == pytest.approx(float(exact), rel=0.05)
+    assert float(kl_sum(p[:, :-1], dense_reference(p, 64))) == pytest.approx(0, abs=1e-4)
+
+
+def test_the_kl_objective_is_zero_for_the_dense_model_and_positive_once_pruned():
+    model = tiny_model("llama")
+    pool, windows = tiny_batch(12, 24, seed=3), {"wikitext2": tiny_batch(4, 24, seed=4)}
+    objective = Objective(model, pool, windows, 0.3, batch_size=2, measure=Measure("kl", {"top_k": 0}))
+    config = PruneConfig.from_json({"metric": {"name": "l2"}, "calibration": {"seq_len": 24, "num_samples": 4,
+                                                                               "indices": [0, 1, 2, 3]}})
+    result = objective(config)
+    assert result.value > 0.01 and set(result.parts) == set(result.ppl) == {"wikitext2"}
+    assert result.ppl["wikitext2"] != pytest.approx(objective.dense_ppl["wikitext2"], rel=1e-3)
+    assert objective.evaluator.evaluate()[0]["wikitext2"] == pytest.approx(0, abs=1e-5)  # masks gone: dense
+    with pytest.raises(Exception, match="has no option"):
+        Measure("kl", {"k": 5}).resolved()
+    assert OBJECTIVES.names()[:2] == ("ppl", "kl")
+
+
+def test_search_with_the_kl_objective(tiny_llama_dir, data_dir, tmp_path):
+    from adapruner.search.storage import default_storage
+
+    space = tmp_path / "space.yaml"
+    space.write_text("num_samples: 4\n")
+    out = tmp_path / "kl"
+    assert main(["search", "--model", str(tiny_llama_dir), "--ratio", "0.2", "--trials", "3", "--out", str(out),
+                 "--data-dir", str(data_dir), "--eval-windows", "4", "--device", "cpu", "--space", str(space),
+                 "--objective", "kl", "--objective-option", "top_k=64"]) == 0
+    report = json.loads((out / "pruning_report.json").read_text())
+    assert report["protocol"]["objective_name"] == "kl" and report["protocol"]["objective_options"] == {"top_k": 64}
+    assert report["reproduction"]["reproduced"] and set(report["pruned_objective"]) == {"wikitext2", "ptb"}
+    trials = optuna.load_study(study_name="adapruner-tpe", storage=default_storage(out)).trials
+    assert all(0 < t.value < 20 and set(t.user_attrs["objective_parts"]) == {"wikitext2", "ptb"} for t in trials)
+    # Another objective is another study: the same output with the paper's objective is refused.
+    assert main(["search", "--model", str(tiny_llama_dir), "--ratio", "0.2", "--trials", "3", "--out", str(out),
+                 "--data-dir", str(data_dir), "--eval-windows", "4", "--device", "cpu", "--space", str(space)]) == 2
