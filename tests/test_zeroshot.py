@@ -9,12 +9,13 @@ import torch
 from test_recovery import char_tokenizer
 from tiny import tiny_model
 
-from adapruner.data.zeroshot import SOURCES, TASKS, converted_jsonl, load_task_rows
+from adapruner.data.zeroshot import DEV_TASKS, SOURCES, TASKS, converted_jsonl, load_task_rows
 from adapruner.errors import AdaprunerError
 from adapruner.eval.zeroshot import AVERAGE_METRIC, build_tasks, run_zeroshot
 
 README_ROWS = {"boolq": 3270, "piqa": 1838, "hellaswag": 10042, "winogrande": 1267, "arc_easy": 2376,
-               "arc_challenge": 1172, "openbookqa": 500}
+               "arc_challenge": 1172, "openbookqa": 500, "arc_easy_dev": 570, "arc_challenge_dev": 299,
+               "openbookqa_dev": 500}
 
 
 @pytest.fixture(autouse=True)
@@ -22,7 +23,7 @@ def _cache(tmp_path, monkeypatch):
     monkeypatch.setenv("ADAPRUNER_CACHE", str(tmp_path / "cache"))
 
 
-@pytest.mark.parametrize("task", TASKS)
+@pytest.mark.parametrize("task", TASKS + DEV_TASKS)
 def test_converter_row_counts(task, data_dir):
     rows = load_task_rows(task, data_dir)
     assert len(rows) == README_ROWS[task] == SOURCES[task].rows
@@ -124,3 +125,15 @@ def test_smollm2_zeroshot_all_tasks(data_dir):
 def test_boolq_labels_balance(data_dir):
     labels = [r["label"] for r in load_task_rows("boolq", data_dir)]
     assert sum(labels) == 2033 and len(labels) - sum(labels) == 1237  # "true" / "false" strings in the file
+
+
+def test_development_tasks_are_other_documents_with_the_reported_prompt(data_dir):
+    """ARC-e / ARC-c / OBQA development splits: never the reported test documents, the same prompt."""
+    for dev in DEV_TASKS:
+        test = dev.removesuffix("_dev")
+        assert not {r["id"] for r in load_task_rows(dev, data_dir)} & {r["id"] for r in load_task_rows(test, data_dir)}
+        (t,) = build_tasks([dev], data_dir)
+        doc = next(iter(t.test_docs()))
+        assert t.doc_to_text(doc).startswith("Question:" if dev.startswith("arc") else doc["question_stem"][:10])
+        assert AVERAGE_METRIC[dev] == "acc_norm"
+    assert len(TASKS) == 7 and not set(TASKS) & set(DEV_TASKS)

@@ -41,7 +41,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="windows per forward pass (default max(1, 1024 // seq_len)); zero-shot batch (default 8)")
     p.add_argument("--tasks", default=None,
                    help="comma-separated zero-shot tasks (boolq,piqa,hellaswag,winogrande,arc_easy,"
-                        "arc_challenge,openbookqa) or 'all'")
+                        "arc_challenge,openbookqa) or 'all' (those seven); the development splits "
+                        "arc_easy_dev, arc_challenge_dev, openbookqa_dev are never part of 'all'")
     p.add_argument("--limit", type=int, default=None, help="zero-shot: only the first N documents per task")
     p.add_argument("--out", default=None,
                    help="JSON output file (default: named after the model, see above; a directory gets "

@@ -146,9 +146,22 @@ SOURCES: dict[str, ZeroShotSource] = {
         ZeroShotSource("arc_easy", ("arc_easy/ARC-Easy-Test.jsonl",), "test", 2376, convert_ai2),
         ZeroShotSource("arc_challenge", ("arc_challenge/ARC-Challenge-Test.jsonl",), "test", 1172, convert_ai2),
         ZeroShotSource("openbookqa", ("openbookqa/test.jsonl",), "test", 500, convert_ai2),
+        # The development splits, never reported: what a search may look at without touching the
+        # sets the results are reported on (the zero-shot proxy of the objective study).
+        ZeroShotSource("arc_easy_dev", ("arc_easy/ARC-Easy-Dev.jsonl",), "validation", 570, convert_ai2),
+        ZeroShotSource("arc_challenge_dev", ("arc_challenge/ARC-Challenge-Dev.jsonl",), "validation", 299,
+                       convert_ai2),
+        ZeroShotSource("openbookqa_dev", ("openbookqa/dev.jsonl",), "validation", 500, convert_ai2),
     )
 }
-TASKS: tuple[str, ...] = tuple(SOURCES)
+# The seven reported tasks (``--tasks all``) and the development tasks.
+TASKS: tuple[str, ...] = ("boolq", "piqa", "hellaswag", "winogrande", "arc_easy", "arc_challenge", "openbookqa")
+DEV_TASKS: tuple[str, ...] = ("arc_easy_dev", "arc_challenge_dev", "openbookqa_dev")
+
+
+def base_task(task: str) -> str:
+    """The reported task whose prompt and metric a development task uses (itself for a reported one)."""
+    return task.removesuffix("_dev")
 
 
 def cache_dir() -> Path:
@@ -159,10 +172,11 @@ def cache_dir() -> Path:
 def check_tasks(tasks: list[str]) -> list[str]:
     """Validate task names; an unknown one is an error that lists the valid names."""
     if not tasks:
-        raise AdaprunerError(f"no zero-shot task given; choose from {', '.join(TASKS)}")
+        raise AdaprunerError(f"no zero-shot task given; choose from {', '.join(TASKS + DEV_TASKS)}")
     unknown = [t for t in tasks if t not in SOURCES]
     if unknown:
-        raise AdaprunerError(f"unknown zero-shot task(s) {', '.join(unknown)}; valid tasks: {', '.join(TASKS)}")
+        raise AdaprunerError(f"unknown zero-shot task(s) {', '.join(unknown)}; valid tasks: "
+                             f"{', '.join(TASKS + DEV_TASKS)}")
     return list(tasks)
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from adapruner.data.zeroshot import SOURCES, check_tasks, converted_jsonl
+from adapruner.data.zeroshot import DEV_TASKS, SOURCES, base_task, check_tasks, converted_jsonl
 from adapruner.errors import AdaprunerError
 
 # The metric that enters the summary average for each task (see module docstring).
@@ -28,13 +28,16 @@ AVERAGE_METRIC = {
     "boolq": "acc", "piqa": "acc_norm", "hellaswag": "acc_norm", "winogrande": "acc",
     "arc_easy": "acc_norm", "arc_challenge": "acc_norm", "openbookqa": "acc_norm",
 }
+AVERAGE_METRIC.update({t: AVERAGE_METRIC[base_task(t)] for t in DEV_TASKS})
 
 _ACC = {"metric": "acc", "aggregation": "mean", "higher_is_better": True}
 _ACC_NORM = {"metric": "acc_norm", "aggregation": "mean", "higher_is_better": True}
 
 
 def _prompt(task: str) -> dict:
-    """The harness's standard zero-shot prompt and metrics of ``task`` (lm-eval 0.4.x yaml)."""
+    """The harness's standard zero-shot prompt and metrics of ``task`` (lm-eval 0.4.x yaml; a
+    development task uses its reported task's)."""
+    task = base_task(task)
     if task == "boolq":  # super_glue/boolq/default.yaml
         return dict(doc_to_text="{{passage}}\nQuestion: {{question}}?\nAnswer:", doc_to_target="label",
                     doc_to_choice=["no", "yes"], metric_list=[_ACC], metadata={"version": 2.0})
