@@ -1,0 +1,116 @@
+"""The objective study's table and plots: how well each search objective ranks the models as the
+zero-shot protocol and test perplexity do.
+
+For every objective (validation perplexity, KL from the dense model with its top-512 and with the
+whole vocabulary, the zero-shot proxy on the development splits): Spearman's rho and Kendall's
+tau against the 6-task zero-shot mean (without BoolQ) and against the mean WikiText-2 / PTB test
+perplexity, each with a 95 % bootstrap interval over the models, signed so that 1 means "ranks
+the models exactly as the target does"; the scoring time an objective adds to a trial; one
+scatter plot per objective.
+
+    python benchmarks/quality/render_objective_study.py [--results benchmarks/results/objective_study]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE.parents[1] / "benchmarks" / "results" / "objective_study"
+# name -> (label, value of a row, True when lower is better)
+OBJECTIVES = {
+    "ppl": ("validation perplexity (the paper's)", lambda r: r["objectives"]["ppl"]["mean"], True),
+    "kl512": ("KL from dense, top-512", lambda r: r["objectives"]["kl512"]["mean"], True),
+    "kl_full": ("KL from dense, whole vocabulary", lambda r: r["objectives"]["kl_full"]["mean"], True),
+    "proxy": ("zero-shot proxy (dev splits, accuracy)", lambda r: r["proxy"]["mean"]["value"], False),
+}
+TARGETS = {
+    "zero-shot (6 tasks)": (lambda r: r["zeroshot"]["mean_without_boolq"]["value"], False),
+    "test perplexity": (lambda r: (r["test_ppl"]["wikitext2"] + r["test_ppl"]["ptb"]) / 2, True),
+}
+BOOTSTRAP = 2000
+
+
+def agreement(xs: list[float], ys: list[float], x_lower: bool, y_lower: bool) -> dict:
+    """Spearman's rho and Kendall's tau of two rankings, signed so that +1 is the same order of
+    merit, with 95 % bootstrap intervals over the models."""
+    from scipy.stats import kendalltau, spearmanr
+
+    sign = 1 if x_lower == y_lower else -1
+
+    def both(ix):
+        a, b = [xs[i] for i in ix], [ys[i] for i in ix]
+        return sign * spearmanr(a, b).statistic, sign * kendalltau(a, b).statistic
+
+    n = len(xs)
+    rho, tau = both(range(n))
+    rng = random.Random(0)
+    draws = [both([rng.randrange(n) for _ in range(n)]) for _ in range(BOOTSTRAP)]
+    out = {"n": n}
+    for k, (name, value) in enumerate((("spearman", rho), ("kendall", tau))):
+        values = sorted(d[k] for d in draws if d[k] == d[k])  # a resample of one repeated model has no rank
+        out[name] = {"value": value, "low": values[int(0.025 * len(values))], "high": values[int(0.975 * len(values))]}
+    return out
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--results", type=Path, default=RESULTS)
+    args = p.parse_args()
+    rows = json.loads((args.results / "rows.json").read_text())
+    complete = {k: r for k, r in rows.items() if all(s in r for s in ("objectives", "proxy", "zeroshot", "test_ppl"))}
+    pruned = {k: r for k, r in complete.items() if k != "dense"}
+    if len(pruned) < 3:
+        print(f"{len(pruned)} complete pruned models: too few to rank")
+        return 0
+    table = {}
+    lines = [f"{len(pruned)} models pruned by 20 % (SmolLM2-135M); agreement with each target's ranking "
+             "(1: the same order, 0: none), 95 % bootstrap intervals over the models.", "",
+             "| objective | " + " | ".join(f"{t}: Spearman | {t}: Kendall" for t in TARGETS) + " | scoring s / trial |",
+             "|---|" + "---|---|" * len(TARGETS) + "---|"]
+    for name, (label, value, lower) in OBJECTIVES.items():
+        xs = [value(r) for r in pruned.values()]
+        cells = []
+        for target, (tvalue, tlower) in TARGETS.items():
+            a = agreement(xs, [tvalue(r) for r in pruned.values()], lower, tlower)
+            table.setdefault(name, {})[target] = a
+            cells += [f"{a[m]['value']:.2f} [{a[m]['low']:.2f}, {a[m]['high']:.2f}]" for m in ("spearman", "kendall")]
+        seconds = [r["objectives"]["seconds"].get(name) for r in pruned.values()] if name != "proxy" else \
+            [r["seconds"]["proxy"] for r in pruned.values()]
+        cost = sum(seconds) / len(seconds) if all(s is not None for s in seconds) else float("nan")
+        table[name]["scoring_seconds"] = cost
+        lines.append(f"| {label} | " + " | ".join(cells) + f" | {cost:.2f} |")
+    (args.results / "table.md").write_text("\n".join(lines) + "\n")
+    (args.results / "correlations.json").write_text(json.dumps(table, indent=1) + "\n")
+    plot(pruned, complete.get("dense"), args.results / "scatter.png")
+    print("\n".join(lines))
+    return 0
+
+
+def plot(rows: dict, dense: dict | None, path: Path) -> None:
+    """One panel per objective: its value against the 6-task zero-shot mean."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    zs = TARGETS["zero-shot (6 tasks)"][0]
+    fig, axes = plt.subplots(1, len(OBJECTIVES), figsize=(4.2 * len(OBJECTIVES), 3.6))
+    for ax, (name, (label, value, lower)) in zip(axes, OBJECTIVES.items()):
+        ax.scatter([value(r) for r in rows.values()], [100 * zs(r) for r in rows.values()], s=14)
+        if dense is not None:
+            ax.axhline(100 * zs(dense), color="grey", lw=0.8, ls="--", label="dense")
+        if name in ("ppl",):
+            ax.set_xscale("log")
+        ax.set_xlabel(label, fontsize=8)
+        ax.set_ylabel("6-task zero-shot mean (%)", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
