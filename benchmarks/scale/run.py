@@ -217,7 +217,7 @@ def main() -> int:
         out = args.scratch / "scale" / f"{shape}-{layers or 'all'}-{method}-{path}".replace(", ", "-").replace(" ", "-")
         cmd = [sys.executable, "-m", "adapruner.cli", "prune", "--model", str(model), "--ratio", "0.2",
                "--device", "cpu", "--out", str(out), "--overwrite", "--data-dir", args.data_dir,
-               "--save-dtype", "bfloat16", "--stream" if path == "streamed" else "--no-stream", *METHODS[method]]
+               "--save-dtype", "bfloat16", "--no-stream" if path == "in-memory" else "--stream", *METHODS[method]]
         print(f"== {key(shape, layers, method, path)}", flush=True)
         row = {"shape": shape, "layers": layers, "method": method, "path": path,
                "command": " ".join(["adapruner", *cmd[3:]]).replace(
