@@ -52,13 +52,14 @@ def dense_reference(logits: torch.Tensor, top_k: int) -> dict[str, torch.Tensor]
 def kl_sum(logits: torch.Tensor, ref: dict[str, torch.Tensor]) -> torch.Tensor:
     """Summed KL(dense || pruned) over the positions of ``logits [B, T-1, V]`` (already aligned
     with the reference's positions)."""
-    logq = torch.log_softmax(logits.float(), dim=-1)
-    logp = ref["logp"].to(logq.device)
+    logits = logits.float()
+    logp = ref["logp"].to(logits.device)
     if ref["ids"] is None:
-        return (logp.exp() * (logp - logq)).sum()
-    logq_top = logq.gather(-1, ref["ids"].to(logq.device).long())
+        return (logp.exp() * (logp - torch.log_softmax(logits, dim=-1))).sum()
+    # Only the kept tokens' log-probabilities: one logsumexp, not a log-softmax of the vocabulary.
+    logq_top = logits.gather(-1, ref["ids"].to(logits.device).long()) - logits.logsumexp(-1, keepdim=True)
     q_rest = (1 - logq_top.exp().sum(-1)).clamp_min(_TINY)
-    log_rest = ref["log_rest"].to(logq.device)
+    log_rest = ref["log_rest"].to(logits.device)
     return (logp.exp() * (logp - logq_top)).sum() + (log_rest.exp() * (log_rest - q_rest.log())).sum()
 
 
