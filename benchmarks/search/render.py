@@ -44,6 +44,34 @@ def trial_block(r: dict | None) -> str:
     ])
 
 
+def speed_block(r: dict | None) -> str:
+    if r is None:
+        return "Measured by `python benchmarks/search/trial_speed.py --data-dir DATA` (pending)."
+    ours, theirs = r["ours_breakdown"], r["llm_pruner_breakdown"]
+    check = r["same_ppl_check"]
+    same = "the same" if all(abs(check["ours"][k] - check["llm_pruner_style"][k]) <= 1e-3 * check["ours"][k]
+                             for k in check["ours"]) else "DIFFERENT"
+    ppl = " / ".join(f"{v:.2f}" for v in check["ours"].values())
+    return "\n".join([
+        f"**Trial speed** (`{r['command']}`: the two kinds of trial alternate in one process, "
+        f"{r['calibration_samples']} calibration windows, element2, {2 * r['eval_windows_per_dataset']} validation "
+        f"windows, {r['threads']} threads, {r['device']}):",
+        "",
+        "| | seconds |",
+        "|---|---|",
+        f"| our trial, median (statistics + scores + allocation {ours['plan_s']:.1f} / masked evaluation "
+        f"{ours['eval_s']:.1f}) | {r['ours_trial_s_median']:.2f} |",
+        f"| our first trial (also builds the hidden-state cache) | {r['ours_first_trial_s']:.2f} |",
+        f"| LLM-Pruner-style trial, median (deepcopy + {r['calibration_samples']} separate backward passes "
+        f"{theirs['score_s']:.1f}, surgery {theirs['prune_s']:.1f}, evaluation {theirs['eval_s']:.1f}) | "
+        f"{r['llm_pruner_trial_s']:.2f} |",
+        f"| one evaluation forward of the physically pruned model | {r['pruned_eval_forward_s']:.2f} |",
+        "",
+        f"LLM-Pruner style / ours = **{r['speedup_vs_llm_pruner']:.2f}x**; ours / one evaluation forward = "
+        f"**{r['ours_over_eval_forward']:.2f}x**. Both paths give {same} pruned model (validation PPL {ppl}).",
+    ])
+
+
 def _minutes(value) -> str:
     return "-" if value is None or (isinstance(value, float) and math.isinf(value)) else f"{value:.1f}"
 
@@ -86,6 +114,7 @@ def main() -> int:
     args = p.parse_args()
     page = PAGE.read_text()
     page = rendering.with_block(page, "trial-cost", SCRIPT, trial_block(_load(RESULTS / "gradient_free_trial.json")))
+    page = rendering.with_block(page, "trial-speed", SCRIPT, speed_block(_load(RESULTS / "trial_speed.json")))
     page = rendering.with_block(page, "time-to-quality", SCRIPT,
                                 quality_block(_load(RESULTS / "time_to_quality" / "summary.json")))
     return rendering.write_or_check({PAGE: page}, args.check, f"python {SCRIPT}")

@@ -22,6 +22,7 @@ import copy
 import json
 import statistics
 import time
+from pathlib import Path
 
 import optuna
 import torch
@@ -37,6 +38,8 @@ from adapruner.allocation import allocate
 from adapruner.pruning.surgery import prune_model
 from adapruner.search.objective import Objective, ObjectiveProtocol, load_eval_windows
 from adapruner.search.space import SearchSpace
+
+RESULT = Path(__file__).resolve().parents[1] / "results" / "trial_speed.json"
 
 
 def unit_sums(values: torch.Tensor, member) -> torch.Tensor:
@@ -98,7 +101,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=2, help="timed trials of each method, alternated (medians)")
     ap.add_argument("--data-dir", default=None)
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--json", default=None, help="also write the numbers to this file")
+    ap.add_argument("--json", default=str(RESULT), help="where the numbers go (default: %(default)s)")
     args = ap.parse_args()
 
     torch.manual_seed(0)
@@ -159,9 +162,10 @@ def main() -> None:
           f"ours / one eval forward of the pruned model: {result['ours_over_eval_forward']:.2f}x")
     print(f"validation PPL (same calibration, element2): ours {ours[-1].ppl}, "
           f"LLM-Pruner style {theirs_runs[-1]['ppl']}")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=2)
+    result["command"] = ("python benchmarks/search/trial_speed.py --model {} --ratio {} --eval-windows {} --repeats {} "
+                         "--data-dir DATA").format(args.model, args.ratio, args.eval_windows, args.repeats)
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
 
 
 if __name__ == "__main__":
