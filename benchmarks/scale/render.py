@@ -23,10 +23,16 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 import rendering  # noqa: E402
 
 
+RESUMED = "streamed, killed and resumed"
+NOTES = REPO / "benchmarks" / "results" / "scale" / "notes.json"  # conditions of single runs, by row key
+
+
 def _rows(data: dict) -> list[dict]:
     order = {"smollm2-135m-real": 0, "qwen2.5-0.5b": 1, "llama-3.2-1b": 2, "llama-3.2-3b": 3, "llama-3.1-8b": 4,
              "llama-3.1-70b": 5}
-    rows = [r for r in data["runs"].values() if r.get("exit") == 0]
+    notes = json.loads(NOTES.read_text()) if NOTES.is_file() else {}
+    rows = [{**r, **({"note": notes[k]} if k in notes else {})} for k, r in data["runs"].items()
+            if r.get("exit") == 0 and r["path"] != RESUMED]
     # Rows measured with the runner's own pages in the child's high-water mark: upper bounds,
     # shown only where no clean measurement of the same run exists.
     rows += [{**r, "upper": True} for k, r in data.get("upper_bounds", {}).items()
@@ -90,6 +96,61 @@ def depth(rows: list[dict]) -> list[str]:
         lines.append(f"Largest over smallest peak: **{max(peaks) / min(peaks):.3f}x** over "
                      f"{clean[0]['layers']}-{clean[-1]['layers']} layers (upper bounds left out).")
     return lines
+
+
+def resumed(data: dict) -> list[str]:
+    """The kill -9 and resume rows: where the run was killed, what the resumed run said and did."""
+    out = []
+    for r in data["runs"].values():
+        if r["path"] != RESUMED or r.get("exit") != 0:
+            continue
+        same = {True: "**the same weights** (sha256 of the shards)", False: "**different weights**",
+                None: "no uninterrupted run to compare with"}[r.get("same_weights_as_uninterrupted")]
+        out += [f"## A kill -9 is not a restart ({_name(r)}, {r['method']})", "",
+                f"The command of the streamed row, killed with SIGKILL after {_minutes(r['killed_after_s'])} "
+                f"({r['scored_layers_when_killed']} of {r['layers']} layers scored), then started again: the second "
+                f"run took {_minutes(r['wall_s'])} at a peak of {r['peak_rss_gib']:.2f} GiB and wrote {same} as the "
+                "uninterrupted run. It said:", "", "```", *r.get("resume_log", []), "```", ""]
+    return out
+
+
+def exports(rows: list[dict]) -> list[str]:
+    out = []
+    for r in rows:
+        e = r.get("export")
+        if not e:
+            continue
+        lc = e.get("llama_cpp", {})
+        out += [f"## The pruned {_name(r)} ({r['method']}) in llama.cpp", "",
+                f"`{e['command']}`: exit {e['exit']}, {_minutes(e['wall_s'])}, peak RSS {e['peak_rss_gib']:.2f} GiB "
+                f"(one tensor at a time), a {e.get('gguf_gib', 0):.2f} GiB file; llama-cpp-python loaded it and "
+                f"scored three tokens (exit {lc.get('exit')}, {_minutes(lc.get('wall_s', 0))}, peak RSS "
+                f"{lc.get('peak_rss_gib', 0):.2f} GiB, the file memory-mapped): \"{lc.get('output', '')}\".", ""]
+    return out
+
+
+def seventy_b(rows: list[dict]) -> list[str]:
+    """What the 2-layer 70B shape predicts for the whole model."""
+    two = next((r for r in rows if r["shape"] == "llama-3.1-70b" and r["layers"] == 2 and r["path"] == "streamed"
+                and r["method"] == "element1"), None)
+    deep = sorted((r for r in rows if r["shape"] == "llama-3.1-8b" and r["method"] == "element1"
+                   and r["path"] == "streamed" and not r.get("upper")), key=lambda r: r["layers"])
+    if two is None or len(deep) < 2:
+        return []
+    growth = max(r["peak_rss_gib"] for r in deep) / min(r["peak_rss_gib"] for r in deep)
+    stage = two["predicted"]["streamed"]["parts_gib"]
+    device = sum(v for k, v in stage.items() if k != "runtime")
+    hours = two["wall_s"] / two["layers"] * 80 / 3600
+    return ["## What the 70B's layer shape predicts", "",
+            f"Streamed, the peak is one decoder layer's stage or the embedding and head, not the depth: the 8B "
+            f"shape's peak moves by {growth:.2f}x from {deep[0]['layers']} to {deep[-1]['layers']} layers. The "
+            f"2-layer Llama-3.1-70B shape (element1) peaked at {two['peak_rss_gib']:.2f} GiB here, so the whole "
+            f"80-layer model is predicted to prune within about that on this 24 GiB machine, in at most "
+            f"~{hours:.1f} h on its 2 cores (the 2-layer run's time per layer x 80; its embedding and head are "
+            f"counted in it, so this over-estimates). On one 80 GB GPU (`--device cuda`) the device holds one "
+            f"layer with its activations and temporaries, {device:.1f} GiB by the streamed prediction's parts "
+            "(everything but the process runtime), far inside 80 GB; the host then needs about the measured peak.",
+            ""]
 
 
 def plot(rows: list[dict]) -> None:
@@ -157,6 +218,7 @@ def render(data: dict) -> tuple[str, str]:
         *depth(rows),
         "",
     ]
+    page += resumed(data) + exports(rows) + seventy_b(rows)
     loads = [r for r in rows if r.get("loads")]
     if loads:
         page += ["## The pruned 8B loads", ""]
