@@ -94,6 +94,27 @@ def test_truncated_weights_are_one_line(ckpt, capsys, tmp_path):
     assert not (tmp_path / "e.json").exists()
 
 
+@pytest.mark.parametrize("command", ["eval", "export", "prune-streamed", "prune-in-memory", "stats"])
+def test_a_config_that_disagrees_with_the_weights_is_one_line_before_any_work(ckpt, capsys, tmp_path, command,
+                                                                               data_dir):
+    """One check of the stored shapes against config.json, before any weight is read, in every command."""
+    broken = tmp_path / "broken"
+    shutil.copytree(ckpt, broken)
+    config = json.loads((broken / "config.json").read_text())
+    config["intermediate_size"] += 8
+    (broken / "config.json").write_text(json.dumps(config))
+    text = tmp_path / "t.txt"
+    text.write_text("hello world " * 200)
+    out = tmp_path / "out"
+    argv = {"eval": ["eval", "--model", str(broken), "--ppl", str(text), "--out", str(out)],
+            "export": ["export", "--model", str(broken), "--out", str(out) + ".gguf"],
+            "prune-streamed": prune_args(broken, out, "--stream", "--data-dir", str(data_dir)),
+            "prune-in-memory": prune_args(broken, out, "--no-stream", "--data-dir", str(data_dir)),
+            "stats": ["stats", "--model", str(broken), "--out", str(out) + ".json", "--device", "cpu"]}[command]
+    one_line_error(capsys, argv, "do not have the shapes its config.json declares (model.layers.0.mlp.gate_proj")
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(("out", ".out"))]
+
+
 def test_a_weight_missing_from_the_checkpoint_is_refused_not_initialised(ckpt, capsys, tmp_path):
     """One flipped byte in a tensor name leaves a readable file without that weight: transformers
     would initialise it randomly and only warn; adapruner refuses the checkpoint."""

@@ -78,6 +78,19 @@ def _weight_files(directory: Path) -> dict[str, Path]:
     return where
 
 
+def _check_config(directory: Path) -> None:
+    """The stored tensors against the widths config.json declares (the same check as loading)."""
+    from transformers import AutoConfig
+
+    from adapruner.models.load import check_against_config
+
+    try:
+        config = AutoConfig.from_pretrained(directory)
+    except (OSError, ValueError, KeyError, TypeError):
+        return  # a family transformers does not know is judged by export's own checks
+    check_against_config(directory, config)
+
+
 def read_checkpoint(directory: str | Path) -> Checkpoint:
     """Read the config and tensor index of ``directory``; a one-line error if it is not a checkpoint."""
     from adapruner.pruning.save import run_model_dir
@@ -96,6 +109,7 @@ def read_checkpoint(directory: str | Path) -> Checkpoint:
     if family.startswith(PREFIX):
         family = family[len(PREFIX):]
     files = _weight_files(directory)
+    _check_config(directory)
     head_dim = config.get("head_dim") or config["hidden_size"] // config["num_attention_heads"]
     layers = []
     for i in range(config["num_hidden_layers"]):

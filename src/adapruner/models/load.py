@@ -121,15 +121,16 @@ def _placement(config, dtype: torch.dtype, device: str, requested: str, trust_re
     return {"device_map": {"": torch.device(device if ":" in device else "cuda:0")}}
 
 
-def check_weight_files(directory: str | Path) -> None:
+def check_weight_files(directory: str | Path) -> dict[str, tuple[int, ...]]:
     """A one-line error for an empty, truncated or otherwise unreadable ``*.safetensors`` file in
     ``directory`` (an interrupted download or copy), instead of a deserialisation traceback.
 
     Reads only the header: 8 bytes of length, a JSON table of tensors with their byte ranges; the
-    file must be as long as the last range ends.
+    file must be as long as the last range ends. Returns every stored tensor's shape by name.
     """
     import json
 
+    shapes: dict[str, tuple[int, ...]] = {}
     for file in sorted(Path(directory).glob("*.safetensors")):
         try:
             size = file.stat().st_size
@@ -141,9 +142,42 @@ def check_weight_files(directory: str | Path) -> None:
             ends = [v["data_offsets"][1] for k, v in table.items() if k != "__metadata__"]
             if 8 + n + max(ends, default=0) > size:
                 raise ValueError(f"{size} bytes, the tensors need {8 + n + max(ends)}")
+            shapes.update({k: tuple(int(d) for d in v["shape"]) for k, v in table.items() if k != "__metadata__"})
         except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
             raise AdaprunerError(f"{file} is empty, truncated or not a safetensors file ({exc}); an interrupted "
                                  "download or copy? Restore or re-create it") from None
+    return shapes
+
+
+def check_shapes(model, stored: dict[str, tuple[int, ...]], directory) -> None:
+    """Every tensor of ``model`` (built from the config, e.g. on the meta device) that the checkpoint
+    stores under the same name has the stored shape: a config edited after saving, or one of another
+    checkpoint, is refused before any weight is read, in every command the same way."""
+    wrong = [(name, stored[name], tuple(t.shape)) for name, t in model.state_dict().items()
+             if name in stored and tuple(stored[name]) != tuple(t.shape)]
+    if wrong:
+        name, have, want = wrong[0]
+        more = f", and {len(wrong) - 1} more" if len(wrong) > 1 else ""
+        raise AdaprunerError(f"the weights in {directory} do not have the shapes its config.json declares ({name}: "
+                             f"{list(have)} stored, {list(want)} by the config{more}): the config was edited or "
+                             "belongs to another checkpoint; restore it or save the model again")
+
+
+def check_against_config(directory, config, trust_remote_code: bool = False,
+                         stored: dict[str, tuple[int, ...]] | None = None) -> None:
+    """:func:`check_shapes` of the model ``config`` describes, built on the meta device (no memory)."""
+    from accelerate import init_empty_weights
+    from transformers import AutoModelForCausalLM
+
+    stored = check_weight_files(directory) if stored is None else stored
+    if not stored:
+        return
+    try:
+        with init_empty_weights():
+            skeleton = AutoModelForCausalLM.from_config(config, trust_remote_code=trust_remote_code)
+    except Exception:  # noqa: BLE001 -- a config that cannot build its model is reported by the load itself
+        return
+    check_shapes(skeleton, stored, directory)
 
 
 def peek_config(spec: str) -> dict | None:
@@ -201,7 +235,7 @@ def load_model(spec: str, device: str = "auto", dtype: str = "float32",
     common = dict(trust_remote_code=trust_remote_code, **({"local_files_only": not online} if kind == "hub" else {}))
     config, tokenizer = _read_config_and_tokenizer(spec, kind, value, path, online, common)
     if kind in ("directory", "alias", "gguf"):
-        check_weight_files(path)
+        check_against_config(path, config, trust_remote_code, check_weight_files(path))
     placement = _placement(config, torch_dtype, device, requested, trust_remote_code)
     model = _read_weights(spec, kind, value, path, online, config, torch_dtype, placement, common)
     fix_special_tokens(tokenizer, model.config)

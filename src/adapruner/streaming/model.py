@@ -165,7 +165,7 @@ def open_streamed(spec: str, device: str = "auto", dtype: str = "float32",
     from accelerate import init_empty_weights
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-    from adapruner.models.load import DTYPES, _ensure, _resolve_device, check_weight_files, resolve_spec
+    from adapruner.models.load import DTYPES, _ensure, _resolve_device, check_shapes, check_weight_files, resolve_spec
     from adapruner.models.aliases import ALIASES, alias_gguf_path, package_version
     from adapruner.models.tokenizer import fix_special_tokens
 
@@ -181,7 +181,7 @@ def open_streamed(spec: str, device: str = "auto", dtype: str = "float32",
         path, _ = _ensure(Path(value))
     else:
         path = value
-    check_weight_files(path)
+    stored = check_weight_files(path)
     try:
         config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
@@ -190,6 +190,7 @@ def open_streamed(spec: str, device: str = "auto", dtype: str = "float32",
     torch_dtype = DTYPES[dtype]
     with init_empty_weights():
         model = AutoModelForCausalLM.from_config(config, dtype=torch_dtype, trust_remote_code=trust_remote_code)
+    check_shapes(model, stored, path)
     model.eval()
     model.requires_grad_(False)
     dev = torch.device(_resolve_device(device))
