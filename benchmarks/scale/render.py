@@ -241,6 +241,24 @@ def render(data: dict) -> tuple[str, str]:
     return "\n".join(page), block
 
 
+README = REPO / "README.md"
+
+
+def readme_block(data: dict) -> str:
+    """The README's short table: the largest shapes pruned here, streamed, against the in-memory prediction."""
+    rows = [r for r in _rows(data) if r["path"] == "streamed" and not r.get("upper")
+            and r["shape"] != "smollm2-135m-real"]
+    full = [r for r in rows if r["shape"] != "llama-3.1-8b" or r["layers"] == 32]
+    machine = data.get("machine", {})
+    lines = ["| model (random weights, real shape) | parameters | method | peak RSS, streamed | in memory (predicted) "
+             "| time |", "|---|---|---|---|---|---|"]
+    lines += [f"| {_name(r)} | {r['parameters_before'] / 1e9:.2f}B | {r['method']} | **{r['peak_rss_gib']:.2f} GiB** "
+              f"| {_predicted(r, 'in-memory'):.1f} GiB | {_minutes(r['wall_s'])} |" for r in full]
+    return "\n".join([*lines, "", f"On {machine.get('cores', '?')} CPU cores and 24 GiB of RAM, no GPU; the peak does "
+                       "not grow with depth, so a model prunes when one decoder layer fits "
+                       "([docs/streaming.md](docs/streaming.md), `benchmarks/scale`)."])
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--check", action="store_true", help="exit 1 when a rendered file differs from the results")
@@ -248,7 +266,9 @@ def main() -> int:
     data = json.loads(RUNS.read_text())
     page, block = render(data)
     pages = {HERE / "README.md": page,
-             DOCS: rendering.with_block(DOCS.read_text(), "scale", "benchmarks/scale/render.py", block)}
+             DOCS: rendering.with_block(DOCS.read_text(), "scale", "benchmarks/scale/render.py", block),
+             README: rendering.with_block(README.read_text(), "scale-summary", "benchmarks/scale/render.py",
+                                          readme_block(data))}
     status = rendering.write_or_check(pages, args.check, "python benchmarks/scale/render.py")
     if not args.check:
         plot(_rows(data))
