@@ -195,7 +195,8 @@ def test_scale_tables_are_rendered_from_the_results_and_checked(tmp_path, monkey
     assert f"{row['peak_rss_gib']:.2f} GiB" in block and f"{row['peak_rss_gib']:.2f} GiB" in page
     # A changed result without a re-render: --check fails and names the stale files.
     copy = tmp_path / "repo"
-    for part in ("docs/streaming.md", "benchmarks/rendering.py", "benchmarks/scale", "benchmarks/results/scale"):
+    for part in ("README.md", "docs/streaming.md", "benchmarks/rendering.py", "benchmarks/scale",
+                 "benchmarks/results/scale"):
         src, dst = REPO / part, copy / part
         dst.parent.mkdir(parents=True, exist_ok=True)
         (shutil.copytree if src.is_dir() else shutil.copyfile)(src, dst)

@@ -167,7 +167,227 @@ def cases(tiny: Path, data: str) -> list[tuple[str, list[str], dict]]:
         ("report: corrupt pruning_report.json", ["report", "run", "--out", "r.md"], {"run/pruning_report.json": "{"}),
         # data
         ("data: unknown data set", ["data", "download", "--to", "dd", "--only", "wikitext3"], {}),
+        *more_cases(tiny, data),
     ]
+
+
+def _checkpoint_files(tiny: Path, **changes) -> dict:
+    """The tiny checkpoint's files under ``m/``, with some replaced (name -> content, None: left out)."""
+    files = {f"m/{p.name}": p.read_bytes() for p in tiny.iterdir() if p.is_file()}
+    for name, content in changes.items():
+        key = f"m/{name.replace('__', '.')}"
+        if content is None:
+            files.pop(key, None)
+        else:
+            files[key] = content
+    return files
+
+
+def _safetensors(tiny: Path, edit) -> bytes:
+    """The tiny checkpoint's weights with ``edit(header dict)`` applied to their header."""
+    raw = (tiny / "model.safetensors").read_bytes()
+    n = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8:8 + n])
+    edit(header)
+    text = json.dumps(header).encode()
+    text += b" " * (-len(text) % 8)
+    return len(text).to_bytes(8, "little") + text + raw[8 + n:]
+
+
+def more_cases(tiny: Path, data: str) -> list[tuple]:
+    """The classes of the hardening issue, each with cases beyond its first examples: hostile and
+    damaged files in every command that reads a model, outputs that are (or lie inside) inputs,
+    numbers out of range, empty names, paths of the wrong kind, the zero-shot comparison, search
+    objectives and streaming, and a disk that refuses writes (a file-size limit: EFBIG) in every
+    writer."""
+    d = ["--data-dir", data, "--device", "cpu"]
+    config = json.loads((tiny / "config.json").read_text())
+    wider = json.dumps({**config, "intermediate_size": config["intermediate_size"] + 8})
+    no_type = json.dumps({k: v for k, v in config.items() if k != "model_type"})
+    renamed = (tiny / "model.safetensors").read_bytes().replace(b"model.norm.weight", b"model.nrm_.weight", 1)
+
+    def absurd(header):
+        name = next(k for k in header if k != "__metadata__")
+        header[name]["shape"] = [10**12, 10**12]
+
+    pickle_only = {"m/config.json": (tiny / "config.json").read_text(),
+                   "m/pytorch_model.bin": b"\x80\x04\x95" + b"cos\nsystem\n" + b"\x00" * 64}
+    damaged = {
+        "pickle-only weights": pickle_only,
+        "config wider than the weights": _checkpoint_files(tiny, config__json=wider),
+        "a weight's name damaged": _checkpoint_files(tiny, model__safetensors=renamed),
+        "a header declaring an absurd shape": _checkpoint_files(tiny, model__safetensors=_safetensors(tiny, absurd)),
+        "config.json not JSON": _checkpoint_files(tiny, config__json="{model_type: llama"),
+        "config.json without model_type": _checkpoint_files(tiny, config__json=no_type),
+        "tokenizer.json garbage": _checkpoint_files(tiny, tokenizer__json=b"\x00garbage{"),
+        "safetensors header not JSON": _checkpoint_files(
+            tiny, model__safetensors=(16).to_bytes(8, "little") + b"{not json at all" + b"\x00" * 64),
+        "safetensors header longer than the file": _checkpoint_files(
+            tiny, model__safetensors=(10**9).to_bytes(8, "little") + b"{}"),
+        "no weights at all": _checkpoint_files(tiny, model__safetensors=None),
+    }
+    readers = {
+        "eval": ["eval", "--model", "m", "--ppl", "wikitext2", "--max-windows", "1", "--out", "e.json", *d],
+        "prune": ["prune", "--model", "m", "--ratio", "0.2", "--metric", "l2", "--out", "out", *d],
+        "prune --stream": ["prune", "--model", "m", "--ratio", "0.2", "--metric", "l2", "--stream", "--out", "out", *d],
+        "export": ["export", "--model", "m", "--out", "x.gguf"],
+        "stats": ["stats", "--model", "m", "--device", "cpu", "--out", "s.json"],
+        "finetune": ["finetune", "--model", "m", "--data", f"{data}/alpaca/alpaca_first200.json", "--out", "ft",
+                     "--max-steps", "1", "--device", "cpu"],
+    }
+    out = [(f"{cmd}: {what}", argv, files) for what, files in damaged.items() for cmd, argv in readers.items()
+           if not (what.startswith(("tokenizer", "safetensors header not", "no weights")) and cmd == "finetune")]
+    out += [
+        (f"{cmd}: a GGUF file bit-flipped", [*argv[:2], "m.gguf", *argv[3:]],
+         {"m.gguf": b"GGUF\x03\x00\x00\x00" + bytes(range(256)) * 8}) for cmd, argv in readers.items()
+    ]
+    # Outputs that are, or lie inside, an input.
+    inside = {
+        "prune": ["prune", "--model", "m", "--ratio", "0.2", "--metric", "l2", *d, "--out"],
+        "search": ["search", "--model", "m", "--ratio", "0.2", "--trials", "1", "--eval-windows", "2", *d, "--out"],
+        "finetune": ["finetune", "--model", "m", "--data", f"{data}/alpaca/alpaca_first200.json", "--max-steps", "1",
+                     "--device", "cpu", "--out"],
+        "export": ["export", "--model", "m", "--out"],
+        "eval": ["eval", "--model", "m", "--ppl", "wikitext2", "--max-windows", "1", *d, "--out"],
+        "stats": ["stats", "--model", "m", "--device", "cpu", "--out"],
+    }
+    model = _checkpoint_files(tiny)
+    for cmd, argv in inside.items():
+        target = {"export": "m/model.safetensors", "eval": "m/config.json", "stats": "m/config.json"}.get(cmd, "m")
+        out.append((f"{cmd}: --out is its own input", [*argv, target], model))
+        if cmd in ("prune", "search", "finetune"):
+            out.append((f"{cmd}: --out inside its input", [*argv, "m/sub"], model))
+    out += [
+        ("report: --out is an input's file", ["report", "run", "--out", "run/pruning_report.json"],
+         {"run/pruning_report.json": '{"command": "prune"}'}),
+        ("stats: --out exists", ["stats", "--model", str(tiny), "--device", "cpu", "--out", "s.json"],
+         {"s.json": "mine"}),
+        ("report: --out exists", ["report", "run", "--out", "r.md"], {"run/x.txt": "x", "r.md": "mine"}),
+        ("finetune: --out holds a user's files", [*inside["finetune"][:3], str(tiny), *inside["finetune"][4:], "ft"],
+         {"ft/keep.txt": "mine"}),
+        ("search: --out holds a user's files", [*inside["search"][:3], str(tiny), *inside["search"][4:], "run"],
+         {"run/keep.txt": "mine"}),
+        ("prune: --out below a file", ["prune", "--model", str(tiny), "--ratio", "0.2", "--metric", "l2", *d, "--out",
+                                       "afile/out"], {"afile": "a file"}),
+        ("eval: --out below a file", ["eval", "--model", str(tiny), "--ppl", "wikitext2", *d, "--out", "afile/e.json"],
+         {"afile": "a file"}),
+    ]
+    # Numbers out of range, empty names, paths of the wrong kind.
+    prune = ["prune", "--model", str(tiny), "--metric", "l2", "--out", "out", *d]
+    search = ["search", "--model", str(tiny), "--ratio", "0.2", "--trials", "1", "--eval-windows", "2", "--out", "run",
+              *d]
+    ft = ["finetune", "--model", str(tiny), "--data", f"{data}/alpaca/alpaca_first200.json", "--out", "ft",
+          "--max-steps", "1", "--device", "cpu"]
+    ev = ["eval", "--model", str(tiny), *d]
+    numbers = [
+        ("prune: --seed beyond 64 bits", [*prune, "--ratio", "0.2", "--seed", str(2**70)]),
+        ("prune: --seed -1", [*prune, "--ratio", "0.2", "--seed", "-1"]),
+        ("prune: --seed abc", [*prune, "--ratio", "0.2", "--seed", "abc"]),
+        ("prune: --ratio nan", [*prune, "--ratio", "nan"]),
+        ("prune: --ratio inf", [*prune, "--ratio", "inf"]),
+        ("prune: --ratio 1e309", [*prune, "--ratio", "1e309"]),
+        ("prune: --target-params -5", [*prune, "--target-params", "-5"]),
+        ("prune: --target-params 0", [*prune, "--target-params", "0"]),
+        ("prune: --max-memory abc", [*prune, "--ratio", "0.2", "--max-memory", "abc"]),
+        ("prune: --max-memory 0", [*prune, "--ratio", "0.2", "--max-memory", "0"]),
+        ("search: --max-minutes -1", [*search, "--max-minutes", "-1"]),
+        ("search: --max-minutes nan", [*search, "--max-minutes", "nan"]),
+        ("search: --trials -1", [*search[:5], "-1", *search[6:]]),
+        ("search: --heartbeat 0", [*search, "--heartbeat", "0"]),
+        ("search: --eval-batch-size 0", [*search, "--eval-batch-size", "0"]),
+        ("search: --seed 2**70", [*search, "--seed", str(2**70)]),
+        ("search: --micro-batch 0", [*search, "--micro-batch", "0"]),
+        ("search: --max-memory abc", [*search, "--max-memory", "abc"]),
+        ("finetune: --lr inf", [*ft, "--lr", "inf"]),
+        ("finetune: --lr nan", [*ft, "--lr", "nan"]),
+        ("finetune: --max-steps -1", [*ft, "--max-steps", "-1"]),
+        ("finetune: --lora-alpha -1", [*ft, "--lora-alpha", "-1"]),
+        ("eval: --seq-len 0", [*ev, "--seq-len", "0"]),
+        ("eval: --seq-len 1e3", [*ev, "--seq-len", "1e3"]),
+        ("eval: --limit 0", [*ev, "--tasks", "piqa", "--limit", "0"]),
+        ("eval: --limit -3", [*ev, "--tasks", "piqa", "--limit", "-3"]),
+        ("eval: --max-windows -1", [*ev, "--max-windows", "-1"]),
+        ("stats: --context 0", ["stats", "--model", str(tiny), "--context", "0", "--device", "cpu"]),
+        ("stats: --repeats -1", ["stats", "--model", str(tiny), "--repeats", "-1", "--device", "cpu"]),
+        ("stats: --context abc", ["stats", "--model", str(tiny), "--context", "abc", "--device", "cpu"]),
+    ]
+    names = [
+        ("search: empty --study", [*search, "--study", ""]),
+        ("search: empty --sampler", [*search, "--sampler", ""]),
+        ("search: empty --calib-data", [*search, "--calib-data", ""]),
+        ("search: empty --space", [*search, "--space", ""]),
+        ("search: empty --storage", [*search, "--storage", ""]),
+        ("search: unknown --objective", [*search, "--objective", "bleu"]),
+        ("search: kl top_k -1", [*search, "--objective", "kl", "--objective-option", "top_k=-1"]),
+        ("search: kl top_k abc", [*search, "--objective", "kl", "--objective-option", "top_k=abc"]),
+        ("search: objective option unknown", [*search, "--objective", "kl", "--objective-option", "k=5"]),
+        ("search: objective option without =", [*search, "--objective-option", "top_k"]),
+        ("search: --stream on a hub id", ["search", "--model", "someone/not-here", "--ratio", "0.2", "--trials", "1",
+                                          "--out", "run", "--stream", *d]),
+        ("prune: empty --metric", [*prune, "--ratio", "0.2", "--metric", ""]),
+        ("prune: empty --calib-data", [*prune, "--ratio", "0.2", "--metric", "element1", "--calib-data", ""]),
+        ("prune: empty --text-field", [*prune, "--ratio", "0.2", "--metric", "element1", "--calib-data", "t.jsonl",
+                                       "--text-field", ""]),
+        ("prune: empty --model", ["prune", "--model", "", "--ratio", "0.2", "--out", "out", *d]),
+        ("prune: empty --out", ["prune", "--model", str(tiny), "--ratio", "0.2", "--out", "", *d]),
+        ("eval: empty --tasks", [*ev, "--tasks", ""]),
+        ("eval: empty --ppl", [*ev, "--ppl", ""]),
+        ("eval: --tasks with an empty name", [*ev, "--tasks", "piqa,,boolq"]),
+        ("eval: --stream with --tasks", [*ev, "--stream", "--tasks", "piqa"]),
+        ("export: empty --out", ["export", "--model", str(tiny), "--out", ""]),
+        ("finetune: empty --data", [*ft[:4], "", *ft[5:]]),
+    ]
+    kinds = [
+        ("prune: --calib-data is a directory", [*prune, "--ratio", "0.2", "--metric", "element1", "--calib-data",
+                                                "adir"], {"adir/x.txt": "x"}),
+        ("prune: --config is a directory", [*prune, "--ratio", "0.2", "--config", "adir"], {"adir/x.txt": "x"}),
+        ("search: --space is a directory", [*search, "--space", "adir"], {"adir/x.txt": "x"}),
+        ("eval: --ppl is a directory", [*ev, "--ppl", "adir"], {"adir/x.txt": "x"}),
+        ("finetune: --data is a directory", [*ft[:4], "adir", *ft[5:]], {"adir/x.txt": "x"}),
+        ("finetune: --teacher is a file", ["finetune", "--model", str(tiny), "--method", "distill", "--teacher",
+                                           "t.txt", "--out", "ft", *d], {"t.txt": "x"}),
+        ("export: --tokenizer-from is a directory", ["export", "--model", str(tiny), "--out", "x.gguf",
+                                                     "--tokenizer-from", "adir"], {"adir/x.txt": "x"}),
+        ("report: a run is a file", ["report", "run.txt", "--out", "r.md"], {"run.txt": "x"}),
+        ("eval: --model is a text file", ["eval", "--model", "m.txt", *d], {"m.txt": "x"}),
+        ("prune: --data-dir is a file", ["prune", "--model", str(tiny), "--ratio", "0.2", "--metric", "element1",
+                                         "--out", "out", "--data-dir", "f.txt", "--device", "cpu"], {"f.txt": "x"}),
+    ]
+    zs = {"model": "a", "zeroshot": {"average": {"tasks": ["piqa"]},
+                                     "piqa": {"correct": [1, 0, 1], "doc_ids": [0, 1, 2]}}}
+    zs_other = {"model": "b", "zeroshot": {"average": {"tasks": ["piqa"]},
+                                           "piqa": {"correct": [1, 0], "doc_ids": [0, 1]}}}
+    compare = [
+        ("compare: A missing", ["compare", "a.json", "b.json"], {"b.json": json.dumps(zs)}),
+        ("compare: A not JSON", ["compare", "a.json", "b.json"], {"a.json": "{", "b.json": json.dumps(zs)}),
+        ("compare: A without zero-shot", ["compare", "a.json", "b.json"],
+         {"a.json": '{"perplexity": []}', "b.json": json.dumps(zs)}),
+        ("compare: A from an older adapruner", ["compare", "a.json", "b.json"],
+         {"a.json": json.dumps({"zeroshot": {"average": {"tasks": ["piqa"]}, "piqa": {"acc": 0.5}}}),
+          "b.json": json.dumps(zs)}),
+        ("compare: different --limit", ["compare", "a.json", "b.json"],
+         {"a.json": json.dumps(zs), "b.json": json.dumps(zs_other)}),
+        ("compare: no common task", ["compare", "a.json", "b.json"],
+         {"a.json": json.dumps(zs), "b.json": json.dumps({"zeroshot": {"average": {"tasks": ["boolq"]},
+                                                                       "boolq": {"correct": [1]}}})}),
+        ("compare: A is a directory", ["compare", "adir", "b.json"], {"adir/x": "x", "b.json": json.dumps(zs)}),
+        ("compare: --out read-only", ["compare", "a.json", "a.json", "--out", "/proc/nope/c.json"],
+         {"a.json": json.dumps(zs)}),
+    ]
+    out += [(name, argv, {}) for name, argv in numbers + names] + kinds + compare
+    # A disk that refuses writes beyond 64 KiB (RLIMIT_FSIZE: EFBIG), in every writer.
+    full = {"fsize": 64 * 1024}
+    writers = [
+        ("prune", [*prune, "--ratio", "0.2"]),
+        ("prune --stream", [*prune, "--ratio", "0.2", "--stream"]),
+        ("search", search),
+        ("finetune", ft),
+        ("export", ["export", "--model", str(tiny), "--out", "x.gguf", "--tokenizer-from", "t.gguf"]),
+        ("eval", [*ev, "--ppl", "wikitext2", "--max-windows", "1", "--out", "e.json"]),
+        ("stats", ["stats", "--model", str(tiny), "--device", "cpu", "--out", "s.json", "--repeats", "1"]),
+    ]
+    out += [(f"{cmd}: the disk refuses a write (EFBIG)", argv, {}, full) for cmd, argv in writers]
+    return out
 
 
 def _digests(root: Path) -> dict[str, str]:
@@ -175,7 +395,9 @@ def _digests(root: Path) -> dict[str, str]:
             for p in sorted(root.rglob("*")) if p.is_file()}
 
 
-def run_case(argv: list[str], files: dict, scratch: Path) -> dict:
+def run_case(argv: list[str], files: dict, scratch: Path, fault: dict | None = None) -> dict:
+    import resource
+
     from adapruner.cli import main
 
     for rel, content in files.items():
@@ -197,6 +419,10 @@ def run_case(argv: list[str], files: dict, scratch: Path) -> dict:
     signal.signal(signal.SIGALRM, _alarm)
     signal.alarm(60)
     rc, escaped = None, None
+    limit = resource.getrlimit(resource.RLIMIT_FSIZE)
+    if fault and "fsize" in fault:  # writes past this size fail with EFBIG instead of killing the process
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (fault["fsize"], limit[1]))
     try:
         with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
             try:
@@ -208,6 +434,7 @@ def run_case(argv: list[str], files: dict, scratch: Path) -> dict:
     except BaseException as exc:  # noqa: BLE001 - an escaped exception is what we count
         escaped = f"{type(exc).__name__}: {exc}"
     finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, limit)
         signal.alarm(0)
         os.chdir(cwd)
     after = _digests(scratch)
@@ -223,9 +450,9 @@ def run_case(argv: list[str], files: dict, scratch: Path) -> dict:
         outcome = "partial"
     elif rc == 0:
         outcome = "accepted"
-    elif rc == 2 and lines and lines[-1].startswith(("error: ", "adapruner: error:", "usage:")) or \
-            (rc == 2 and lines and ": error: " in lines[-1]):
-        outcome = "clean"
+    elif rc in (2, 3) and lines and (lines[-1].startswith(("error: ", "adapruner: error:", "usage:"))
+                                     or ": error: " in lines[-1]):
+        outcome = "clean"  # 2: bad input, 3: the environment failed (a refused write)
     else:
         outcome = f"exit {rc}"
     return {"outcome": outcome, "exit": rc, "last_line": lines[-1][:300] if lines else "",
@@ -243,10 +470,10 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="battery-") as root:
         root = Path(root)
         tiny = tiny_checkpoint(root / "tiny")
-        for i, (name, argv, files) in enumerate(cases(tiny, data)):
+        for i, (name, argv, files, *fault) in enumerate(cases(tiny, data)):
             scratch = root / f"case{i:03d}"
             scratch.mkdir()
-            results[name] = {"argv": argv, **run_case(argv, files, scratch)}
+            results[name] = {"argv": argv, **run_case(argv, files, scratch, fault[0] if fault else None)}
             print(f"{results[name]['outcome']:>10}  {name}: {results[name]['last_line'][:110]}", flush=True)
     counts: dict[str, int] = {}
     for r in results.values():

@@ -19,6 +19,7 @@ import math
 
 import torch
 
+from adapruner.errors import AdaprunerError
 from adapruner.objectives.base import Scorer, SearchObjective, register_objective
 
 _TINY = 1e-30
@@ -68,6 +69,14 @@ class KLDivergence(SearchObjective):
     name = "kl"
     help = "mean KL divergence of the pruned model's next-token distribution from the dense model's"
     options = {"top_k": (512, "dense probabilities kept per position (0: the whole vocabulary)")}
+
+    def resolved(self, options: dict | None) -> dict:
+        out = super().resolved(options)
+        k = out["top_k"]
+        if isinstance(k, bool) or not isinstance(k, int) or k < 0:
+            raise AdaprunerError(f"the kl objective's top_k must be a whole number >= 0 (0: the whole vocabulary), "
+                                 f"got {k!r}")
+        return out
 
     def reference(self, logits: torch.Tensor, ids: torch.Tensor, options: dict):
         return dense_reference(logits, int(options["top_k"]))
