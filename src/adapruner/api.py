@@ -465,6 +465,11 @@ def search(model, ratio: float | None = None, *, trials: int, out: str | Path, s
     choice = choose_path(model, trial_like, stream, max_memory, device, dtype, micro_batch, trust_remote_code)
     if progress:
         print(choice.summary(times=False))  # the predicted times are a prune's, not a search's
+        streamed_prune = choice.predictions.get("streamed")
+        if choice.streamed and streamed_prune is not None:
+            # A streamed trial is a streamed prune's two passes, its evaluation instead of writing shards.
+            print(f"expected: ~{streamed_prune.seconds / 60:.0f} min per trial (a streamed prune's predicted time)",
+                  flush=True)
     seed_everything(seed)
     loaded = _load(model, choice.streamed, device, dtype, trust_remote_code)
     if not paper_ratio:  # the budget in the user's terms needs the model's parameter counts
