@@ -101,16 +101,19 @@ def depth(rows: list[dict]) -> list[str]:
 def resumed(data: dict) -> list[str]:
     """The kill -9 and resume rows: where the run was killed, what the resumed run said and did."""
     out = []
-    for r in data["runs"].values():
+    notes = json.loads(NOTES.read_text()) if NOTES.is_file() else {}
+    for k, r in data["runs"].items():
         if r["path"] != RESUMED or r.get("exit") != 0:
             continue
+        r = {**r, **({"note": notes[k]} if k in notes else {})}
         same = {True: "**the same weights** (sha256 of the shards)", False: "**different weights**",
                 None: "no uninterrupted run to compare with"}[r.get("same_weights_as_uninterrupted")]
         out += [f"## A kill -9 is not a restart ({_name(r)}, {r['method']})", "",
                 f"The command of the streamed row, killed with SIGKILL after {_minutes(r['killed_after_s'])} "
                 f"({r['scored_layers_when_killed']} of {r['layers']} layers scored), then started again: the second "
                 f"run took {_minutes(r['wall_s'])} at a peak of {r['peak_rss_gib']:.2f} GiB and wrote {same} as the "
-                "uninterrupted run. It said:", "", "```", *r.get("resume_log", []), "```", ""]
+                f"uninterrupted run. It said:", "", "```", *r.get("resume_log", []), "```", "",
+                *([f"({r['note']}.)", ""] if r.get("note") else [])]
     return out
 
 
