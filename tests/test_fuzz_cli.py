@@ -39,11 +39,14 @@ def argv(draw, tmp):
     args = [command]
     if command == "report":
         args += [model]
+    elif command == "compare":
+        args += [model, str(tmp / "a_file.txt")]
     else:
         args += ["--model", model]
-    if command in ("prune", "search", "finetune", "export", "stats", "report", "eval"):
+    if command in ("prune", "search", "finetune", "export", "stats", "report", "eval", "compare"):
         args += ["--out", str(tmp / "out" / draw(st.sampled_from(["o", "o.json", "o.gguf"])))]
-    for action in draw(st.lists(st.sampled_from(_flags(command)), max_size=4, unique_by=lambda a: a.dest)):
+    flags = _flags(command)  # a command may have no flag besides its inputs and --out (compare)
+    for action in draw(st.lists(st.sampled_from(flags), max_size=4, unique_by=lambda a: a.dest)) if flags else []:
         flag = action.option_strings[-1]
         if action.nargs == 0:
             args.append(flag)

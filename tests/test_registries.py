@@ -218,7 +218,10 @@ def test_the_cli_catalogue_matches_the_registries():
     from adapruner.export.gguf import OUTTYPES
     from adapruner.models.load import DTYPES
 
-    for kind, registry in (("metric", METRICS), ("update", UPDATES), ("allocation", ALLOCATORS)):
+    from adapruner.objectives import OBJECTIVES
+
+    for kind, registry in (("metric", METRICS), ("update", UPDATES), ("allocation", ALLOCATORS),
+                           ("objective", OBJECTIVES)):
         builtin = catalogue._REGISTRIES[kind][2]
         toys = {n for n in registry.names() if n.startswith("toy-")}
         assert list(builtin) == [n for n in registry.names() if n not in toys]

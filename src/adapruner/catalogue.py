@@ -35,6 +35,10 @@ ALLOCATORS = {
     "schedule": "fraction per layer from a depth schedule with a few knots (non-uniform; searchable)",
     "saap": "SAAP adaptive layer selection: less important, more fluctuating layers pruned more",
 }
+OBJECTIVES = {
+    "ppl": "mean perplexity (paper Eq. 6)",
+    "kl": "mean KL divergence of the pruned model's next-token distribution from the dense model's",
+}
 ATTENTION_MODES = ("heads", "kv", "none")
 DTYPES = ("bfloat16", "float16", "float32")
 EXPORT_FORMATS = ("gguf",)
@@ -44,11 +48,13 @@ SAMPLERS = ("tpe", "tpe-mv", "random")
 # The registry behind each table: (module that defines it, its attribute).
 _REGISTRIES = {"metric": ("adapruner.importance.base", "METRICS", METRICS),
                "update": ("adapruner.updates.base", "UPDATES", UPDATES),
-               "allocation": ("adapruner.allocation.base", "ALLOCATORS", ALLOCATORS)}
+               "allocation": ("adapruner.allocation.base", "ALLOCATORS", ALLOCATORS),
+               "objective": ("adapruner.objectives.base", "OBJECTIVES", OBJECTIVES)}
 
 
 def offered(kind: str) -> dict[str, str]:
-    """``name -> one-line description`` of every ``kind`` ("metric", "update", "allocation"): the
+    """``name -> one-line description`` of every ``kind`` ("metric", "update", "allocation",
+    "objective"): the
     built-in ones, plus any a plugin has registered (read from the registry when its module has
     been imported, which never happens for the built-ins alone)."""
     module, attribute, builtin = _REGISTRIES[kind]

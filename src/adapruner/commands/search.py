@@ -15,7 +15,6 @@ import argparse
 from adapruner import catalogue
 from adapruner.commands.common import (add_budget_args, add_data_arg, add_memory_args, add_model_arg, add_runtime_args,
                                        finite_float, key_value)
-from adapruner.objectives import OBJECTIVES
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -43,8 +42,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--no-starting-points", dest="starting_points", action="store_false",
                    help="do not begin a new study with the recipes that need no search (prune's default first); "
                         "they are tried only in spaces that can express them")
-    p.add_argument("--objective", default="ppl", choices=OBJECTIVES.names(),
-                   help=f"what a trial is scored by on the validation windows: {OBJECTIVES.help()} (default ppl)")
+    objectives = catalogue.offered("objective")
+    p.add_argument("--objective", default="ppl", choices=list(objectives),
+                   help="what a trial is scored by on the validation windows: "
+                        f"{'; '.join(f'{k}: {v}' for k, v in objectives.items())} (default ppl)")
     p.add_argument("--objective-option", dest="objective_options", action="append", type=key_value, default=[],
                    metavar="KEY=VALUE", help="a setting of the objective, e.g. top_k=0 for kl; repeatable")
     p.add_argument("--eval-windows", type=int, default=16,

@@ -67,3 +67,4 @@ class SearchObjective(ABC):
 
 OBJECTIVES: Registry[SearchObjective] = Registry("search objective", "--objective")
 register_objective = OBJECTIVES.register
+

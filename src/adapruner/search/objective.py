@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
@@ -29,6 +29,7 @@ import torch.nn as nn
 from adapruner.config import PruneConfig
 from adapruner.core.adapters import adapter_for
 from adapruner.core.lm import TokenNLL, lm_logits
+from adapruner.objectives.measure import PERPLEXITY, Measure, TrialResult  # noqa: F401  (TrialResult: part of this API)
 from adapruner.objectives.perplexity import SCORE_CAP
 from adapruner.core.structure import PruningPlan
 from adapruner.importance.needs import StatisticsNeeds
@@ -37,34 +38,6 @@ from adapruner.planning import plan_pruning, pool_windows, statistics_needs
 EVAL_DATASETS = ("wikitext2", "ptb")
 
 
-@dataclass(frozen=True)
-class Measure:
-    """The search objective a trial is scored by (:mod:`adapruner.objectives`) with its options."""
-
-    name: str = "ppl"
-    options: dict = field(default_factory=dict)
-
-    @property
-    def objective(self):
-        from adapruner.objectives import OBJECTIVES
-
-        return OBJECTIVES.get(self.name)
-
-    def resolved(self) -> "Measure":
-        """This measure with its options checked and the defaults filled in."""
-        return Measure(self.name, self.objective.resolved(self.options))
-
-    def reference(self, logits: torch.Tensor, ids: torch.Tensor):
-        return self.objective.reference(logits, ids, self.options)
-
-    def scorer(self):
-        return self.objective.scorer(self.options)
-
-    def describe(self) -> str:
-        return self.objective.describe(self.options)
-
-
-PERPLEXITY = Measure()
 
 
 @dataclass
@@ -198,17 +171,6 @@ def _interleave(batches: dict[str, list]) -> list[tuple[str, object]]:
             if i < len(v):
                 out.append((name, v[i]))
     return out
-
-
-@dataclass
-class TrialResult:
-    """The outcome of one objective evaluation: the value, the objective and the perplexity per dataset."""
-
-    value: float
-    ppl: dict[str, float]
-    seconds: float
-    timings: dict[str, float] = field(default_factory=dict)
-    parts: dict[str, float] = field(default_factory=dict)
 
 
 class Objective:

@@ -34,7 +34,7 @@ from adapruner.config import PruneConfig
 from adapruner.core.lm import TokenNLL, lm_logits
 from adapruner.core.structure import PruningPlan
 from adapruner.objectives.perplexity import SCORE_CAP
-from adapruner.search.objective import PERPLEXITY, Measure, TrialResult
+from adapruner.objectives.measure import PERPLEXITY, Measure, TrialResult
 from adapruner.streaming.layers import run_layer
 from adapruner.streaming.model import StreamedModel
 
