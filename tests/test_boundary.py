@@ -96,6 +96,11 @@ def test_a_full_disk_during_a_command_is_an_environment_fault(monkeypatch, capsy
     (["prune", "--model", "m", "--out", "o", "--ratio", "0.2", "--seed", str(2**64)], "a seed is an integer"),
     (["eval", "--model", "m", "--seed", "-1"], "a seed is an integer"),
     (["finetune", "--model", "m", "--out", "o", "--data", "d", "--lr", "inf"], "expected a finite number"),
+    (["finetune", "--model", "m", "--out", "o", "--data", "d", "--lora-alpha", "-1"], "must be at least 1"),
+    (["eval", "--model", "m", "--tasks", "piqa", "--limit", "0"], "must be at least 1"),
+    (["eval", "--model", "m", "--tasks", ""], "must not be empty"),
+    (["search", "--model", "m", "--out", "o", "--trials", "1", "--ratio", "0.2", "--calib-data", ""],
+     "must not be empty"),
 ])
 def test_out_of_range_numbers_are_refused_before_any_work(argv, fragment, capsys):
     with pytest.raises(SystemExit) as stop:
@@ -168,3 +173,23 @@ def test_a_full_disk_at_the_end_of_a_search_keeps_the_study_and_the_rerun_delive
     assert main(argv) == 0  # the same command: no trial is run again, the delivery is finished
     study = optuna.load_study(study_name="adapruner-tpe", storage=f"sqlite:///{out / 'study.db'}")
     assert len(study.trials) == 2 and (out / "trials.csv").is_file() and (out / "model" / "config.json").is_file()
+
+
+def test_a_refused_write_inside_the_safetensors_writer_is_an_environment_fault():
+    """The Rust writer reports a full disk or a size limit as text; it is still the environment's fault."""
+    SafetensorError = type("SafetensorError", (Exception,), {})
+    status, line = boundary.explain(SafetensorError("Error while serializing: I/O error: File too large (os error 27)"))
+    assert status == boundary.ENVIRONMENT and "safetensors" in line
+    assert boundary.explain(SafetensorError("invalid header"))[0] == boundary.BAD_INPUT
+
+
+def test_an_empty_name_in_a_list_and_an_error_after_a_progress_bar(tiny_llama_dir, capsys):
+    from tqdm import tqdm
+
+    assert main(["eval", "--model", str(tiny_llama_dir), "--tasks", "piqa,,boolq"]) == 2
+    assert "--tasks has an empty name in 'piqa,,boolq'" in capsys.readouterr().err
+    bar = tqdm(total=3, desc="a step that fails")
+    bar.update()
+    assert main(["eval", "--model", str(tiny_llama_dir), "--ppl", "missing.txt"]) == 2
+    err = capsys.readouterr().err
+    assert err.splitlines()[-1].startswith("error: ") and bar.disable  # the bar was ended first

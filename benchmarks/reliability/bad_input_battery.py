@@ -7,7 +7,9 @@ scratch directory (also the working directory), on a tiny random Llama checkpoin
 - ``clean``: exit status 2 and the last stderr line is a one-line ``error: ...``, no traceback;
 - ``traceback``: a Python traceback was printed or an exception escaped;
 - ``hang``: still running after the alarm;
-- ``partial``: it left files behind in the scratch directory (or in --out) that were not there;
+- ``partial``: it left files behind in the scratch directory (or in --out) that were not there
+  (except, after a refused write, what the run keeps to resume from: a streamed run's staging
+  directory, a search's study);
 - ``modified``: it changed a file that existed before;
 - ``accepted``: it exited 0 on input it should refuse.
 
@@ -375,18 +377,20 @@ def more_cases(tiny: Path, data: str) -> list[tuple]:
          {"a.json": json.dumps(zs)}),
     ]
     out += [(name, argv, {}) for name, argv in numbers + names] + kinds + compare
-    # A disk that refuses writes beyond 64 KiB (RLIMIT_FSIZE: EFBIG), in every writer.
-    full = {"fsize": 64 * 1024}
+    # A disk that refuses writes beyond 1 KiB (RLIMIT_FSIZE: EFBIG), in every writer. What a run
+    # keeps on purpose to resume from (a streamed run's staging directory, a study) may stay.
+    full = {"fsize": 1024}
     writers = [
         ("prune", [*prune, "--ratio", "0.2"]),
-        ("prune --stream", [*prune, "--ratio", "0.2", "--stream"]),
-        ("search", search),
+        ("prune --stream", [*prune, "--ratio", "0.2", "--stream"], (".out.partial/",)),
+        ("search", search, ("run/study.db",)),
         ("finetune", ft),
         ("export", ["export", "--model", str(tiny), "--out", "x.gguf", "--tokenizer-from", "t.gguf"]),
         ("eval", [*ev, "--ppl", "wikitext2", "--max-windows", "1", "--out", "e.json"]),
         ("stats", ["stats", "--model", str(tiny), "--device", "cpu", "--out", "s.json", "--repeats", "1"]),
     ]
-    out += [(f"{cmd}: the disk refuses a write (EFBIG)", argv, {}, full) for cmd, argv in writers]
+    out += [(f"{cmd}: the disk refuses a write (EFBIG)", argv, {}, {**full, "resumable": keep[0] if keep else ()})
+            for cmd, argv, *keep in writers]
     return out
 
 
@@ -446,7 +450,7 @@ def run_case(argv: list[str], files: dict, scratch: Path, fault: dict | None = N
         outcome = "traceback"
     elif any(before.get(k) != v for k, v in after.items() if k in before):
         outcome = "modified"
-    elif set(after) - set(before):
+    elif {f for f in set(after) - set(before) if not f.startswith(tuple((fault or {}).get("resumable", ())))}:
         outcome = "partial"
     elif rc == 0:
         outcome = "accepted"

@@ -390,6 +390,8 @@ def evaluate(model, *, ppl=("wikitext2", "ptb"), tasks=(), split: str = "test", 
         from adapruner.eval.zeroshot import run_zeroshot
 
         t0 = time.perf_counter()
+        if limit is not None and limit < 1:
+            raise AdaprunerError(f"--limit must be at least 1 (got {limit}); omit it to evaluate every document")
         if limit is not None and verbose:
             from adapruner.eval.significance import implied_se
 

@@ -62,6 +62,10 @@ def explain(exc: BaseException) -> tuple[int, str]:
                            "with weights_only=True): convert it to safetensors, e.g. with transformers' "
                            "save_pretrained(safe_serialization=True), on a machine you trust")
     if type(exc).__name__ == "SafetensorError" or (isinstance(exc, Exception) and "safetensors" in type(exc).__module__):
+        fault = _os_error_in(str(exc))
+        if fault is not None:  # the Rust writer reports a refused write as text: "I/O error: ... (os error 27)"
+            what, fix = DISK_FAULTS[fault]
+            return ENVIRONMENT, f"{what} (writing a safetensors file): {fix}"
         return BAD_INPUT, f"a safetensors file is malformed ({_first_line(exc)}): re-download or re-save the checkpoint"
     if isinstance(exc, ModuleNotFoundError) and exc.name and exc.name.split(".")[0] in EXTRAS:
         extra = EXTRAS[exc.name.split(".")[0]]
@@ -76,6 +80,14 @@ def explain(exc: BaseException) -> tuple[int, str]:
         return ENVIRONMENT, f"{exc.strerror or type(exc).__name__} ({exc.filename}): check the path and run again"
     return BUG, (f"internal error ({type(exc).__name__}: {_first_line(exc)}); this is a bug in adapruner: rerun with "
                  "--debug for the traceback and please report it with the command")
+
+
+def _os_error_in(text: str) -> int | None:
+    """The errno of a disk fault a library quoted in its message as ``(os error N)``, if any."""
+    import re
+
+    match = re.search(r"\(os error (\d+)\)", text)
+    return int(match.group(1)) if match and int(match.group(1)) in DISK_FAULTS else None
 
 
 def _first_line(exc: BaseException) -> str:

@@ -107,8 +107,21 @@ def main(argv: list[str] | None = None) -> int:
             import traceback
 
             traceback.print_exc()
+        _close_progress_bars()
         print(f"error: {one_line(line)}", file=sys.stderr)
         return status
+
+
+def _close_progress_bars() -> None:
+    """End every progress bar a failed step left open (a library's, on an exception), so the error
+    starts its own line instead of continuing the bar's."""
+    from tqdm import tqdm
+
+    for bar in list(getattr(tqdm, "_instances", ())):
+        try:
+            bar.close()
+        except Exception:  # noqa: BLE001 -- a bar on a closed stream: nothing to end
+            pass
 
 
 CLEANUP_AFTER_CTRL_C_S = 30

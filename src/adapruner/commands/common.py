@@ -19,6 +19,24 @@ def finite_float(text: str) -> float:
     return value
 
 
+def nonempty(text: str) -> str:
+    """An argparse type: a name or path that is not empty (an empty one would silently mean the default)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must not be empty")
+    return text
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got '{text}'") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def seed_int(text: str) -> int:
     """An argparse type: a seed from 0 to 2**63 - 1 (what torch, numpy and Optuna all accept)."""
     try:

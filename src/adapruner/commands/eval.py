@@ -19,7 +19,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from adapruner.commands.common import add_data_arg, add_model_arg, add_runtime_args
+from adapruner.commands.common import add_data_arg, add_model_arg, add_runtime_args, nonempty, positive_int
 from adapruner.core import io
 from adapruner.errors import AdaprunerError
 
@@ -30,7 +30,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_model_arg(p)
     add_data_arg(p)
-    p.add_argument("--ppl", default=None,
+    p.add_argument("--ppl", default=None, type=nonempty,
                    help="comma-separated corpora: wikitext2,ptb and/or your own .txt/.jsonl/.json files (default: "
                         "wikitext2,ptb, unless only --tasks is given; 'none' to skip)")
     p.add_argument("--text-field", default="text", help="the text field of .jsonl/.json --ppl files (default text)")
@@ -39,11 +39,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--max-windows", type=int, default=None, help="score only the first N windows per corpus")
     p.add_argument("--batch-size", type=int, default=None,
                    help="windows per forward pass (default max(1, 1024 // seq_len)); zero-shot batch (default 8)")
-    p.add_argument("--tasks", default=None,
+    p.add_argument("--tasks", default=None, type=nonempty,
                    help="comma-separated zero-shot tasks (boolq,piqa,hellaswag,winogrande,arc_easy,"
                         "arc_challenge,openbookqa) or 'all' (those seven); the development splits "
                         "arc_easy_dev, arc_challenge_dev, openbookqa_dev are never part of 'all'")
-    p.add_argument("--limit", type=int, default=None, help="zero-shot: only the first N documents per task")
+    p.add_argument("--limit", type=positive_int, default=None, help="zero-shot: only the first N documents per task")
     p.add_argument("--out", default=None,
                    help="JSON output file (default: named after the model, see above; a directory gets "
                         "eval_results.json inside)")
@@ -55,13 +55,17 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     return p
 
 
-def _parse_list(value: str | None) -> list[str]:
-    return [v.strip() for v in (value or "").split(",") if v.strip()]
+def _parse_list(value: str | None, flag: str = "the list") -> list[str]:
+    """The comma-separated names of ``value``; an empty one (``a,,b``) is refused, not dropped."""
+    names = [v.strip() for v in (value or "").split(",")] if value else []
+    if any(not n for n in names):
+        raise AdaprunerError(f"{flag} has an empty name in '{value}'; separate the names by single commas")
+    return names
 
 
 def _parse_seq_lens(value: str) -> list[int]:
     try:
-        lens = [int(v) for v in _parse_list(value)]
+        lens = [int(v) for v in _parse_list(value, "--seq-len")]
     except ValueError:
         raise AdaprunerError(f"--seq-len must be integers separated by commas (got '{value}')") from None
     if not lens:
@@ -76,7 +80,7 @@ def _corpora(args) -> list[str]:
         return [] if args.tasks else list(CORPORA)
     from adapruner.data.user_text import is_text_file, read_rows
 
-    names = [] if args.ppl.strip().lower() == "none" else _parse_list(args.ppl)
+    names = [] if args.ppl.strip().lower() == "none" else _parse_list(args.ppl, "--ppl")
     unknown = [n for n in names if n not in CORPORA and not is_text_file(n)]
     if unknown:
         raise AdaprunerError(f"unknown --ppl corpus {', '.join(unknown)}; choose from {', '.join(CORPORA)} or pass "
@@ -94,7 +98,7 @@ def _tasks(args) -> list[str]:
         from adapruner.data.zeroshot import TASKS
 
         return list(TASKS)
-    return _parse_list(args.tasks)
+    return _parse_list(args.tasks, "--tasks")
 
 
 def model_identity(spec: str) -> str:

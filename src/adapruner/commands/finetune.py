@@ -22,7 +22,8 @@ import argparse
 import json
 from pathlib import Path
 
-from adapruner.commands.common import add_data_arg, add_model_arg, add_runtime_args, finite_float, seed_everything
+from adapruner.commands.common import (add_data_arg, add_model_arg, add_runtime_args, finite_float, positive_int,
+                                       seed_everything)
 from adapruner.core.versions import versions
 from adapruner.errors import AdaprunerError
 
@@ -63,7 +64,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     t.add_argument("--train-on-inputs", action="store_true", help="also train on the prompt tokens")
     a = p.add_argument_group("adapter")
     a.add_argument("--lora-r", type=int, default=8, help="LoRA rank (default 8)")
-    a.add_argument("--lora-alpha", type=int, default=16, help="LoRA scaling alpha (default 16)")
+    a.add_argument("--lora-alpha", type=positive_int, default=16, help="LoRA scaling alpha (default 16)")
     a.add_argument("--lora-dropout", type=finite_float, default=0.05, help="LoRA dropout (default 0.05)")
     a.add_argument("--bits", type=int, default=4, help="group method: weight bits")
     a.add_argument("--group-size", type=int, default=32, help="group method: input columns per group")

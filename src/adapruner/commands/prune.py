@@ -18,7 +18,7 @@ from dataclasses import replace
 
 from adapruner import catalogue
 from adapruner.commands.common import (add_budget_args, add_data_arg, add_memory_args, add_model_arg, add_runtime_args,
-                                       finite_float, key_value)
+                                       finite_float, key_value, nonempty)
 from adapruner.config import AGGREGATIONS, PruneConfig
 from adapruner.recipes import DEFAULT_RECIPE, RECIPES, get_recipe
 from adapruner.errors import AdaprunerError
@@ -66,7 +66,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     u.add_argument("--bias-compensation", dest="update", action="store_const", const="bias",
                    help="the same as --update bias (FLAP's bias compensation)")
     c = p.add_argument_group("calibration (override --config)")
-    c.add_argument("--calib-data", default=None, metavar="FILE|ORG/NAME",
+    c.add_argument("--calib-data", default=None, type=nonempty, metavar="FILE|ORG/NAME",
                    help="calibrate on your own text: a .txt, .jsonl or .json file, or a hub dataset org/name (its "
                         "train split; needs a network) (default: the data directory's book texts)")
     c.add_argument("--text-field", default=None,

@@ -14,7 +14,7 @@ import argparse
 
 from adapruner import catalogue
 from adapruner.commands.common import (add_budget_args, add_data_arg, add_memory_args, add_model_arg, add_runtime_args,
-                                       finite_float, key_value)
+                                       finite_float, key_value, nonempty)
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -32,10 +32,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--sampler", default="tpe", choices=catalogue.SAMPLERS,
                    help="TPE (the paper's), tpe-mv (TPE over each group of parameters jointly: Optuna's "
                         "multivariate=True, group=True) or random (the baseline)")
-    p.add_argument("--storage", default=None, help="Optuna RDB URL (default: sqlite:///OUT/study.db); "
+    p.add_argument("--storage", default=None, type=nonempty, help="Optuna RDB URL (default: sqlite:///OUT/study.db); "
                    "postgresql://... lets several workers share one study")
     p.add_argument("--study", default=None, help="study name (default: adapruner-SAMPLER)")
-    p.add_argument("--space", default="full",
+    p.add_argument("--space", default="full", type=nonempty,
                    help="search space: 'full' (default: the calibration data with every metric, weight update and "
                         "allocation mode), 'paper' (the AdaPruner paper's: calibration data + Eq. 5 coefficients), "
                         "or a JSON/YAML file with the keys of adapruner.search.space.SearchSpace")
@@ -56,10 +56,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--pruner", dest="early_stop", choices=["percentile", "median", "none"], help=argparse.SUPPRESS)
     p.add_argument("--heartbeat", type=int, default=10,
                    help="seconds between trial heartbeats; a trial silent for 3x this is failed and re-run")
-    p.add_argument("--calib-data", default=None, metavar="FILE|ORG/NAME",
+    p.add_argument("--calib-data", default=None, type=nonempty, metavar="FILE|ORG/NAME",
                    help="calibrate on your own text: a .txt, .jsonl or .json file, or a hub dataset org/name (its "
                         "train split; needs a network) (default: the book texts)")
-    p.add_argument("--text-field", default="text", help="the text field of a .jsonl/.json file or hub dataset --calib-data")
+    p.add_argument("--text-field", default="text", type=nonempty, help="the text field of a .jsonl/.json file or hub dataset --calib-data")
     ab = p.add_argument_group("ablations (paper Tables 2 and 8)")
     ab.add_argument("--no-data-search", action="store_true", help="random calibration data drawn from --seed")
     ab.add_argument("--fixed-metric", choices=["first", "second"], default=None,

@@ -204,4 +204,10 @@ def open_streamed(spec: str, device: str = "auto", dtype: str = "float32",
                          device=dev, source=kind, spec=spec, info={"source": kind, "device": str(dev), "dtype": dtype,
                                                         "streamed": True})
     streamed.retie()
+    # Every tensor the model needs must be stored: refused now, not when its layer is reached.
+    missing = [n for n in model.state_dict() if streamed.source_key(n) not in tensors]
+    if missing:
+        raise AdaprunerError(f"the weights in {path} lack {len(missing)} tensor(s) its config.json needs "
+                             f"({missing[0]}, ...): a weights file is damaged or belongs to another model; restore "
+                             "the checkpoint")
     return streamed
