@@ -652,3 +652,33 @@ def stats_row(ctx: Context, table: str, dense: Variant, pruned: Variant, flags: 
            "result": result}
     write_json(path, row)
     return row
+
+
+def recorded_trials(path: Path, model: str, data_dir: Path):
+    """The COMPLETE trials of a recorded search's ``trials.csv`` (sorted by number), each with its
+    parameters typed back from the CSV, and the full space with its calibration pool's size, so
+    that ``space.suggest(optuna.trial.FixedTrial(params), pool_size)`` rebuilds a trial's config."""
+    import csv
+
+    from adapruner.config import CalibrationConfig
+    from adapruner.data.calibration import source_pool
+    from adapruner.models.load import load_model
+    from adapruner.search.space import SearchSpace
+
+    def typed(text: str):
+        for cast in (int, float):
+            try:
+                return cast(text)
+            except ValueError:
+                pass
+        return text
+
+    rows = [r for r in csv.DictReader(Path(path).open()) if r["state"] == "COMPLETE" and r.get("param_metric")]
+    rows.sort(key=lambda r: int(r["number"]))
+    for r in rows:
+        r["params"] = {k[len("param_"):]: typed(v) for k, v in r.items() if k.startswith("param_") and v != ""}
+    space = SearchSpace.load("full")
+    tokenizer = load_model(model, device="cpu").tokenizer
+    pool = source_pool(tokenizer, CalibrationConfig(source=space.source, field=space.field, seq_len=space.seq_len,
+                                                    pool_seed=space.pool_seed), data_dir)
+    return rows, space, len(pool)

@@ -25,7 +25,6 @@ Results: ``benchmarks/results/objective_study/`` (``rows.json``, ``zeroshot/<mod
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import shutil
@@ -37,6 +36,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 RESULTS = REPO / "benchmarks" / "results" / "objective_study"
+sys.path.insert(0, str(REPO / "benchmarks"))
+import bench  # noqa: E402
 TRIALS = REPO / "benchmarks" / "results" / "full_space" / "trials.csv"
 MODEL = "smollm2-135m"
 RATIO = 0.2
@@ -77,33 +78,11 @@ def search_trial_configs(data_dir: Path, count: int) -> dict[str, dict]:
     rebuilt from their parameters (``optuna.trial.FixedTrial`` through the same space)."""
     import optuna
 
-    from adapruner.config import CalibrationConfig
-    from adapruner.data.calibration import source_pool
-    from adapruner.models.load import load_model
-    from adapruner.search.space import SearchSpace
-
-    rows = [r for r in csv.DictReader(TRIALS.open()) if r["state"] == "COMPLETE" and r.get("param_metric")]
+    rows, space, pool_size = bench.recorded_trials(TRIALS, MODEL, data_dir)
     rows.sort(key=lambda r: float(r["value"]))
     picks = [rows[round(i * (len(rows) - 1) / (count - 1))] for i in range(count)] if count > 1 else rows[:count]
-    space = SearchSpace.load("full")
-    tokenizer = load_model(MODEL, device="cpu").tokenizer
-    pool = source_pool(tokenizer, CalibrationConfig(source=space.source, field=space.field, seq_len=space.seq_len,
-                                                    pool_seed=space.pool_seed), data_dir)
-    out = {}
-    for r in picks:
-        params = {k[len("param_"):]: _typed(v) for k, v in r.items() if k.startswith("param_") and v != ""}
-        config = space.suggest(optuna.trial.FixedTrial(params), len(pool))
-        out[f"trial-{int(r['number']):03d}"] = config.to_json()
-    return out
-
-
-def _typed(text: str):
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    return text
+    return {f"trial-{int(r['number']):03d}": space.suggest(optuna.trial.FixedTrial(r["params"]), pool_size).to_json()
+            for r in picks}
 
 
 def adapruner(*args: str) -> None:

@@ -12,7 +12,6 @@ its recorded value, so the study holds the search's real distributions and value
 from __future__ import annotations
 
 import argparse
-import csv
 import shutil
 import socket
 import subprocess
@@ -25,44 +24,27 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 TRIALS = REPO / "benchmarks" / "results" / "full_space" / "trials.csv"
 OUT = REPO / "docs" / "images" / "dashboard.png"
+sys.path.insert(0, str(REPO / "benchmarks"))
+import bench  # noqa: E402
 
 
 def replay(storage: str, data_dir: Path) -> None:
     """A study of the recorded trials, each suggested through the full space with its recorded values."""
     import optuna
 
-    from adapruner.config import CalibrationConfig
-    from adapruner.data.calibration import source_pool
-    from adapruner.models.load import load_model
-    from adapruner.search.space import SearchSpace
-
-    space = SearchSpace.load("full")
-    tokenizer = load_model("smollm2-135m", device="cpu").tokenizer
-    pool = source_pool(tokenizer, CalibrationConfig(source=space.source, field=space.field, seq_len=space.seq_len,
-                                                    pool_seed=space.pool_seed), data_dir)
-    rows = [r for r in csv.DictReader(TRIALS.open()) if r["state"] == "COMPLETE" and r.get("param_metric")]
-    rows.sort(key=lambda r: int(r["number"]))
+    rows, space, pool_size = bench.recorded_trials(TRIALS, "smollm2-135m", data_dir)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(study_name="smollm2-135m-20-full", storage=storage, direction="minimize")
     for r in rows:
-        study.enqueue_trial({k[len("param_"):]: _typed(v) for k, v in r.items() if k.startswith("param_") and v})
+        study.enqueue_trial(r["params"])
     values = iter(float(r["value"]) for r in rows)
 
     def objective(trial):
-        config = space.suggest(trial, len(pool))
+        config = space.suggest(trial, pool_size)
         trial.set_user_attr("metric", config.metric.name)
         return next(values)
 
     study.optimize(objective, n_trials=len(rows))
-
-
-def _typed(text: str):
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    return text
 
 
 def main() -> int:
