@@ -76,8 +76,12 @@ def ratios(rows: list[dict]) -> list[str]:
         other = by.get((shape, layers, method, "in-memory"))
         if path != "streamed" or other is None:
             continue
-        lines.append(f"| {_name(r)} | {method} | {r['wall_s'] / other['wall_s']:.2f}x | "
+        shared = "*" if r.get("note") or other.get("note") else ""
+        lines.append(f"| {_name(r)} | {method} | {r['wall_s'] / other['wall_s']:.2f}x{shared} | "
                      f"{r['peak_rss_gib'] / other['peak_rss_gib']:.2f}x |")
+    if any(line.count("x*") for line in lines):
+        lines += ["", "\\* other jobs shared the cores during one of the two runs (see the notes below): that time "
+                      "ratio is not a fair one."]
     return lines
 
 
