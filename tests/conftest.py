@@ -3,12 +3,38 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 DATA_DIR = Path(os.environ.get("ADAPRUNER_DATA_DIR") or REPO.parent / "shared" / "data")
+
+
+class _CurrentStderr:
+    """Whatever ``sys.stderr`` is at the moment of writing (the running test's capture)."""
+
+    def write(self, text):
+        return sys.stderr.write(text)
+
+    def flush(self):
+        sys.stderr.flush()
+
+
+@pytest.fixture(autouse=True)
+def _library_logs_follow_the_capture():
+    """transformers and the hub client bind their log handlers to the stderr of the moment they
+    first log, in a test an earlier capture that is closed by now ("--- Logging error ---" then
+    lands in the next test's stderr): point every plain stream handler at the current stderr."""
+    import logging
+
+    for logger in [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]:
+        for handler in getattr(logger, "handlers", ()):
+            if type(handler) is logging.StreamHandler and not isinstance(handler.stream, _CurrentStderr):
+                handler.stream = _CurrentStderr()  # not setStream: it flushes the closed stream
+                handler.__dict__.pop("flush", None)  # transformers pins the old stderr's flush on its handler
+    yield
 
 
 @pytest.fixture(scope="session")

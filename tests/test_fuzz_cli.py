@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 
 import pytest
 
@@ -65,19 +64,6 @@ def sandbox(tmp_path_factory):
     return tmp
 
 
-def _log_to_captured_stderr():
-    """Point the libraries' log handlers at this example's captured stderr: transformers and the hub client
-    bind their handlers to the stderr of the moment it first logs, which in a test is an earlier, closed capture."""
-    import logging
-
-    loggers = [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]
-    for logger in loggers:
-        for handler in getattr(logger, "handlers", ()):
-            if type(handler) is logging.StreamHandler:
-                handler.stream = sys.stderr  # not setStream: it flushes the closed stream
-                handler.__dict__.pop("flush", None)  # transformers pins the old stderr's flush on its handler
-
-
 def _snapshot(root):
     return {os.path.join(d, f) for d, _, files in os.walk(root) for f in files}
 
@@ -89,7 +75,6 @@ def test_generated_command_lines_are_refused_in_one_line(sandbox, capsys):
               suppress_health_check=[HealthCheck.function_scoped_fixture])
     @given(argv(sandbox))
     def check(args):
-        _log_to_captured_stderr()
         try:
             status = main(args)
         except SystemExit as stop:  # argparse's own usage errors
@@ -132,7 +117,6 @@ def test_damaged_checkpoint_files_are_refused_in_one_line(tiny_llama_dir, tmp_pa
         else:
             data[at] ^= byte or 1
         path.write_bytes(bytes(data))
-        _log_to_captured_stderr()
         status = main(["eval", "--model", str(ckpt), "--ppl", str(text), "--seq-len", "16", "--max-windows", "1",
                        "--device", "cpu", "--out", str(tmp_path / "e.json"), "--overwrite"])
         err = capsys.readouterr().err
