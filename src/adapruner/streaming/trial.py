@@ -146,7 +146,9 @@ class StreamedObjective:
         """The objective and the perplexity per dataset of the last layer's hidden states, through
         the final norm and head (the dense model's, with ``keep_references``, are the references)."""
         sm = sm or self.sm
-        scorer, nll = self.measure.scorer(), {name: TokenNLL() for name in hidden}
+        # The paper's objective is the perplexity itself: no second pass over the logits for it.
+        scorer = self.measure.scorer() if self.measure.name != "ppl" else None
+        nll = {name: TokenNLL() for name in hidden}
         with sm.materialised(*sm.head_paths()) as (norm, _):
             for name, batches in hidden.items():
                 for j, (h, ids) in enumerate(zip(batches, self.windows[name].split(self.batch_size))):
@@ -154,7 +156,7 @@ class StreamedObjective:
                     nll[name].add(logits, ids)
                     if keep_references:
                         self._references.setdefault(name, []).append(self.measure.reference(logits, ids))
-                    else:
+                    elif scorer is not None:
                         scorer.add(name, logits, ids, self._references[name][j])
         ppl = {name: v.ppl(cap=SCORE_CAP) for name, v in nll.items()}
-        return (ppl if keep_references else scorer.per_dataset()), ppl
+        return (ppl if keep_references or scorer is None else scorer.per_dataset()), ppl
