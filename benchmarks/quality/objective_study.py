@@ -2,18 +2,24 @@
 and test perplexity, over >= 30 pruned SmolLM2-135M models at 20 %.
 
 The models: every built-in metric with its defaults and the recipes (the configurations a search
-starts from or a user types), and trials of the recorded full-space search
-(``benchmarks/results/full_space/trials.csv``, rebuilt from their parameters with the same space),
-chosen evenly over the ranks of their objective so that good, middling and poor models all enter.
+starts from or a user types), and 18 trials of the recorded full-space search
+(``benchmarks/results/full_space/trials.csv``, rebuilt from their parameters with the same space):
+the best of every (metric, update) pair it tried and the rest evenly over the ranks of their
+objective, so that good, middling and poor models all enter.
 For each model, resumable step by step (one row per model in ``rows.json``, committed as it lands):
 
 1. ``adapruner prune --config`` of the configuration (the delivered model of that trial);
 2. the objectives on the search's validation windows (16 per dataset of WikiText-2 and PTB valid,
    128 tokens, what a trial sees): ``ppl`` (the paper's), ``kl`` with the dense top-512 kept and
    with the whole vocabulary, each with the seconds its scoring took;
-3. the zero-shot proxy: ARC-e, ARC-c and OBQA development splits (1369 examples, never reported);
-4. the zero-shot protocol: the seven tasks on their full sets (per-example outcomes kept, compactly);
-5. WikiText-2 and PTB test perplexity (LLM-Pruner's protocol).
+3. the zero-shot proxy: the first 200 examples of each of the ARC-e, ARC-c and OBQA development
+   splits (never reported; per-example outcomes kept, so smaller proxies are subsets of them);
+4. the zero-shot target: the six tasks without BoolQ on fixed leading subsets (``STUDY_COUNTS``,
+   2,900 examples, per-example outcomes kept, compactly). Their sizes follow from this machine's
+   cost per example (2 cores, float32: HellaSwag 0.53 s, ARC 0.35 s, PIQA 0.21 s, OBQA 0.17 s,
+   WinoGrande 0.16 s; the full sets would take 2.4 hours per model) and give every model's
+   six-task mean an SE of ~0.9 points and the difference of two models a paired SE of ~0.6;
+5. WikiText-2 and PTB test perplexity (LLM-Pruner's protocol, the full test sets).
 
     python benchmarks/quality/objective_study.py --data-dir ../shared/data            # resumable
     python benchmarks/quality/objective_study.py --data-dir ../shared/data --max-models 2 --zeroshot-limit 20  # smoke
@@ -56,8 +62,15 @@ BASELINES = {
     "flap-bias": "flap-bias",
     "wanda-sp-reconstruct": "wanda-sp-reconstruct",
 }
-SEARCH_TRIALS = 24
+SEARCH_TRIALS = 18
 PROXY_TASKS = ("arc_easy_dev", "arc_challenge_dev", "openbookqa_dev")
+PROXY_COUNT = 200
+# The target: the six tasks without BoolQ (whose "yes" majority hides differences), first n of each.
+STUDY_COUNTS = {"piqa": 500, "hellaswag": 400, "winogrande": 500, "arc_easy": 500, "arc_challenge": 500,
+                "openbookqa": 500}
+# Models alternate between baselines and search trials of spread ranks, so that the first sittings'
+# rows already span the range of quality.
+FIRST = ("dense", "element1", "trial-best", "flap-bias", "l2", "wanda-sp-reconstruct", "trial-mid")
 
 
 def configurations(data_dir: Path, trials: int) -> dict[str, dict]:
@@ -74,15 +87,28 @@ def configurations(data_dir: Path, trials: int) -> dict[str, dict]:
 
 
 def search_trial_configs(data_dir: Path, count: int) -> dict[str, dict]:
-    """``count`` trials of the recorded full-space search, evenly over the ranks of their values,
-    rebuilt from their parameters (``optuna.trial.FixedTrial`` through the same space)."""
+    """``count`` trials of the recorded full-space search, rebuilt from their parameters
+    (``optuna.trial.FixedTrial`` through the same space): the best trial of every (metric, update)
+    pair the search tried, then trials evenly over the ranks of the rest, so that both the space's
+    breadth and the near-optimal candidates a search must tell apart enter."""
     import optuna
 
     rows, space, pool_size = bench.recorded_trials(TRIALS, MODEL, data_dir)
     rows.sort(key=lambda r: float(r["value"]))
-    picks = [rows[round(i * (len(rows) - 1) / (count - 1))] for i in range(count)] if count > 1 else rows[:count]
-    return {f"trial-{int(r['number']):03d}": space.suggest(optuna.trial.FixedTrial(r["params"]), pool_size).to_json()
-            for r in picks}
+    picks, seen = [], set()
+    for r in rows:
+        pair = (r["params"]["metric"], r["params"].get("update"))
+        if pair not in seen and len(picks) < count:
+            seen.add(pair)
+            picks.append(r)
+    rest = [r for r in rows if r not in picks]
+    more = count - len(picks)
+    picks += [rest[round(i * (len(rest) - 1) / (more - 1))] for i in range(more)] if more > 1 else rest[:more]
+    picks.sort(key=lambda r: float(r["value"]))
+    # named by rank among the picks, then trial number: sorted names run from the best trial down
+    return {f"trial-r{rank:02d}-n{int(r['number']):03d}":
+            space.suggest(optuna.trial.FixedTrial(r["params"]), pool_size).to_json()
+            for rank, r in enumerate(picks, 1)}
 
 
 def adapruner(*args: str) -> None:
@@ -156,14 +182,13 @@ def main() -> int:
     args = p.parse_args()
     data_dir = Path(args.data_dir).resolve()
     results = args.results
-    (results / "zeroshot").mkdir(parents=True, exist_ok=True)
     rows_path = results / "rows.json"
     rows = json.loads(rows_path.read_text()) if rows_path.is_file() else {}
     configs_path = results / "configs.json"
     if not configs_path.is_file():
         configs_path.write_text(json.dumps(configurations(data_dir, SEARCH_TRIALS), indent=1) + "\n")
-    configs = {"dense": None, **json.loads(configs_path.read_text())}
-    limit = ["--limit", str(args.zeroshot_limit)] if args.zeroshot_limit else []
+    configs = ordered({"dense": None, **json.loads(configs_path.read_text())})
+    limit = args.zeroshot_limit
     common = ["--device", "cpu", "--data-dir", str(data_dir)]
     dense_cache: dict = {}
     done_now = 0
@@ -178,8 +203,10 @@ def main() -> int:
                       "--out", str(work / "run"), "--overwrite", *common)
         steps = [
             ("objectives", lambda: objectives(model, data_dir, dense_cache)),
-            ("proxy", lambda: _zeroshot(model, work / "proxy.json", PROXY_TASKS, limit, common)["summary"]),
-            ("zeroshot", lambda: _full_zeroshot(model, work, name, results, limit, common)),
+            ("proxy", lambda: _study_zeroshot(model, work, name, results, "proxy",
+                                              {t: limit or PROXY_COUNT for t in PROXY_TASKS}, common)),
+            ("zeroshot", lambda: _study_zeroshot(model, work, name, results, "zeroshot",
+                                                 {t: limit or n for t, n in STUDY_COUNTS.items()}, common)),
             ("test_ppl", lambda: _test_ppl(model, work, common)),
         ]
         for step, run in steps:
@@ -201,18 +228,41 @@ def main() -> int:
     return 0
 
 
-def _zeroshot(model: str, out: Path, tasks, limit: list[str], common: list[str]) -> dict:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    adapruner("eval", "--model", model, "--tasks", ",".join(tasks), "--out", str(out), "--overwrite", *limit, *common)
-    return json.loads(out.read_text())["zeroshot"]
+def ordered(configs: dict) -> dict:
+    """The models in study order: ``FIRST`` (``trial-best`` / ``trial-mid``: the best and the median
+    of the picked trials), then baselines and trials alternately."""
+    trials = sorted(k for k in configs if k.startswith("trial-"))
+    alias = {"trial-best": trials[0] if trials else None, "trial-mid": trials[len(trials) // 2] if trials else None}
+    head = [alias.get(k, k) for k in FIRST if alias.get(k, k) in configs]
+    rest_b = [k for k in configs if k not in head and not k.startswith("trial-")]
+    rest_t = [k for k in trials if k not in head]
+    tail = [k for pair in zip(rest_b, rest_t) for k in pair] + rest_b[len(rest_t):] + rest_t[len(rest_b):]
+    return {k: configs[k] for k in head + tail}
 
 
-def _full_zeroshot(model: str, work: Path, name: str, results: Path, limit: list[str], common: list[str]) -> dict:
-    from adapruner.data.zeroshot import TASKS
+def _study_zeroshot(model: str, work: Path, name: str, results: Path, kind: str, counts: dict[str, int],
+                    common: list[str]) -> dict:
+    """``counts``' tasks (first n examples each; one evaluation per distinct n), their outcomes
+    written to ``results/<kind>/<name>.json`` and their summary returned."""
+    from adapruner.eval.significance import summarise
 
-    zs = _zeroshot(model, work / "zeroshot.json", TASKS, limit, common)
-    (results / "zeroshot" / f"{name}.json").write_text(json.dumps(compact(zs)) + "\n")
-    return zs["summary"]
+    tasks: dict = {}
+    for n in sorted(set(counts.values())):
+        group = [t for t, m in counts.items() if m == n]
+        out = work / f"{kind}-{n}.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        adapruner("eval", "--model", model, "--tasks", ",".join(group), "--limit", str(n), "--out", str(out),
+                  "--overwrite", *common)
+        zs = json.loads(out.read_text())["zeroshot"]
+        tasks.update({t: zs[t] for t in group})
+        protocol = zs["protocol"]
+    tasks = {t: tasks[t] for t in counts}
+    summary = summarise(tasks)
+    protocol.update(limit=counts, task_versions=None)
+    zs = {**tasks, "average": {"tasks": list(counts)}, "summary": summary, "protocol": protocol}
+    (results / kind).mkdir(parents=True, exist_ok=True)
+    (results / kind / f"{name}.json").write_text(json.dumps(compact(zs)) + "\n")
+    return summary
 
 
 def _test_ppl(model: str, work: Path, common: list[str]) -> dict:

@@ -6,7 +6,8 @@ whole vocabulary, the zero-shot proxy on the development splits): Spearman's rho
 tau against the 6-task zero-shot mean (without BoolQ) and against the mean WikiText-2 / PTB test
 perplexity, each with a 95 % bootstrap interval over the models, signed so that 1 means "ranks
 the models exactly as the target does"; the scoring time an objective adds to a trial; one
-scatter plot per objective.
+scatter plot per objective; and the target's own noise (each model's SE, the paired SE of two
+models' difference), which bounds how well any objective can agree with it.
 
     python benchmarks/quality/render_objective_study.py [--results benchmarks/results/objective_study]
 """
@@ -25,10 +26,10 @@ OBJECTIVES = {
     "ppl": ("validation perplexity (the paper's)", lambda r: r["objectives"]["ppl"]["mean"], True),
     "kl512": ("KL from dense, top-512", lambda r: r["objectives"]["kl512"]["mean"], True),
     "kl_full": ("KL from dense, whole vocabulary", lambda r: r["objectives"]["kl_full"]["mean"], True),
-    "proxy": ("zero-shot proxy (dev splits, accuracy)", lambda r: r["proxy"]["mean"]["value"], False),
+    "proxy": ("zero-shot proxy (dev splits, 3 x 200, accuracy)", lambda r: r["proxy"]["mean"]["value"], False),
 }
 TARGETS = {
-    "zero-shot (6 tasks)": (lambda r: r["zeroshot"]["mean_without_boolq"]["value"], False),
+    "zero-shot (6 tasks)": (lambda r: r["zeroshot"]["mean"]["value"], False),
     "test perplexity": (lambda r: (r["test_ppl"]["wikitext2"] + r["test_ppl"]["ptb"]) / 2, True),
 }
 BOOTSTRAP = 2000
@@ -83,11 +84,34 @@ def main() -> int:
         cost = sum(seconds) / len(seconds) if all(s is not None for s in seconds) else float("nan")
         table[name]["scoring_seconds"] = cost
         lines.append(f"| {label} | " + " | ".join(cells) + f" | {cost:.2f} |")
+    noise = target_noise(args.results / "zeroshot", list(pruned))
+    table["target_noise"] = noise
+    lines += ["", f"The target's noise: a model's 6-task mean has SE {100 * noise['se_median']:.2f} points (median "
+              f"over models); the difference of two models, paired on the same examples, SE "
+              f"{100 * noise['paired_se_median']:.2f} (median over {noise['pairs']} pairs)."]
     (args.results / "table.md").write_text("\n".join(lines) + "\n")
     (args.results / "correlations.json").write_text(json.dumps(table, indent=1) + "\n")
     plot(pruned, complete.get("dense"), args.results / "scatter.png")
     print("\n".join(lines))
     return 0
+
+
+def target_noise(outcomes: Path, names: list[str]) -> dict:
+    """Median SE of a model's 6-task mean and median paired SE of two models' difference, from the
+    per-example outcomes the study keeps."""
+    import statistics
+
+    from adapruner.eval.significance import compare, summarise
+
+    def load(name):
+        tasks = json.loads((outcomes / f"{name}.json").read_text())["tasks"]
+        return {t: {**r, "correct": [int(c) for c in r["correct"]]} for t, r in tasks.items()}
+
+    results = {n: load(n) for n in names if (outcomes / f"{n}.json").is_file()}
+    ses = [summarise(r)["mean"]["se"] for r in results.values()]
+    keys = sorted(results)
+    paired = [compare(results[a], results[b])["mean"]["se"] for i, a in enumerate(keys) for b in keys[i + 1:]]
+    return {"se_median": statistics.median(ses), "paired_se_median": statistics.median(paired), "pairs": len(paired)}
 
 
 def plot(rows: dict, dense: dict | None, path: Path) -> None:

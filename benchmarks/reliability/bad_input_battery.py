@@ -11,7 +11,21 @@ scratch directory (also the working directory), on a tiny random Llama checkpoin
   (except, after a refused write, what the run keeps to resume from: a streamed run's staging
   directory, a search's study);
 - ``modified``: it changed a file that existed before;
-- ``accepted``: it exited 0 on input it should refuse.
+- ``accepted``: it exited 0 on input it should refuse;
+- ``no recovery``: after a disk fault, the same command once the fault is lifted did not succeed
+  (every disk-fault case runs twice: with the fault, then without it in the same directory, where
+  it must resume or start cleanly and exit 0);
+- ``fault not reached``: a disk-fault case that succeeded because its output fitted under the
+  limit (the case then tests nothing, and says so);
+- ``skipped``: a fault this machine cannot stage (mounting a small or read-only tmpfs needs root).
+
+Disk faults strike once the command's pre-flight probe of ``--out`` has passed, i.e. during the
+work, whatever the size of the command's output: a file-size limit of half the command's largest
+output file (RLIMIT_FSIZE: EFBIG, mid-write for a checkpoint shard), a disk that fills up (the
+case's directory is a tmpfs; a filler file takes all but half of what the command would write:
+ENOSPC, SQLite's "database or disk is full") and a read-only disk (the tmpfs remounted read-only
+after the inputs are written: EROFS, met by the probe). The sizes come from a fault-free run of the
+same command.
 
     python benchmarks/reliability/bad_input_battery.py --data-dir ../shared/data
 
@@ -47,8 +61,11 @@ def tiny_checkpoint(path: Path) -> Path:
     from tiny import tiny_model
     from tiny_tokenizer import char_tokenizer
 
+    from test_export import tiny_tokenizer_gguf
+
     tiny_model("llama").save_pretrained(path)
     char_tokenizer(add_bos=True).save_pretrained(path)
+    tiny_tokenizer_gguf(path.parent / "t.gguf")  # export's --tokenizer-from
     return path
 
 
@@ -377,21 +394,116 @@ def more_cases(tiny: Path, data: str) -> list[tuple]:
          {"a.json": json.dumps(zs)}),
     ]
     out += [(name, argv, {}) for name, argv in numbers + names] + kinds + compare
-    # A disk that refuses writes beyond 1 KiB (RLIMIT_FSIZE: EFBIG), in every writer. What a run
-    # keeps on purpose to resume from (a streamed run's staging directory, a study) may stay.
-    full = {"fsize": 1024}
+    # A disk that refuses a write during every writer's work (see the module's docstring). What a
+    # run keeps on purpose to resume from (a streamed run's staging directory, a study) may stay.
     writers = [
         ("prune", [*prune, "--ratio", "0.2"]),
         ("prune --stream", [*prune, "--ratio", "0.2", "--stream"], (".out.partial/",)),
         ("search", search, ("run/study.db",)),
         ("finetune", ft),
-        ("export", ["export", "--model", str(tiny), "--out", "x.gguf", "--tokenizer-from", "t.gguf"]),
+        ("export", ["export", "--model", str(tiny), "--out", "x.gguf", "--tokenizer-from",
+                    str(tiny.parent / "t.gguf")]),
         ("eval", [*ev, "--ppl", "wikitext2", "--max-windows", "1", "--out", "e.json"]),
         ("stats", ["stats", "--model", str(tiny), "--device", "cpu", "--out", "s.json", "--repeats", "1"]),
     ]
-    out += [(f"{cmd}: the disk refuses a write (EFBIG)", argv, {}, {**full, "resumable": keep[0] if keep else ()})
-            for cmd, argv, *keep in writers]
+    for fault, label in (({"fsize": "half"}, "the disk refuses a write (EFBIG)"),
+                         ({"tmpfs": "64m", "fill": "half"}, "the disk is full (ENOSPC)"),
+                         ({"tmpfs": "64m", "readonly": True}, "the disk is read-only (EROFS)")):
+        out += [(f"{cmd}: {label}", argv, {}, {**fault, "resumable": keep[0] if keep else ()})
+                for cmd, argv, *keep in writers]
     return out
+
+
+PROBE = 4096  # what check_writable writes before any work
+
+
+def writer_sizes(argv: list[str], scratch: Path) -> tuple[int, int]:
+    """The largest file and the total bytes a fault-free run of ``argv`` writes."""
+    r = run_case(argv, {}, scratch, None)
+    if r["exit"] != 0:
+        raise RuntimeError(f"the fault-free run of {argv[0]} failed: {r['last_line']}")
+    sizes = [(scratch / f).stat().st_size for f in r["new_files"]]
+    return max(sizes), sum(sizes)
+
+
+def resolve(fault: dict, sizes: tuple[int, int]) -> dict:
+    """A fault's limits from the writer's sizes: half its largest file (EFBIG), half its total
+    left free (ENOSPC)."""
+    largest, total = sizes
+    out = dict(fault)
+    if fault.get("fsize") == "half":
+        out["fsize"] = max(1, largest // 2)
+    if fault.get("fill") == "half":
+        out["fill"] = total // 2
+    return out
+
+
+FILLER = ".battery-filler"
+
+
+@contextlib.contextmanager
+def after_probe(fault: dict | None, scratch: Path):
+    """Strike ``fault`` when the command removes its pre-flight probe file (the first
+    ``.adapruner-probe-*`` it unlinks): lower the file-size limit, or fill the disk."""
+    import resource
+
+    if not fault or not ({"fsize", "fill"} & set(fault)):
+        yield
+        return
+    unlink, struck = os.unlink, []
+
+    def strike():
+        if "fsize" in fault:  # writes past the limit fail with EFBIG instead of killing the process
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+            resource.setrlimit(resource.RLIMIT_FSIZE, (fault["fsize"], resource.RLIM_INFINITY))
+        if "fill" in fault:
+            fill(scratch / FILLER, fault["fill"])
+
+    def patched(path, *a, **k):
+        unlink(path, *a, **k)
+        if not struck and Path(path).name.startswith(".adapruner-probe-"):
+            struck.append(True)
+            strike()
+
+    os.unlink = patched
+    try:
+        yield
+    finally:
+        os.unlink = unlink
+        resource.setrlimit(resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+        if os.path.exists(scratch / FILLER):
+            unlink(scratch / FILLER)
+
+
+def fill(path: Path, leave: int) -> None:
+    """Write ``path`` until the disk is full, then give back ``leave`` bytes (whole pages)."""
+    import errno
+
+    chunk = b"\0" * (1 << 16)
+    with open(path, "wb", buffering=0) as f:
+        try:
+            while True:
+                f.write(chunk)
+        except OSError as exc:
+            if exc.errno != errno.ENOSPC:
+                raise
+        size = f.tell()
+        f.truncate(max(0, size - leave // PROBE * PROBE))
+
+
+def _mount(scratch: Path, *options: str) -> bool:
+    """Mount (or remount) a tmpfs on ``scratch``; False where this machine does not allow it."""
+    import subprocess
+
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", ",".join(options), "tmpfs", str(scratch)],
+                          capture_output=True)
+    return proc.returncode == 0
+
+
+def _umount(scratch: Path) -> None:
+    import subprocess
+
+    subprocess.run(["umount", "-l", str(scratch)], capture_output=True)
 
 
 def _digests(root: Path) -> dict[str, str]:
@@ -416,6 +528,9 @@ def run_case(argv: list[str], files: dict, scratch: Path, fault: dict | None = N
             path.write_bytes(content)
         else:
             path.write_text(content)
+    if fault and fault.get("readonly") and not _mount(scratch, "remount", "ro"):
+        return {"outcome": "skipped", "exit": None, "last_line": "cannot remount read-only here", "new_files": [],
+                "escaped": None}
     before = _digests(scratch)
     err, out = io.StringIO(), io.StringIO()
     cwd = os.getcwd()
@@ -424,11 +539,8 @@ def run_case(argv: list[str], files: dict, scratch: Path, fault: dict | None = N
     signal.alarm(60)
     rc, escaped = None, None
     limit = resource.getrlimit(resource.RLIMIT_FSIZE)
-    if fault and "fsize" in fault:  # writes past this size fail with EFBIG instead of killing the process
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-        resource.setrlimit(resource.RLIMIT_FSIZE, (fault["fsize"], limit[1]))
     try:
-        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out), after_probe(fault, scratch):
             try:
                 rc = main(argv)
             except SystemExit as exc:  # argparse usage errors
@@ -463,10 +575,19 @@ def run_case(argv: list[str], files: dict, scratch: Path, fault: dict | None = N
             "new_files": sorted(set(after) - set(before)), "escaped": escaped}
 
 
+def recover(argv: list[str], scratch: Path, fault: dict) -> dict:
+    """The same command in the same directory once the disk fault is lifted: it must succeed."""
+    if "tmpfs" in fault:
+        _mount(scratch, "remount", "rw", "size=1g")
+    r = run_case(argv, {}, scratch, None)
+    return {"exit": r["exit"], "last_line": r["last_line"]}
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data-dir", required=True)
     p.add_argument("--out", default="benchmarks/results/bad_input_battery.json")
+    p.add_argument("--only", default=None, help="run only the cases whose name contains this (a look, not a result)")
     args = p.parse_args()
     os.environ["HF_HUB_OFFLINE"] = "1"  # the hub-id cases must fail fast, as on an offline machine
     data = str(Path(args.data_dir).resolve())
@@ -474,10 +595,32 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="battery-") as root:
         root = Path(root)
         tiny = tiny_checkpoint(root / "tiny")
+        sizes: dict[tuple, tuple[int, int]] = {}
         for i, (name, argv, files, *fault) in enumerate(cases(tiny, data)):
+            if args.only and args.only not in name:
+                continue
             scratch = root / f"case{i:03d}"
             scratch.mkdir()
-            results[name] = {"argv": argv, **run_case(argv, files, scratch, fault[0] if fault else None)}
+            fault = fault[0] if fault else None
+            if fault and "half" in fault.values():
+                if tuple(argv) not in sizes:
+                    (root / f"sizes{i:03d}").mkdir()
+                    sizes[tuple(argv)] = writer_sizes(argv, root / f"sizes{i:03d}")
+                fault = resolve(fault, sizes[tuple(argv)])
+            if fault and "tmpfs" in fault and not _mount(scratch, f"size={fault['tmpfs']}"):
+                results[name] = {"argv": argv, "outcome": "skipped", "last_line": "mounting a tmpfs needs root"}
+            else:
+                results[name] = {"argv": argv, **run_case(argv, files, scratch, fault)}
+                if fault:
+                    results[name]["fault"] = {k: v for k, v in fault.items() if k != "resumable"}
+                if fault and results[name]["outcome"] == "accepted":
+                    results[name]["outcome"] = "fault not reached"
+                if fault and results[name]["outcome"] == "clean":
+                    results[name]["recovery"] = recover(argv, scratch, fault)
+                    if results[name]["recovery"]["exit"] != 0:
+                        results[name]["outcome"] = "no recovery"
+            if fault and "tmpfs" in fault:
+                _umount(scratch)
             print(f"{results[name]['outcome']:>10}  {name}: {results[name]['last_line'][:110]}", flush=True)
     counts: dict[str, int] = {}
     for r in results.values():
