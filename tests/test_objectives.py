@@ -68,3 +68,28 @@ def test_search_with_the_kl_objective(tiny_llama_dir, data_dir, tmp_path):
     # Another objective is another study: the same output with the paper's objective is refused.
     assert main(["search", "--model", str(tiny_llama_dir), "--ratio", "0.2", "--trials", "3", "--out", str(out),
                  "--data-dir", str(data_dir), "--eval-windows", "4", "--device", "cpu", "--space", str(space)]) == 2
+
+
+def test_held_back_book_windows_are_never_calibration_windows(tiny_llama_dir, data_dir):
+    from adapruner.data.books import held_back_windows, load_pool
+    from adapruner.models.load import load_model
+
+    tokenizer = load_model(str(tiny_llama_dir), device="cpu").tokenizer
+    held = held_back_windows(tokenizer, data_dir, 32)
+    pool = load_pool(tokenizer, data_dir, 32).ids
+    assert held.shape[1] == 32 and len(held) > 100
+    # every pool window is a paragraph's first tokens; a held-back one is its second window
+    assert not set(map(tuple, held[:, 1:].tolist())) & set(map(tuple, pool[:, 1:].tolist()))
+
+
+def test_search_with_the_mixed_domain_objective(tiny_llama_dir, data_dir, tmp_path):
+    space = tmp_path / "space.yaml"
+    space.write_text("num_samples: 4\n")
+    out = tmp_path / "mix"
+    assert main(["search", "--model", str(tiny_llama_dir), "--ratio", "0.2", "--trials", "2", "--out", str(out),
+                 "--data-dir", str(data_dir), "--eval-windows", "3", "--device", "cpu", "--space", str(space),
+                 "--objective", "mix"]) == 0
+    report = json.loads((out / "pruning_report.json").read_text())
+    domains = {"wikitext2", "ptb", "books", "alpaca"}
+    assert report["protocol"]["objective_name"] == "mix" and set(report["protocol"]["datasets"]) == domains
+    assert report["reproduction"]["reproduced"] and set(report["pruned_objective"]) == domains

@@ -11,7 +11,8 @@ For each model, resumable step by step (one row per model in ``rows.json``, comm
 1. ``adapruner prune --config`` of the configuration (the delivered model of that trial);
 2. the objectives on the search's validation windows (16 per dataset of WikiText-2 and PTB valid,
    128 tokens, what a trial sees): ``ppl`` (the paper's), ``kl`` with the dense top-512 kept and
-   with the whole vocabulary, each with the seconds its scoring took;
+   with the whole vocabulary, each with the seconds its scoring took; and (step ``mix``, last)
+   ``mix``, perplexity over four domains (adds held-back book windows and Alpaca answers);
 3. the zero-shot proxy: the first 200 examples of each of the ARC-e, ARC-c and OBQA development
    splits (never reported; per-example outcomes kept, so smaller proxies are subsets of them);
 4. the zero-shot target: the six tasks without BoolQ on fixed leading subsets (``STUDY_COUNTS``,
@@ -33,7 +34,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -139,13 +139,16 @@ def objectives(model: str, data_dir: Path, dense_cache: dict) -> dict:
                                                   for k in (512, 0)})
         del dense, logits
     pruned = load_model(model, device="cpu")
-    out: dict = {"ppl": {}, "kl512": {}, "kl_full": {}, "seconds": {"ppl": 0.0, "kl512": 0.0, "kl_full": 0.0}}
+    out: dict = {"ppl": {}, "kl512": {}, "kl_full": {},
+                 "seconds": {"forward": 0.0, "ppl": 0.0, "kl512": 0.0, "kl_full": 0.0}}
     for name, w in dense_cache["windows"].items():
         nll, kl = TokenNLL(), {512: 0.0, 0: 0.0}
         count = 0
         for j, batch in enumerate(w.split(protocol.batch_size)):
+            t = time.perf_counter()
             with torch.no_grad():
                 logits = pruned.model(input_ids=batch).logits
+            out["seconds"]["forward"] += time.perf_counter() - t
             t = time.perf_counter()
             nll.add(logits, batch)
             out["seconds"]["ppl"] += time.perf_counter() - t
@@ -158,6 +161,31 @@ def objectives(model: str, data_dir: Path, dense_cache: dict) -> dict:
         out["kl512"][name], out["kl_full"][name] = kl[512] / count, kl[0] / count
     for key in ("ppl", "kl512", "kl_full"):
         out[key]["mean"] = sum(out[key].values()) / len(out[key])
+    return out
+
+
+def mixed_perplexity(model: str, data_dir: Path) -> dict:
+    """The ``mix`` objective (perplexity on WikiText-2 and PTB validation, held-back book windows,
+    Alpaca answers; the search's 16 windows of 128 tokens each) of the pruned model, with its time."""
+    import torch
+
+    from adapruner.core.lm import TokenNLL
+    from adapruner.models.load import load_model
+    from adapruner.objectives import OBJECTIVES
+    from adapruner.search.objective import ObjectiveProtocol, load_eval_windows
+
+    loaded = load_model(model, device="cpu")
+    protocol = ObjectiveProtocol(datasets=OBJECTIVES.get("mix").datasets)
+    windows = load_eval_windows(loaded.tokenizer, data_dir, protocol)
+    out, t = {}, time.perf_counter()
+    for name, w in windows.items():
+        nll = TokenNLL()
+        with torch.no_grad():
+            for batch in w.split(protocol.batch_size):
+                nll.add(loaded.model(input_ids=batch).logits, batch)
+        out[name] = nll.ppl()
+    out["mean"] = sum(out.values()) / len(out)
+    out["seconds"] = round(time.perf_counter() - t, 2)
     return out
 
 
@@ -175,13 +203,16 @@ def compact(zeroshot: dict) -> dict:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data-dir", required=True)
-    p.add_argument("--scratch", type=Path, default=Path(os.environ.get("ADAPRUNER_BENCH_DIR", "/tmp/adapruner-bench")))
+    p.add_argument("--scratch", type=Path, default=Path(os.environ.get("ADAPRUNER_BENCH_DIR", "/tmp/adapruner-bench")),
+                   help="where the pruned models stay (~0.5 GB each), so that an objective added later is scored "
+                        "without pruning again; delete it when the study is done")
     p.add_argument("--max-models", type=int, default=None, help="stop after this many models (a sitting)")
     p.add_argument("--zeroshot-limit", type=int, default=None, help="smoke runs only: documents per task")
     p.add_argument("--results", type=Path, default=RESULTS)
     args = p.parse_args()
     data_dir = Path(args.data_dir).resolve()
     results = args.results
+    results.mkdir(parents=True, exist_ok=True)
     rows_path = results / "rows.json"
     rows = json.loads(rows_path.read_text()) if rows_path.is_file() else {}
     configs_path = results / "configs.json"
@@ -208,6 +239,7 @@ def main() -> int:
             ("zeroshot", lambda: _study_zeroshot(model, work, name, results, "zeroshot",
                                                  {t: limit or n for t, n in STUDY_COUNTS.items()}, common)),
             ("test_ppl", lambda: _test_ppl(model, work, common)),
+            ("mix", lambda: mixed_perplexity(model, data_dir)),
         ]
         for step, run in steps:
             if step in row:
@@ -220,8 +252,6 @@ def main() -> int:
             tmp = rows_path.with_suffix(".tmp")
             tmp.write_text(json.dumps(rows, indent=1, sort_keys=True) + "\n")
             os.replace(tmp, rows_path)
-        if config is not None and "test_ppl" in row:
-            shutil.rmtree(work, ignore_errors=True)
         done_now += 1
         if args.max_models and done_now >= args.max_models:
             break

@@ -6,7 +6,8 @@ scratch directory (also the working directory), on a tiny random Llama checkpoin
 
 - ``clean``: exit status 2 and the last stderr line is a one-line ``error: ...``, no traceback;
 - ``traceback``: a Python traceback was printed or an exception escaped;
-- ``hang``: still running after the alarm;
+- ``hang``: still running after the alarm (or, for the hub behind a dead or silent proxy, after
+  10 seconds);
 - ``partial``: it left files behind in the scratch directory (or in --out) that were not there
   (except, after a refused write, what the run keeps to resume from: a streamed run's staging
   directory, a search's study);
@@ -45,6 +46,7 @@ import signal
 import sqlite3
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 
@@ -406,6 +408,14 @@ def more_cases(tiny: Path, data: str) -> list[tuple]:
         ("eval", [*ev, "--ppl", "wikitext2", "--max-windows", "1", "--out", "e.json"]),
         ("stats", ["stats", "--model", str(tiny), "--device", "cpu", "--out", "s.json", "--repeats", "1"]),
     ]
+    # The hub behind a proxy that is dead (refuses connections) or silent (accepts and never
+    # answers): the probe must give up in seconds, not after the client's ~50 s of retries.
+    for proxy, label in ((DEAD_PROXY, "a dead proxy"), (SILENT_PROXY, "a silent proxy")):
+        out += [(f"{cmd}: hub id behind {label}", argv, {},
+                 {"env": {"HTTPS_PROXY": proxy, "HF_HUB_OFFLINE": None}, "max_seconds": 10})
+                for cmd, argv in (("eval", ["eval", "--model", "someone/model-that-is-not-here", *d]),
+                                  ("prune", ["prune", "--model", "someone/model-that-is-not-here", "--ratio", "0.2",
+                                             "--out", "out", *d]))]
     for fault, label in (({"fsize": "half"}, "the disk refuses a write (EFBIG)"),
                          ({"tmpfs": "64m", "fill": "half"}, "the disk is full (ENOSPC)"),
                          ({"tmpfs": "64m", "readonly": True}, "the disk is read-only (EROFS)")):
@@ -415,6 +425,34 @@ def more_cases(tiny: Path, data: str) -> list[tuple]:
 
 
 PROBE = 4096  # what check_writable writes before any work
+DEAD_PROXY = "http://127.0.0.1:9"  # the discard port: nothing listens, the connection is refused
+SILENT_PROXY = "http://127.0.0.1:{silent_port}"  # a socket that accepts and never answers (main)
+
+
+@contextlib.contextmanager
+def environment(env: dict | None):
+    """``os.environ`` with ``env`` applied (None removes a variable), restored afterwards.
+    huggingface_hub reads HF_HUB_OFFLINE once, at import: its constant follows too."""
+    from huggingface_hub import constants
+
+    saved = {k: os.environ.get(k) for k in env or {}}
+    offline = constants.HF_HUB_OFFLINE
+    if "HF_HUB_OFFLINE" in (env or {}):
+        constants.HF_HUB_OFFLINE = env["HF_HUB_OFFLINE"] not in (None, "", "0")
+    for k, v in (env or {}).items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+    try:
+        yield
+    finally:
+        constants.HF_HUB_OFFLINE = offline
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def writer_sizes(argv: list[str], scratch: Path) -> tuple[int, int]:
@@ -539,8 +577,10 @@ def run_case(argv: list[str], files: dict, scratch: Path, fault: dict | None = N
     signal.alarm(60)
     rc, escaped = None, None
     limit = resource.getrlimit(resource.RLIMIT_FSIZE)
+    start = time.perf_counter()
     try:
-        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out), after_probe(fault, scratch):
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out), after_probe(fault, scratch), \
+                environment((fault or {}).get("env")):
             try:
                 rc = main(argv)
             except SystemExit as exc:  # argparse usage errors
@@ -556,7 +596,8 @@ def run_case(argv: list[str], files: dict, scratch: Path, fault: dict | None = N
     after = _digests(scratch)
     text = err.getvalue() + out.getvalue()
     lines = [line for line in err.getvalue().splitlines() if line.strip()]
-    if escaped == "hang":
+    seconds = time.perf_counter() - start
+    if escaped == "hang" or seconds > (fault or {}).get("max_seconds", float("inf")):
         outcome = "hang"
     elif escaped or "Traceback (most recent call last)" in text:
         outcome = "traceback"
@@ -572,7 +613,7 @@ def run_case(argv: list[str], files: dict, scratch: Path, fault: dict | None = N
     else:
         outcome = f"exit {rc}"
     return {"outcome": outcome, "exit": rc, "last_line": lines[-1][:300] if lines else "",
-            "new_files": sorted(set(after) - set(before)), "escaped": escaped}
+            "new_files": sorted(set(after) - set(before)), "escaped": escaped, "seconds": round(seconds, 2)}
 
 
 def recover(argv: list[str], scratch: Path, fault: dict) -> dict:
@@ -590,6 +631,13 @@ def main() -> int:
     p.add_argument("--only", default=None, help="run only the cases whose name contains this (a look, not a result)")
     args = p.parse_args()
     os.environ["HF_HUB_OFFLINE"] = "1"  # the hub-id cases must fail fast, as on an offline machine
+    import socket
+
+    silent = socket.socket()  # listens (the kernel completes connections) and never reads or answers
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)
+    global SILENT_PROXY
+    SILENT_PROXY = SILENT_PROXY.format(silent_port=silent.getsockname()[1])
     data = str(Path(args.data_dir).resolve())
     results = {}
     with tempfile.TemporaryDirectory(prefix="battery-") as root:
@@ -615,7 +663,7 @@ def main() -> int:
                     results[name]["fault"] = {k: v for k, v in fault.items() if k != "resumable"}
                 if fault and results[name]["outcome"] == "accepted":
                     results[name]["outcome"] = "fault not reached"
-                if fault and results[name]["outcome"] == "clean":
+                if fault and {"fsize", "fill", "tmpfs"} & set(fault) and results[name]["outcome"] == "clean":
                     results[name]["recovery"] = recover(argv, scratch, fault)
                     if results[name]["recovery"]["exit"] != 0:
                         results[name]["outcome"] = "no recovery"

@@ -38,6 +38,7 @@ ALLOCATORS = {
 OBJECTIVES = {
     "ppl": "mean perplexity (paper Eq. 6)",
     "kl": "mean KL divergence of the pruned model's next-token distribution from the dense model's",
+    "mix": "mean perplexity over four domains: WikiText-2 and PTB validation, held-back book windows, Alpaca answers",
 }
 ATTENTION_MODES = ("heads", "kv", "none")
 DTYPES = ("bfloat16", "float16", "float32")

@@ -206,3 +206,23 @@ def calibration_pool(tokenizer, data_dir: str | Path, seq_len: int = 128, seed: 
     given files, tokenizer, ``seq_len`` and ``seed``, and cached, so repeated calls are cheap.
     """
     return load_pool(tokenizer, data_dir, seq_len, seed).ids
+
+
+def held_back_windows(tokenizer, data_dir: str | Path, seq_len: int = 128) -> torch.Tensor:
+    """Book windows that no calibration set can hold: the *second* window of every paragraph
+    long enough for two (a pool window is a paragraph's first tokens only), in book and paragraph
+    order, ``LongTensor[W, seq_len]`` with the tokenizer's BOS convention. The same prose as the
+    calibration pool, never its tokens: a held-out measure of the calibration domain."""
+    files = book_files(data_dir)
+    bos = leading_bos(tokenizer)
+    need = text_tokens_per_window(seq_len, bos)
+    key, info = _pool_key(files, tokenizer, seq_len, 0, bos)
+    _, flat, offsets = _encode_books(files, tokenizer, info["files"], info["tokenizer"])
+    keep = ((offsets[1:] - offsets[:-1]) >= 2 * need).nonzero().flatten()
+    if len(keep) == 0:
+        raise AdaprunerError(f"no book paragraph has {2 * need} tokens or more to hold back; use a shorter --seq-len")
+    ids = flat[offsets[keep].unsqueeze(1) + need + torch.arange(need)]
+    if bos is not None:
+        ids = torch.cat([torch.full((len(ids), 1), bos, dtype=torch.long), ids], dim=1)
+    return ids
+

@@ -40,12 +40,14 @@ class SearchObjective(ABC):
 
     ``options``: settings of its own, ``{name: (default, help)}``; ``describe(options)`` is the
     sentence recorded in the study's protocol (a different objective, or other options, is another
-    study).
+    study). ``datasets``: the validation data it is scored on (names of
+    :data:`adapruner.search.objective.VALIDATION_SOURCES`); None for the paper's WikiText-2 + PTB.
     """
 
     name: ClassVar[str]
     help: ClassVar[str] = ""
     options: ClassVar[dict[str, tuple[object, str]]] = {}
+    datasets: ClassVar[tuple[str, ...] | None] = None
 
     def resolved(self, options: dict | None) -> dict:
         """``options`` checked against the declared ones, with the defaults filled in."""

@@ -22,6 +22,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn as nn
@@ -32,6 +33,7 @@ from adapruner.core.lm import TokenNLL, lm_logits
 from adapruner.objectives.measure import PERPLEXITY, Measure, TrialResult  # noqa: F401  (TrialResult: part of this API)
 from adapruner.objectives.perplexity import SCORE_CAP
 from adapruner.core.structure import PruningPlan
+from adapruner.errors import AdaprunerError
 from adapruner.importance.needs import StatisticsNeeds
 from adapruner.planning import plan_pruning, pool_windows, statistics_needs
 
@@ -61,17 +63,55 @@ def spread_windows(windows: torch.Tensor, count: int) -> torch.Tensor:
 
 
 def load_eval_windows(tokenizer, data_dir, protocol: ObjectiveProtocol) -> dict[str, torch.Tensor]:
-    """The fixed evaluation windows of every dataset of ``protocol`` (validation splits only)."""
-    from adapruner.data.corpora import load_corpus
-    from adapruner.eval.perplexity import corpus_windows
-
+    """The fixed evaluation windows of every dataset of ``protocol`` (validation data only, see
+    :data:`VALIDATION_SOURCES`), ``protocol.windows`` of them evenly spread over each."""
     if protocol.split == "test":
         raise ValueError("the search objective must never look at test splits")
     out = {}
     for name in protocol.datasets:
-        rows = load_corpus(name, protocol.split, data_dir)
-        out[name] = spread_windows(corpus_windows(tokenizer, rows, protocol.seq_len), protocol.windows)
+        if name not in VALIDATION_SOURCES:
+            raise AdaprunerError(f"unknown validation data '{name}'; choose from {', '.join(VALIDATION_SOURCES)}")
+        windows = VALIDATION_SOURCES[name](tokenizer, data_dir, protocol.split, protocol.seq_len)
+        out[name] = spread_windows(windows, protocol.windows)
     return out
+
+
+def _corpus(name: str):
+    def windows(tokenizer, data_dir, split: str, seq_len: int) -> torch.Tensor:
+        from adapruner.data.corpora import load_corpus
+        from adapruner.eval.perplexity import corpus_windows
+
+        return corpus_windows(tokenizer, load_corpus(name, split, data_dir), seq_len)
+    return windows
+
+
+def _books(tokenizer, data_dir, split: str, seq_len: int) -> torch.Tensor:
+    from adapruner.data.books import held_back_windows
+
+    return held_back_windows(tokenizer, data_dir, seq_len)
+
+
+ALPACA_ANSWERS = "alpaca/alpaca_data_first1805.json"
+
+
+def _alpaca(tokenizer, data_dir, split: str, seq_len: int) -> torch.Tensor:
+    from adapruner.data.alpaca import load_alpaca
+    from adapruner.eval.perplexity import corpus_windows
+
+    path = Path(data_dir) / ALPACA_ANSWERS
+    if not path.is_file():
+        raise AdaprunerError(f"missing data file {ALPACA_ANSWERS} in the data directory; point --data-dir at the "
+                             "offline data")
+    return corpus_windows(tokenizer, [r["output"] for r in load_alpaca(path)], seq_len)
+
+
+# Validation data a search objective may be scored on, by name: windows of ``seq_len`` tokens.
+VALIDATION_SOURCES = {
+    "wikitext2": _corpus("wikitext2"),  # WikiText-2 validation split
+    "ptb": _corpus("ptb"),  # Penn Treebank validation split
+    "books": _books,  # the book prose of the calibration pool, tokens no calibration set holds
+    "alpaca": _alpaca,  # Alpaca answers (instruction-following prose), joined
+}
 
 
 def first_pruned_layer(plan: PruningPlan) -> int:

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from adapruner.errors import AdaprunerError
 from adapruner.search.identity import StudyIdentity, check_identity, open_study
-from adapruner.search.objective import Measure, ObjectiveProtocol
+from adapruner.search.objective import EVAL_DATASETS, Measure, ObjectiveProtocol
 from adapruner.search.samplers import EARLY_STOPS, SAMPLERS, make_early_stop, make_sampler
 from adapruner.search.space import SearchSpace
 from adapruner.search.storage import default_storage, existing_study, open_storage, redact
@@ -90,7 +90,8 @@ class SearchRequest:
 
     def protocol(self) -> ObjectiveProtocol:
         """The objective's evaluation protocol."""
-        return ObjectiveProtocol(seq_len=self.space.seq_len, windows=self.eval_windows,
+        datasets = self.measure().objective.datasets or EVAL_DATASETS
+        return ObjectiveProtocol(datasets=tuple(datasets), seq_len=self.space.seq_len, windows=self.eval_windows,
                                  batch_size=self.eval_batch_size)
 
     def protocol_json(self) -> dict:
