@@ -9,7 +9,7 @@ the models exactly as the target does"; the scoring time an objective adds to a 
 scatter plot per objective; and the target's own noise (each model's SE, the paired SE of two
 models' difference), which bounds how well any objective can agree with it.
 
-    python benchmarks/quality/render_objective_study.py [--results benchmarks/results/objective_study]
+    python benchmarks/quality/render_objective_study.py [--check]   # into docs/search.md
 """
 
 from __future__ import annotations
@@ -17,10 +17,19 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE))
+
+import rendering  # noqa: E402
+
 RESULTS = HERE.parents[1] / "benchmarks" / "results" / "objective_study"
+PAGE = rendering.REPO / "docs" / "search.md"
+SCRIPT = "benchmarks/quality/render_objective_study.py"
+STEPS = ("objectives", "proxy", "zeroshot", "test_ppl", "mix")
 # name -> (label, value of a row, True when lower is better)
 OBJECTIVES = {
     "ppl": ("validation perplexity (the paper's)", lambda r: r["objectives"]["ppl"]["mean"], True),
@@ -61,18 +70,50 @@ def agreement(xs: list[float], ys: list[float], x_lower: bool, y_lower: bool) ->
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--results", type=Path, default=RESULTS)
+    p.add_argument("--check", action="store_true", help="exit 1 when docs/search.md is stale")
     args = p.parse_args()
-    rows = json.loads((args.results / "rows.json").read_text())
-    complete = {k: r for k, r in rows.items() if all(s in r for s in ("objectives", "proxy", "zeroshot", "test_ppl", "mix"))}
+    rows_path = args.results / "rows.json"
+    rows = json.loads(rows_path.read_text()) if rows_path.is_file() else {}
+    configs = args.results / "configs.json"
+    planned = 1 + len(json.loads(configs.read_text())) if configs.is_file() else None
+    complete = {k: r for k, r in rows.items() if all(s in r for s in STEPS)}
     pruned = {k: r for k, r in complete.items() if k != "dense"}
-    if len(pruned) < 3:
-        print(f"{len(pruned)} complete pruned models: too few to rank")
-        return 0
+    lines = [protocol_text(len(complete), planned)]
+    if len(pruned) >= 3:
+        table, table_lines = agreement_table(pruned, args.results)
+        lines += ["", *table_lines]
+        if not args.check:
+            (args.results / "table.md").write_text("\n".join(table_lines) + "\n")
+            (args.results / "correlations.json").write_text(json.dumps(table, indent=1) + "\n")
+            plot(pruned, complete.get("dense"), args.results / "scatter.png")
+        lines += ["", "The scatter plots: `benchmarks/results/objective_study/scatter.png`."]
+    else:
+        lines += ["", f"{len(pruned)} pruned models are complete: the agreement table needs at least 3."]
+    page = rendering.with_block(PAGE.read_text(), "objective-study", SCRIPT, "\n".join(lines))
+    return rendering.write_or_check({PAGE: page}, args.check, f"python {SCRIPT}")
+
+
+def protocol_text(done: int, planned: int | None) -> str:
+    from objective_study import PROXY_COUNT, STUDY_COUNTS
+
+    counts = ", ".join(f"{t} {n}" for t, n in STUDY_COUNTS.items())
+    return (f"`python benchmarks/quality/objective_study.py --data-dir ../shared/data` (resumable; one row per model "
+            f"in `benchmarks/results/objective_study/rows.json`, the per-example outcomes beside it): SmolLM2-135M "
+            f"pruned by 20 % with every metric and recipe and 18 trials of the recorded full-space search, each "
+            f"scored by every objective on the search's validation windows, by the zero-shot proxy (the first "
+            f"{PROXY_COUNT} examples of each development split of ARC-e, ARC-c and OBQA), by the six-task zero-shot "
+            f"mean without BoolQ on fixed leading subsets ({counts}; the full sets would take 2.4 hours per model "
+            f"on 2 CPU cores) and by full-test WikiText-2 / PTB perplexity. "
+            + (f"Models measured so far: {done} of {planned}." if planned else "Not run yet."))
+
+
+def agreement_table(pruned: dict, results: Path) -> tuple[dict, list[str]]:
+    """Every objective's rank agreement with each target, its cost, and the target's own noise."""
     table = {}
-    lines = [f"{len(pruned)} models pruned by 20 % (SmolLM2-135M); agreement with each target's ranking "
-             "(1: the same order, 0: none), 95 % bootstrap intervals over the models; s / evaluation: the seconds "
-             "one trial's evaluation takes with that objective (the model's forward on its windows and the "
-             "scoring; the proxy: its three development tasks).", "",
+    lines = [f"{len(pruned)} pruned models; agreement with each target's ranking (1: the same order, 0: none), 95 % "
+             "bootstrap intervals over the models; s / evaluation: the seconds one trial's evaluation takes with "
+             "that objective (the model's forward on its windows and the scoring; the proxy: its three development "
+             "tasks).", "",
              "| objective | " + " | ".join(f"{t}: Spearman | {t}: Kendall" for t in TARGETS) + " | s / evaluation |",
              "|---|" + "---|---|" * len(TARGETS) + "---|"]
     for name, (label, value, lower) in OBJECTIVES.items():
@@ -85,19 +126,15 @@ def main() -> int:
         seconds = ([r["seconds"]["proxy"] for r in pruned.values()] if name == "proxy" else
                    [r["mix"]["seconds"] for r in pruned.values()] if name == "mix" else
                    [r["objectives"]["seconds"]["forward"] + r["objectives"]["seconds"][name] for r in pruned.values()])
-        cost = sum(seconds) / len(seconds) if all(s is not None for s in seconds) else float("nan")
-        table[name]["scoring_seconds"] = cost
-        lines.append(f"| {label} | " + " | ".join(cells) + f" | {cost:.2f} |")
-    noise = target_noise(args.results / "zeroshot", list(pruned))
+        cost = sum(seconds) / len(seconds)
+        table[name]["seconds_per_evaluation"] = cost
+        lines.append(f"| {label} | " + " | ".join(cells) + f" | {cost:.1f} |")
+    noise = target_noise(results / "zeroshot", list(pruned))
     table["target_noise"] = noise
     lines += ["", f"The target's noise: a model's 6-task mean has SE {100 * noise['se_median']:.2f} points (median "
               f"over models); the difference of two models, paired on the same examples, SE "
               f"{100 * noise['paired_se_median']:.2f} (median over {noise['pairs']} pairs)."]
-    (args.results / "table.md").write_text("\n".join(lines) + "\n")
-    (args.results / "correlations.json").write_text(json.dumps(table, indent=1) + "\n")
-    plot(pruned, complete.get("dense"), args.results / "scatter.png")
-    print("\n".join(lines))
-    return 0
+    return table, lines
 
 
 def target_noise(outcomes: Path, names: list[str]) -> dict:
