@@ -1,6 +1,7 @@
 """Search objectives: the KL divergence is exact with the whole vocabulary and a close lower
-bound with its top K, zero for the dense model; ``search --objective kl`` runs, records its
-protocol and reproduces its best trial; perplexity stays the default."""
+bound with its top K, zero for the dense model; ``search --objective kl`` and ``mix`` run, record
+their protocol and reproduce their best trial; perplexity stays the default; held-back book
+windows are never calibration windows; finalists are re-scored on the zero-shot proxy once."""
 
 from __future__ import annotations
 
@@ -93,3 +94,27 @@ def test_search_with_the_mixed_domain_objective(tiny_llama_dir, data_dir, tmp_pa
     domains = {"wikitext2", "ptb", "books", "alpaca"}
     assert report["protocol"]["objective_name"] == "mix" and set(report["protocol"]["datasets"]) == domains
     assert report["reproduction"]["reproduced"] and set(report["pruned_objective"]) == domains
+
+
+def test_finalists_are_rescored_on_the_zero_shot_proxy_once(tiny_llama_dir, data_dir, tmp_path, monkeypatch):
+    import adapruner.eval.zeroshot as zeroshot
+
+    space = tmp_path / "space.yaml"
+    space.write_text("num_samples: 4\n")
+    out = tmp_path / "fin"
+    argv = ["search", "--model", str(tiny_llama_dir), "--ratio", "0.2", "--trials", "4", "--out", str(out),
+            "--data-dir", str(data_dir), "--eval-windows", "2", "--device", "cpu", "--space", str(space),
+            "--finalists", "2", "--finalist-examples", "3"]
+    assert main(argv) == 0
+    report = json.loads((out / "pruning_report.json").read_text())
+    fin = report["finalists"]
+    assert fin["count"] == 2 and len(fin["trials"]) == 2 and fin["examples_per_task"] == 3
+    assert fin["trials"][0]["objective"] <= fin["trials"][1]["objective"]  # the two best, in order
+    best = max(fin["trials"], key=lambda r: (r["proxy"]["value"], -r["objective"]))
+    assert report["provenance"]["best_trial"] == fin["delivered_trial"] == best["trial"]
+    assert report["reproduction"]["reproduced"]  # the delivered finalist's objective is reproduced
+    # Delivering the finished study again reads the finalists' proxies from the study.
+    calls = []
+    monkeypatch.setattr(zeroshot, "run_zeroshot", lambda *a, **k: calls.append(a))
+    assert main(argv) == 0 and calls == []
+    assert json.loads((out / "pruning_report.json").read_text())["finalists"] == fin

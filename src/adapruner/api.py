@@ -421,7 +421,8 @@ def search(model, ratio: float | None = None, *, trials: int, out: str | Path, s
            max_minutes: float | None = None, data_dir: str | Path | None = None, device: str = "auto",
            dtype: str = "float32", seed: int = 0, trust_remote_code: bool = False, progress: bool = True,
            stream: bool | None = None, max_memory: str | None = None, micro_batch: int | None = None,
-           objective: str = "ppl", objective_options: dict | None = None):
+           objective: str = "ppl", objective_options: dict | None = None, finalists: int = 0,
+           finalist_examples: int = 200):
     """Run (or continue) the Optuna study that searches ``space`` (``"full"``, ``"paper"``, a space
     file or a :class:`~adapruner.search.space.SearchSpace`) for the best pruning of ``model`` by
     ``ratio``, then prune with the best trial and write ``out`` (``model/``, ``best_config.json``,
@@ -429,8 +430,10 @@ def search(model, ratio: float | None = None, *, trials: int, out: str | Path, s
     trials after that many minutes and delivers the best so far (the same call continues). ``stream``
     runs every trial one decoder layer at a time (None: when the in-memory path's predicted peak
     exceeds ``max_memory``), with ``micro_batch`` calibration windows per pass. ``objective`` names
-    what trials are scored by (:mod:`adapruner.objectives`: ``ppl``, the paper's, or ``kl``) with its
-    ``objective_options``. Returns the
+    what trials are scored by (:mod:`adapruner.objectives`: ``ppl``, the paper's, ``kl`` or ``mix``)
+    with its ``objective_options``; ``finalists`` > 1 re-scores that many best trials on the zero-shot
+    proxy (``finalist_examples`` per development task, :mod:`adapruner.search.finalists`) and
+    delivers the most accurate. Returns the
     :class:`~adapruner.search.run.SearchResult` (with the pruned ``model``, None when streamed)."""
     from adapruner.config import CalibrationConfig
     from adapruner.data.paths import resolve_data_dir
@@ -454,7 +457,8 @@ def search(model, ratio: float | None = None, *, trials: int, out: str | Path, s
                              eval_batch_size=eval_batch_size, heartbeat=heartbeat, seed=seed, device=device,
                              dtype=dtype, budget=budget, starting_points=starting_points, max_minutes=max_minutes,
                              micro_batch=micro_batch, objective=objective,
-                             objective_options=dict(objective_options or {}))
+                             objective_options=dict(objective_options or {}), finalists=finalists,
+                             finalist_examples=finalist_examples)
 
     if paper_ratio:
         request = request_for(ratio)

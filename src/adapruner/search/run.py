@@ -73,6 +73,8 @@ class SearchRequest:
     micro_batch: int | None = None  # calibration windows per pass of a streamed trial (None: all at once)
     objective: str = "ppl"  # the search objective (adapruner.objectives)
     objective_options: dict = field(default_factory=dict)
+    finalists: int = 0  # re-score this many best trials on the zero-shot proxy and deliver its best (search/finalists.py)
+    finalist_examples: int = 200  # examples per development task of that proxy
 
     @property
     def study_name(self) -> str:
@@ -146,6 +148,9 @@ def check_request(request: SearchRequest, model: str) -> StudyIdentity:
         raise AdaprunerError("--study is empty; give the study a name or leave the flag out (default adapruner-SAMPLER)")
     if request.heartbeat < 1:
         raise AdaprunerError("--heartbeat must be >= 1 second")
+    if request.finalists < 0 or request.finalist_examples < 1:
+        raise AdaprunerError(f"--finalists must be >= 0 and --finalist-examples >= 1 (got {request.finalists} and "
+                             f"{request.finalist_examples})")
     if request.sampler not in SAMPLERS:
         raise AdaprunerError(f"unknown sampler '{request.sampler}'; choose one of {', '.join(SAMPLERS)}")
     if request.early_stop not in EARLY_STOPS:
@@ -211,6 +216,9 @@ def run_search(loaded, request: SearchRequest, data_dir: str | Path, progress: b
         if starts and progress:
             print(f"first trials: the recipes that need no search ({', '.join(starts)})", flush=True)
     streamed = getattr(loaded, "streamed", False)
+    if streamed and request.finalists > 1:
+        raise AdaprunerError("--finalists needs the whole model in memory (the proxy runs through "
+                             "lm-evaluation-harness); drop it, or --no-stream")
     if streamed:
         from adapruner.streaming.trial import StreamedObjective
 
@@ -234,7 +242,7 @@ def run_search(loaded, request: SearchRequest, data_dir: str | Path, progress: b
     if worker.out_of_time and progress:
         print(f"--max-minutes {request.max_minutes:g} reached after {counts(study)[0]} of {request.trials} trials: "
               "delivering the best so far (the same command continues the study)", flush=True)
-    return finalize(study, storage, loaded, request, pool, objective,
+    return finalize(study, storage, loaded, request, pool, objective, data_dir,
                     {"sampler_seed": seed, "storage": redact(url), "this_worker_search_s": round(search_s, 1),
                      "max_minutes": request.max_minutes, "stopped_on_time_budget": worker.out_of_time,
                      "execution": execution or {"streamed": streamed}})
@@ -296,9 +304,10 @@ class Delivered:
     parts: dict  # the delivered model's objective per dataset (its perplexity for the paper's objective)
 
 
-def finalize(study, storage, loaded, request: SearchRequest, pool, objective, runtime: dict) -> SearchResult:
-    """Plan with the best trial, prune, check, save the model and write best_config.json,
-    trials.csv, pruning_report.json and convergence.png (idempotent: every finishing worker may run it)."""
+def finalize(study, storage, loaded, request: SearchRequest, pool, objective, data_dir, runtime: dict) -> SearchResult:
+    """Plan with the best trial (or, with ``request.finalists``, the finalist with the best
+    zero-shot proxy), prune, check, save the model and write best_config.json, trials.csv,
+    pruning_report.json and convergence.png (idempotent: every finishing worker may run it)."""
     from adapruner.core.io import write_json
     from adapruner.core.versions import versions
     from adapruner.pruning.save import checkpoint_flavour
@@ -307,6 +316,18 @@ def finalize(study, storage, loaded, request: SearchRequest, pool, objective, ru
     out = Path(request.out)
     out.mkdir(parents=True, exist_ok=True)
     config, best = best_config(study)
+    finalists = None
+    if request.finalists > 1:
+        from adapruner.config import PruneConfig
+        from adapruner.search.finalists import PROXY_TASKS, score_finalists
+
+        with phase(f"re-scoring the {request.finalists} best trials on the zero-shot proxy", True):
+            best, records = score_finalists(study, objective, loaded.tokenizer, data_dir, request.finalists,
+                                            request.finalist_examples)
+        config = PruneConfig.from_json(best.user_attrs["config"])
+        finalists = {"count": request.finalists, "tasks": list(PROXY_TASKS),
+                     "examples_per_task": request.finalist_examples, "delivered_trial": best.number,
+                     "metric": "mean accuracy (acc_norm) over the tasks, with its standard error", "trials": records}
     streamed = getattr(loaded, "streamed", False)
     with phase(f"pruning with best trial {best.number} and checking it", True):
         deliver = _deliver_streamed if streamed else _deliver_in_memory
@@ -330,6 +351,7 @@ def finalize(study, storage, loaded, request: SearchRequest, pool, objective, ru
         "pruned_validation_ppl": done.check,
         **({"pruned_objective": done.parts} if request.objective != "ppl" else {}),
         "reproduction": reproduction,
+        **({"finalists": finalists} if finalists else {}),
         "parameters": {"dense": done.dense_params, "pruned": done.pruned_params,
                        "removed_fraction": 1 - done.pruned_params / done.dense_params},
         "plan": done.plan.to_json(),

@@ -1,0 +1,79 @@
+"""The search's finalists: the few best trials by the objective, re-scored on zero-shot accuracy.
+
+A search objective measured on 32 validation windows ranks candidates that differ widely well, but
+among the near-optimal trials at its top its differences are small and may not be the ones that
+zero-shot accuracy rewards (KL divergence is reported to lose ranking power among near-dense
+candidates; perplexity rewards what the two validation corpora reward). With ``finalists = K``
+the K best trials (distinct configurations) are each applied to the model as masks (the delivered
+model's logits) and scored on a **zero-shot proxy**: the first ``examples`` examples of each of
+the development splits of ARC-Easy, ARC-Challenge and OpenBookQA, through lm-evaluation-harness
+like the reported protocol, which never uses these splits. The finalist with the highest mean
+accuracy is delivered (ties: the better objective). Each finalist's proxy is kept in the study
+(``study.user_attrs["finalists"]``), so re-delivering a finished study does not score it again.
+
+Its cost: one proxy per finalist (on SmolLM2-135M and 2 CPU cores, ~3 minutes for 3 x 200
+examples), once per search.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from adapruner.config import PruneConfig
+from adapruner.errors import AdaprunerError
+
+PROXY_TASKS = ("arc_easy_dev", "arc_challenge_dev", "openbookqa_dev")
+ATTR = "finalists"
+
+
+def top_trials(study: optuna.Study, k: int) -> list[FrozenTrial]:
+    """The ``k`` best COMPLETE trials by value, one per distinct configuration."""
+    done = sorted((t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.value is not None),
+                  key=lambda t: (t.value, t.number))
+    out, seen = [], set()
+    for t in done:
+        key = repr(t.user_attrs.get("config"))
+        if key not in seen:
+            seen.add(key)
+            out.append(t)
+        if len(out) == k:
+            break
+    return out
+
+
+def proxy_key(examples: int) -> str:
+    """How a proxy result is filed in the study: the examples per task decide it."""
+    return f"{examples}"
+
+
+def score_finalists(study: optuna.Study, objective, tokenizer, data_dir: str | Path, k: int, examples: int,
+                    log=print) -> tuple[FrozenTrial, list[dict]]:
+    """The finalist to deliver and every finalist's record (trial, objective, proxy mean and SE)."""
+    from adapruner.eval.zeroshot import run_zeroshot
+    from adapruner.pruning.masks import apply_masks
+
+    if examples < 1:
+        raise AdaprunerError(f"--finalist-examples must be at least 1 (got {examples})")
+    finalists = top_trials(study, k)
+    if not finalists:
+        raise AdaprunerError("no trial of the study is complete, so there is nothing to deliver; run more trials")
+    filed = dict(study.user_attrs.get(ATTR, {}).get(proxy_key(examples), {}))
+    records = []
+    for rank, t in enumerate(finalists, 1):
+        if str(t.number) not in filed:
+            log(f"finalist {rank}/{len(finalists)}: trial {t.number} (objective {t.value:.4g}) on the zero-shot proxy")
+            plan = objective.plan(PruneConfig.from_json(t.user_attrs["config"]))
+            handle = apply_masks(objective.model, plan)
+            try:
+                zs = run_zeroshot(objective.model, tokenizer, list(PROXY_TASKS), Path(data_dir), examples, 8,
+                                  log=lambda line: None)
+            finally:
+                handle.remove()
+            filed[str(t.number)] = zs["summary"]["mean"]
+            study.set_user_attr(ATTR, {**study.user_attrs.get(ATTR, {}), proxy_key(examples): filed})
+        records.append({"trial": t.number, "objective": t.value, "proxy": filed[str(t.number)]})
+    chosen = max(records, key=lambda r: (r["proxy"]["value"], -r["objective"]))
+    return next(t for t in finalists if t.number == chosen["trial"]), records
