@@ -52,23 +52,28 @@ def test_the_kl_objective_is_zero_for_the_dense_model_and_positive_once_pruned()
     assert OBJECTIVES.names()[:2] == ("ppl", "kl")
 
 
+def tiny_search(model, data_dir, out, trials: int, windows: int, *extra: str) -> list[str]:
+    """The argument vector of a small search of the tiny model (4 calibration samples)."""
+    space = out.parent / "space.yaml"
+    space.write_text("num_samples: 4\n")
+    return ["search", "--model", str(model), "--ratio", "0.2", "--trials", str(trials), "--out", str(out),
+            "--data-dir", str(data_dir), "--eval-windows", str(windows), "--device", "cpu", "--space", str(space),
+            *extra]
+
+
 def test_search_with_the_kl_objective(tiny_llama_dir, data_dir, tmp_path):
     from adapruner.search.storage import default_storage
 
-    space = tmp_path / "space.yaml"
-    space.write_text("num_samples: 4\n")
     out = tmp_path / "kl"
-    assert main(["search", "--model", str(tiny_llama_dir), "--ratio", "0.2", "--trials", "3", "--out", str(out),
-                 "--data-dir", str(data_dir), "--eval-windows", "4", "--device", "cpu", "--space", str(space),
-                 "--objective", "kl", "--objective-option", "top_k=64"]) == 0
+    assert main(tiny_search(tiny_llama_dir, data_dir, out, 3, 4, "--objective", "kl",
+                            "--objective-option", "top_k=64")) == 0
     report = json.loads((out / "pruning_report.json").read_text())
     assert report["protocol"]["objective_name"] == "kl" and report["protocol"]["objective_options"] == {"top_k": 64}
     assert report["reproduction"]["reproduced"] and set(report["pruned_objective"]) == {"wikitext2", "ptb"}
     trials = optuna.load_study(study_name="adapruner-tpe", storage=default_storage(out)).trials
     assert all(0 < t.value < 20 and set(t.user_attrs["objective_parts"]) == {"wikitext2", "ptb"} for t in trials)
     # Another objective is another study: the same output with the paper's objective is refused.
-    assert main(["search", "--model", str(tiny_llama_dir), "--ratio", "0.2", "--trials", "3", "--out", str(out),
-                 "--data-dir", str(data_dir), "--eval-windows", "4", "--device", "cpu", "--space", str(space)]) == 2
+    assert main(tiny_search(tiny_llama_dir, data_dir, out, 3, 4)) == 2
 
 
 def test_held_back_book_windows_are_never_calibration_windows(tiny_llama_dir, data_dir):
@@ -84,12 +89,8 @@ def test_held_back_book_windows_are_never_calibration_windows(tiny_llama_dir, da
 
 
 def test_search_with_the_mixed_domain_objective(tiny_llama_dir, data_dir, tmp_path):
-    space = tmp_path / "space.yaml"
-    space.write_text("num_samples: 4\n")
     out = tmp_path / "mix"
-    assert main(["search", "--model", str(tiny_llama_dir), "--ratio", "0.2", "--trials", "2", "--out", str(out),
-                 "--data-dir", str(data_dir), "--eval-windows", "3", "--device", "cpu", "--space", str(space),
-                 "--objective", "mix"]) == 0
+    assert main(tiny_search(tiny_llama_dir, data_dir, out, 2, 3, "--objective", "mix")) == 0
     report = json.loads((out / "pruning_report.json").read_text())
     domains = {"wikitext2", "ptb", "books", "alpaca"}
     assert report["protocol"]["objective_name"] == "mix" and set(report["protocol"]["datasets"]) == domains
@@ -99,12 +100,8 @@ def test_search_with_the_mixed_domain_objective(tiny_llama_dir, data_dir, tmp_pa
 def test_finalists_are_rescored_on_the_zero_shot_proxy_once(tiny_llama_dir, data_dir, tmp_path, monkeypatch):
     import adapruner.eval.zeroshot as zeroshot
 
-    space = tmp_path / "space.yaml"
-    space.write_text("num_samples: 4\n")
     out = tmp_path / "fin"
-    argv = ["search", "--model", str(tiny_llama_dir), "--ratio", "0.2", "--trials", "4", "--out", str(out),
-            "--data-dir", str(data_dir), "--eval-windows", "2", "--device", "cpu", "--space", str(space),
-            "--finalists", "2", "--finalist-examples", "3"]
+    argv = tiny_search(tiny_llama_dir, data_dir, out, 4, 2, "--finalists", "2", "--finalist-examples", "3")
     assert main(argv) == 0
     report = json.loads((out / "pruning_report.json").read_text())
     fin = report["finalists"]
