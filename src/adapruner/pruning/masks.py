@@ -46,19 +46,32 @@ def _input_mask_hook(mask: torch.Tensor):
     return hook
 
 
-def _update_hook(update: LinearUpdate, module: nn.Linear):
-    """Forward hook that makes ``module`` compute with ``update``: its replacement weight on the
-    (already masked) input, then its added bias."""
+def _update_hooks(update: LinearUpdate, module: nn.Linear) -> list:
+    """Hooks that make ``module`` compute with ``update``: its replacement weight on the (already
+    masked) input, then its added bias. Without autograd the replacement weight is swapped in for
+    the duration of the call (a pre-hook swaps, an always-called forward hook swaps back), so the
+    projection is computed once, and the weight the module holds at call time (a streamed layer's
+    is loaded only for its call) is restored. With autograd, which keeps the module's weight for
+    the backward pass, the output is recomputed with the replacement instead."""
     ref = module.weight
     weight = update.weight.to(dtype=ref.dtype, device=ref.device) if update.weight is not None else None
     bias = update.bias.to(dtype=ref.dtype, device=ref.device) if update.bias is not None else None
+    held: list[torch.Tensor] = []
 
-    def hook(mod, args, output):
-        if weight is not None:
+    def swap_in(mod, args):
+        if not torch.is_grad_enabled():
+            held.append(mod.weight.data)
+            mod.weight.data = weight
+
+    def finish(mod, args, output):
+        if held:
+            mod.weight.data = held.pop()
+        elif weight is not None:
             output = F.linear(args[0], weight, mod.bias)
         return output + bias if bias is not None else output
 
-    return hook
+    hooks = [module.register_forward_pre_hook(swap_in)] if weight is not None else []
+    return hooks + [module.register_forward_hook(finish, always_call=True)]
 
 
 def apply_masks(model: nn.Module, plan: PruningPlan) -> MaskHandle:
@@ -83,8 +96,7 @@ def apply_masks(model: nn.Module, plan: PruningPlan) -> MaskHandle:
                 handle.hooks.append(linear.register_forward_pre_hook(_input_mask_hook(mask)))
         for idx, updates in sorted(plan.updates.items()):
             for path, update in updates.items():
-                linear = layers[idx].get_submodule(path)
-                handle.hooks.append(linear.register_forward_hook(_update_hook(update, linear)))
+                handle.hooks += _update_hooks(update, layers[idx].get_submodule(path))
     except Exception:
         handle.remove()
         raise
