@@ -48,8 +48,11 @@ BOOTSTRAP = 2000
 def agreement(xs: list[float], ys: list[float], x_lower: bool, y_lower: bool) -> dict:
     """Spearman's rho and Kendall's tau of two rankings, signed so that +1 is the same order of
     merit, with 95 % bootstrap intervals over the models."""
+    import warnings
+
     from scipy.stats import kendalltau, spearmanr
 
+    warnings.filterwarnings("ignore", message="An input array is constant")  # a resample of one repeated model
     sign = 1 if x_lower == y_lower else -1
 
     def both(ix):
@@ -86,7 +89,8 @@ def main() -> int:
             (args.results / "table.md").write_text("\n".join(table_lines) + "\n")
             (args.results / "correlations.json").write_text(json.dumps(table, indent=1) + "\n")
             plot(pruned, complete.get("dense"), args.results / "scatter.png")
-        lines += ["", "The scatter plots: `benchmarks/results/objective_study/scatter.png`."]
+        lines += ["", *finalist_table(pruned), "", *model_table(complete),
+                  "", "The scatter plots: `benchmarks/results/objective_study/scatter.png`."]
     else:
         lines += ["", f"{len(pruned)} pruned models are complete: the agreement table needs at least 3."]
     page = rendering.with_block(PAGE.read_text(), "objective-study", SCRIPT, "\n".join(lines))
@@ -135,6 +139,50 @@ def agreement_table(pruned: dict, results: Path) -> tuple[dict, list[str]]:
               f"over models); the difference of two models, paired on the same examples, SE "
               f"{100 * noise['paired_se_median']:.2f} (median over {noise['pairs']} pairs)."]
     return table, lines
+
+
+FINALISTS = (3, 5)
+
+
+def finalist_table(pruned: dict) -> list[str]:
+    """What a search would deliver among these models: the best by each objective, and the most
+    accurate on the proxy among its K best (``search --finalists K``), each with its 6-task
+    zero-shot mean and test perplexity."""
+    zs, test = TARGETS["zero-shot (6 tasks)"][0], TARGETS["test perplexity"][0]
+    proxy = OBJECTIVES["proxy"][1]
+
+    def cell(name: str) -> str:
+        r = pruned[name]
+        return f"{100 * zs(r):.2f} / {test(r):.1f} ({name})"
+
+    lines = ["Delivered among these models (6-task zero-shot mean / mean test perplexity): the best by each "
+             "objective, and the most accurate on the proxy among its K best (`--finalists K`).", "",
+             "| objective | its best | " + " | ".join(f"finalists {k}" for k in FINALISTS) + " |",
+             "|---|---|" + "---|" * len(FINALISTS)]
+    for name, (label, value, lower) in OBJECTIVES.items():
+        if name == "proxy":
+            continue
+        ranked = sorted(pruned, key=lambda k: value(pruned[k]) if lower else -value(pruned[k]))
+        picks = [max(ranked[:k], key=lambda m: proxy(pruned[m])) for k in FINALISTS]
+        lines.append(f"| {label} | {cell(ranked[0])} | " + " | ".join(cell(m) for m in picks) + " |")
+    oracle = max(pruned, key=lambda k: zs(pruned[k]))
+    lines += ["", f"The most accurate of all: {cell(oracle)}."]
+    return lines
+
+
+def model_table(rows: dict) -> list[str]:
+    """Every complete model's objectives and targets."""
+    zs = TARGETS["zero-shot (6 tasks)"][0]
+    lines = ["| model | " + " | ".join(label for label, _, _ in OBJECTIVES.values())
+             + " | 6-task zero-shot (SE) | WikiText-2 / PTB test |",
+             "|---|" + "---|" * (len(OBJECTIVES) + 2)]
+    for name, r in sorted(rows.items(), key=lambda kv: -zs(kv[1])):
+        values = [value(r) for _, value, _ in OBJECTIVES.values()]
+        cells = [f"{v:.1f}" if v > 10 else f"{v:.3f}" for v in values]
+        se = r["zeroshot"]["mean"]["se"]
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {100 * zs(r):.2f} ({100 * se:.2f}) | "
+                     f"{r['test_ppl']['wikitext2']:.1f} / {r['test_ppl']['ptb']:.1f} |")
+    return lines
 
 
 def target_noise(outcomes: Path, names: list[str]) -> dict:
