@@ -93,13 +93,21 @@ def main() -> int:
     limit = limits.pop()
     yes = 100 * boolq_yes_share(Path(args.data_dir), limit)
 
+    # Retention: a model's average as a share of the dense model's (the papers' "% of dense").
+    dense = next((r for r in rows if r["model"] == "dense"), None)
+    for r in rows:
+        if dense is not None:
+            r["retention7"] = round(100 * r["avg7"] / dense["avg7"], 1)
+            r["retention6"] = round(100 * r["avg6_without_boolq"] / dense["avg6_without_boolq"], 1)
     head = ["model", "BoolQ", "PIQA", "HellaSw.", "WinoG.", "ARC-e", "ARC-c", "OBQA", "7-task avg ± se",
-            "6 tasks, no BoolQ ± se"]
+            "6 tasks, no BoolQ ± se", *(["% of dense (7 / 6 tasks)"] if dense is not None else [])]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         lines.append("| " + " | ".join([r["model"], *(f"{r['tasks'][t]:.1f}" for t in bench.ZEROSHOT_TASKS),
                                         f"{r['avg7']:.2f} ± {r['se7']:.2f}",
-                                        f"{r['avg6_without_boolq']:.2f} ± {r['se6']:.2f}"]) + " |")
+                                        f"{r['avg6_without_boolq']:.2f} ± {r['se6']:.2f}",
+                                        *([f"{r['retention7']:.1f} / {r['retention6']:.1f}"] if dense is not None
+                                          else [])]) + " |")
     lines += ["", f"BoolQ, first {limit} validation documents: always \"yes\" scores {yes:.1f}, always \"no\" "
               f"{100 - yes:.1f} ({(100 - yes) / 7:.1f} to {yes / 7:.1f} points of a 7-task average)."]
     table = "\n".join(lines) + "\n"
