@@ -19,7 +19,8 @@ For each model, resumable step by step (one row per model in ``rows.json``, comm
    2,900 examples, per-example outcomes kept, compactly). Their sizes follow from this machine's
    cost per example (2 cores, float32: HellaSwag 0.53 s, ARC 0.35 s, PIQA 0.21 s, OBQA 0.17 s,
    WinoGrande 0.16 s; the full sets would take 2.4 hours per model) and give every model's
-   six-task mean an SE of ~0.9 points and the difference of two models a paired SE of ~0.6;
+   six-task mean an SE of ~0.9 points and the difference of two models a paired SE of ~0.8
+   (0.79 between the best full-space trial and element1; 0.5 would take ~2.5x the examples);
 5. WikiText-2 and PTB test perplexity (LLM-Pruner's protocol, the full test sets).
 
     python benchmarks/quality/objective_study.py --data-dir ../shared/data            # resumable
