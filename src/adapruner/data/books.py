@@ -216,7 +216,7 @@ def held_back_windows(tokenizer, data_dir: str | Path, seq_len: int = 128) -> to
     files = book_files(data_dir)
     bos = leading_bos(tokenizer)
     need = text_tokens_per_window(seq_len, bos)
-    key, info = _pool_key(files, tokenizer, seq_len, 0, bos)
+    _, info = _pool_key(files, tokenizer, seq_len, 0, bos)
     _, flat, offsets = _encode_books(files, tokenizer, info["files"], info["tokenizer"])
     keep = ((offsets[1:] - offsets[:-1]) >= 2 * need).nonzero().flatten()
     if len(keep) == 0:
@@ -225,4 +225,3 @@ def held_back_windows(tokenizer, data_dir: str | Path, seq_len: int = 128) -> to
     if bos is not None:
         ids = torch.cat([torch.full((len(ids), 1), bos, dtype=torch.long), ids], dim=1)
     return ids
-

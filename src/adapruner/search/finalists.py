@@ -50,8 +50,9 @@ def proxy_key(examples: int) -> str:
 
 
 def score_finalists(study: optuna.Study, objective, tokenizer, data_dir: str | Path, k: int, examples: int,
-                    log=print) -> tuple[FrozenTrial, list[dict]]:
-    """The finalist to deliver and every finalist's record (trial, objective, proxy mean and SE)."""
+                    log=print) -> tuple[FrozenTrial, dict]:
+    """The finalist to deliver and the report's record of the choice (every finalist's trial,
+    objective, proxy mean and SE)."""
     from adapruner.eval.zeroshot import run_zeroshot
     from adapruner.pruning.masks import apply_masks
 
@@ -76,4 +77,7 @@ def score_finalists(study: optuna.Study, objective, tokenizer, data_dir: str | P
             study.set_user_attr(ATTR, {**study.user_attrs.get(ATTR, {}), proxy_key(examples): filed})
         records.append({"trial": t.number, "objective": t.value, "proxy": filed[str(t.number)]})
     chosen = max(records, key=lambda r: (r["proxy"]["value"], -r["objective"]))
-    return next(t for t in finalists if t.number == chosen["trial"]), records
+    report = {"count": k, "tasks": list(PROXY_TASKS), "examples_per_task": examples,
+              "delivered_trial": chosen["trial"],
+              "metric": "mean accuracy (acc_norm) over the tasks, with its standard error", "trials": records}
+    return next(t for t in finalists if t.number == chosen["trial"]), report

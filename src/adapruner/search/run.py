@@ -193,6 +193,9 @@ def run_search(loaded, request: SearchRequest, data_dir: str | Path, progress: b
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # the bar shows progress; trials.csv the details
     identity = check_request(request, loaded.spec)
+    if getattr(loaded, "streamed", False) and request.finalists > 1:
+        raise AdaprunerError("--finalists needs the whole model in memory (the proxy runs through "
+                             "lm-evaluation-harness); drop it, or --no-stream")
     space = request.space
     model, tokenizer = loaded.model, loaded.tokenizer
     check_allocation(model, request.ratio, AllocationConfig(**space.allocation))  # unreachable ratio: fail now
@@ -216,9 +219,6 @@ def run_search(loaded, request: SearchRequest, data_dir: str | Path, progress: b
         if starts and progress:
             print(f"first trials: the recipes that need no search ({', '.join(starts)})", flush=True)
     streamed = getattr(loaded, "streamed", False)
-    if streamed and request.finalists > 1:
-        raise AdaprunerError("--finalists needs the whole model in memory (the proxy runs through "
-                             "lm-evaluation-harness); drop it, or --no-stream")
     if streamed:
         from adapruner.streaming.trial import StreamedObjective
 
@@ -319,15 +319,12 @@ def finalize(study, storage, loaded, request: SearchRequest, pool, objective, da
     finalists = None
     if request.finalists > 1:
         from adapruner.config import PruneConfig
-        from adapruner.search.finalists import PROXY_TASKS, score_finalists
+        from adapruner.search.finalists import score_finalists
 
         with phase(f"re-scoring the {request.finalists} best trials on the zero-shot proxy", True):
-            best, records = score_finalists(study, objective, loaded.tokenizer, data_dir, request.finalists,
-                                            request.finalist_examples)
+            best, finalists = score_finalists(study, objective, loaded.tokenizer, data_dir, request.finalists,
+                                              request.finalist_examples)
         config = PruneConfig.from_json(best.user_attrs["config"])
-        finalists = {"count": request.finalists, "tasks": list(PROXY_TASKS),
-                     "examples_per_task": request.finalist_examples, "delivered_trial": best.number,
-                     "metric": "mean accuracy (acc_norm) over the tasks, with its standard error", "trials": records}
     streamed = getattr(loaded, "streamed", False)
     with phase(f"pruning with best trial {best.number} and checking it", True):
         deliver = _deliver_streamed if streamed else _deliver_in_memory
