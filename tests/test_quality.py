@@ -74,6 +74,29 @@ def test_reconstruction_lowers_the_layer_output_error(family):
             0.99 * layer_output_error(model, plain, calib, 1, projections)
 
 
+def test_dense_grams_equal_those_of_a_whole_forward():
+    """The one-shot Gram pass ends after the last layer it needs; its matrices are those of the
+    model's whole forward, bit for bit."""
+    from adapruner.importance.statistics import Gram
+    from adapruner.updates.reconstruct import dense_grams
+
+    torch.manual_seed(0)
+    model, calib = tiny_model("llama"), tiny_batch(5, 16, seed=1)
+    paths = {1: ["self_attn.o_proj", "mlp.down_proj"], 2: ["mlp.down_proj"]}
+    got = dense_grams(model, calib, paths, micro_batch=2)
+    layers = adapter_for(model).decoder_layers(model)
+    want = {(i, p): Gram() for i, ps in paths.items() for p in ps}
+    handles = [layers[i].get_submodule(p).register_forward_pre_hook(g.hook()) for (i, p), g in want.items()]
+    with torch.no_grad():
+        for ids in calib.split(2):
+            model(input_ids=ids, use_cache=False)
+    for h in handles:
+        h.remove()
+    assert set(got) == set(want)
+    for key, g in want.items():
+        assert torch.equal(got[key].h, g.h) and torch.equal(got[key].s, g.s) and got[key].n == g.n
+
+
 @pytest.mark.parametrize("family", ["llama", "qwen2", "qwen3", "gemma2", "phi3"])
 @pytest.mark.parametrize("options", [{"mode": "sequential"}, {"mode": "oneshot", "bias": True}])
 def test_reconstructed_masks_equal_surgery_and_reload(family, options, tmp_path):

@@ -274,6 +274,8 @@ def test_a_default_search_starts_from_the_recipes_and_is_never_worse_than_prune(
         (default.metric.name, default.update.name, default.allocation.mode)
     best = json.loads((out / "best_config.json").read_text())["provenance"]["objective"]
     assert best <= trials[0].value
+    # TPE models the study after the recipes and two random draws (Optuna's 10 would be 7 random)
+    assert json.loads((out / "pruning_report.json").read_text())["runtime"]["sampler_startup_trials"] == 5
     # a resumed study does not get them again
     assert main(search_args(tiny_dir, out, data_dir, 4, "--space", "full")) == 0
     assert [t.user_attrs.get("recipe") for t in sorted(trials_of(out), key=lambda t: t.number)][3] is None

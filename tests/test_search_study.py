@@ -381,3 +381,15 @@ def test_ctrl_c_cleanup_fails_the_untagged_trial_this_optimize_call_created(tmp_
     by_number = {t.number: t.state for t in states(url)}
     assert by_number[new.number] == optuna.trial.TrialState.FAIL
     assert by_number[older.number] == optuna.trial.TrialState.RUNNING
+
+
+def test_tpe_models_the_study_after_the_starting_points_and_two_random_draws():
+    """A study that starts from k recipes lets TPE model it after k + 2 finished trials; one without
+    starting points (the paper's space) keeps Optuna's 10, so its search is unchanged."""
+    assert samplers.startup_trials(3) == 5 and samplers.startup_trials(0) == 10
+    for name in ("tpe", "tpe-mv"):
+        sampler = samplers.make_sampler(name, 0, samplers.startup_trials(3))
+        optuna.create_study(sampler=sampler).ask()  # each trial's own stream keeps the setting
+        assert sampler._inner._n_startup_trials == 5
+    assert samplers.make_sampler("tpe", 0)._inner._n_startup_trials == 10
+

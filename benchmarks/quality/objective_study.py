@@ -21,7 +21,8 @@ For each model, resumable step by step (one row per model in ``rows.json``, comm
    WinoGrande 0.16 s; the full sets would take 2.4 hours per model) and give every model's
    six-task mean an SE of ~0.9 points and the difference of two models a paired SE of ~0.8
    (0.79 between the best full-space trial and element1; 0.5 would take ~2.5x the examples);
-5. WikiText-2 and PTB test perplexity (LLM-Pruner's protocol, the full test sets).
+5. WikiText-2 and PTB test perplexity (LLM-Pruner's protocol, the full test sets), the slowest step,
+   run once every model has steps 2-4.
 
     python benchmarks/quality/objective_study.py --data-dir ../shared/data            # resumable
     python benchmarks/quality/objective_study.py --data-dir ../shared/data --max-models 2 --zeroshot-limit 20  # smoke
@@ -223,39 +224,44 @@ def main() -> int:
     limit = args.zeroshot_limit
     common = ["--device", "cpu", "--data-dir", str(data_dir)]
     dense_cache: dict = {}
-    done_now = 0
-    for name, config in configs.items():
-        row = rows.get(name, {"config": config})
-        work = args.scratch / "objective_study" / name
-        model = MODEL if config is None else str(work / "run" / "model")
-        if config is not None and not Path(model).is_dir() and "test_ppl" not in row:
-            work.mkdir(parents=True, exist_ok=True)
-            (work / "config.json").write_text(json.dumps(config))
-            adapruner("prune", "--model", MODEL, "--ratio", str(RATIO), "--config", str(work / "config.json"),
-                      "--out", str(work / "run"), "--overwrite", *common)
-        steps = [
-            ("objectives", lambda: objectives(model, data_dir, dense_cache)),
-            ("proxy", lambda: _study_zeroshot(model, work, name, results, "proxy",
-                                              {t: limit or PROXY_COUNT for t in PROXY_TASKS}, common)),
-            ("zeroshot", lambda: _study_zeroshot(model, work, name, results, "zeroshot",
-                                                 {t: limit or n for t, n in STUDY_COUNTS.items()}, common)),
-            ("test_ppl", lambda: _test_ppl(model, work, common)),
-            ("mix", lambda: mixed_perplexity(model, data_dir)),
-        ]
-        for step, run in steps:
-            if step in row:
+    # Test perplexity (~13 min a model, the slowest step and no objective's input) runs once every
+    # model has the rest, so that each sitting adds whole rows of the agreement table first.
+    for phase in (("objectives", "proxy", "zeroshot", "mix"), ("test_ppl",)):
+        done_now = 0
+        for name, config in configs.items():
+            row = rows.get(name, {"config": config})
+            if all(step in row for step in phase):
                 continue
-            print(f"== {name}: {step}", flush=True)
-            t = time.perf_counter()
-            row[step] = run()
-            row.setdefault("seconds", {})[step] = round(time.perf_counter() - t, 1)
-            rows[name] = row
-            tmp = rows_path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(rows, indent=1, sort_keys=True) + "\n")
-            os.replace(tmp, rows_path)
-        done_now += 1
-        if args.max_models and done_now >= args.max_models:
-            break
+            work = args.scratch / "objective_study" / name
+            model = MODEL if config is None else str(work / "run" / "model")
+            if config is not None and not Path(model).is_dir():
+                work.mkdir(parents=True, exist_ok=True)
+                (work / "config.json").write_text(json.dumps(config))
+                adapruner("prune", "--model", MODEL, "--ratio", str(RATIO), "--config", str(work / "config.json"),
+                          "--out", str(work / "run"), "--overwrite", *common)
+            steps = {
+                "objectives": lambda: objectives(model, data_dir, dense_cache),
+                "proxy": lambda: _study_zeroshot(model, work, name, results, "proxy",
+                                                 {t: limit or PROXY_COUNT for t in PROXY_TASKS}, common),
+                "zeroshot": lambda: _study_zeroshot(model, work, name, results, "zeroshot",
+                                                    {t: limit or n for t, n in STUDY_COUNTS.items()}, common),
+                "mix": lambda: mixed_perplexity(model, data_dir),
+                "test_ppl": lambda: _test_ppl(model, work, common),
+            }
+            for step in phase:
+                if step in row:
+                    continue
+                print(f"== {name}: {step}", flush=True)
+                t = time.perf_counter()
+                row[step] = steps[step]()
+                row.setdefault("seconds", {})[step] = round(time.perf_counter() - t, 1)
+                rows[name] = row
+                tmp = rows_path.with_suffix(".tmp")
+                tmp.write_text(json.dumps(rows, indent=1, sort_keys=True) + "\n")
+                os.replace(tmp, rows_path)
+            done_now += 1
+            if args.max_models and done_now >= args.max_models:
+                break
     return 0
 
 

@@ -29,7 +29,8 @@ import rendering  # noqa: E402
 RESULTS = HERE.parents[1] / "benchmarks" / "results" / "objective_study"
 PAGE = rendering.REPO / "docs" / "search.md"
 SCRIPT = "benchmarks/quality/render_objective_study.py"
-STEPS = ("objectives", "proxy", "zeroshot", "test_ppl", "mix")
+# A model enters the tables once it has these; test perplexity, the slowest step, may follow later.
+STEPS = ("objectives", "proxy", "zeroshot", "mix")
 # name -> (label, value of a row, True when lower is better)
 OBJECTIVES = {
     "ppl": ("validation perplexity (the paper's)", lambda r: r["objectives"]["ppl"]["mean"], True),
@@ -40,7 +41,8 @@ OBJECTIVES = {
 }
 TARGETS = {
     "zero-shot (6 tasks)": (lambda r: r["zeroshot"]["mean"]["value"], False),
-    "test perplexity": (lambda r: (r["test_ppl"]["wikitext2"] + r["test_ppl"]["ptb"]) / 2, True),
+    "test perplexity": (lambda r: (r["test_ppl"]["wikitext2"] + r["test_ppl"]["ptb"]) / 2
+                        if "test_ppl" in r else None, True),
 }
 BOOTSTRAP = 2000
 
@@ -114,24 +116,28 @@ def protocol_text(done: int, planned: int | None) -> str:
 def agreement_table(pruned: dict, results: Path) -> tuple[dict, list[str]]:
     """Every objective's rank agreement with each target, its cost, and the target's own noise."""
     table = {}
-    lines = [f"{len(pruned)} pruned models; agreement with each target's ranking (1: the same order, 0: none), 95 % "
-             "bootstrap intervals over the models; s / evaluation: the seconds one trial's evaluation takes with "
+    with_test = sum("test_ppl" in r for r in pruned.values())
+    lines = [f"{len(pruned)} pruned models ({with_test} with test perplexity so far); agreement with each "
+             "target's ranking (1: the same order, 0: none), 95 % bootstrap intervals over the models; s / evaluation: the seconds one trial's evaluation takes with "
              "that objective (the model's forward on its windows and the scoring; the proxy: its three development "
              "tasks).", "",
              "| objective | " + " | ".join(f"{t}: Spearman | {t}: Kendall" for t in TARGETS) + " | s / evaluation |",
              "|---|" + "---|---|" * len(TARGETS) + "---|"]
     for name, (label, value, lower) in OBJECTIVES.items():
-        xs = [value(r) for r in pruned.values()]
         cells = []
         for target, (tvalue, tlower) in TARGETS.items():
-            a = agreement(xs, [tvalue(r) for r in pruned.values()], lower, tlower)
+            have = [r for r in pruned.values() if tvalue(r) is not None]
+            if len(have) < 3:
+                cells += ["pending", "pending"]
+                continue
+            a = agreement([value(r) for r in have], [tvalue(r) for r in have], lower, tlower)
             table.setdefault(name, {})[target] = a
             cells += [f"{a[m]['value']:.2f} [{a[m]['low']:.2f}, {a[m]['high']:.2f}]" for m in ("spearman", "kendall")]
         seconds = ([r["seconds"]["proxy"] for r in pruned.values()] if name == "proxy" else
                    [r["mix"]["seconds"] for r in pruned.values()] if name == "mix" else
                    [r["objectives"]["seconds"]["forward"] + r["objectives"]["seconds"][name] for r in pruned.values()])
         cost = sum(seconds) / len(seconds)
-        table[name]["seconds_per_evaluation"] = cost
+        table.setdefault(name, {})["seconds_per_evaluation"] = cost
         lines.append(f"| {label} | " + " | ".join(cells) + f" | {cost:.1f} |")
     noise = target_noise(results / "zeroshot", list(pruned))
     table["target_noise"] = noise
@@ -153,7 +159,8 @@ def finalist_table(pruned: dict) -> list[str]:
 
     def cell(name: str) -> str:
         r = pruned[name]
-        return f"{100 * zs(r):.2f} / {test(r):.1f} ({name})"
+        t = test(r)
+        return f"{100 * zs(r):.2f} / {'pending' if t is None else f'{t:.1f}'} ({name})"
 
     lines = ["Delivered among these models (6-task zero-shot mean / mean test perplexity): the best by each "
              "objective, and the most accurate on the proxy among its K best (`--finalists K`).", "",
@@ -180,8 +187,8 @@ def model_table(rows: dict) -> list[str]:
         values = [value(r) for _, value, _ in OBJECTIVES.values()]
         cells = [f"{v:.1f}" if v > 10 else f"{v:.3f}" for v in values]
         se = r["zeroshot"]["mean"]["se"]
-        lines.append(f"| {name} | " + " | ".join(cells) + f" | {100 * zs(r):.2f} ({100 * se:.2f}) | "
-                     f"{r['test_ppl']['wikitext2']:.1f} / {r['test_ppl']['ptb']:.1f} |")
+        test = f"{r['test_ppl']['wikitext2']:.1f} / {r['test_ppl']['ptb']:.1f}" if "test_ppl" in r else "pending"
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {100 * zs(r):.2f} ({100 * se:.2f}) | {test} |")
     return lines
 
 

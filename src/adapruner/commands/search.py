@@ -55,6 +55,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         "model on 2 CPU cores)")
     p.add_argument("--finalist-examples", type=positive_int, default=200, metavar="N",
                    help="examples per development task of that proxy (default 200)")
+    p.add_argument("--startup-trials", type=int, default=None, metavar="N",
+                   help="finished trials (the recipes included) before TPE models the study instead of drawing at "
+                        "random (default: the recipes the space starts from and 2 random draws; 10, Optuna's, in a "
+                        "space that starts from none, such as the paper's)")
     p.add_argument("--eval-windows", type=int, default=16,
                    help="validation windows per dataset (WikiText-2, PTB) of the objective (default 16)")
     p.add_argument("--eval-batch-size", type=int, default=8, help="windows per forward in the objective")
@@ -101,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
                     dtype=args.dtype, seed=args.seed, trust_remote_code=args.trust_remote_code, stream=args.stream,
                     max_memory=args.max_memory, micro_batch=args.micro_batch, objective=args.objective,
                     objective_options=dict(args.objective_options), finalists=args.finalists,
-                    finalist_examples=args.finalist_examples)
+                    finalist_examples=args.finalist_examples, startup_trials=args.startup_trials)
     ppl = ", ".join(f"{k} {v:.2f}" for k, v in result.validation_ppl.items())
     print(f"best trial {result.best_trial}: objective {result.objective:.3f} ({ppl}); "
           f"wrote {result.out}/{', '.join(result.files)}")

@@ -29,7 +29,7 @@ from pathlib import Path
 from adapruner.errors import AdaprunerError
 from adapruner.search.identity import StudyIdentity, check_identity, open_study
 from adapruner.search.objective import EVAL_DATASETS, Measure, ObjectiveProtocol
-from adapruner.search.samplers import EARLY_STOPS, SAMPLERS, make_early_stop, make_sampler
+from adapruner.search.samplers import EARLY_STOPS, SAMPLERS, make_early_stop, make_sampler, startup_trials
 from adapruner.search.space import SearchSpace
 from adapruner.search.storage import default_storage, existing_study, open_storage, redact
 
@@ -75,6 +75,7 @@ class SearchRequest:
     objective_options: dict = field(default_factory=dict)
     finalists: int = 0  # re-score this many best trials on the zero-shot proxy and deliver its best (search/finalists.py)
     finalist_examples: int = 200  # examples per development task of that proxy
+    startup_trials: int | None = None  # finished trials before TPE models the study (None: samplers.startup_trials)
 
     @property
     def study_name(self) -> str:
@@ -85,6 +86,16 @@ class SearchRequest:
     def storage_url(self) -> str:
         """The Optuna storage URL."""
         return self.storage or default_storage(Path(self.out))
+
+    def startup_trials_for(self, space: SearchSpace, pool_size: int) -> int:
+        """The finished trials before TPE models the study: as asked, else the recipes this space
+        starts from and two random draws (Optuna's 10 when it starts from none)."""
+        from adapruner.search.starts import starting_points
+
+        if self.startup_trials is not None:
+            return self.startup_trials
+        points = starting_points(space, pool_size, self.seed, self.trials) if self.starting_points else {}
+        return startup_trials(len(points))
 
     def measure(self) -> Measure:
         """The objective trials are scored by, with its options resolved."""
@@ -151,6 +162,8 @@ def check_request(request: SearchRequest, model: str) -> StudyIdentity:
     if request.finalists < 0 or request.finalist_examples < 1:
         raise AdaprunerError(f"--finalists must be >= 0 and --finalist-examples >= 1 (got {request.finalists} and "
                              f"{request.finalist_examples})")
+    if request.startup_trials is not None and request.startup_trials < 0:
+        raise AdaprunerError(f"--startup-trials must be >= 0, got {request.startup_trials}")
     if request.sampler not in SAMPLERS:
         raise AdaprunerError(f"unknown sampler '{request.sampler}'; choose one of {', '.join(SAMPLERS)}")
     if request.early_stop not in EARLY_STOPS:
@@ -212,7 +225,8 @@ def run_search(loaded, request: SearchRequest, data_dir: str | Path, progress: b
     storage = open_storage(url, heartbeat=request.heartbeat)
     # Seeded per trial (samplers.PerTrialSeed): resumed runs and parallel workers never replay a draw.
     seed = request.seed
-    study = open_study(storage, request.study_name, identity, make_sampler(request.sampler, seed),
+    startup = request.startup_trials_for(space, len(pool))
+    study = open_study(storage, request.study_name, identity, make_sampler(request.sampler, seed, startup),
                        make_early_stop(request.early_stop))
     if request.starting_points:
         starts = enqueue_starting_points(study, space, len(pool), request.seed, request.trials)
@@ -243,7 +257,8 @@ def run_search(loaded, request: SearchRequest, data_dir: str | Path, progress: b
         print(f"--max-minutes {request.max_minutes:g} reached after {counts(study)[0]} of {request.trials} trials: "
               "delivering the best so far (the same command continues the study)", flush=True)
     return finalize(study, storage, loaded, request, pool, objective, data_dir,
-                    {"sampler_seed": seed, "storage": redact(url), "this_worker_search_s": round(search_s, 1),
+                    {"sampler_seed": seed, "sampler_startup_trials": startup, "storage": redact(url),
+                     "this_worker_search_s": round(search_s, 1),
                      "max_minutes": request.max_minutes, "stopped_on_time_budget": worker.out_of_time,
                      "execution": execution or {"streamed": streamed}})
 

@@ -55,20 +55,35 @@ class PerTrialSeed(BaseSampler):
         self._inner.after_trial(study, trial, state, values)
 
 
-def _tpe_multivariate(seed: int) -> optuna.samplers.BaseSampler:
+# Optuna's TPE draws its first 10 trials at random. A study that starts from the recipes already
+# holds good, diverse points: two random draws beside them are enough for TPE to model from.
+TPE_STARTUP = 10
+RANDOM_AFTER_STARTING_POINTS = 2
+
+
+def startup_trials(starting_points: int) -> int:
+    """Finished trials (enqueued ones included) before TPE models the study instead of drawing at
+    random: Optuna's 10 for a study without starting points (the paper's), else the starting
+    points and two random draws."""
+    return starting_points + RANDOM_AFTER_STARTING_POINTS if starting_points else TPE_STARTUP
+
+
+def _tpe_multivariate(seed: int, startup: int = TPE_STARTUP) -> optuna.samplers.BaseSampler:
     from adapruner.search.storage import quiet_experimental
 
     with quiet_experimental():  # Optuna marks multivariate and group experimental
-        return optuna.samplers.TPESampler(seed=seed, constant_liar=True, multivariate=True, group=True)
+        return optuna.samplers.TPESampler(seed=seed, constant_liar=True, multivariate=True, group=True,
+                                          n_startup_trials=startup)
 
 
-def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
+def make_sampler(name: str, seed: int, startup: int = TPE_STARTUP) -> optuna.samplers.BaseSampler:
     """TPE (the paper's BO-TPE), TPE over the joint distribution of each group of parameters that
     trials share (``tpe-mv``: Optuna's ``multivariate=True, group=True``, made for conditional
     spaces such as the full one, where a schedule's knots exist only when it is chosen), or uniform
-    random sampling (Fig. 4's baseline); seeded per trial."""
-    factories = {"tpe": lambda s: optuna.samplers.TPESampler(seed=s, constant_liar=True),
-                 "tpe-mv": _tpe_multivariate,
+    random sampling (Fig. 4's baseline); seeded per trial. ``startup``: the finished trials TPE
+    waits for before it models the study (:func:`startup_trials`)."""
+    factories = {"tpe": lambda s: optuna.samplers.TPESampler(seed=s, constant_liar=True, n_startup_trials=startup),
+                 "tpe-mv": lambda s: _tpe_multivariate(s, startup),
                  "random": lambda s: optuna.samplers.RandomSampler(seed=s)}
     if name not in factories:
         raise AdaprunerError(f"unknown sampler '{name}'; choose one of {', '.join(SAMPLERS)}")

@@ -50,17 +50,23 @@ def recipe_params(space, recipe: Recipe, pool_size: int, seed: int) -> dict | No
     return params
 
 
+def starting_points(space, pool_size: int, seed: int, budget: int) -> dict[str, dict]:
+    """Recipe name -> trial parameters of the recipes ``space`` can express, at most ``budget``."""
+    out: dict[str, dict] = {}
+    for name in ORDER:
+        params = recipe_params(space, RECIPES[name], pool_size, seed)
+        if params is not None and len(out) < budget:
+            out[name] = params
+    return out
+
+
 def enqueue_starting_points(study, space, pool_size: int, seed: int, budget: int) -> list[str]:
     """Enqueue the recipes ``space`` can express into a study that has no trial yet (at most
     ``budget`` of them); return their names. A study that already has trials is left alone, so a
     resumed or joined study never gets them twice."""
     if study.get_trials(deepcopy=False):
         return []
-    enqueued = []
-    for name in ORDER:
-        params = recipe_params(space, RECIPES[name], pool_size, seed)
-        if params is None or len(enqueued) >= budget:
-            continue
+    points = starting_points(space, pool_size, seed, budget)
+    for name, params in points.items():
         study.enqueue_trial(params, user_attrs={"recipe": name}, skip_if_exists=True)
-        enqueued.append(name)
-    return enqueued
+    return list(points)

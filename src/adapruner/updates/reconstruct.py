@@ -98,15 +98,16 @@ def _batches(windows: torch.Tensor, micro_batch: int | None) -> list[torch.Tenso
     return list(windows.split(step))
 
 
+class _Stop(Exception):
+    """Raised by a hook to end a forward pass once it has given what a pass needs."""
+
+
 @torch.no_grad()
 def _layer_inputs(model: nn.Module, windows: torch.Tensor, start: int, micro_batch: int | None) -> list[tuple]:
     """(hidden, args, kwargs) entering decoder layer ``start`` for every batch of ``windows``."""
     layers = adapter_for(model).decoder_layers(model)
     device = model.get_input_embeddings().weight.device
     out = []
-
-    class _Stop(Exception):
-        pass
 
     def pre(module, args, kwargs):
         hidden = args[0] if args else kwargs["hidden_states"]
@@ -194,15 +195,25 @@ def sequential_layer(model: nn.Module, i: int, plan: PruningPlan, batches: list[
 @torch.no_grad()
 def dense_grams(model: nn.Module, windows: torch.Tensor, layers_paths: dict[int, list[str]],
                 micro_batch: int | None = None) -> dict[tuple[int, str], Gram]:
-    """Gram matrices of the named linears' inputs under the dense model, in one forward pass."""
+    """Gram matrices of the named linears' inputs under the dense model, in one forward pass that
+    ends after the last layer named (the LM head, a fifth of a small model's forward, is not run)."""
     decoder = adapter_for(model).decoder_layers(model)
     device = model.get_input_embeddings().weight.device
     grams = {(i, p): Gram() for i, paths in layers_paths.items() for p in paths}
     handles = [decoder[i].get_submodule(p).register_forward_pre_hook(g.hook(), prepend=True)
                for (i, p), g in grams.items()]
+
+    def stop(module, args, output):
+        raise _Stop
+
+    if grams:
+        handles.append(decoder[max(i for i, _ in grams)].register_forward_hook(stop))
     try:
         for ids in _batches(windows, micro_batch):
-            model(input_ids=ids.to(device), use_cache=False)
+            try:
+                model(input_ids=ids.to(device), use_cache=False)
+            except _Stop:
+                pass
     finally:
         for h in handles:
             h.remove()
