@@ -393,3 +393,31 @@ def test_tpe_models_the_study_after_the_starting_points_and_two_random_draws():
         assert sampler._inner._n_startup_trials == 5
     assert samplers.make_sampler("tpe", 0)._inner._n_startup_trials == 10
 
+
+
+def test_halving_stops_a_trial_below_the_median_halfway_through_its_evaluation(tmp_path):
+    """``halving`` decides once every dataset has given a batch (step 1 of two datasets' batches):
+    a trial worse than the finished trials' median there stops, and its later batches never run."""
+    url = stg.default_storage(tmp_path)
+
+    class Late(StandInObjective):
+        def __init__(self):
+            super().__init__()
+            self.last_steps: list[int] = []
+
+        def __call__(self, config, report=None):
+            if self.calls < 5:
+                return super().__call__(config, report)
+            self.calls += 1
+            self.last_steps = []
+            for step in range(self.steps):
+                self.last_steps.append(step)
+                report(step, 1e6)
+            return TrialResult(1e6, {}, 0.0)
+
+    objective = Late()
+    run_worker(url, 6, pruner="halving", objective=objective)
+    last = sorted(states(url), key=lambda t: t.number)[-1]
+    assert last.state == TrialState.PRUNED and last.user_attrs["pruned_at_step"] == 1
+    assert objective.last_steps == [0, 1]
+    assert samplers.early_stop_for(3) == "halving" and samplers.early_stop_for(0) == "percentile"

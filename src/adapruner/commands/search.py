@@ -62,9 +62,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--eval-windows", type=int, default=16,
                    help="validation windows per dataset (WikiText-2, PTB) of the objective (default 16)")
     p.add_argument("--eval-batch-size", type=int, default=8, help="windows per forward in the objective")
-    p.add_argument("--early-stop", dest="early_stop", default="percentile", choices=["percentile", "median", "none"],
-                   help="early stop of hopeless trials on the running objective after each batch (Optuna's pruner)")
-    p.add_argument("--pruner", dest="early_stop", choices=["percentile", "median", "none"], help=argparse.SUPPRESS)
+    rules = ["halving", "percentile", "median", "none"]
+    p.add_argument("--early-stop", dest="early_stop", default=None, choices=rules,
+                   help="early stop of hopeless trials on the running objective (Optuna's pruner): halving (halfway "
+                        "through the evaluation, below the median of the finished trials; the default in a space "
+                        "that starts from recipes), percentile (the worst quarter after 3/4 of it; the paper's "
+                        "space's default), median or none")
+    p.add_argument("--pruner", dest="early_stop", choices=rules, help=argparse.SUPPRESS)
     p.add_argument("--heartbeat", type=int, default=10,
                    help="seconds between trial heartbeats; a trial silent for 3x this is failed and re-run")
     p.add_argument("--calib-data", default=None, type=nonempty, metavar="FILE|ORG/NAME",

@@ -395,7 +395,10 @@ def collect_statistics(
             for start in tqdm(chunks, desc="calibration statistics", disable=not progress or len(chunks) == 1):
                 ids = calib[start:start + step].to(device)
                 with torch.set_grad_enabled(gradients):
-                    loss = per_sample_nll(model, ids).sum()  # a sum: dy[j] is sample j's own gradient
+                    if gradients:
+                        loss = per_sample_nll(model, ids).sum()  # a sum: dy[j] is sample j's own gradient
+                    else:  # activations only: the decoder alone (the LM head is ~a fifth of a small model)
+                        loss = model.get_decoder()(input_ids=ids, use_cache=False).last_hidden_state.sum()
                     if not torch.isfinite(loss):
                         raise AdaprunerError(
                             "the calibration loss is NaN/inf; the model weights or the --dtype are broken "
@@ -410,7 +413,8 @@ def collect_statistics(
     finally:
         for p, f in zip(params, flags):
             p.requires_grad_(f)
-    return Statistics(layers=layers, num_samples=n, seq_len=t, needs=needs, mean_loss=total_loss / n)
+    return Statistics(layers=layers, num_samples=n, seq_len=t, needs=needs,
+                      mean_loss=total_loss / n if gradients else None)
 
 
 def collected(gradients: bool, element_factors: tuple[float, ...], gram: bool) -> StatisticsNeeds:

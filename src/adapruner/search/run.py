@@ -29,7 +29,8 @@ from pathlib import Path
 from adapruner.errors import AdaprunerError
 from adapruner.search.identity import StudyIdentity, check_identity, open_study
 from adapruner.search.objective import EVAL_DATASETS, Measure, ObjectiveProtocol
-from adapruner.search.samplers import EARLY_STOPS, SAMPLERS, make_early_stop, make_sampler, startup_trials
+from adapruner.search.samplers import (EARLY_STOPS, SAMPLERS, early_stop_for, make_early_stop, make_sampler,
+                                       startup_trials)
 from adapruner.search.space import SearchSpace
 from adapruner.search.storage import default_storage, existing_study, open_storage, redact
 
@@ -58,7 +59,7 @@ class SearchRequest:
     out: str | Path
     space: SearchSpace = field(default_factory=SearchSpace)
     sampler: str = "tpe"
-    early_stop: str = "percentile"
+    early_stop: str | None = None  # None: samplers.early_stop_for (halving with starting points, else percentile)
     storage: str | None = None  # default: sqlite:///OUT/study.db
     study: str | None = None  # default: adapruner-SAMPLER
     eval_windows: int = 16
@@ -87,15 +88,23 @@ class SearchRequest:
         """The Optuna storage URL."""
         return self.storage or default_storage(Path(self.out))
 
+    def starting_point_count(self, space: SearchSpace, pool_size: int) -> int:
+        """How many recipes a new study of this request starts from."""
+        from adapruner.search.starts import starting_points
+
+        return len(starting_points(space, pool_size, self.seed, self.trials)) if self.starting_points else 0
+
     def startup_trials_for(self, space: SearchSpace, pool_size: int) -> int:
         """The finished trials before TPE models the study: as asked, else the recipes this space
         starts from and two random draws (Optuna's 10 when it starts from none)."""
-        from adapruner.search.starts import starting_points
-
         if self.startup_trials is not None:
             return self.startup_trials
-        points = starting_points(space, pool_size, self.seed, self.trials) if self.starting_points else {}
-        return startup_trials(len(points))
+        return startup_trials(self.starting_point_count(space, pool_size))
+
+    def early_stop_for(self, space: SearchSpace, pool_size: int) -> str:
+        """The early-stopping rule: as asked, else halving in a study that starts from recipes and
+        the paper's percentile rule otherwise."""
+        return self.early_stop or early_stop_for(self.starting_point_count(space, pool_size))
 
     def measure(self) -> Measure:
         """The objective trials are scored by, with its options resolved."""
@@ -166,7 +175,7 @@ def check_request(request: SearchRequest, model: str) -> StudyIdentity:
         raise AdaprunerError(f"--startup-trials must be >= 0, got {request.startup_trials}")
     if request.sampler not in SAMPLERS:
         raise AdaprunerError(f"unknown sampler '{request.sampler}'; choose one of {', '.join(SAMPLERS)}")
-    if request.early_stop not in EARLY_STOPS:
+    if request.early_stop is not None and request.early_stop not in EARLY_STOPS:
         raise AdaprunerError(f"unknown early-stop rule '{request.early_stop}'; choose one of {', '.join(EARLY_STOPS)}")
     space = request.space
     if space.data_space == "fixed" and space.metric != "adapruner":
@@ -226,8 +235,9 @@ def run_search(loaded, request: SearchRequest, data_dir: str | Path, progress: b
     # Seeded per trial (samplers.PerTrialSeed): resumed runs and parallel workers never replay a draw.
     seed = request.seed
     startup = request.startup_trials_for(space, len(pool))
+    early_stop = request.early_stop_for(space, len(pool))
     study = open_study(storage, request.study_name, identity, make_sampler(request.sampler, seed, startup),
-                       make_early_stop(request.early_stop))
+                       make_early_stop(early_stop, datasets=len(windows)))
     if request.starting_points:
         starts = enqueue_starting_points(study, space, len(pool), request.seed, request.trials)
         if starts and progress:
@@ -257,7 +267,8 @@ def run_search(loaded, request: SearchRequest, data_dir: str | Path, progress: b
         print(f"--max-minutes {request.max_minutes:g} reached after {counts(study)[0]} of {request.trials} trials: "
               "delivering the best so far (the same command continues the study)", flush=True)
     return finalize(study, storage, loaded, request, pool, objective, data_dir,
-                    {"sampler_seed": seed, "sampler_startup_trials": startup, "storage": redact(url),
+                    {"sampler_seed": seed, "sampler_startup_trials": startup, "early_stop": early_stop,
+                     "storage": redact(url),
                      "this_worker_search_s": round(search_s, 1),
                      "max_minutes": request.max_minutes, "stopped_on_time_budget": worker.out_of_time,
                      "execution": execution or {"streamed": streamed}})
