@@ -41,6 +41,26 @@ def cpu_name() -> str:
     return platform.processor() or "unknown CPU"
 
 
+def trial_costs(db: Path) -> dict:
+    """Where the search's time went, from the timings every trial stores: the first trial's parts
+    (it also pays the one-off work), the median plan and evaluation of the others, and how many
+    trials the early-stop rule ended (with the step it ended them at)."""
+    import statistics
+
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = f"sqlite:///{db}"
+    trials = optuna.load_study(study_name=optuna.get_all_study_names(storage)[0], storage=storage).get_trials()
+    timed = [t.user_attrs["timings"] for t in sorted(trials, key=lambda t: t.number) if "timings" in t.user_attrs]
+    pruned = [t for t in trials if t.state.name == "PRUNED"]
+    return {"first_trial": timed[0] if timed else None,
+            "median_plan_s": statistics.median(t["plan_s"] for t in timed[1:]) if len(timed) > 1 else None,
+            "median_eval_s": statistics.median(t["eval_s"] for t in timed[1:]) if len(timed) > 1 else None,
+            "stopped_early": len(pruned),
+            "stopped_at_steps": sorted({t.user_attrs.get("pruned_at_step") for t in pruned} - {None})}
+
+
 def sh(cmd: list[str], **kw) -> subprocess.CompletedProcess:
     print("$", shlex.join(cmd), flush=True)
     return subprocess.run(cmd, check=True, **kw)
@@ -97,7 +117,7 @@ def main() -> int:
                              "trial_seconds": [float(r.split(",")[3]) for r in trials if r.split(",")[3]],
                              "median_trial_s": report["study"].get("median_trial_seconds"),
                              "validation_ppl": report["provenance"]["validation_ppl"]},
-                  "versions": report.get("versions")}
+                  "versions": report.get("versions"), "costs": trial_costs(out / "study.db")}
         RESULT.parent.mkdir(parents=True, exist_ok=True)
         RESULT.write_text(json.dumps(result, indent=1) + "\n")
     if "test_ppl" not in result:

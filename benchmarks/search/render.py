@@ -90,7 +90,8 @@ def quality_block(s: dict | None) -> str:
     rows = []
     for n in names:
         r = s[n]
-        rows.append(f"| {n} | {r['runs']} | {r['median_trials']:g} | {_times(r, 1.01)} | {_times(r, 1.03)} | "
+        stopped = f" (+{r['median_stopped_early']:g} stopped)" if r.get("median_stopped_early") else ""
+        rows.append(f"| {n} | {r['runs']} | {r['median_trials']:g}{stopped} | {_times(r, 1.01)} | {_times(r, 1.03)} | "
                     f"{r['median_best_at_half_time']:.2f} | {r['median_final_best']:.2f} |")
     return "\n".join([
         f"Time to quality on {p['model']} at {p['ratio']:.0%}, {p['space']}, {p['cpu']} CPU cores, runs of "

@@ -44,9 +44,18 @@ def worktree(commit: str, work: Path) -> Path:
 
 def run_one(name: str, flags: list[str], src: Path | None, seed: int, minutes: float, work: Path,
             data_dir: str) -> dict:
-    """One search of ``minutes`` wall time; its trials as ``(seconds since start, value)``."""
+    """One search of ``minutes`` wall time; its trials as ``(seconds since start, value)``.
+
+    ``--workers N`` among the flags (this benchmark's, not the command's) runs N workers of the same
+    command on one study (SQLite, the machine's cores split between them with OMP_NUM_THREADS)."""
     import optuna
 
+    flags = list(flags)
+    workers = 1
+    if "--workers" in flags:
+        at = flags.index("--workers")
+        workers = int(flags[at + 1])
+        del flags[at:at + 2]
     out = work / f"{name}-s{seed}"
     if out.exists():
         subprocess.run(["rm", "-rf", str(out)], check=True)
@@ -55,12 +64,29 @@ def run_one(name: str, flags: list[str], src: Path | None, seed: int, minutes: f
         env["PYTHONPATH"] = str(src / "src")
     cmd = [sys.executable, "-m", "adapruner.cli", "search", "--model", "smollm2-135m", "--ratio", "0.2",
            "--trials", "1000", "--seed", str(seed), "--out", str(out), "--data-dir", data_dir, *flags]
+    commands = [cmd]
+    if workers > 1:
+        out.mkdir(parents=True)
+        env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // workers))
+        shared = ["--storage", f"sqlite:///{out / 'study.db'}"]
+        commands = [[*cmd[:cmd.index("--out") + 1], str(out / f"worker{i}"), *cmd[cmd.index("--out") + 2:], *shared]
+                    for i in range(workers)]
     start_wall = time.time()
-    with open(work / f"{name}-s{seed}.log", "w") as log:
-        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    procs = []
+    for i, command in enumerate(commands):
+        log = open(work / f"{name}-s{seed}{f'-w{i}' if workers > 1 else ''}.log", "w")
+        procs.append((subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                       start_new_session=True), log))
+    deadline = start_wall + 60 * minutes
+    for proc, log in procs:
         try:
-            proc.wait(timeout=60 * minutes)
+            proc.wait(timeout=max(0.0, deadline - time.time()))
         except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        log.close()
+    for proc, _ in procs:  # a worker that ended early leaves the others to the deadline, then all stop
+        if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -69,9 +95,13 @@ def run_one(name: str, flags: list[str], src: Path | None, seed: int, minutes: f
     points = sorted(((t.datetime_complete.timestamp() - start_wall, t.value)
                      for t in study.get_trials(deepcopy=False)
                      if t.value is not None and t.datetime_complete is not None and t.state.name == "COMPLETE"))
+    stopped = sum(t.state.name == "PRUNED" for t in study.get_trials(deepcopy=False))
     subprocess.run(["rm", "-rf", str(out)], check=True)
-    return {"variant": name, "seed": seed, "minutes": minutes, "command": " ".join(cmd[2:]),
-            "code": str(src) if src else "this checkout", "trials": [[round(t, 1), v] for t, v in points]}
+    command = " ".join(commands[0][2:]) + (f" (one of {workers} workers, OMP_NUM_THREADS={env['OMP_NUM_THREADS']})"
+                                           if workers > 1 else "")
+    return {"variant": name, "seed": seed, "minutes": minutes, "command": command,
+            "code": str(src) if src else "this checkout", "trials": [[round(t, 1), v] for t, v in points],
+            "stopped_early": stopped}
 
 
 def best_curve(trials: list) -> list[tuple[float, float]]:
@@ -109,6 +139,7 @@ def summarise(runs: list[dict], reference: float, minutes: float) -> dict:
         half = [next((v for m, v in reversed(c) if m <= minutes / 2), float("inf")) for c in mine]
         row["median_best_at_half_time"] = statistics.median(half)
         row["median_trials"] = statistics.median(len(r["trials"]) for r in runs if r["variant"] == name)
+        row["median_stopped_early"] = statistics.median(r.get("stopped_early", 0) for r in runs if r["variant"] == name)
         out[name] = row
     return out
 
@@ -151,8 +182,8 @@ def main() -> int:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--baseline", help="a commit whose search runs as the variant 'baseline'")
     p.add_argument("--variant", action="append", default=[], metavar="NAME=FLAGS",
-                   help="a variant of this checkout with extra search flags, e.g. 'mv=--sampler tpe-mv' "
-                        "(default: 'default=' only)")
+                   help="a variant of this checkout with extra search flags, e.g. 'mv=--sampler tpe-mv', or "
+                        "'2x1=--workers 2' (two workers on one study, the cores split) (default: 'default=' only)")
     p.add_argument("--reference", type=float, default=REFERENCE)
     p.add_argument("--work", default="/tmp/adapruner-ttq")
     p.add_argument("--out", default=str(ROOT / "benchmarks/results/time_to_quality"))
