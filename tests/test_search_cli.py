@@ -274,9 +274,8 @@ def test_a_default_search_starts_from_the_recipes_and_is_never_worse_than_prune(
         (default.metric.name, default.update.name, default.allocation.mode)
     best = json.loads((out / "best_config.json").read_text())["provenance"]["objective"]
     assert best <= trials[0].value
-    # TPE models the study after the recipes and two random draws (Optuna's 10 would be 7 random)
     runtime = json.loads((out / "pruning_report.json").read_text())["runtime"]
-    assert (runtime["sampler_startup_trials"], runtime["early_stop"]) == (5, "halving")
+    assert (runtime["sampler_startup_trials"], runtime["early_stop"]) == (10, "halving")
     # a resumed study does not get them again
     assert main(search_args(tiny_dir, out, data_dir, 4, "--space", "full")) == 0
     assert [t.user_attrs.get("recipe") for t in sorted(trials_of(out), key=lambda t: t.number)][3] is None
@@ -289,7 +288,7 @@ def test_max_minutes_delivers_the_best_so_far_and_the_same_command_continues(tin
     assert "--max-minutes 0.0001 reached after 1 of 4 trials" in capsys.readouterr().out
     report = json.loads((out / "pruning_report.json").read_text())
     assert report["runtime"]["stopped_on_time_budget"] is True and report["study"]["states"] == {"COMPLETE": 1}
-    # a space without starting points keeps the paper's sampler settings
+    # a space without starting points keeps the paper's early stop
     assert (report["runtime"]["sampler_startup_trials"], report["runtime"]["early_stop"]) == (10, "percentile")
     assert (out / "model" / "config.json").is_file()
     assert main(search_args(tiny_dir, out, data_dir, 4, "--sampler", "random")) == 0  # no time limit: up to 4

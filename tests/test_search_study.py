@@ -383,16 +383,14 @@ def test_ctrl_c_cleanup_fails_the_untagged_trial_this_optimize_call_created(tmp_
     assert by_number[older.number] == optuna.trial.TrialState.RUNNING
 
 
-def test_tpe_models_the_study_after_the_starting_points_and_two_random_draws():
-    """A study that starts from k recipes lets TPE model it after k + 2 finished trials; one without
-    starting points (the paper's space) keeps Optuna's 10, so its search is unchanged."""
-    assert samplers.startup_trials(3) == 5 and samplers.startup_trials(0) == 10
+def test_the_start_up_trials_are_a_setting_of_every_trial_s_sampler():
+    """TPE draws ``startup`` finished trials at random (Optuna's 10 by default, the paper's search
+    unchanged); every trial's own seeded sampler keeps the setting."""
     for name in ("tpe", "tpe-mv"):
-        sampler = samplers.make_sampler(name, 0, samplers.startup_trials(3))
-        optuna.create_study(sampler=sampler).ask()  # each trial's own stream keeps the setting
+        sampler = samplers.make_sampler(name, 0, 5)
+        optuna.create_study(sampler=sampler).ask()
         assert sampler._inner._n_startup_trials == 5
-    assert samplers.make_sampler("tpe", 0)._inner._n_startup_trials == 10
-
+    assert samplers.make_sampler("tpe", 0)._inner._n_startup_trials == 10 == optuna.samplers.TPESampler()._n_startup_trials
 
 
 def test_halving_stops_a_trial_below_the_median_halfway_through_its_evaluation(tmp_path):

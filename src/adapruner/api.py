@@ -434,7 +434,7 @@ def search(model, ratio: float | None = None, *, trials: int, out: str | Path, s
     with its ``objective_options``; ``finalists`` > 1 re-scores that many best trials on the zero-shot
     proxy (``finalist_examples`` per development task, :mod:`adapruner.search.finalists`) and
     delivers the most accurate. ``startup_trials``: finished trials before TPE models the study
-    (None: the recipes the space starts from and two random draws, or Optuna's 10). Returns the
+    (None: Optuna's 10). Returns the
     :class:`~adapruner.search.run.SearchResult` (with the pruned ``model``, None when streamed)."""
     from adapruner.config import CalibrationConfig
     from adapruner.data.paths import resolve_data_dir

@@ -56,9 +56,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--finalist-examples", type=positive_int, default=200, metavar="N",
                    help="examples per development task of that proxy (default 200)")
     p.add_argument("--startup-trials", type=int, default=None, metavar="N",
-                   help="finished trials (the recipes included) before TPE models the study instead of drawing at "
-                        "random (default: the recipes the space starts from and 2 random draws; 10, Optuna's, in a "
-                        "space that starts from none, such as the paper's)")
+                   help="finished trials (the recipes included) TPE draws at random before it models the study "
+                        "(default 10, Optuna's)")
     p.add_argument("--eval-windows", type=int, default=16,
                    help="validation windows per dataset (WikiText-2, PTB) of the objective (default 16)")
     p.add_argument("--eval-batch-size", type=int, default=8, help="windows per forward in the objective")

@@ -29,8 +29,8 @@ from pathlib import Path
 from adapruner.errors import AdaprunerError
 from adapruner.search.identity import StudyIdentity, check_identity, open_study
 from adapruner.search.objective import EVAL_DATASETS, Measure, ObjectiveProtocol
-from adapruner.search.samplers import (EARLY_STOPS, SAMPLERS, early_stop_for, make_early_stop, make_sampler,
-                                       startup_trials)
+from adapruner.search.samplers import (EARLY_STOPS, SAMPLERS, TPE_STARTUP, early_stop_for, make_early_stop,
+                                       make_sampler)
 from adapruner.search.space import SearchSpace
 from adapruner.search.storage import default_storage, existing_study, open_storage, redact
 
@@ -76,7 +76,7 @@ class SearchRequest:
     objective_options: dict = field(default_factory=dict)
     finalists: int = 0  # re-score this many best trials on the zero-shot proxy and deliver its best (search/finalists.py)
     finalist_examples: int = 200  # examples per development task of that proxy
-    startup_trials: int | None = None  # finished trials before TPE models the study (None: samplers.startup_trials)
+    startup_trials: int | None = None  # finished trials before TPE models the study (None: Optuna's 10)
 
     @property
     def study_name(self) -> str:
@@ -94,12 +94,9 @@ class SearchRequest:
 
         return len(starting_points(space, pool_size, self.seed, self.trials)) if self.starting_points else 0
 
-    def startup_trials_for(self, space: SearchSpace, pool_size: int) -> int:
-        """The finished trials before TPE models the study: as asked, else the recipes this space
-        starts from and two random draws (Optuna's 10 when it starts from none)."""
-        if self.startup_trials is not None:
-            return self.startup_trials
-        return startup_trials(self.starting_point_count(space, pool_size))
+    def startup_trials_for(self) -> int:
+        """The finished trials before TPE models the study: as asked, else Optuna's 10."""
+        return TPE_STARTUP if self.startup_trials is None else self.startup_trials
 
     def early_stop_for(self, space: SearchSpace, pool_size: int) -> str:
         """The early-stopping rule: as asked, else halving in a study that starts from recipes and
@@ -234,7 +231,7 @@ def run_search(loaded, request: SearchRequest, data_dir: str | Path, progress: b
     storage = open_storage(url, heartbeat=request.heartbeat)
     # Seeded per trial (samplers.PerTrialSeed): resumed runs and parallel workers never replay a draw.
     seed = request.seed
-    startup = request.startup_trials_for(space, len(pool))
+    startup = request.startup_trials_for()
     early_stop = request.early_stop_for(space, len(pool))
     study = open_study(storage, request.study_name, identity, make_sampler(request.sampler, seed, startup),
                        make_early_stop(early_stop, datasets=len(windows)))
