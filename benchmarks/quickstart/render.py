@@ -32,7 +32,7 @@ def block(result: dict | None) -> str:
 
 def costs(result: dict | None) -> str:
     """Where a full-space trial's time goes, from the quick start's study (docs/search.md)."""
-    c = (result or {}).get("search", {}).get("costs") if result else None
+    c = (result or {}).get("costs")
     if not c or not c.get("first_trial"):
         return "Measured by `python benchmarks/quickstart/run.py` (pending)."
     m, f = result["machine"], c["first_trial"]
