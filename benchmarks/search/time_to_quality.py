@@ -14,7 +14,8 @@ reference objective (``--reference``, the recorded 100-trial full-space best, or
 run found if lower) and the median best after ``--minutes``; plots one median curve per variant.
 
     python benchmarks/search/time_to_quality.py --data-dir ../shared/data --minutes 8 --seeds 0 1 2 \\
-        --baseline e23cace
+        --baseline 4b3268a --variant default= --variant "startup5=--startup-trials 5"
+    python benchmarks/search/time_to_quality.py ... --variant "2x1=--workers 2"   # two workers, one core each
 """
 
 from __future__ import annotations
