@@ -422,7 +422,7 @@ def search(model, ratio: float | None = None, *, trials: int, out: str | Path, s
            dtype: str = "float32", seed: int = 0, trust_remote_code: bool = False, progress: bool = True,
            stream: bool | None = None, max_memory: str | None = None, micro_batch: int | None = None,
            objective: str = "ppl", objective_options: dict | None = None, finalists: int = 0,
-           finalist_examples: int = 200, startup_trials: int | None = None):
+           finalist_examples: int = 200, startup_trials: int = 10):
     """Run (or continue) the Optuna study that searches ``space`` (``"full"``, ``"paper"``, a space
     file or a :class:`~adapruner.search.space.SearchSpace`) for the best pruning of ``model`` by
     ``ratio``, then prune with the best trial and write ``out`` (``model/``, ``best_config.json``,
@@ -434,7 +434,7 @@ def search(model, ratio: float | None = None, *, trials: int, out: str | Path, s
     with its ``objective_options``; ``finalists`` > 1 re-scores that many best trials on the zero-shot
     proxy (``finalist_examples`` per development task, :mod:`adapruner.search.finalists`) and
     delivers the most accurate. ``startup_trials``: finished trials before TPE models the study
-    (None: Optuna's 10). Returns the
+    (Optuna's 10). Returns the
     :class:`~adapruner.search.run.SearchResult` (with the pruned ``model``, None when streamed)."""
     from adapruner.config import CalibrationConfig
     from adapruner.data.paths import resolve_data_dir

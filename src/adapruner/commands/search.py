@@ -55,7 +55,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         "model on 2 CPU cores)")
     p.add_argument("--finalist-examples", type=positive_int, default=200, metavar="N",
                    help="examples per development task of that proxy (default 200)")
-    p.add_argument("--startup-trials", type=int, default=None, metavar="N",
+    p.add_argument("--startup-trials", type=int, default=10, metavar="N",
                    help="finished trials (the recipes included) TPE draws at random before it models the study "
                         "(default 10, Optuna's)")
     p.add_argument("--eval-windows", type=int, default=16,

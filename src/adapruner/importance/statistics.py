@@ -396,16 +396,16 @@ def collect_statistics(
                 ids = calib[start:start + step].to(device)
                 with torch.set_grad_enabled(gradients):
                     if gradients:
-                        loss = per_sample_nll(model, ids).sum()  # a sum: dy[j] is sample j's own gradient
+                        out = per_sample_nll(model, ids).sum()  # a sum: dy[j] is sample j's own gradient
                     else:  # activations only: the decoder alone (the LM head is ~a fifth of a small model)
-                        loss = model.get_decoder()(input_ids=ids, use_cache=False).last_hidden_state.sum()
-                    if not torch.isfinite(loss):
+                        out = model.get_decoder()(input_ids=ids, use_cache=False).last_hidden_state
+                    if not torch.isfinite(out).all():
                         raise AdaprunerError(
                             "the calibration loss is NaN/inf; the model weights or the --dtype are broken "
                             "(try --dtype float32)")
-                    total_loss += float(loss.detach())
                     if gradients:
-                        loss.backward()
+                        total_loss += float(out.detach())
+                        out.backward()
                 if col.bad:
                     raise AdaprunerError(
                         f"NaN/inf gradients at {col.bad}; the model overflows in this dtype, try --dtype float32")

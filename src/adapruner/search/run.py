@@ -76,7 +76,7 @@ class SearchRequest:
     objective_options: dict = field(default_factory=dict)
     finalists: int = 0  # re-score this many best trials on the zero-shot proxy and deliver its best (search/finalists.py)
     finalist_examples: int = 200  # examples per development task of that proxy
-    startup_trials: int | None = None  # finished trials before TPE models the study (None: Optuna's 10)
+    startup_trials: int = TPE_STARTUP  # finished trials before TPE models the study (Optuna's 10)
 
     @property
     def study_name(self) -> str:
@@ -87,21 +87,6 @@ class SearchRequest:
     def storage_url(self) -> str:
         """The Optuna storage URL."""
         return self.storage or default_storage(Path(self.out))
-
-    def starting_point_count(self, space: SearchSpace, pool_size: int) -> int:
-        """How many recipes a new study of this request starts from."""
-        from adapruner.search.starts import starting_points
-
-        return len(starting_points(space, pool_size, self.seed, self.trials)) if self.starting_points else 0
-
-    def startup_trials_for(self) -> int:
-        """The finished trials before TPE models the study: as asked, else Optuna's 10."""
-        return TPE_STARTUP if self.startup_trials is None else self.startup_trials
-
-    def early_stop_for(self, space: SearchSpace, pool_size: int) -> str:
-        """The early-stopping rule: as asked, else halving in a study that starts from recipes and
-        the paper's percentile rule otherwise."""
-        return self.early_stop or early_stop_for(self.starting_point_count(space, pool_size))
 
     def measure(self) -> Measure:
         """The objective trials are scored by, with its options resolved."""
@@ -168,7 +153,7 @@ def check_request(request: SearchRequest, model: str) -> StudyIdentity:
     if request.finalists < 0 or request.finalist_examples < 1:
         raise AdaprunerError(f"--finalists must be >= 0 and --finalist-examples >= 1 (got {request.finalists} and "
                              f"{request.finalist_examples})")
-    if request.startup_trials is not None and request.startup_trials < 0:
+    if request.startup_trials < 0:
         raise AdaprunerError(f"--startup-trials must be >= 0, got {request.startup_trials}")
     if request.sampler not in SAMPLERS:
         raise AdaprunerError(f"unknown sampler '{request.sampler}'; choose one of {', '.join(SAMPLERS)}")
@@ -207,7 +192,7 @@ def run_search(loaded, request: SearchRequest, data_dir: str | Path, progress: b
     from adapruner.config import AllocationConfig, CalibrationConfig
     from adapruner.data.calibration import source_pool
     from adapruner.search.objective import Objective, load_eval_windows
-    from adapruner.search.starts import enqueue_starting_points
+    from adapruner.search.starts import enqueue_starting_points, starting_points
     from adapruner.search.worker import Worker, WorkerContext, counts
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # the bar shows progress; trials.csv the details
@@ -231,12 +216,13 @@ def run_search(loaded, request: SearchRequest, data_dir: str | Path, progress: b
     storage = open_storage(url, heartbeat=request.heartbeat)
     # Seeded per trial (samplers.PerTrialSeed): resumed runs and parallel workers never replay a draw.
     seed = request.seed
-    startup = request.startup_trials_for()
-    early_stop = request.early_stop_for(space, len(pool))
-    study = open_study(storage, request.study_name, identity, make_sampler(request.sampler, seed, startup),
+    points = starting_points(space, len(pool), request.seed, request.trials) if request.starting_points else {}
+    early_stop = request.early_stop or early_stop_for(len(points))
+    study = open_study(storage, request.study_name, identity,
+                       make_sampler(request.sampler, seed, request.startup_trials),
                        make_early_stop(early_stop, datasets=len(windows)))
-    if request.starting_points:
-        starts = enqueue_starting_points(study, space, len(pool), request.seed, request.trials)
+    if points:
+        starts = enqueue_starting_points(study, points)
         if starts and progress:
             print(f"first trials: the recipes that need no search ({', '.join(starts)})", flush=True)
     streamed = getattr(loaded, "streamed", False)
@@ -264,7 +250,7 @@ def run_search(loaded, request: SearchRequest, data_dir: str | Path, progress: b
         print(f"--max-minutes {request.max_minutes:g} reached after {counts(study)[0]} of {request.trials} trials: "
               "delivering the best so far (the same command continues the study)", flush=True)
     return finalize(study, storage, loaded, request, pool, objective, data_dir,
-                    {"sampler_seed": seed, "sampler_startup_trials": startup, "early_stop": early_stop,
+                    {"sampler_seed": seed, "sampler_startup_trials": request.startup_trials, "early_stop": early_stop,
                      "storage": redact(url),
                      "this_worker_search_s": round(search_s, 1),
                      "max_minutes": request.max_minutes, "stopped_on_time_budget": worker.out_of_time,

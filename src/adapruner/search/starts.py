@@ -60,13 +60,12 @@ def starting_points(space, pool_size: int, seed: int, budget: int) -> dict[str, 
     return out
 
 
-def enqueue_starting_points(study, space, pool_size: int, seed: int, budget: int) -> list[str]:
-    """Enqueue the recipes ``space`` can express into a study that has no trial yet (at most
-    ``budget`` of them); return their names. A study that already has trials is left alone, so a
-    resumed or joined study never gets them twice."""
+def enqueue_starting_points(study, points: dict[str, dict]) -> list[str]:
+    """Enqueue the :func:`starting_points` into a study that has no trial yet; return their names.
+    A study that already has trials is left alone, so a resumed or joined study never gets them
+    twice."""
     if study.get_trials(deepcopy=False):
         return []
-    points = starting_points(space, pool_size, seed, budget)
     for name, params in points.items():
         study.enqueue_trial(params, user_attrs={"recipe": name}, skip_if_exists=True)
     return list(points)
