@@ -1,5 +1,6 @@
 """Render the search's speed figures into ``docs/search.md`` from their results files:
-``benchmarks/results/gradient_free_trial.json`` and ``benchmarks/results/time_to_quality/``.
+``benchmarks/results/gradient_free_trial.json`` and ``benchmarks/results/time_to_quality/`` (its
+``samplers/`` holds the comparison of samplers).
 
     python benchmarks/search/render.py [--check]
 """
@@ -82,7 +83,7 @@ def _times(row: dict, factor: float) -> str:
     return f"{_minutes(row[f'median_minutes_to_{factor}x'])} ({runs})"
 
 
-def quality_block(s: dict | None) -> str:
+def quality_block(s: dict | None, plot: str = "benchmarks/results/time_to_quality/time_to_quality.png") -> str:
     if s is None:
         return "Measured by `python benchmarks/search/time_to_quality.py` (pending)."
     p, ref = s["protocol"], s["reference"]
@@ -105,7 +106,7 @@ def quality_block(s: dict | None) -> str:
         "|---|---|---|---|---|---|---|",
         *rows,
         "",
-        "The curves: `benchmarks/results/time_to_quality/time_to_quality.png`.",
+        f"The curves: `{plot}`.",
     ])
 
 
@@ -118,6 +119,9 @@ def main() -> int:
     page = rendering.with_block(page, "trial-speed", SCRIPT, speed_block(_load(RESULTS / "trial_speed.json")))
     page = rendering.with_block(page, "time-to-quality", SCRIPT,
                                 quality_block(_load(RESULTS / "time_to_quality" / "summary.json")))
+    page = rendering.with_block(page, "time-to-quality-samplers", SCRIPT,
+                                quality_block(_load(RESULTS / "time_to_quality" / "samplers" / "summary.json"),
+                                              "benchmarks/results/time_to_quality/samplers/time_to_quality.png"))
     return rendering.write_or_check({PAGE: page}, args.check, f"python {SCRIPT}")
 
 
