@@ -4,6 +4,7 @@ the one search space over all of them (``--space full``)."""
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import optuna
 import pytest
@@ -95,6 +96,28 @@ def test_dense_grams_equal_those_of_a_whole_forward():
     assert set(got) == set(want)
     for key, g in want.items():
         assert torch.equal(got[key].h, g.h) and torch.equal(got[key].s, g.s) and got[key].n == g.n
+
+
+def test_oneshot_grams_cover_the_plan_layers_only_and_are_cached():
+    """One-shot reconstruction computes Grams for the layers a plan covers, no others; a cached
+    study adds a later plan's missing layers to them; the updates equal those without a cache."""
+    from adapruner.updates.reconstruct import Reconstruct
+
+    torch.manual_seed(0)
+    model, calib = tiny_model("llama"), tiny_batch(6, 16, seed=1)
+    update = UpdateConfig(name="reconstruct", options={"mode": "oneshot"})
+    cache: dict = {}
+    for layers, computed in (([1, 3], {1, 2}), ([1, 4], {1, 2, 3})):
+        config = PruneConfig(metric=MetricConfig(name="l2"), allocation=AllocationConfig(layers=layers), update=update)
+        plan = plan_pruning(model, None, replace(config, update=UpdateConfig()), 0.25).plan
+        cached = Reconstruct().compute(model, plan, calib, update, cache=cache)
+        (grams,) = cache.values()
+        assert {i for i, _ in grams} == computed
+        fresh = Reconstruct().compute(model, plan, calib, update)
+        assert cached.keys() == fresh.keys() == set(plan.layers)
+        for i in cached:
+            for path, u in cached[i].items():
+                assert torch.equal(u.weight, fresh[i][path].weight)
 
 
 @pytest.mark.parametrize("family", ["llama", "qwen2", "qwen3", "gemma2", "phi3"])

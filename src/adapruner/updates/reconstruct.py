@@ -274,15 +274,21 @@ class Reconstruct(WeightUpdate):
         key = ("reconstruct-dense-grams", hashlib.sha256(calib.cpu().numpy().tobytes()).hexdigest())
         grams = cache.get(key) if cache is not None else None
         if grams is None:
-            # All output projections of every layer the plan may touch: the same for every plan
-            # of a study, so a search computes them once.
-            adapter = adapter_for(model)
-            paths = {i: sorted({m.path for m in adapter.members(adapter.layer_shape(model, i)) if m.axis == 1})
-                     for i in range(len(layers))}
-            grams = dense_grams(model, calib, paths, micro_batch)
+            grams = {}
             if cache is not None:
                 cache.clear()  # one study, one set of windows: keep only the latest
                 cache[key] = grams
+        # Every output projection of every layer the plan covers (its whole layer range, pruned
+        # or not): the same for every plan of a study, so a search computes them once. Layers
+        # outside the range are never re-fitted and get no Gram; the pass stops after the last.
+        adapter = adapter_for(model)
+        missing: dict[int, list[str]] = {}
+        for i in sorted(plan.layers):
+            paths = sorted({m.path for m in adapter.members(adapter.layer_shape(model, i)) if m.axis == 1})
+            if any((i, path) not in grams for path in paths):
+                missing[i] = paths
+        if missing:
+            grams.update(dense_grams(model, calib, missing, micro_batch))
         updates: Updates = {}
         for i, cols in columns.items():
             for path, kept in cols.items():
