@@ -1,6 +1,6 @@
 """Render the search's speed figures into ``docs/search.md`` from their results files:
 ``benchmarks/results/gradient_free_trial.json`` and ``benchmarks/results/time_to_quality/`` (its
-``samplers/`` holds the comparison of samplers).
+``samplers/`` and ``workers/`` hold the comparisons of samplers and of workers on one machine).
 
     python benchmarks/search/render.py [--check]
 """
@@ -119,9 +119,10 @@ def main() -> int:
     page = rendering.with_block(page, "trial-speed", SCRIPT, speed_block(_load(RESULTS / "trial_speed.json")))
     page = rendering.with_block(page, "time-to-quality", SCRIPT,
                                 quality_block(_load(RESULTS / "time_to_quality" / "summary.json")))
-    page = rendering.with_block(page, "time-to-quality-samplers", SCRIPT,
-                                quality_block(_load(RESULTS / "time_to_quality" / "samplers" / "summary.json"),
-                                              "benchmarks/results/time_to_quality/samplers/time_to_quality.png"))
+    for part in ("samplers", "workers"):
+        page = rendering.with_block(page, f"time-to-quality-{part}", SCRIPT,
+                                    quality_block(_load(RESULTS / "time_to_quality" / part / "summary.json"),
+                                                  f"benchmarks/results/time_to_quality/{part}/time_to_quality.png"))
     return rendering.write_or_check({PAGE: page}, args.check, f"python {SCRIPT}")
 
 
