@@ -4,21 +4,27 @@
 # benchmarks/results/full_space/ (20 %) or full_space_r<PCT>/ (the study and the model stay in
 # the scratch directory).
 #   bash benchmarks/search/full_space.sh [TRIALS] [RATIO] [SPACE]   (default 30 trials at 0.2 in --space full;
-#   the issue's budget is 100; SPACE may be a space file, e.g. benchmarks/search/spaces/reconstruct-sequential.json)
+#   a budget of 100 is the recorded one; SPACE may be a space file, e.g. benchmarks/search/spaces/reconstruct-sequential.json)
+# The recorded 100-trial run (full_space/) started without the recipes; STARTS=recipes runs the
+# search as a user gets it today (the recipes first, the default early stop) into full_space_default/:
+#   STARTS=recipes bash benchmarks/search/full_space.sh 100
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 TRIALS="${1:-30}"
 RATIO="${2:-0.2}"
 SPACE="${3:-full}"
 TAG=""; [ "$SPACE" = full ] || TAG="-$(basename "$SPACE" .json)"
+STARTS="${STARTS:-none}"
+START_FLAGS=(--no-starting-points)
+if [ "$STARTS" = recipes ]; then START_FLAGS=(); TAG="${TAG}-default"; fi
 PCT=$(python -c "print(round(100 * $RATIO))")
 DATA="${ADAPRUNER_DATA_DIR:-../shared/data}"
 OUT="${ADAPRUNER_BENCH_DIR:-/tmp/adapruner-bench}/full-space-r${PCT}${TAG}-tpe-s0"
 RES=benchmarks/results/full_space
 [ "$PCT" = 20 ] || RES="${RES}_r${PCT}"
-RES="${RES}${TAG}"
+RES="${RES}${TAG/-default/_default}"
 mkdir -p "$RES"
-/usr/bin/time -v adapruner search --model smollm2-135m --ratio "$RATIO" --trials "$TRIALS" --space "$SPACE" --no-starting-points --seed 0 \
+/usr/bin/time -v adapruner search --model smollm2-135m --ratio "$RATIO" --trials "$TRIALS" --space "$SPACE" "${START_FLAGS[@]}" --seed 0 \
     --out "$OUT" --data-dir "$DATA" 2> "$RES/search_stderr.txt"
 cp "$OUT/trials.csv" "$OUT/best_config.json" "$OUT/pruning_report.json" "$RES/"
 cp "$OUT/convergence.png" "$RES/convergence.png"
