@@ -87,23 +87,28 @@ def quality_block(s: dict | None, plot: str = "benchmarks/results/time_to_qualit
     if s is None:
         return "Measured by `python benchmarks/search/time_to_quality.py` (pending)."
     p, ref = s["protocol"], s["reference"]
-    names = [k for k in s if k not in ("reference", "reference_source", "protocol")]
+    names = [k for k in s if k not in ("reference", "reference_source", "protocol", "common_trials")]
+    k = s.get("common_trials")
     rows = []
     for n in names:
         r = s[n]
         stopped = f" (+{r['median_stopped_early']:g} stopped)" if r.get("median_stopped_early") else ""
         rows.append(f"| {n} | {r['runs']} | {r['median_trials']:g}{stopped} | {_times(r, 1.01)} | {_times(r, 1.03)} | "
-                    f"{r['median_best_at_half_time']:.2f} | {r['median_final_best']:.2f} |")
+                    f"{r['median_best_at_half_time']:.2f} | {r['median_final_best']:.2f} |"
+                    + (f" {r['median_best_after_common_trials']:.2f} |" if k else ""))
     return "\n".join([
         f"Time to quality on {p['model']} at {p['ratio']:.0%}, {p['space']}, {p['cpu']} CPU cores, runs of "
         f"{p['minutes_per_run']:g} minutes from the command's start (model loading included), seeds "
         f"{', '.join(map(str, p['seeds']))}, variants interleaved (`{p['command']}`). Reference objective "
         f"{ref:.2f}, {s['reference_source']} (1.01x = {1.01 * ref:.1f}, 1.03x = {1.03 * ref:.1f}); medians over "
-        "seeds, each run's time in brackets (-: not reached within the run):",
+        "seeds, each run's time in brackets (-: not reached within the run)"
+        + (f"; the last column is the best after the {k} trials every run finished, search quality per trial "
+           "whatever speed the machine ran each run at" if k else "") + ":",
         "",
         f"| variant | runs | trials finished | minutes to 1.01x | minutes to 1.03x | best after "
-        f"{p['minutes_per_run'] / 2:g} min | best after {p['minutes_per_run']:g} min |",
-        "|---|---|---|---|---|---|---|",
+        f"{p['minutes_per_run'] / 2:g} min | best after {p['minutes_per_run']:g} min |"
+        + (f" best after {k} trials |" if k else ""),
+        "|---|---|---|---|---|---|---|" + ("---|" if k else ""),
         *rows,
         "",
         f"The curves: `{plot}`.",

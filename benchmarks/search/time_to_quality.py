@@ -11,7 +11,9 @@ are kept in ``--out`` and skipped, so the benchmark resumes.
 
 Prints, per variant, the median over seeds of the minutes to reach 1.01x and 1.03x of the
 reference objective (``--reference``, the recorded 100-trial full-space best, or the best any
-run found if lower) and the median best after ``--minutes``; plots one median curve per variant.
+run found if lower), the median best after ``--minutes`` and after the number of trials every run
+finished (search quality per trial, whatever the machine's speed did); plots one median curve per
+variant.
 
     python benchmarks/search/time_to_quality.py --data-dir ../shared/data --minutes 8 --seeds 0 1 2 \\
         --baseline 4b3268a --variant default= --variant "startup5=--startup-trials 5"
@@ -127,6 +129,9 @@ def summarise(runs: list[dict], reference: float, minutes: float) -> dict:
            "reference_source": "the best any run found" if found < reference
            else "the recorded 100-trial full-space best"}
     reference = out["reference"]
+    # Trials every run finished: the best after that many is search quality per trial, apart from
+    # how fast the machine ran each run (its speed drifts between runs).
+    out["common_trials"] = min((len(r["trials"]) for r in runs), default=0)
     for name in dict.fromkeys(r["variant"] for r in runs):
         mine = [best_curve(r["trials"]) for r in runs if r["variant"] == name]
         row = {"runs": len(mine), "final_best": [c[-1][1] if c else None for c in mine]}
@@ -139,6 +144,9 @@ def summarise(runs: list[dict], reference: float, minutes: float) -> dict:
         row["median_final_best"] = statistics.median([b for b in row["final_best"] if b is not None])
         half = [next((v for m, v in reversed(c) if m <= minutes / 2), float("inf")) for c in mine]
         row["median_best_at_half_time"] = statistics.median(half)
+        row["median_best_after_common_trials"] = statistics.median(
+            min((v for _, v in r["trials"][:out["common_trials"]]), default=float("inf"))
+            for r in runs if r["variant"] == name)
         row["median_trials"] = statistics.median(len(r["trials"]) for r in runs if r["variant"] == name)
         row["median_stopped_early"] = statistics.median(r.get("stopped_early", 0) for r in runs if r["variant"] == name)
         out[name] = row
@@ -154,7 +162,7 @@ def plot(runs: list[dict], summary: dict, path: Path, minutes: float) -> None:
 
     grid = [minutes * i / 200 for i in range(201)]
     fig, ax = plt.subplots(figsize=(7, 4.2))
-    for k, name in enumerate(n for n in summary if n not in ("reference", "reference_source", "protocol")):
+    for k, name in enumerate(n for n in summary if isinstance(summary[n], dict) and "runs" in summary[n]):
         color = f"C{k}"
         values = []
         for r in (r for r in runs if r["variant"] == name):
