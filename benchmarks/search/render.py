@@ -1,5 +1,5 @@
 """Render the search's speed figures into ``docs/search.md`` from their results files:
-``benchmarks/results/gradient_free_trial.json`` and ``benchmarks/results/time_to_quality/`` (its
+``benchmarks/results/gradient_free_trial.json``, ``gram_pass.json`` and ``benchmarks/results/time_to_quality/`` (its
 ``samplers/`` and ``workers/`` hold the comparisons of samplers and of workers on one machine).
 
     python benchmarks/search/render.py [--check]
@@ -115,6 +115,23 @@ def quality_block(s: dict | None, plot: str = "benchmarks/results/time_to_qualit
     ])
 
 
+def gram_block(g: dict | None) -> str:
+    if g is None:
+        return "Measured by `python benchmarks/search/gram_pass.py` (pending)."
+    rows = [f"| {name} | {g['median_seconds'][name]:.1f} s | {g['faster_than_all_layers'][name]:.2f}x |"
+            for name in g["median_seconds"]]
+    same = "the same matrices bit for bit" if g["identical"] else "**matrices differ**"
+    return "\n".join([
+        f"The Gram pass of {g['model']} over {g['windows']} windows of {g['seq_len']} tokens ({g['threads']} threads, "
+        f"median of {g['repeats']} interleaved runs, `{g['command']}`; layer range {g['layer_range'][0]}-"
+        f"{g['layer_range'][1] - 1} of {g['layers']}; {same}):",
+        "",
+        "| Gram pass | seconds | faster |",
+        "|---|---|---|",
+        *rows,
+    ])
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--check", action="store_true")
@@ -124,6 +141,7 @@ def main() -> int:
     page = rendering.with_block(page, "trial-speed", SCRIPT, speed_block(_load(RESULTS / "trial_speed.json")))
     page = rendering.with_block(page, "time-to-quality", SCRIPT,
                                 quality_block(_load(RESULTS / "time_to_quality" / "summary.json")))
+    page = rendering.with_block(page, "gram-pass", SCRIPT, gram_block(_load(RESULTS / "gram_pass.json")))
     for part in ("samplers", "workers"):
         page = rendering.with_block(page, f"time-to-quality-{part}", SCRIPT,
                                     quality_block(_load(RESULTS / "time_to_quality" / part / "summary.json"),
