@@ -34,15 +34,10 @@ def trial_block(r: dict | None) -> str:
     rows = [f"| {label.get(m, m)} | {med[f'{m} / full pass']:.1f} s | {med[f'{m} / planner']:.1f} s | "
             f"**{speed[m]:.2f}x** |" for m in speed]
     same = "identical" if r["same_objective_values"] else "DIFFERENT"
-    return "\n".join([
-        f"A search trial collects only what its configuration needs. On {r['model']} at {r['ratio']:.0%}, "
-        f"{r['trials']} trials of each metric with a new calibration set each, alternating, "
-        f"{r['threads']} threads (`{r['command']}`), objective values {same}:",
-        "",
-        "| trial | full gradient pass (every trial before) | forward only (planner) | faster |",
-        "|---|---|---|---|",
-        *rows,
-    ])
+    return _table(f"A search trial collects only what its configuration needs. On {r['model']} at {r['ratio']:.0%}, "
+                  f"{r['trials']} trials of each metric with a new calibration set each, alternating, "
+                  f"{r['threads']} threads (`{r['command']}`), objective values {same}:",
+                  ["trial", "full gradient pass (every trial before)", "forward only (planner)", "faster"], rows)
 
 
 def speed_block(r: dict | None) -> str:
@@ -71,6 +66,11 @@ def speed_block(r: dict | None) -> str:
         f"LLM-Pruner style / ours = **{r['speedup_vs_llm_pruner']:.2f}x**; ours / one evaluation forward = "
         f"**{r['ours_over_eval_forward']:.2f}x**. Both paths give {same} pruned model (validation PPL {ppl}).",
     ])
+
+
+def _table(intro: str, columns: list[str], rows: list[str]) -> str:
+    """A sentence, then a markdown table with ``columns`` and the ready-made ``rows``."""
+    return "\n".join([intro, "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns), *rows])
 
 
 def _minutes(value) -> str:
@@ -121,15 +121,10 @@ def gram_block(g: dict | None) -> str:
     rows = [f"| {name} | {g['median_seconds'][name]:.1f} s | {g['faster_than_all_layers'][name]:.2f}x |"
             for name in g["median_seconds"]]
     same = "the same matrices bit for bit" if g["identical"] else "**matrices differ**"
-    return "\n".join([
-        f"The Gram pass of {g['model']} over {g['windows']} windows of {g['seq_len']} tokens ({g['threads']} threads, "
-        f"median of {g['repeats']} interleaved runs, `{g['command']}`; layer range {g['layer_range'][0]}-"
-        f"{g['layer_range'][1] - 1} of {g['layers']}; {same}):",
-        "",
-        "| Gram pass | seconds | faster |",
-        "|---|---|---|",
-        *rows,
-    ])
+    return _table(f"The Gram pass of {g['model']} over {g['windows']} windows of {g['seq_len']} tokens "
+                  f"({g['threads']} threads, median of {g['repeats']} interleaved runs, `{g['command']}`; layer range "
+                  f"{g['layer_range'][0]}-{g['layer_range'][1] - 1} of {g['layers']}; {same}):",
+                  ["Gram pass", "seconds", "faster"], rows)
 
 
 def main() -> int:
