@@ -107,12 +107,15 @@ def test_oneshot_grams_cover_the_plan_layers_only_and_are_cached():
     model, calib = tiny_model("llama"), tiny_batch(6, 16, seed=1)
     update = UpdateConfig(name="reconstruct", options={"mode": "oneshot"})
     cache: dict = {}
+    before: dict = {}
     for layers, computed in (([1, 3], {1, 2}), ([1, 4], {1, 2, 3})):
         config = PruneConfig(metric=MetricConfig(name="l2"), allocation=AllocationConfig(layers=layers), update=update)
         plan = plan_pruning(model, None, replace(config, update=UpdateConfig()), 0.25).plan
         cached = Reconstruct().compute(model, plan, calib, update, cache=cache)
         (grams,) = cache.values()
         assert {i for i, _ in grams} == computed
+        assert all(grams[key] is gram for key, gram in before.items())  # kept, not computed again
+        before = dict(grams)
         fresh = Reconstruct().compute(model, plan, calib, update)
         assert cached.keys() == fresh.keys() == set(plan.layers)
         for i in cached:

@@ -37,7 +37,7 @@ def main() -> int:
     from adapruner.data.books import calibration_pool
     from adapruner.importance import statistics as stats_module
     from adapruner.models.load import load_model
-    from adapruner.updates.reconstruct import dense_grams
+    from adapruner.updates.reconstruct import dense_grams, output_paths
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data-dir", required=True)
@@ -50,13 +50,11 @@ def main() -> int:
     loaded = load_model(args.model, device="cpu")
     model = loaded.model
     windows = calibration_pool(loaded.tokenizer, args.data_dir)[: args.windows]
-    adapter = adapter_for(model)
-    count = len(adapter.decoder_layers(model))
+    count = len(adapter_for(model).decoder_layers(model))
     first, last = resolve_layer_range(count, None)
 
     def paths(layers):
-        return {i: sorted({m.path for m in adapter.members(adapter.layer_shape(model, i)) if m.axis == 1})
-                for i in layers}
+        return {i: output_paths(model, i) for i in layers}
 
     full_product = lambda x: x.T @ x  # noqa: E731
     ways = {

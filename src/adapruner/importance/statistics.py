@@ -131,8 +131,8 @@ class Statistics:
 
 def gram_product(x: torch.Tensor) -> torch.Tensor:
     """``x.T @ x`` computed on and above the diagonal in column blocks and mirrored below it: with
-    k blocks, (k + 1) / 2k of the multiplications (56 % at 8 blocks; a wide layer's Gram costs as
-    much as its forward, so this is most of a Gram pass's saving). Each entry is the same dot
+    k blocks, (k + 1) / 2k of the multiplications (56 % at 8 blocks; a wide layer's Gram, such as
+    an 8B's 14,336-wide down_proj input, costs about as much as the layer's forward). Each entry is the same dot
     product over the rows as in the full product; on this project's CPUs the result is bit for bit
     ``x.T @ x`` (the weights digests of ``benchmarks/reliability/redesign_digest.py``), though a
     BLAS may round a differently shaped product differently in the last bit."""

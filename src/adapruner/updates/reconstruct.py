@@ -43,6 +43,12 @@ from adapruner.updates.base import Updates, WeightUpdate, register_update
 MODES = ("sequential", "oneshot")
 
 
+def output_paths(model: nn.Module, layer: int) -> list[str]:
+    """The paths of ``layer``'s output projections (the linears whose input columns a plan removes)."""
+    adapter = adapter_for(model)
+    return sorted({m.path for m in adapter.members(adapter.layer_shape(model, layer)) if m.axis == 1})
+
+
 def output_columns(model: nn.Module, plan: PruningPlan, layer: int) -> dict[str, torch.Tensor]:
     """``{linear path: kept input columns}`` of the output projections of ``layer`` that lose columns."""
     adapter = adapter_for(model)
@@ -281,12 +287,8 @@ class Reconstruct(WeightUpdate):
         # Every output projection of every layer the plan covers (its whole layer range, pruned
         # or not): the same for every plan of a study, so a search computes them once. Layers
         # outside the range are never re-fitted and get no Gram; the pass stops after the last.
-        adapter = adapter_for(model)
-        missing: dict[int, list[str]] = {}
-        for i in sorted(plan.layers):
-            paths = sorted({m.path for m in adapter.members(adapter.layer_shape(model, i)) if m.axis == 1})
-            if any((i, path) not in grams for path in paths):
-                missing[i] = paths
+        needed = {i: output_paths(model, i) for i in sorted(plan.layers)}
+        missing = {i: paths for i, paths in needed.items() if any((i, path) not in grams for path in paths)}
         if missing:
             grams.update(dense_grams(model, calib, missing, micro_batch))
         updates: Updates = {}
