@@ -108,11 +108,20 @@ class _Stop(Exception):
     """Raised by a hook to end a forward pass once it has given what a pass needs."""
 
 
+def _forward_until_stop(model: nn.Module, windows: torch.Tensor, micro_batch: int | None) -> None:
+    """Run ``model`` over every batch of ``windows``, each pass ending where a hook raises :class:`_Stop`."""
+    device = model.get_input_embeddings().weight.device
+    for ids in _batches(windows, micro_batch):
+        try:
+            model(input_ids=ids.to(device), use_cache=False)
+        except _Stop:
+            pass
+
+
 @torch.no_grad()
 def _layer_inputs(model: nn.Module, windows: torch.Tensor, start: int, micro_batch: int | None) -> list[tuple]:
     """(hidden, args, kwargs) entering decoder layer ``start`` for every batch of ``windows``."""
     layers = adapter_for(model).decoder_layers(model)
-    device = model.get_input_embeddings().weight.device
     out = []
 
     def pre(module, args, kwargs):
@@ -122,11 +131,7 @@ def _layer_inputs(model: nn.Module, windows: torch.Tensor, start: int, micro_bat
 
     handle = layers[start].register_forward_pre_hook(pre, with_kwargs=True)
     try:
-        for ids in _batches(windows, micro_batch):
-            try:
-                model(input_ids=ids.to(device), use_cache=False)
-            except _Stop:
-                pass
+        _forward_until_stop(model, windows, micro_batch)
     finally:
         handle.remove()
     return out
@@ -204,7 +209,6 @@ def dense_grams(model: nn.Module, windows: torch.Tensor, layers_paths: dict[int,
     """Gram matrices of the named linears' inputs under the dense model, in one forward pass that
     ends after the last layer named (the LM head, a fifth of a small model's forward, is not run)."""
     decoder = adapter_for(model).decoder_layers(model)
-    device = model.get_input_embeddings().weight.device
     grams = {(i, p): Gram() for i, paths in layers_paths.items() for p in paths}
     handles = [decoder[i].get_submodule(p).register_forward_pre_hook(g.hook(), prepend=True)
                for (i, p), g in grams.items()]
@@ -215,11 +219,7 @@ def dense_grams(model: nn.Module, windows: torch.Tensor, layers_paths: dict[int,
     if grams:
         handles.append(decoder[max(i for i, _ in grams)].register_forward_hook(stop))
     try:
-        for ids in _batches(windows, micro_batch):
-            try:
-                model(input_ids=ids.to(device), use_cache=False)
-            except _Stop:
-                pass
+        _forward_until_stop(model, windows, micro_batch)
     finally:
         for h in handles:
             h.remove()
