@@ -150,6 +150,16 @@ def _test_ppl(directory: Path) -> dict | None:
     return None if r is None else {row["dataset"]: row["ppl"] for row in r["perplexity"]}
 
 
+def _wall_minutes(directory: Path) -> float | None:
+    """The search command's wall time from ``/usr/bin/time -v`` in its ``search_stderr.txt``."""
+    path = directory / "search_stderr.txt"
+    lines = [ln for ln in path.read_text().splitlines() if "Elapsed (wall clock)" in ln] if path.is_file() else []
+    if not lines:
+        return None
+    parts = [float(x) for x in lines[0].rsplit(" ", 1)[1].split(":")]
+    return sum(v * 60 ** (len(parts) - 2 - i) for i, v in enumerate(parts))
+
+
 def _best_after(rows: list[dict], count: int) -> float:
     """The best objective among the first ``count`` trials, those stopped early included in the count."""
     return min(r["value"] for r in rows[:count])
@@ -177,14 +187,15 @@ def hundred_block(default_dir: Path, recorded_dir: Path) -> str:
     test, ref_test = _test_ppl(default_dir), _test_ppl(recorded_dir)
     best = min(rows, key=lambda r: r["value"])
     counts = [c for c in (10, 20, 30, 50, 100) if c <= max(len(rows), len(ref))]
-    header = ["search", "trials", *[f"best after {c}" for c in counts], "first <= 1.01x", "test WikiText-2 / PTB"]
+    header = ["search", "trials", "wall minutes", *[f"best after {c}" for c in counts], "first <= 1.01x", "test WikiText-2 / PTB"]
 
-    def row(name: str, trials: list[dict], ppl: dict | None) -> str:
+    def row(name: str, trials: list[dict], ppl: dict | None, wall: float | None) -> str:
         cells = [f"{_best_after(trials, c):.2f}" if c <= len(trials) else "-" for c in counts]
         shown = " / ".join(f"{ppl[d]:.2f}" for d in ("wikitext2", "ptb")) if ppl else "pending"
         stopped = sum(r["state"] == "PRUNED" for r in trials)
         count = f"{len(trials)} ({stopped} stopped early)" if stopped else str(len(trials))
-        return f"| {name} | {count} | {' | '.join(cells)} | {_first_reaching(trials, 1.01 * reference)} | {shown} |"
+        shown_wall = f"{wall:.1f}" if wall is not None else "-"
+        return f"| {name} | {count} | {shown_wall} | {' | '.join(cells)} | {_first_reaching(trials, 1.01 * reference)} | {shown} |"
 
     verdict = []
     if len(rows) >= len(ref):
@@ -201,9 +212,11 @@ def hundred_block(default_dir: Path, recorded_dir: Path) -> str:
              f"`benchmarks/results/full_space_default/`), `recorded` the reference study (no starting points, "
              f"the percentile early stop; `benchmarks/results/full_space/`). Best objective after N trials "
              f"(1.01x = {1.01 * reference:.1f} of the recorded best {reference:.2f}); minutes count from the "
-             f"first trial's start, and the recorded run's are not comparable (its trials 31-100 shared the "
-             f"machine); test perplexity on the full splits:")
-    text = _table(intro, header, [row("default", rows, test), row("recorded", ref, ref_test)])
+             f"first trial's start; wall minutes are the whole command's (model loading included); the recorded "
+             f"run's times are not comparable (its trials 31-100 shared the machine); test perplexity on the "
+             f"full splits:")
+    text = _table(intro, header, [row("default", rows, test, _wall_minutes(default_dir)),
+                                        row("recorded", ref, ref_test, None)])
     return "\n\n".join([text, *(f"{v}." for v in verdict)])
 
 
