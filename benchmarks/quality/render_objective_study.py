@@ -139,6 +139,7 @@ def agreement_table(pruned: dict, results: Path) -> tuple[dict, list[str]]:
         cost = sum(seconds) / len(seconds)
         table.setdefault(name, {})["seconds_per_evaluation"] = cost
         lines.append(f"| {label} | " + " | ".join(cells) + f" | {cost:.1f} |")
+    lines += ["", *proxy_size_lines(pruned, results / "proxy", table)]
     noise = target_noise(results / "zeroshot", list(pruned))
     table["target_noise"] = noise
     lines += ["", f"The target's noise: a model's 6-task mean has SE {100 * noise['se_median']:.2f} points (median "
@@ -148,6 +149,37 @@ def agreement_table(pruned: dict, results: Path) -> tuple[dict, list[str]]:
 
 
 FINALISTS = (3, 5)
+# Smaller proxies, read from the per-example outcomes of the 200 scored (their leading subsets).
+PROXY_SUBSETS = (50, 100)
+
+
+def proxy_subset(path: Path, n: int) -> float:
+    """The proxy's mean accuracy over its tasks on the first ``n`` examples of each."""
+    tasks = json.loads(path.read_text())["tasks"]
+    return sum(sum(int(c) for c in t["correct"][:n]) / n for t in tasks.values()) / len(tasks)
+
+
+def proxy_size_lines(pruned: dict, outcomes: Path, table: dict) -> list[str]:
+    """How the proxy's agreement with the zero-shot target falls with fewer examples per task (what
+    ``--finalist-examples`` trades), each smaller proxy a leading subset of the scored one."""
+    from objective_study import PROXY_COUNT
+
+    tvalue, tlower = TARGETS["zero-shot (6 tasks)"]
+    have = [k for k in pruned if (outcomes / f"{k}.json").is_file()]
+    if len(have) < 3:
+        return []
+    seconds = sum(pruned[k]["seconds"]["proxy"] for k in have) / len(have)
+    lines = ["The proxy's size (`--finalist-examples N`: the first N examples of each development split; the "
+             "smaller proxies are leading subsets of the scored one, their seconds in proportion), agreement with "
+             "the 6-task zero-shot mean:", "",
+             "| examples per task | Spearman | Kendall | s / evaluation |", "|---|---|---|---|"]
+    for n in (*PROXY_SUBSETS, PROXY_COUNT):
+        a = agreement([proxy_subset(outcomes / f"{k}.json", n) for k in have], [tvalue(pruned[k]) for k in have],
+                      False, tlower)
+        table.setdefault("proxy_sizes", {})[str(n)] = a
+        lines.append(f"| {n} | " + " | ".join(f"{a[m]['value']:.2f} [{a[m]['low']:.2f}, {a[m]['high']:.2f}]"
+                                              for m in ("spearman", "kendall")) + f" | {seconds * n / PROXY_COUNT:.0f} |")
+    return lines
 
 
 def finalist_table(pruned: dict) -> list[str]:
