@@ -393,6 +393,35 @@ def test_the_start_up_trials_are_a_setting_of_every_trial_s_sampler():
     assert samplers.make_sampler("tpe", 0)._inner._n_startup_trials == 10 == optuna.samplers.TPESampler()._n_startup_trials
 
 
+def test_refinement_trials_keep_the_best_trial_s_categorical_choices():
+    """With ``refine_every`` K every K-th trial from the end of the start-up keeps the best finished
+    trial's categorical choices (and says which trial it refines); the others search freely; K = 0
+    leaves the sampler as it was, so default studies are unchanged."""
+    assert isinstance(samplers.make_sampler("tpe", 0), samplers.PerTrialSeed)
+    sampler = samplers.make_sampler("tpe", 0, startup=4, refine_every=2)
+    study = optuna.create_study(sampler=sampler)
+
+    def objective(trial):
+        metric = trial.suggest_categorical("metric", ["a", "b", "c"])
+        x = trial.suggest_float("x", -3, 3)
+        return {"a": 0.0, "b": 1.0, "c": 2.0}[metric] + (x - 1) ** 2
+
+    for _ in range(16):
+        trial = study.ask()
+        done = [t for t in study.get_trials() if t.state == TrialState.COMPLETE]
+        value = objective(trial)
+        frozen = study._storage.get_trial(trial._trial_id)
+        if sampler.refines(trial.number):
+            best = min(done, key=lambda t: t.value)
+            assert frozen.system_attrs["refines"] == best.number
+            assert trial.params["metric"] == best.params["metric"]
+        else:
+            assert "refines" not in frozen.system_attrs
+        study.tell(trial, value)
+    assert [n for n in range(16) if sampler.refines(n)] == [4, 6, 8, 10, 12, 14]
+    assert results.trial_rows(study)[4]["refines"] is not None
+
+
 def test_halving_stops_a_trial_below_the_median_halfway_through_its_evaluation(tmp_path):
     """``halving`` decides once every dataset has given a batch (step 1 of two datasets' batches):
     a trial worse than the finished trials' median there stops, and its later batches never run."""

@@ -177,17 +177,29 @@ def _first_reaching(rows: list[dict], limit: float) -> str:
     return "-"
 
 
-def hundred_block(default_dir: Path, recorded_dir: Path) -> str:
-    """The 100-trial search as a user runs it (recipes first, today's defaults) against the recorded one."""
-    rows, ref = _trials(default_dir), _trials(recorded_dir)
+# The variants of the 100-trial search (full_space.sh's VARIANT and FLAGS), in the table's order.
+HUNDRED_VARIANTS = {"refine2": "--refine-every 2"}
+
+
+def hundred_block(results: Path) -> str:
+    """The 100-trial search as a user runs it (recipes first, today's defaults) and its variants,
+    against the recorded study."""
     command = "STARTS=recipes bash benchmarks/search/full_space.sh 100"
-    if not rows or not ref:
+    recorded = results / "full_space"
+    searches = {"default": (results / "full_space_default", command)}
+    searches.update({name: (results / f"full_space_default_{name}",
+                             f'STARTS=recipes VARIANT={name} FLAGS="{flags}" bash benchmarks/search/full_space.sh 100')
+                     for name, flags in HUNDRED_VARIANTS.items()})
+    runs = {name: (_trials(d), d) for name, (d, _) in searches.items()}
+    runs = {name: run for name, run in runs.items() if run[0]}
+    ref = _trials(recorded)
+    if "default" not in runs or not ref:
         return f"Measured by `{command}` (pending)."
     reference = min(r["value"] for r in ref)
-    test, ref_test = _test_ppl(default_dir), _test_ppl(recorded_dir)
-    best = min(rows, key=lambda r: r["value"])
-    counts = [c for c in (10, 20, 30, 50, 100) if c <= max(len(rows), len(ref))]
-    header = ["search", "trials", "wall minutes", *[f"best after {c}" for c in counts], "first <= 1.01x", "test WikiText-2 / PTB"]
+    ref_test = _test_ppl(recorded)
+    counts = [c for c in (10, 20, 30, 50, 100) if c <= max(len(ref), *(len(t) for t, _ in runs.values()))]
+    header = ["search", "trials", "wall minutes", *[f"best after {c}" for c in counts], "first <= 1.01x",
+              "test WikiText-2 / PTB"]
 
     def row(name: str, trials: list[dict], ppl: dict | None, wall: float | None) -> str:
         cells = [f"{_best_after(trials, c):.2f}" if c <= len(trials) else "-" for c in counts]
@@ -195,28 +207,34 @@ def hundred_block(default_dir: Path, recorded_dir: Path) -> str:
         stopped = sum(r["state"] == "PRUNED" for r in trials)
         count = f"{len(trials)} ({stopped} stopped early)" if stopped else str(len(trials))
         shown_wall = f"{wall:.1f}" if wall is not None else "-"
-        return f"| {name} | {count} | {shown_wall} | {' | '.join(cells)} | {_first_reaching(trials, 1.01 * reference)} | {shown} |"
+        return (f"| {name} | {count} | {shown_wall} | {' | '.join(cells)} | "
+                f"{_first_reaching(trials, 1.01 * reference)} | {shown} |")
 
     verdict = []
-    if len(rows) >= len(ref):
-        ok = float(best["value"]) <= reference
-        verdict.append(f"The default's best after {len(rows)} trials, {best['value']:.2f} (trial {best['number']}), is "
-                       f"{'no worse than' if ok else '**worse than**'} the recorded {reference:.2f}")
-    if test and ref_test:
-        worst = max(test[d] / ref_test[d] - 1 for d in ("wikitext2", "ptb"))
-        ok = worst <= TEST_TOLERANCE
-        verdict.append(f"Its delivered model's test perplexity is {'within' if ok else '**beyond**'} "
-                       f"{100 * TEST_TOLERANCE:.0f} % of the recorded model's (worst split {worst:+.1%})")
+    for name, (trials, directory) in runs.items():
+        best, test, parts = min(trials, key=lambda r: r["value"]), _test_ppl(directory), []
+        if len(trials) >= len(ref):
+            ok = best["value"] <= reference
+            parts.append(f"best after {len(trials)} trials {best['value']:.2f} (trial {best['number']}), "
+                         f"{'no worse than' if ok else '**worse than**'} the recorded {reference:.2f}")
+        if test and ref_test:
+            worst = max(test[d] / ref_test[d] - 1 for d in ("wikitext2", "ptb"))
+            ok = worst <= TEST_TOLERANCE
+            parts.append(f"its delivered model's test perplexity {'within' if ok else '**beyond**'} "
+                         f"{100 * TEST_TOLERANCE:.0f} % of the recorded model's (worst split {worst:+.1%})")
+        if parts:
+            verdict.append(f"`{name}`: " + "; ".join(parts))
+    variants = "".join(f"; `{name}`: `{searches[name][1]}`" for name in runs if name != "default")
     intro = (f"The full space at 20 % on smollm2-135m, seed 0, 2 CPU cores: `default` is the search as a user "
              f"runs it (the recipes first, the default early stop; `{command}`, outputs in "
-             f"`benchmarks/results/full_space_default/`), `recorded` the reference study (no starting points, "
-             f"the percentile early stop; `benchmarks/results/full_space/`). Best objective after N trials "
+             f"`benchmarks/results/full_space_default/`){variants}; `recorded` the reference study (no starting "
+             f"points, the percentile early stop; `benchmarks/results/full_space/`). Best objective after N trials "
              f"(1.01x = {1.01 * reference:.1f} of the recorded best {reference:.2f}); minutes count from the "
              f"first trial's start; wall minutes are the whole command's (model loading included); the recorded "
              f"run's times are not comparable (its trials 31-100 shared the machine); test perplexity on the "
              f"full splits:")
-    text = _table(intro, header, [row("default", rows, test, _wall_minutes(default_dir)),
-                                        row("recorded", ref, ref_test, None)])
+    rows = [row(name, trials, _test_ppl(d), _wall_minutes(d)) for name, (trials, d) in runs.items()]
+    text = _table(intro, header, [*rows, row("recorded", ref, ref_test, None)])
     return "\n\n".join([text, *(f"{v}." for v in verdict)])
 
 
@@ -231,7 +249,7 @@ def main() -> int:
                                 quality_block(_load(RESULTS / "time_to_quality" / "summary.json")))
     page = rendering.with_block(page, "gram-pass", SCRIPT, gram_block(_load(RESULTS / "gram_pass.json")))
     page = rendering.with_block(page, "full-space-default", SCRIPT,
-                                hundred_block(RESULTS / "full_space_default", RESULTS / "full_space"))
+                                hundred_block(RESULTS))
     for part in ("samplers", "workers"):
         page = rendering.with_block(page, f"time-to-quality-{part}", SCRIPT,
                                     quality_block(_load(RESULTS / "time_to_quality" / part / "summary.json"),

@@ -58,6 +58,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--startup-trials", type=int, default=10, metavar="N",
                    help="finished trials (the recipes included) TPE draws at random before it models the study "
                         "(default 10, Optuna's)")
+    p.add_argument("--refine-every", type=int, default=0, metavar="K",
+                   help="make every K-th trial after the start-up a refinement of the best trial so far: its "
+                        "categorical choices (metric, update, allocation) kept, its numeric parameters "
+                        "(calibration windows, knots, coefficients) proposed anew (default 0: off)")
     p.add_argument("--eval-windows", type=int, default=16,
                    help="validation windows per dataset (WikiText-2, PTB) of the objective (default 16)")
     p.add_argument("--eval-batch-size", type=int, default=8, help="windows per forward in the objective")
@@ -108,7 +112,8 @@ def run(args: argparse.Namespace) -> int:
                     dtype=args.dtype, seed=args.seed, trust_remote_code=args.trust_remote_code, stream=args.stream,
                     max_memory=args.max_memory, micro_batch=args.micro_batch, objective=args.objective,
                     objective_options=dict(args.objective_options), finalists=args.finalists,
-                    finalist_examples=args.finalist_examples, startup_trials=args.startup_trials)
+                    finalist_examples=args.finalist_examples, startup_trials=args.startup_trials,
+                    refine_every=args.refine_every)
     ppl = ", ".join(f"{k} {v:.2f}" for k, v in result.validation_ppl.items())
     print(f"best trial {result.best_trial}: objective {result.objective:.3f} ({ppl}); "
           f"wrote {result.out}/{', '.join(result.files)}")

@@ -77,6 +77,7 @@ class SearchRequest:
     finalists: int = 0  # re-score this many best trials on the zero-shot proxy and deliver its best (search/finalists.py)
     finalist_examples: int = 200  # examples per development task of that proxy
     startup_trials: int = TPE_STARTUP  # finished trials before TPE models the study (Optuna's 10)
+    refine_every: int = 0  # every K-th trial after the start-up refines the best one (samplers.RefineBest); 0: off
 
     @property
     def study_name(self) -> str:
@@ -155,6 +156,8 @@ def check_request(request: SearchRequest, model: str) -> StudyIdentity:
                              f"{request.finalist_examples})")
     if request.startup_trials < 0:
         raise AdaprunerError(f"--startup-trials must be >= 0, got {request.startup_trials}")
+    if request.refine_every < 0:
+        raise AdaprunerError(f"--refine-every must be >= 0 (0: off), got {request.refine_every}")
     if request.sampler not in SAMPLERS:
         raise AdaprunerError(f"unknown sampler '{request.sampler}'; choose one of {', '.join(SAMPLERS)}")
     if request.early_stop is not None and request.early_stop not in EARLY_STOPS:
@@ -219,7 +222,7 @@ def run_search(loaded, request: SearchRequest, data_dir: str | Path, progress: b
     points = starting_points(space, len(pool), request.seed, request.trials) if request.starting_points else {}
     early_stop = request.early_stop or early_stop_for(len(points))
     study = open_study(storage, request.study_name, identity,
-                       make_sampler(request.sampler, seed, request.startup_trials),
+                       make_sampler(request.sampler, seed, request.startup_trials, request.refine_every),
                        make_early_stop(early_stop, datasets=len(windows)))
     if points:
         starts = enqueue_starting_points(study, points)
@@ -250,7 +253,8 @@ def run_search(loaded, request: SearchRequest, data_dir: str | Path, progress: b
         print(f"--max-minutes {request.max_minutes:g} reached after {counts(study)[0]} of {request.trials} trials: "
               "delivering the best so far (the same command continues the study)", flush=True)
     return finalize(study, storage, loaded, request, pool, objective, data_dir,
-                    {"sampler_seed": seed, "sampler_startup_trials": request.startup_trials, "early_stop": early_stop,
+                    {"sampler_seed": seed, "sampler_startup_trials": request.startup_trials,
+                     "sampler_refine_every": request.refine_every, "early_stop": early_stop,
                      "storage": redact(url),
                      "this_worker_search_s": round(search_s, 1),
                      "max_minutes": request.max_minutes, "stopped_on_time_budget": worker.out_of_time,

@@ -7,6 +7,14 @@ trials it proposed before (random start-up trials replayed). :class:`PerTrialSee
 every trial its own stream, derived from ``(seed, trial number)``: trial numbers are unique in a
 study, so no two trials share a draw, and a study stays reproducible however often it is killed
 and resumed. TPE still conditions on every stored trial.
+
+Refinement (``--refine-every K``). In a conditional space TPE keeps spreading its proposals over
+every categorical choice it has seen do well, long after one combination leads (in one 100-trial
+full-space search, 45 of the 54 trials after the best went to a metric that never beat it).
+:class:`RefineBest` makes every K-th trial after the start-up a refinement of the best finished
+trial: its categorical choices (metric, update, allocation, factor choices) are kept and only its
+numeric parameters (calibration windows, knots, coefficients) are proposed by the sampler. The
+other trials search the whole space as before, so a better combination can still take the lead.
 """
 
 from __future__ import annotations
@@ -16,6 +24,8 @@ from collections.abc import Callable
 
 import optuna
 from optuna.samplers import BaseSampler
+
+from optuna.distributions import CategoricalDistribution
 
 from adapruner.errors import AdaprunerError
 
@@ -55,6 +65,54 @@ class PerTrialSeed(BaseSampler):
         self._inner.after_trial(study, trial, state, values)
 
 
+class RefineBest(BaseSampler):
+    """Wraps a sampler so that every ``every``-th trial from trial ``start`` on keeps the best
+    finished trial's categorical choices and samples only the rest (module docstring)."""
+
+    def __init__(self, inner: BaseSampler, every: int, start: int):
+        self._inner, self._every, self._start = inner, every, start
+        self._fixed: dict = {}
+
+    def refines(self, number: int) -> bool:
+        """Whether trial ``number`` is a refinement (a rule of the number alone, so resumes agree)."""
+        return self._every > 0 and number >= self._start and (number - self._start) % self._every == 0
+
+    def reseed_rng(self) -> None:
+        self._inner.reseed_rng()
+
+    def before_trial(self, study, trial) -> None:
+        self._fixed = {}
+        if self.refines(trial.number):
+            done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+            if done:
+                best = min(done, key=lambda t: t.value)
+                self._fixed = {name: value for name, value in best.params.items()
+                               if isinstance(best.distributions[name], CategoricalDistribution)}
+                # recorded as Optuna's own samplers record their state (a system attribute of the trial)
+                study._storage.set_trial_system_attr(trial._trial_id, "refines", best.number)
+        self._inner.before_trial(study, trial)
+
+    def infer_relative_search_space(self, study, trial):
+        space = self._inner.infer_relative_search_space(study, trial)
+        return {name: d for name, d in space.items() if name not in self._fixed}
+
+    def sample_relative(self, study, trial, search_space):
+        return self._inner.sample_relative(study, trial, search_space)
+
+    def sample_independent(self, study, trial, param_name, param_distribution):
+        value = self._fixed.get(param_name, _FREE)
+        if value is not _FREE and isinstance(param_distribution, CategoricalDistribution) \
+                and value in param_distribution.choices:
+            return value
+        return self._inner.sample_independent(study, trial, param_name, param_distribution)
+
+    def after_trial(self, study, trial, state, values) -> None:
+        self._inner.after_trial(study, trial, state, values)
+
+
+_FREE = object()
+
+
 # Optuna's TPE draws its first 10 finished trials at random (a study's recipes count among them).
 # Fewer (the recipes and 2 random draws) finished more trials in the time-to-quality benchmark but
 # explored less and found worse models there, so 10 stays the default; --startup-trials changes it.
@@ -69,18 +127,21 @@ def _tpe_multivariate(seed: int, startup: int = TPE_STARTUP) -> optuna.samplers.
                                           n_startup_trials=startup)
 
 
-def make_sampler(name: str, seed: int, startup: int = TPE_STARTUP) -> optuna.samplers.BaseSampler:
+def make_sampler(name: str, seed: int, startup: int = TPE_STARTUP,
+                 refine_every: int = 0) -> optuna.samplers.BaseSampler:
     """TPE (the paper's BO-TPE), TPE over the joint distribution of each group of parameters that
     trials share (``tpe-mv``: Optuna's ``multivariate=True, group=True``, made for conditional
     spaces such as the full one, where a schedule's knots exist only when it is chosen), or uniform
     random sampling (Fig. 4's baseline); seeded per trial. ``startup``: the finished trials TPE
-    waits for before it models the study (Optuna's 10 by default)."""
+    waits for before it models the study (Optuna's 10 by default). ``refine_every`` K > 0: every
+    K-th trial from the end of the start-up on refines the best trial (:class:`RefineBest`)."""
     factories = {"tpe": lambda s: optuna.samplers.TPESampler(seed=s, constant_liar=True, n_startup_trials=startup),
                  "tpe-mv": lambda s: _tpe_multivariate(s, startup),
                  "random": lambda s: optuna.samplers.RandomSampler(seed=s)}
     if name not in factories:
         raise AdaprunerError(f"unknown sampler '{name}'; choose one of {', '.join(SAMPLERS)}")
-    return PerTrialSeed(factories[name], seed)
+    sampler = PerTrialSeed(factories[name], seed)
+    return RefineBest(sampler, refine_every, startup) if refine_every > 0 else sampler
 
 
 def early_stop_for(starting_points: int) -> str:
