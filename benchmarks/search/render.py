@@ -238,6 +238,28 @@ def hundred_block(results: Path) -> str:
     return "\n\n".join([text, *(f"{v}." for v in verdict)])
 
 
+def noise_block(r: dict | None, reference: float | None) -> str:
+    """The objective's spread over calibration draws of the best configurations, against the
+    1.01x / 1.03x margins of the search-speed goals."""
+    if r is None:
+        return "Measured by `python benchmarks/search/calibration_noise.py --data-dir DATA` (pending)."
+    rows = []
+    for name, c in r["configurations"].items():
+        knots = ", ".join(f"{k:.2f}" for k in c["knots"]) if c.get("knots") else "-"
+        rows.append(f"| {name} | {c['metric']} + {c['update']}, knots [{knots}] | {c['found_objective']:.2f} | "
+                    f"{c['mean']:.2f} | {c['sd']:.2f} | {c['min']:.2f} - {c['max']:.2f} |")
+    paired = "; ".join(f"{k}: {v['mean']:+.2f} (sd {v['sd']:.2f})" for k, v in r["paired_differences"].items())
+    margin = (f" The 1.01x margin of the reference best is {0.01 * reference:.2f} points, the 1.03x margin "
+              f"{0.03 * reference:.2f}." if reference else "")
+    text = _table(f"Each search's best configuration re-scored with {r['draws']} random calibration sets of "
+                  f"{r['calibration_windows']} windows (the same sets for every configuration; everything else "
+                  f"kept), {r['model']} at {r['ratio']:.0%}, {r['threads']} threads (`{r['command']}`, "
+                  f"{r['seconds'] / 60:.0f} min):",
+                  ["search", "configuration", "its search's value (its own set)", "mean over draws", "sd",
+                   "range"], rows)
+    return text + f"\n\nPaired differences over the same draws: {paired}.{margin}"
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--check", action="store_true")
@@ -250,6 +272,10 @@ def main() -> int:
     page = rendering.with_block(page, "gram-pass", SCRIPT, gram_block(_load(RESULTS / "gram_pass.json")))
     page = rendering.with_block(page, "full-space-default", SCRIPT,
                                 hundred_block(RESULTS))
+    recorded = _trials(RESULTS / "full_space")
+    page = rendering.with_block(page, "calibration-noise", SCRIPT,
+                                noise_block(_load(RESULTS / "calibration_noise.json"),
+                                            min(r["value"] for r in recorded) if recorded else None))
     for part in ("samplers", "workers"):
         page = rendering.with_block(page, f"time-to-quality-{part}", SCRIPT,
                                     quality_block(_load(RESULTS / "time_to_quality" / part / "summary.json"),
