@@ -23,11 +23,11 @@ import hashlib
 from collections.abc import Callable
 
 import optuna
+from optuna.distributions import CategoricalDistribution
 from optuna.samplers import BaseSampler
 
-from optuna.distributions import CategoricalDistribution
-
 from adapruner.errors import AdaprunerError
+from adapruner.search.results import best_trial
 
 SAMPLERS = ("tpe", "tpe-mv", "random")
 EARLY_STOPS = ("halving", "percentile", "median", "none")
@@ -82,14 +82,12 @@ class RefineBest(BaseSampler):
 
     def before_trial(self, study, trial) -> None:
         self._fixed = {}
-        if self.refines(trial.number):
-            done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-            if done:
-                best = min(done, key=lambda t: t.value)
-                self._fixed = {name: value for name, value in best.params.items()
-                               if isinstance(best.distributions[name], CategoricalDistribution)}
-                # recorded as Optuna's own samplers record their state (a system attribute of the trial)
-                study._storage.set_trial_system_attr(trial._trial_id, "refines", best.number)
+        best = best_trial(study, required=False) if self.refines(trial.number) else None
+        if best is not None:
+            self._fixed = {name: value for name, value in best.params.items()
+                           if isinstance(best.distributions[name], CategoricalDistribution)}
+            # recorded as Optuna's own samplers record their state (a system attribute of the trial)
+            study._storage.set_trial_system_attr(trial._trial_id, "refines", best.number)
         self._inner.before_trial(study, trial)
 
     def infer_relative_search_space(self, study, trial):
@@ -100,17 +98,13 @@ class RefineBest(BaseSampler):
         return self._inner.sample_relative(study, trial, search_space)
 
     def sample_independent(self, study, trial, param_name, param_distribution):
-        value = self._fixed.get(param_name, _FREE)
-        if value is not _FREE and isinstance(param_distribution, CategoricalDistribution) \
-                and value in param_distribution.choices:
-            return value
+        if param_name in self._fixed and isinstance(param_distribution, CategoricalDistribution) \
+                and self._fixed[param_name] in param_distribution.choices:
+            return self._fixed[param_name]
         return self._inner.sample_independent(study, trial, param_name, param_distribution)
 
     def after_trial(self, study, trial, state, values) -> None:
         self._inner.after_trial(study, trial, state, values)
-
-
-_FREE = object()
 
 
 # Optuna's TPE draws its first 10 finished trials at random (a study's recipes count among them).
