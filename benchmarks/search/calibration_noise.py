@@ -11,6 +11,12 @@ spread of the objective over draws, against the margins the search-speed goals a
 
     python benchmarks/search/calibration_noise.py --data-dir ../shared/data --draws 8
 
+``--windows 10,32,64 --configs recorded`` instead scores one configuration on random sets of
+each size (what a larger calibration set buys: a smaller spread, a different mean, a slower
+trial), into ``benchmarks/results/calibration_noise_windows.json``:
+
+    python benchmarks/search/calibration_noise.py --data-dir ../shared/data --draws 8 --windows 10,32,64 --configs recorded
+
 Results: ``benchmarks/results/calibration_noise.json``.
 """
 
@@ -46,52 +52,108 @@ def main() -> int:
     p.add_argument("--ratio", type=float, default=0.2)
     p.add_argument("--data-dir", required=True)
     p.add_argument("--draws", type=int, default=8, help="random calibration sets per configuration")
-    p.add_argument("--out", default=str(RESULTS / "calibration_noise.json"))
+    p.add_argument("--windows", default=None,
+                   help="comma-separated calibration set sizes to compare (default: each search's own size)")
+    p.add_argument("--configs", default=",".join(SEARCHES), help=f"which searches' best configurations ({', '.join(SEARCHES)})")
+    p.add_argument("--out", default=None)
     args = p.parse_args()
+    wanted = [c.strip() for c in args.configs.split(",") if c.strip()]
+    unknown = set(wanted) - set(SEARCHES)
+    if unknown:
+        p.error(f"unknown --configs {sorted(unknown)}; choose from {', '.join(SEARCHES)}")
+    sizes = [int(n) for n in args.windows.split(",")] if args.windows else None
+    out = Path(args.out or RESULTS / ("calibration_noise_windows.json" if sizes else "calibration_noise.json"))
 
     configs = {}
-    for name, directory in SEARCHES.items():
-        path = RESULTS / directory / "best_config.json"
+    for name in wanted:
+        path = RESULTS / SEARCHES[name] / "best_config.json"
         if path.is_file():
             recorded = json.loads(path.read_text())
             configs[name] = (PruneConfig.from_json(recorded["config"]), recorded["provenance"]["objective"])
+    if not configs:
+        p.error("no best_config.json of the chosen searches under benchmarks/results; run benchmarks/search/full_space.sh first")
     loaded = load_model(args.model, device="cpu")
     model, tok = loaded.model, loaded.tokenizer
     pool = calibration_pool(tok, args.data_dir)
     windows = load_eval_windows(tok, args.data_dir, ObjectiveProtocol())
     objective = Objective(model, pool, windows, args.ratio, element_factors=SearchSpace.load("full").element_factors())
-    count = len(next(iter(configs.values()))[0].calibration.indices)
-    rng = random.Random(0)
-    draws = [sorted(rng.sample(range(len(pool)), count)) for _ in range(args.draws)]
-
-    rows = {}
     t0 = time.perf_counter()
+    if sizes:
+        result = window_counts(objective, configs, len(pool), sizes, args.draws)
+    else:
+        result = draw_spread(objective, configs, len(pool), args.draws)
+    result.update({"model": args.model, "ratio": args.ratio, "draws": args.draws,
+                   "command": f"python benchmarks/search/calibration_noise.py --data-dir DATA --draws {args.draws}"
+                              + (f" --windows {args.windows} --configs {args.configs}" if sizes else ""),
+                   "seconds": round(time.perf_counter() - t0, 1), "threads": torch.get_num_threads(),
+                   "versions": versions("optuna")})
+    write_json(out, result)
+    return 0
+
+
+def _draws(pool_size: int, size: int, count: int) -> list[list[int]]:
+    """``count`` random calibration sets of ``size`` windows, the same for every configuration."""
+    rng = random.Random(0)
+    return [sorted(rng.sample(range(pool_size), size)) for _ in range(count)]
+
+
+def _score(objective, config, indices: list[int]) -> tuple[float, float]:
+    """The objective of ``config`` with its calibration set replaced, and its seconds."""
+    config.calibration.indices = list(indices)
+    config.calibration.num_samples = len(indices)
+    start = time.perf_counter()
+    value = objective(config).value
+    return value, time.perf_counter() - start
+
+
+def _stats(values: list[float]) -> dict:
+    return {"draws": values, "mean": statistics.mean(values), "sd": statistics.stdev(values),
+            "min": min(values), "max": max(values)}
+
+
+def draw_spread(objective, configs: dict, pool_size: int, count: int) -> dict:
+    """Each configuration on the same random sets of its own size, paired across configurations."""
+    size = len(next(iter(configs.values()))[0].calibration.indices)
+    draws = _draws(pool_size, size, count)
+    rows = {}
     for name, (config, found) in configs.items():
         own = objective(config).value  # the set its search found (reproduces the search's value)
         values = []
         for indices in draws:
-            config.calibration.indices = list(indices)
-            values.append(objective(config).value)
+            values.append(_score(objective, config, indices)[0])
             print(f"{name}: draw {len(values)}: {values[-1]:.2f}", flush=True)
-        rows[name] = {"found_objective": found, "rescored_with_its_set": own, "draws": values,
-                      "mean": statistics.mean(values), "sd": statistics.stdev(values),
-                      "min": min(values), "max": max(values),
+        rows[name] = {"found_objective": found, "rescored_with_its_set": own, **_stats(values),
                       "knots": config.allocation.options.get("knots"), "metric": config.metric.name,
                       "update": config.update.name}
-        print(f"{name}: its set {own:.2f}; {args.draws} draws mean {rows[name]['mean']:.2f} sd {rows[name]['sd']:.2f} "
+        print(f"{name}: its set {own:.2f}; {count} draws mean {rows[name]['mean']:.2f} sd {rows[name]['sd']:.2f} "
               f"[{rows[name]['min']:.2f}, {rows[name]['max']:.2f}]", flush=True)
     names = list(rows)
     paired = {f"{a} - {b}": [x - y for x, y in zip(rows[a]["draws"], rows[b]["draws"])]
               for i, a in enumerate(names) for b in names[i + 1:]}
-    result = {"model": args.model, "ratio": args.ratio, "draws": args.draws, "calibration_windows": count,
-              "command": f"python benchmarks/search/calibration_noise.py --data-dir DATA --draws {args.draws}",
-              "configurations": rows,
-              "paired_differences": {k: {"mean": statistics.mean(v), "sd": statistics.stdev(v)} for k, v in paired.items()},
-              "seconds": round(time.perf_counter() - t0, 1), "threads": torch.get_num_threads(),
-              "versions": versions("optuna")}
-    write_json(Path(args.out), result)
-    print(json.dumps(result["paired_differences"], indent=1))
-    return 0
+    print(json.dumps({k: round(statistics.mean(v), 2) for k, v in paired.items()}), flush=True)
+    return {"calibration_windows": size, "configurations": rows,
+            "paired_differences": {k: {"mean": statistics.mean(v), "sd": statistics.stdev(v)} for k, v in paired.items()}}
+
+
+def window_counts(objective, configs: dict, pool_size: int, sizes: list[int], count: int) -> dict:
+    """Each configuration on ``count`` random sets of every size in ``sizes``, with each trial's seconds."""
+    rows: dict = {}
+    for name, (config, _found) in configs.items():
+        rows[name] = {}
+        for size in sizes:
+            values, seconds = [], []
+            for indices in _draws(pool_size, size, count):
+                value, took = _score(objective, config, indices)
+                values.append(value)
+                seconds.append(took)
+                print(f"{name}: {size} windows, draw {len(values)}: {value:.2f} ({took:.1f} s)", flush=True)
+            rows[name][str(size)] = {**_stats(values), "seconds_median": statistics.median(seconds)}
+            r = rows[name][str(size)]
+            print(f"{name}: {size} windows: mean {r['mean']:.2f} sd {r['sd']:.2f} [{r['min']:.2f}, {r['max']:.2f}], "
+                  f"{r['seconds_median']:.1f} s / trial", flush=True)
+        rows[name]["knots"] = config.allocation.options.get("knots")
+        rows[name]["metric"], rows[name]["update"] = config.metric.name, config.update.name
+    return {"window_counts": sizes, "configurations": rows}
 
 
 if __name__ == "__main__":

@@ -260,6 +260,25 @@ def noise_block(r: dict | None, reference: float | None) -> str:
     return text + f"\n\nPaired differences over the same draws: {paired}.{margin}"
 
 
+def windows_block(r: dict | None) -> str:
+    """What a larger calibration set does to a configuration's objective: its spread over random
+    draws, its mean and a trial's seconds, per set size."""
+    if r is None:
+        return ("Measured by `python benchmarks/search/calibration_noise.py --data-dir DATA --draws 8 "
+                "--windows 10,32,64 --configs recorded` (pending).")
+    rows = []
+    for name, c in r["configurations"].items():
+        for size in r["window_counts"]:
+            w = c[str(size)]
+            rows.append(f"| {name} ({c['metric']} + {c['update']}) | {size} | {w['mean']:.2f} | {w['sd']:.2f} | "
+                        f"{w['min']:.2f} - {w['max']:.2f} | {w['seconds_median']:.1f} |")
+    return _table(f"The best configuration re-scored with {r['draws']} random calibration sets of each size "
+                  f"(everything else kept), {r['model']} at {r['ratio']:.0%}, {r['threads']} threads "
+                  f"(`{r['command']}`, {r['seconds'] / 60:.0f} min):",
+                  ["configuration", "calibration windows", "mean over draws", "sd", "range", "s / trial (median)"],
+                  rows)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--check", action="store_true")
@@ -276,6 +295,8 @@ def main() -> int:
     page = rendering.with_block(page, "calibration-noise", SCRIPT,
                                 noise_block(_load(RESULTS / "calibration_noise.json"),
                                             min(r["value"] for r in recorded) if recorded else None))
+    page = rendering.with_block(page, "calibration-windows", SCRIPT,
+                                windows_block(_load(RESULTS / "calibration_noise_windows.json")))
     for part in ("samplers", "workers"):
         page = rendering.with_block(page, f"time-to-quality-{part}", SCRIPT,
                                     quality_block(_load(RESULTS / "time_to_quality" / part / "summary.json"),
