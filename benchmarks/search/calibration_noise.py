@@ -17,6 +17,13 @@ trial), into ``benchmarks/results/calibration_noise_windows.json``:
 
     python benchmarks/search/calibration_noise.py --data-dir ../shared/data --draws 8 --windows 10,32,64 --configs recorded
 
+``--heldout N`` also scores every model on N validation windows per dataset that the objective
+never sees (evenly spread over the rest of each split): whether the found set's lead over random
+draws holds on data the search did not select on, into
+``benchmarks/results/calibration_noise_heldout.json``:
+
+    python benchmarks/search/calibration_noise.py --data-dir ../shared/data --draws 8 --heldout 128 --configs recorded
+
 Results: ``benchmarks/results/calibration_noise.json``.
 """
 
@@ -28,6 +35,7 @@ import random
 import statistics
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -55,6 +63,8 @@ def main() -> int:
     p.add_argument("--windows", default=None,
                    help="comma-separated calibration set sizes to compare (default: each search's own size)")
     p.add_argument("--configs", default=",".join(SEARCHES), help=f"which searches' best configurations ({', '.join(SEARCHES)})")
+    p.add_argument("--heldout", type=int, default=None,
+                   help="also score on this many held-out validation windows per dataset")
     p.add_argument("--out", default=None)
     args = p.parse_args()
     wanted = [c.strip() for c in args.configs.split(",") if c.strip()]
@@ -62,7 +72,10 @@ def main() -> int:
     if unknown:
         p.error(f"unknown --configs {sorted(unknown)}; choose from {', '.join(SEARCHES)}")
     sizes = [int(n) for n in args.windows.split(",")] if args.windows else None
-    out = Path(args.out or RESULTS / ("calibration_noise_windows.json" if sizes else "calibration_noise.json"))
+    if sizes and args.heldout:
+        p.error("--heldout goes with the draws of each search's own set size, not with --windows")
+    suffix = "_windows" if sizes else "_heldout" if args.heldout else ""
+    out = Path(args.out or RESULTS / f"calibration_noise{suffix}.json")
 
     configs = {}
     for name in wanted:
@@ -76,19 +89,42 @@ def main() -> int:
     model, tok = loaded.model, loaded.tokenizer
     pool = calibration_pool(tok, args.data_dir)
     windows = load_eval_windows(tok, args.data_dir, ObjectiveProtocol())
-    objective = Objective(model, pool, windows, args.ratio, element_factors=SearchSpace.load("full").element_factors())
+    factors = SearchSpace.load("full").element_factors()
+    objective = Objective(model, pool, windows, args.ratio, element_factors=factors)
+    heldout = None
+    if args.heldout:
+        heldout = Objective(model, pool, heldout_windows(tok, args.data_dir, ObjectiveProtocol(), args.heldout),
+                            args.ratio, element_factors=factors)
     t0 = time.perf_counter()
     if sizes:
         result = window_counts(objective, configs, len(pool), sizes, args.draws)
     else:
-        result = draw_spread(objective, configs, len(pool), args.draws)
+        result = draw_spread(objective, configs, len(pool), args.draws, heldout)
+    if args.heldout:
+        result["heldout_windows"] = args.heldout
     result.update({"model": args.model, "ratio": args.ratio, "draws": args.draws,
                    "command": f"python benchmarks/search/calibration_noise.py --data-dir DATA --draws {args.draws}"
-                              + (f" --windows {args.windows} --configs {args.configs}" if sizes else ""),
+                              + (f" --windows {args.windows}" if sizes else "")
+                              + (f" --heldout {args.heldout}" if args.heldout else "")
+                              + (f" --configs {args.configs}" if args.configs != ",".join(SEARCHES) else ""),
                    "seconds": round(time.perf_counter() - t0, 1), "threads": torch.get_num_threads(),
                    "versions": versions("optuna")})
     write_json(out, result)
     return 0
+
+
+def heldout_windows(tokenizer, data_dir, protocol, count: int) -> dict:
+    """``count`` validation windows per dataset of ``protocol``, evenly spread over those the
+    objective does not use (the same split, disjoint windows)."""
+    from adapruner.search.objective import load_eval_windows, spread_indices, spread_windows
+
+    every = load_eval_windows(tokenizer, data_dir, replace(protocol, windows=10 ** 9))
+    out = {}
+    for name, windows in every.items():
+        used = set(spread_indices(len(windows), protocol.windows))
+        rest = windows[[i for i in range(len(windows)) if i not in used]]
+        out[name] = spread_windows(rest, count)
+    return out
 
 
 def _draws(pool_size: int, size: int, count: int) -> list[list[int]]:
@@ -111,20 +147,30 @@ def _stats(values: list[float]) -> dict:
             "min": min(values), "max": max(values)}
 
 
-def draw_spread(objective, configs: dict, pool_size: int, count: int) -> dict:
-    """Each configuration on the same random sets of its own size, paired across configurations."""
+def draw_spread(objective, configs: dict, pool_size: int, count: int, heldout=None) -> dict:
+    """Each configuration on the same random sets of its own size, paired across configurations
+    (and, with ``heldout``, each model also on the held-out windows)."""
     size = len(next(iter(configs.values()))[0].calibration.indices)
     draws = _draws(pool_size, size, count)
     rows = {}
     for name, (config, found) in configs.items():
+        own_set = list(config.calibration.indices)
         own = objective(config).value  # the set its search found (reproduces the search's value)
-        values = []
+        values, held = [], []
         for indices in draws:
             values.append(_score(objective, config, indices)[0])
-            print(f"{name}: draw {len(values)}: {values[-1]:.2f}", flush=True)
+            if heldout is not None:
+                held.append(heldout(config).value)
+            print(f"{name}: draw {len(values)}: {values[-1]:.2f}" + (f", held out {held[-1]:.2f}" if held else ""),
+                  flush=True)
         rows[name] = {"found_objective": found, "rescored_with_its_set": own, **_stats(values),
                       "knots": config.allocation.options.get("knots"), "metric": config.metric.name,
                       "update": config.update.name}
+        if heldout is not None:
+            config.calibration.indices = own_set
+            rows[name]["heldout"] = {"its_set": heldout(config).value, **_stats(held)}
+            print(f"{name}: held out: its set {rows[name]['heldout']['its_set']:.2f}; draws mean "
+                  f"{rows[name]['heldout']['mean']:.2f} sd {rows[name]['heldout']['sd']:.2f}", flush=True)
         print(f"{name}: its set {own:.2f}; {count} draws mean {rows[name]['mean']:.2f} sd {rows[name]['sd']:.2f} "
               f"[{rows[name]['min']:.2f}, {rows[name]['max']:.2f}]", flush=True)
     names = list(rows)

@@ -279,6 +279,27 @@ def windows_block(r: dict | None) -> str:
                   rows)
 
 
+def heldout_block(r: dict | None) -> str:
+    """Whether a search's found calibration set keeps its lead over random draws on validation
+    windows the objective never saw."""
+    if r is None:
+        return ("Measured by `python benchmarks/search/calibration_noise.py --data-dir DATA --draws 8 "
+                "--heldout 128 --configs recorded` (pending).")
+    rows = []
+    for name, c in r["configurations"].items():
+        h = c["heldout"]
+        lead, held_lead = c["mean"] - c["rescored_with_its_set"], h["mean"] - h["its_set"]
+        rows.append(f"| {name} | {c['rescored_with_its_set']:.2f} | {c['mean']:.2f} (sd {c['sd']:.2f}) | "
+                    f"{lead:+.2f} ({lead / c['sd']:.1f} sd) | {h['its_set']:.2f} | {h['mean']:.2f} (sd {h['sd']:.2f}) | "
+                    f"{held_lead:+.2f} ({held_lead / h['sd']:.1f} sd) |")
+    return _table(f"The best configuration with its search's calibration set and with {r['draws']} random sets of "
+                  f"{r['calibration_windows']} windows, scored by the objective (its 16 windows per dataset) and on "
+                  f"{r['heldout_windows']} other validation windows per dataset that no trial saw, {r['model']} at "
+                  f"{r['ratio']:.0%} (`{r['command']}`, {r['seconds'] / 60:.0f} min):",
+                  ["search", "objective: its set", "objective: random sets", "its set's lead",
+                   "held out: its set", "held out: random sets", "its set's lead held out"], rows)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--check", action="store_true")
@@ -297,6 +318,8 @@ def main() -> int:
                                             min(r["value"] for r in recorded) if recorded else None))
     page = rendering.with_block(page, "calibration-windows", SCRIPT,
                                 windows_block(_load(RESULTS / "calibration_noise_windows.json")))
+    page = rendering.with_block(page, "calibration-heldout", SCRIPT,
+                                heldout_block(_load(RESULTS / "calibration_noise_heldout.json")))
     for part in ("samplers", "workers"):
         page = rendering.with_block(page, f"time-to-quality-{part}", SCRIPT,
                                     quality_block(_load(RESULTS / "time_to_quality" / part / "summary.json"),

@@ -54,12 +54,18 @@ class ObjectiveProtocol:
     batch_size: int = 8
 
 
+def spread_indices(length: int, count: int) -> list[int]:
+    """The positions of ``count`` items evenly spaced over ``length`` (all of them if there are fewer)."""
+    if count >= length:
+        return list(range(length))
+    return torch.linspace(0, length - 1, count).round().long().tolist()
+
+
 def spread_windows(windows: torch.Tensor, count: int) -> torch.Tensor:
     """``count`` windows evenly spaced over ``windows`` (all of them if there are fewer)."""
     if count >= len(windows):
         return windows
-    idx = torch.linspace(0, len(windows) - 1, count).round().long()
-    return windows[idx]
+    return windows[spread_indices(len(windows), count)]
 
 
 def load_eval_windows(tokenizer, data_dir, protocol: ObjectiveProtocol) -> dict[str, torch.Tensor]:
