@@ -3,7 +3,7 @@
 One command for all of them: the paper tables (``benchmarks/README.md``), the recipes table
 (``benchmarks/results/recipes/``, ``docs/results.md``), the scale tables
 (``benchmarks/scale/README.md``, ``docs/streaming.md``), the quick start's figures (``README.md``),
-the search's speed and the objective study (``docs/search.md``), the bad-input battery (``docs/pruning.md``) and the command-line reference
+the search's speed, the objective study and its result (``docs/search.md``), the bad-input battery (``docs/pruning.md``) and the command-line reference
 (``docs/cli.md``).
 
     python benchmarks/render.py           # write
@@ -20,7 +20,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 RENDERERS = ("benchmarks/paper/render.py", "benchmarks/recipes/render.py", "benchmarks/scale/render.py",
              "benchmarks/quickstart/render.py", "benchmarks/search/render.py", "benchmarks/reliability/render.py",
-             "benchmarks/quality/render_objective_study.py", "docs/render_cli.py")
+             "benchmarks/quality/render_objective_study.py", "benchmarks/quality/render_objective_result.py",
+             "docs/render_cli.py")
 
 
 def main() -> int:

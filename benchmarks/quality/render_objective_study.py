@@ -224,6 +224,12 @@ def model_table(rows: dict) -> list[str]:
     return lines
 
 
+def load_outcomes(path: Path) -> dict[str, dict]:
+    """Per-task results with their 0/1 outcomes (kept as a string of digits) as a list again."""
+    tasks = json.loads(path.read_text())["tasks"]
+    return {t: {**r, "correct": [int(c) for c in r["correct"]]} for t, r in tasks.items()}
+
+
 def target_noise(outcomes: Path, names: list[str]) -> dict:
     """Median SE of a model's 6-task mean and median paired SE of two models' difference, from the
     per-example outcomes the study keeps."""
@@ -231,11 +237,7 @@ def target_noise(outcomes: Path, names: list[str]) -> dict:
 
     from adapruner.eval.significance import compare, summarise
 
-    def load(name):
-        tasks = json.loads((outcomes / f"{name}.json").read_text())["tasks"]
-        return {t: {**r, "correct": [int(c) for c in r["correct"]]} for t, r in tasks.items()}
-
-    results = {n: load(n) for n in names if (outcomes / f"{n}.json").is_file()}
+    results = {n: load_outcomes(outcomes / f"{n}.json") for n in names if (outcomes / f"{n}.json").is_file()}
     ses = [summarise(r)["mean"]["se"] for r in results.values()]
     keys = sorted(results)
     paired = [compare(results[a], results[b])["mean"]["se"] for i, a in enumerate(keys) for b in keys[i + 1:]]

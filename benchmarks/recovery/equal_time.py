@@ -34,10 +34,8 @@ def run_cli(args: list[str]) -> None:
         raise SystemExit(f"command failed: adapruner {' '.join(args)}")
 
 
-def main() -> int:
-    from adapruner.core.io import write_json, write_text
-    from adapruner.core.versions import versions
-
+def parser() -> argparse.ArgumentParser:
+    """The benchmark's flags; their defaults are the recovery recipe other benchmarks reuse."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data-dir", required=True)
     p.add_argument("--work", default="/tmp/adapruner-bench/recovery")
@@ -71,6 +69,34 @@ def main() -> int:
     p.add_argument("--max-windows", type=int, default=None,
                    help="score the first N windows of each test split (a full split takes ~20 min per model on 2 "
                         "CPU cores; default: all)")
+    return p
+
+
+def recipe(args: argparse.Namespace) -> tuple[list[str], dict[str, list[str]]]:
+    """``adapruner finetune`` flags of the recovery recipe: the time budget and evaluation shared by
+    both methods, and each method's own (``lora``, ``distill``)."""
+    budget = ["--max-minutes", str(args.minutes), "--max-steps", "100000", "--eval-every", str(args.eval_every),
+              "--val-windows", "16", "--seq-len", "128",
+              # LLM-Pruner's 100 warm-up steps would leave LoRA below its peak rate for the whole budget
+              "--warmup-steps", "10", "--mixed-precision", args.mixed_precision]
+    flags = {
+        "lora": ["--method", "lora", "--data", str(Path(args.data_dir) / "alpaca" / "alpaca_cleaned_sample2000.json"),
+                 "--batch-size", "8", "--micro-batch-size", "4", "--lr", args.lora_lr, "--val-size", "32", "--cutoff", "128"],
+        "distill": ["--method", "distill", "--teacher", "smollm2-135m", "--batch-size", args.distill_batch_size,
+                    "--lr", args.distill_lr, "--temperature", args.distill_temperature,
+                    # explicit, so a run's recorded flags mean the same whatever finetune's default is
+                    "--lm-weight", args.distill_lm_weight,
+                    *(["--data", *args.distill_data, "--text-field", args.distill_text_field] if args.distill_data else []),
+                    *(["--freeze-embeddings"] if args.distill_freeze_embeddings else [])],
+    }
+    return budget, flags
+
+
+def main() -> int:
+    from adapruner.core.io import write_json, write_text
+    from adapruner.core.versions import versions
+
+    p = parser()
     args = p.parse_args()
     work, out = Path(args.work), Path(args.out)
     common = ["--device", "cpu", "--data-dir", args.data_dir]
@@ -87,20 +113,7 @@ def main() -> int:
         name, _, path = item.partition("=")
         models[name] = Path(path)
 
-    budget = ["--max-minutes", str(args.minutes), "--max-steps", "100000", "--eval-every", str(args.eval_every),
-              "--val-windows", "16", "--seq-len", "128",
-              # LLM-Pruner's 100 warm-up steps would leave LoRA below its peak rate for the whole budget
-              "--warmup-steps", "10", "--mixed-precision", args.mixed_precision]
-    flags = {
-        "lora": ["--method", "lora", "--data", str(Path(args.data_dir) / "alpaca" / "alpaca_cleaned_sample2000.json"),
-                 "--batch-size", "8", "--micro-batch-size", "4", "--lr", args.lora_lr, "--val-size", "32", "--cutoff", "128"],
-        "distill": ["--method", "distill", "--teacher", "smollm2-135m", "--batch-size", args.distill_batch_size,
-                    "--lr", args.distill_lr, "--temperature", args.distill_temperature,
-                    # explicit, so a run's recorded flags mean the same whatever finetune's default is
-                    "--lm-weight", args.distill_lm_weight,
-                    *(["--data", *args.distill_data, "--text-field", args.distill_text_field] if args.distill_data else []),
-                    *(["--freeze-embeddings"] if args.distill_freeze_embeddings else [])],
-    }
+    budget, flags = recipe(args)
     # Non-default distillation settings get their own run directories, so both results are kept.
     changed = {k for k in ("distill_temperature", "distill_batch_size", "distill_lm_weight")
                if getattr(args, k) != p.get_default(k)}
