@@ -300,6 +300,21 @@ def heldout_block(r: dict | None) -> str:
                    "held out: its set", "held out: random sets", "its set's lead held out"], rows)
 
 
+def matching_block(r: dict | None, noise: dict | None) -> str:
+    """A calibration set chosen by matching activation norms, against random sets and the found set."""
+    if r is None:
+        return "Measured by `python benchmarks/search/calibration_matching.py --data-dir DATA` (pending)."
+    text = (f"Matched set ({r['windows']} of {r['candidates']} random pool windows, chosen in "
+            f"{r['selection_seconds']:.0f} s at {r['threads']} thread(s); `{r['command']}`): objective "
+            f"**{r['objective']:.2f}**, held out **{r['heldout']:.2f}**")
+    c = (noise or {}).get("configurations", {}).get(r["configuration"])
+    if c and "heldout" in c:
+        text += (f"; random sets {c['mean']:.2f} (sd {c['sd']:.2f}) / {c['heldout']['mean']:.2f} "
+                 f"(sd {c['heldout']['sd']:.2f}), the search's found set {c['rescored_with_its_set']:.2f} / "
+                 f"{c['heldout']['its_set']:.2f}")
+    return text + "."
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--check", action="store_true")
@@ -320,6 +335,9 @@ def main() -> int:
                                 windows_block(_load(RESULTS / "calibration_noise_windows.json")))
     page = rendering.with_block(page, "calibration-heldout", SCRIPT,
                                 heldout_block(_load(RESULTS / "calibration_noise_heldout.json")))
+    page = rendering.with_block(page, "calibration-matching", SCRIPT,
+                                matching_block(_load(RESULTS / "calibration_matching.json"),
+                                               _load(RESULTS / "calibration_noise_heldout.json")))
     for part in ("samplers", "workers"):
         page = rendering.with_block(page, f"time-to-quality-{part}", SCRIPT,
                                     quality_block(_load(RESULTS / "time_to_quality" / part / "summary.json"),
