@@ -21,11 +21,10 @@ sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
 import rendering  # noqa: E402
+from render_objective_study import PAGE, load_outcomes  # noqa: E402  (the study's page holds this block too)
 from render_objective_study import RESULTS as STUDY  # noqa: E402
-from render_objective_study import load_outcomes  # noqa: E402
 
 RESULTS = HERE.parents[1] / "benchmarks" / "results" / "objective_result"
-PAGE = rendering.REPO / "docs" / "search.md"
 SCRIPT = "benchmarks/quality/render_objective_result.py"
 COMMAND = "python benchmarks/quality/objective_result.py --data-dir ../shared/data --objective OBJ"
 

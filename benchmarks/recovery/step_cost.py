@@ -25,7 +25,6 @@ ratios hold for the machine that printed them only.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
