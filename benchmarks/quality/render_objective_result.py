@@ -31,7 +31,7 @@ COMMAND = "python benchmarks/quality/objective_result.py --data-dir ../shared/da
 
 def outcomes(key: str, row: dict, results: Path) -> dict | None:
     """The six-task per-example outcomes of a row (the study's file when the row reuses it)."""
-    path = STUDY / "zeroshot" / f"{row['study_row']}.json" if "study_row" in row and "+" not in key \
+    path = STUDY / "zeroshot" / f"{row['study_row']}.json" if "study_row" in row \
         else results / "zeroshot" / f"{key.replace('/', '-')}.json"
     return load_outcomes(path) if path.is_file() else None
 

@@ -134,6 +134,7 @@ def main() -> int:
     objective = Objective(model, pool, windows, args.ratio, element_factors=factors)
     held = Objective(model, pool, heldout_windows(tok, args.data_dir, protocol, args.heldout), args.ratio,
                      element_factors=factors)
+    held.update_cache = objective.update_cache  # the dense Grams do not depend on the windows scored
     config.calibration.indices = chosen
     result = {"model": args.model, "ratio": args.ratio, "configuration": "recorded", "windows": k,
               "candidates": args.candidates, "heldout_windows": args.heldout, "indices": chosen,

@@ -95,6 +95,7 @@ def main() -> int:
     if args.heldout:
         heldout = Objective(model, pool, heldout_windows(tok, args.data_dir, ObjectiveProtocol(), args.heldout),
                             args.ratio, element_factors=factors)
+        heldout.update_cache = objective.update_cache  # the dense Grams do not depend on the windows scored
     t0 = time.perf_counter()
     if sizes:
         result = window_counts(objective, configs, len(pool), sizes, args.draws)
