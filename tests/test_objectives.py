@@ -115,3 +115,41 @@ def test_finalists_are_rescored_on_the_zero_shot_proxy_once(tiny_llama_dir, data
     monkeypatch.setattr(zeroshot, "run_zeroshot", lambda *a, **k: calls.append(a))
     assert main(argv) == 0 and calls == []
     assert json.loads((out / "pruning_report.json").read_text())["finalists"] == fin
+
+
+def test_a_bfloat16_screen_is_close_to_the_objective_as_loaded():
+    model = tiny_model("llama")
+    pool, windows = tiny_batch(12, 24, seed=3), {"wikitext2": tiny_batch(4, 24, seed=4)}
+    objective = Objective(model, pool, windows, 0.3, batch_size=2, precision="bfloat16")
+    config = PruneConfig.from_json({"metric": {"name": "l2"}, "calibration": {"seq_len": 24, "num_samples": 4,
+                                                                               "indices": [0, 1, 2, 3]}})
+    screened, loaded = objective(config).value, objective(config, precision="model").value
+    assert screened != loaded and screened == pytest.approx(loaded, rel=0.02)
+    assert next(model.parameters()).dtype == torch.float32  # autocast: the weights stay as loaded
+    with pytest.raises(Exception, match="unknown trial precision"):
+        Objective(model, pool, windows, 0.3, precision="fp8")
+
+
+def test_a_search_screened_in_bfloat16_delivers_its_best_trial_as_loaded(tiny_llama_dir, data_dir, tmp_path,
+                                                                        monkeypatch):
+    from adapruner.search.objective import Objective as Scored
+
+    out = tmp_path / "bf16"
+    argv = tiny_search(tiny_llama_dir, data_dir, out, 5, 2, "--trial-precision", "bfloat16")
+    assert main(argv) == 0
+    report = json.loads((out / "pruning_report.json").read_text())
+    assert report["protocol"]["trial_precision"] == "bfloat16"
+    rescored = report["rescored"]["trials"]
+    assert len(rescored) == 3 and [r["screened"] for r in rescored] == sorted(r["screened"] for r in rescored)
+    best = min(rescored, key=lambda r: r["as_loaded"])
+    assert report["provenance"]["best_trial"] == best["trial"] and report["provenance"]["objective"] == best["as_loaded"]
+    assert report["reproduction"]["reproduced"]  # the delivered model reproduces the value as loaded
+    # Delivering the finished study again reads the re-scored values from the study.
+    calls = []
+    original = Scored.__call__
+    monkeypatch.setattr(Scored, "__call__", lambda self, config, report=None, precision=None:
+                        calls.append(precision) or original(self, config, report, precision))
+    assert main(argv) == 0 and calls == []
+    assert json.loads((out / "pruning_report.json").read_text())["rescored"]["trials"] == rescored
+    # A screened study is another objective's study: the same output as loaded is refused.
+    assert main(tiny_search(tiny_llama_dir, data_dir, out, 5, 2)) == 2

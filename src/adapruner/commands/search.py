@@ -65,6 +65,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--eval-windows", type=int, default=16,
                    help="validation windows per dataset (WikiText-2, PTB) of the objective (default 16)")
     p.add_argument("--eval-batch-size", type=int, default=8, help="windows per forward in the objective")
+    p.add_argument("--trial-precision", default="model", choices=["model", "bfloat16"],
+                   help="what each trial's validation forward runs in: the model's precision (default) or bfloat16 "
+                        "(a float32 model's products autocast: ~1.6x faster forwards on CPUs with bfloat16 "
+                        "instructions, values within 0.5 %%); the 3 best trials are then re-scored as loaded and "
+                        "the best of those delivered")
     rules = ["halving", "percentile", "median", "none"]
     p.add_argument("--early-stop", dest="early_stop", default=None, choices=rules,
                    help="early stop of hopeless trials on the running objective (Optuna's pruner): halving (halfway "
@@ -113,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
                     max_memory=args.max_memory, micro_batch=args.micro_batch, objective=args.objective,
                     objective_options=dict(args.objective_options), finalists=args.finalists,
                     finalist_examples=args.finalist_examples, startup_trials=args.startup_trials,
-                    refine_every=args.refine_every)
+                    refine_every=args.refine_every, trial_precision=args.trial_precision)
     ppl = ", ".join(f"{k} {v:.2f}" for k, v in result.validation_ppl.items())
     print(f"best trial {result.best_trial}: objective {result.objective:.3f} ({ppl}); "
           f"wrote {result.out}/{', '.join(result.files)}")

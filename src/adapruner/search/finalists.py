@@ -1,4 +1,5 @@
-"""The search's finalists: the few best trials by the objective, re-scored on zero-shot accuracy.
+"""The search's finalists: the few best trials by the objective, re-scored on zero-shot accuracy
+(and, after a search that screened its trials in bfloat16, re-scored as loaded).
 
 A search objective measured on 32 validation windows ranks candidates that differ widely well, but
 among the near-optimal trials at its top its differences are small and may not be the ones that
@@ -81,3 +82,28 @@ def score_finalists(study: optuna.Study, objective, tokenizer, data_dir: str | P
               "delivered_trial": chosen["trial"],
               "metric": "mean accuracy (acc_norm) over the tasks, with its standard error", "trials": records}
     return next(t for t in finalists if t.number == chosen["trial"]), report
+
+
+# Trials screened in bfloat16 (``--trial-precision bfloat16``) are re-scored as loaded, best first:
+# their values move by at most 0.5 % in bfloat16 while the bests of a search differ by more, so the
+# three best screened trials hold the best one (docs/search.md).
+RESCORED = 3
+RESCORE_ATTR = "rescored"
+
+
+def rescore_as_loaded(study: optuna.Study, objective, k: int = RESCORED, also: tuple[int, ...] = (),
+                      log=print) -> dict[int, float]:
+    """The objective of the ``k`` best trials (distinct configurations), and of the trials numbered
+    in ``also``, with the validation forward in the model's own precision, by trial number. Filed
+    in the study (``study.user_attrs["rescored"]``), so finishing a study again scores nothing twice."""
+    filed = dict(study.user_attrs.get(RESCORE_ATTR, {}))
+    chosen = top_trials(study, k)
+    numbers = {t.number for t in chosen}
+    chosen += [t for t in study.get_trials(deepcopy=False) if t.number in set(also) - numbers]
+    for t in chosen:
+        if str(t.number) not in filed:
+            log(f"re-scoring trial {t.number} (objective {t.value:.4g} in bfloat16) as loaded")
+            filed[str(t.number)] = objective(PruneConfig.from_json(t.user_attrs["config"]), precision="model").value
+            study.set_user_attr(RESCORE_ATTR, filed)
+    return {t.number: filed[str(t.number)] for t in chosen}
+

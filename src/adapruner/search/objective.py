@@ -39,6 +39,25 @@ from adapruner.planning import plan_pruning, pool_windows, statistics_needs
 
 EVAL_DATASETS = ("wikitext2", "ptb")
 
+# A trial's validation forward: as the model is loaded, or its matrix products autocast to bfloat16.
+TRIAL_PRECISIONS = ("model", "bfloat16")
+
+
+def trial_autocast(model: nn.Module, precision: str):
+    """The context a trial's validation forward runs in. ``bfloat16`` autocasts a float32 model's
+    matrix products to bfloat16: on SmolLM2-135M at 20 % and CPUs with bfloat16 instructions the
+    forward runs ~1.6x faster and trial values move by at most 0.5 %, their order among trials kept
+    (docs/search.md), so a search screens with it and re-scores its best trials as loaded. ``model``,
+    or a model already in 16-bit precision, runs as loaded."""
+    import contextlib
+
+    if precision not in TRIAL_PRECISIONS:
+        raise AdaprunerError(f"unknown trial precision '{precision}'; choose one of {', '.join(TRIAL_PRECISIONS)}")
+    param = next(model.parameters())
+    if precision == "model" or param.dtype != torch.float32:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=param.device.type, dtype=torch.bfloat16)
+
 
 
 
@@ -190,9 +209,10 @@ class CachedEvaluator:
             h = out[0] if isinstance(out, tuple) else out
         return lm_logits(self.model, self.norm(h))
 
-    def evaluate(self, report: Callable[[int, float], None] | None = None) -> tuple[dict[str, float], dict[str, float]]:
+    def evaluate(self, report: Callable[[int, float], None] | None = None,
+                 precision: str = "model") -> tuple[dict[str, float], dict[str, float]]:
         """The objective per dataset and the perplexity per dataset; ``report(step,
-        running_objective)`` after every batch.
+        running_objective)`` after every batch; the forward in ``precision`` (:func:`trial_autocast`).
 
         Batches of the datasets are interleaved so that the running objective (mean over the
         datasets seen so far of each one's value so far) is comparable between trials at equal steps.
@@ -200,7 +220,8 @@ class CachedEvaluator:
         scorer = self.measure.scorer()
         nll = {name: TokenNLL() for name in self.batches} if self.measure.name != "ppl" else None
         for step, (name, batch) in enumerate(_interleave(self.batches)):
-            logits = self.logits(batch)
+            with trial_autocast(self.model, precision):
+                logits = self.logits(batch)
             scorer.add(name, logits, batch.ids, batch.reference)
             if nll is not None:
                 nll[name].add(logits, batch.ids)
@@ -229,16 +250,19 @@ class Objective:
     pass), those of the last calibration set kept for the next trial. A gradient pass folds every
     second-order factor the space may suggest (``element_factors``), so another factor on the same
     set needs no new pass. ``statistics_fn(model, calib, needs)`` replaces the collection (tests
-    count its calls).
+    count its calls). ``precision``: what a trial's validation forward runs in (:func:`trial_autocast`;
+    a call may ask for another, e.g. to re-score a trial as loaded).
     """
 
     def __init__(self, model: nn.Module, pool: torch.Tensor, windows: dict[str, torch.Tensor], ratio: float,
                  batch_size: int = 8, statistics_fn=None, element_factors: tuple[float, ...] | None = None,
-                 measure: Measure = PERPLEXITY):
+                 measure: Measure = PERPLEXITY, precision: str = "model"):
         from adapruner.importance import ELEMENT_FACTORS
         from adapruner.importance.statistics import collect
 
         self.model, self.pool, self.windows, self.ratio, self.batch_size = model, pool, windows, ratio, batch_size
+        trial_autocast(model, precision)  # an unknown precision fails here, before any trial
+        self.precision = precision
         self.measure = measure.resolved()
         self.factors = tuple(element_factors) if element_factors is not None else ELEMENT_FACTORS
         self.statistics_fn = statistics_fn or (lambda model, calib, needs: collect(model, calib, needs, progress=False))
@@ -286,8 +310,10 @@ class Objective:
         return plan_pruning(self.model, calib, config, self.ratio, stats=stats, progress=False,
                             update_calib=update_calib, cache=self.update_cache).plan
 
-    def __call__(self, config: PruneConfig, report: Callable[[int, float], None] | None = None) -> TrialResult:
-        """Mean validation perplexity of the model pruned (masked) with ``config``."""
+    def __call__(self, config: PruneConfig, report: Callable[[int, float], None] | None = None,
+                 precision: str | None = None) -> TrialResult:
+        """Mean validation perplexity of the model pruned (masked) with ``config``, the forward in
+        ``precision`` (default: the objective's)."""
         from adapruner.pruning.masks import apply_masks
 
         t0 = time.perf_counter()
@@ -297,7 +323,7 @@ class Objective:
         t2 = time.perf_counter()
         handle = apply_masks(self.model, plan)
         try:
-            parts, ppl = evaluator.evaluate(report)
+            parts, ppl = evaluator.evaluate(report, precision or self.precision)
         finally:
             handle.remove()
         t3 = time.perf_counter()

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from adapruner.errors import AdaprunerError
 from adapruner.search.identity import StudyIdentity, check_identity, open_study
-from adapruner.search.objective import EVAL_DATASETS, Measure, ObjectiveProtocol
+from adapruner.search.objective import EVAL_DATASETS, TRIAL_PRECISIONS, Measure, ObjectiveProtocol
 from adapruner.search.samplers import (EARLY_STOPS, SAMPLERS, TPE_STARTUP, early_stop_for, make_early_stop,
                                        make_sampler)
 from adapruner.search.space import SearchSpace
@@ -78,6 +78,7 @@ class SearchRequest:
     finalist_examples: int = 200  # examples per development task of that proxy
     startup_trials: int = TPE_STARTUP  # finished trials before TPE models the study (Optuna's 10)
     refine_every: int = 0  # every K-th trial after the start-up refines the best one (samplers.RefineBest); 0: off
+    trial_precision: str = "model"  # a trial's validation forward (objective.trial_autocast); bfloat16: re-scored at the end
 
     @property
     def study_name(self) -> str:
@@ -108,6 +109,8 @@ class SearchRequest:
         measure = self.measure()
         if measure.name != "ppl":  # the paper's objective keeps the protocol its studies were created with
             out.update(objective=measure.describe(), objective_name=measure.name, objective_options=measure.options)
+        if self.trial_precision != "model":  # likewise: studies screened as loaded keep their identity
+            out["trial_precision"] = self.trial_precision
         return out
 
 
@@ -158,6 +161,9 @@ def check_request(request: SearchRequest, model: str) -> StudyIdentity:
         raise AdaprunerError(f"--startup-trials must be >= 0, got {request.startup_trials}")
     if request.refine_every < 0:
         raise AdaprunerError(f"--refine-every must be >= 0 (0: off), got {request.refine_every}")
+    if request.trial_precision not in TRIAL_PRECISIONS:
+        raise AdaprunerError(f"unknown --trial-precision '{request.trial_precision}'; choose one of "
+                             f"{', '.join(TRIAL_PRECISIONS)}")
     if request.sampler not in SAMPLERS:
         raise AdaprunerError(f"unknown sampler '{request.sampler}'; choose one of {', '.join(SAMPLERS)}")
     if request.early_stop is not None and request.early_stop not in EARLY_STOPS:
@@ -203,6 +209,9 @@ def run_search(loaded, request: SearchRequest, data_dir: str | Path, progress: b
     if getattr(loaded, "streamed", False) and request.finalists > 1:
         raise AdaprunerError("--finalists needs the whole model in memory (the proxy runs through "
                              "lm-evaluation-harness); drop it, or --no-stream")
+    if getattr(loaded, "streamed", False) and request.trial_precision != "model":
+        raise AdaprunerError("--trial-precision bfloat16 screens trials of a model in memory; a streamed trial runs "
+                             "as loaded: drop the flag, or --no-stream")
     space = request.space
     model, tokenizer = loaded.model, loaded.tokenizer
     check_allocation(model, request.ratio, AllocationConfig(**space.allocation))  # unreachable ratio: fail now
@@ -236,7 +245,8 @@ def run_search(loaded, request: SearchRequest, data_dir: str | Path, progress: b
                                       micro_batch=request.micro_batch, measure=request.measure())
     else:
         objective = Objective(model, pool, windows, request.ratio, batch_size=request.eval_batch_size,
-                              element_factors=space.element_factors(), measure=request.measure())
+                              element_factors=space.element_factors(), measure=request.measure(),
+                              precision=request.trial_precision)
     ctx = WorkerContext(space=space, pool_size=len(pool), n_trials=request.trials, objective=objective,
                         seed=request.seed, progress=progress, max_minutes=request.max_minutes)
     if progress and not streamed:  # a streamed model has no weights to time a forward with
@@ -321,6 +331,7 @@ def finalize(study, storage, loaded, request: SearchRequest, pool, objective, da
     """Plan with the best trial (or, with ``request.finalists``, the finalist with the best
     zero-shot proxy), prune, check, save the model and write best_config.json, trials.csv,
     pruning_report.json and convergence.png (idempotent: every finishing worker may run it)."""
+    from adapruner.config import PruneConfig
     from adapruner.core.io import write_json
     from adapruner.core.versions import versions
     from adapruner.pruning.save import checkpoint_flavour
@@ -328,25 +339,33 @@ def finalize(study, storage, loaded, request: SearchRequest, pool, objective, da
 
     out = Path(request.out)
     out.mkdir(parents=True, exist_ok=True)
-    config, best = best_config(study)
-    finalists = None
-    if request.finalists > 1:
-        from adapruner.config import PruneConfig
+    best = best_config(study)[1]
+    finalists, rescored = None, None
+    if request.trial_precision != "model":
+        from adapruner.search.finalists import RESCORED, rescore_as_loaded
+
+        with phase(f"re-scoring the {RESCORED} best trials as loaded (screened in {request.trial_precision})", True):
+            rescored = rescore_as_loaded(study, objective)
+        best = study.get_trials(deepcopy=False)[min(rescored, key=rescored.get)]
+    if request.finalists > 1:  # the zero-shot proxy chooses among the best by the (screened) objective
         from adapruner.search.finalists import score_finalists
 
         with phase(f"re-scoring the {request.finalists} best trials on the zero-shot proxy", True):
             best, finalists = score_finalists(study, objective, loaded.tokenizer, data_dir, request.finalists,
                                               request.finalist_examples)
-        config = PruneConfig.from_json(best.user_attrs["config"])
+        if rescored is not None and best.number not in rescored:
+            rescored = rescore_as_loaded(study, objective, also=(best.number,))
+    config = PruneConfig.from_json(best.user_attrs["config"])
+    expected = rescored[best.number] if rescored is not None else best.value
     streamed = getattr(loaded, "streamed", False)
     with phase(f"pruning with best trial {best.number} and checking it", True):
         deliver = _deliver_streamed if streamed else _deliver_in_memory
         done = deliver(loaded, config, request, pool, objective)
     # The physically pruned model on the same validation windows must reproduce the trial's value.
-    reproduction = reproduction_check(best, done.parts)
+    reproduction = reproduction_check(best.number, expected, done.parts)
     provenance = {
         "model": loaded.spec, "ratio": request.ratio, "study": study.study_name,
-        "sampler": request.sampler, "best_trial": best.number, "objective": best.value,
+        "sampler": request.sampler, "best_trial": best.number, "objective": expected,
         "validation_ppl": best.user_attrs.get("ppl"), "space_hash": request.space.digest(), "seed": request.seed,
         "budget_asked": request.budget or {"ratio": request.ratio, "ratio_of": "total", "target_params": None},
     }
@@ -362,6 +381,10 @@ def finalize(study, storage, loaded, request: SearchRequest, pool, objective, da
         **({"pruned_objective": done.parts} if request.objective != "ppl" else {}),
         "reproduction": reproduction,
         **({"finalists": finalists} if finalists else {}),
+        **({"rescored": {"trial_precision": request.trial_precision, "trials": [
+            {"trial": n, "screened": study.get_trials(deepcopy=False)[n].value, "as_loaded": v}
+            for n, v in rescored.items()]}}
+           if rescored is not None else {}),
         "parameters": {"dense": done.dense_params, "pruned": done.pruned_params,
                        "removed_fraction": 1 - done.pruned_params / done.dense_params},
         "plan": done.plan.to_json(),
@@ -379,7 +402,7 @@ def finalize(study, storage, loaded, request: SearchRequest, pool, objective, da
     plot_study(storage, provenance["model"], request.ratio, out / "convergence.png",
                done.dense if request.objective == "ppl" else None)
     files = ["model", "best_config.json", "trials.csv", "pruning_report.json", "convergence.png"]
-    return SearchResult(best_trial=best.number, objective=best.value, validation_ppl=best.user_attrs.get("ppl") or {},
+    return SearchResult(best_trial=best.number, objective=expected, validation_ppl=best.user_attrs.get("ppl") or {},
                         config=config.to_json(), report=report, out=out, files=files,
                         reproduced=reproduction["reproduced"], model=None if streamed else loaded.model,
                         tokenizer=loaded.tokenizer)
@@ -449,17 +472,17 @@ def _deliver_streamed(sm, config, request: SearchRequest, pool, objective) -> De
                      check=check, parts=parts, save=save)
 
 
-def reproduction_check(best, check: dict[str, float]) -> dict:
+def reproduction_check(trial: int, value: float, check: dict[str, float]) -> dict:
     """The delivered model's objective (``check``: its perplexity per dataset on the trials' windows)
-    against its trial's; a warning when they differ by more than float noise."""
+    against trial ``trial``'s ``value`` (as loaded); a warning when they differ by more than float noise."""
     final_value = sum(check.values()) / len(check)
-    rel = abs(final_value - best.value) / max(abs(best.value), 1e-12)
+    rel = abs(final_value - value) / max(abs(value), 1e-12)
     reproduced = rel <= REPRODUCE_RTOL
     if not reproduced:
-        print(f"WARNING: the saved model's objective {final_value:.4f} differs from best trial {best.number}'s "
-              f"{best.value:.4f} by {rel:.2%} (more than float noise); the report records both",
+        print(f"WARNING: the saved model's objective {final_value:.4f} differs from best trial {trial}'s "
+              f"{value:.4f} by {rel:.2%} (more than float noise); the report records both",
               file=sys.stderr)
-    return {"trial_objective": best.value, "final_objective": final_value, "relative_difference": rel,
+    return {"trial_objective": value, "final_objective": final_value, "relative_difference": rel,
             "tolerance": REPRODUCE_RTOL, "reproduced": reproduced}
 
 
