@@ -250,7 +250,7 @@ def run_search(loaded, request: SearchRequest, data_dir: str | Path, progress: b
     ctx = WorkerContext(space=space, pool_size=len(pool), n_trials=request.trials, objective=objective,
                         seed=request.seed, progress=progress, max_minutes=request.max_minutes)
     if progress and not streamed:  # a streamed model has no weights to time a forward with
-        setup, per_trial = expected_seconds(model, windows, space, request.eval_batch_size)
+        setup, per_trial = expected_seconds(model, windows, space, request.eval_batch_size, request.trial_precision)
         left = max(0, request.trials - counts(study)[0])
         print(f"expected: ~{(setup + left * per_trial) / 60:.0f} min for {left} trials (~{per_trial:.0f} s each after "
               f"~{setup:.0f} s of one-off work; from one timed forward pass, the bar's ETA then follows the measured "
@@ -284,25 +284,34 @@ TRIAL_OVERHEAD = 1.65
 GRAM_COST = 1.8
 
 
-def expected_seconds(model, windows: dict, space: SearchSpace, batch_size: int) -> tuple[float, float]:
-    """``(one-off seconds, seconds per trial)`` expected before any trial ran: one timed forward of
-    a validation batch, scaled by the tokens the study pushes through the model."""
-    import torch
-
+def expected_seconds(model, windows: dict, space: SearchSpace, batch_size: int,
+                     precision: str = "model") -> tuple[float, float]:
+    """``(one-off seconds, seconds per trial)`` expected before any trial ran: a timed forward of a
+    validation batch as loaded (and one in the trials' ``precision``, which their validation
+    forward runs in), scaled by the tokens the study pushes through the model."""
     first = next(iter(windows.values()))[:batch_size]
-    with torch.no_grad():
-        model(first[:1])  # warm-up: the first call pays for allocations
-        t = time.perf_counter()
-        model(first)
-        per_token = (time.perf_counter() - t) / first.numel()
+    per_token = _seconds_per_token(model, first, "model")
+    screened = per_token if precision == "model" else _seconds_per_token(model, first, precision)
     validation = sum(w.numel() for w in windows.values())
     # A gradient metric's trial runs forward and backward over its windows, any other a forward.
     calibration = (1 + 2 * gradient_share(space)) * space.num_samples * space.seq_len
-    trial = TRIAL_OVERHEAD * per_token * (calibration + 0.85 * validation)
+    trial = TRIAL_OVERHEAD * (per_token * calibration + screened * 0.85 * validation)
     update = space.options.get("update", {})
     reconstruct = update.get("reconstruct", {}) if "reconstruct" in update.get("choices", []) else {}
     gram_tokens = int(reconstruct.get("windows", 0)) * space.seq_len
     return per_token * (validation + GRAM_COST * gram_tokens), trial
+
+
+def _seconds_per_token(model, batch, precision: str) -> float:
+    import torch
+
+    from adapruner.search.objective import trial_autocast
+
+    with torch.no_grad(), trial_autocast(model, precision):
+        model(batch[:1])  # warm-up: the first call pays for allocations (and bfloat16 kernels)
+        t = time.perf_counter()
+        model(batch)
+        return (time.perf_counter() - t) / batch.numel()
 
 
 def gradient_share(space: SearchSpace) -> float:
