@@ -106,4 +106,3 @@ def rescore_as_loaded(study: optuna.Study, objective, k: int = RESCORED, also: t
             filed[str(t.number)] = objective(PruneConfig.from_json(t.user_attrs["config"]), precision="model").value
             study.set_user_attr(RESCORE_ATTR, filed)
     return {t.number: filed[str(t.number)] for t in chosen}
-
