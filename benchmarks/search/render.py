@@ -329,6 +329,22 @@ def matching_block(r: dict | None, noise: dict | None) -> str:
     return text + "."
 
 
+def features_block(r: dict | None) -> str:
+    """How much of a calibration set's value simple window features explain, beyond its configuration."""
+    if r is None:
+        return "Measured by `python benchmarks/search/calibration_features.py --data-dir DATA` (pending)."
+    rows = [f"| configuration only | {r['configuration_only']:.4f} | - |"]
+    for name, f in r["features"].items():
+        corr = "-" if f["residual_correlation"] is None else f"{f['residual_correlation']:+.2f}"
+        rows.append(f"| + {name} | {f['cv_rmse']:.4f} | {corr} |")
+    return _table(f"{r['trials']} complete wanda-sp + reconstruct trials of the three 100-trial searches at 20 % "
+                  f"({r['windows']} distinct windows), log objective (sd {r['value_sd_log']:.4f}) regressed on the "
+                  f"configuration (allocation mode, knots) with and without one feature of the set, {r['folds']}-fold "
+                  f"held-out error; r: the feature's correlation with what the configuration leaves unexplained "
+                  f"(`{r['command']}`, {r['seconds'] / 60:.0f} min):",
+                  ["model of the log objective", "held-out RMSE", "r with the residual"], rows)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--check", action="store_true")
@@ -352,6 +368,8 @@ def main() -> int:
     page = rendering.with_block(page, "calibration-matching", SCRIPT,
                                 matching_block(_load(RESULTS / "calibration_matching.json"),
                                                _load(RESULTS / "calibration_noise_heldout.json")))
+    page = rendering.with_block(page, "calibration-features", SCRIPT,
+                                features_block(_load(RESULTS / "calibration_features.json")))
     for part in ("samplers", "workers", "precision"):
         page = rendering.with_block(page, f"time-to-quality-{part}", SCRIPT,
                                     quality_block(_load(RESULTS / "time_to_quality" / part / "summary.json"),
