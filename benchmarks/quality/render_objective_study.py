@@ -139,6 +139,7 @@ def agreement_table(pruned: dict, results: Path) -> tuple[dict, list[str]]:
         cost = sum(seconds) / len(seconds)
         table.setdefault(name, {})["seconds_per_evaluation"] = cost
         lines.append(f"| {label} | " + " | ".join(cells) + f" | {cost:.1f} |")
+    lines += ["", *paired_lines(pruned, table)]
     lines += ["", *proxy_size_lines(pruned, results / "proxy", table)]
     noise = target_noise(results / "zeroshot", list(pruned))
     table["target_noise"] = noise
@@ -151,6 +152,37 @@ def agreement_table(pruned: dict, results: Path) -> tuple[dict, list[str]]:
 FINALISTS = (3, 5)
 # Smaller proxies, read from the per-example outcomes of the 200 scored (their leading subsets).
 PROXY_SUBSETS = (50, 100)
+
+
+def paired_lines(pruned: dict, table: dict) -> list[str]:
+    """Each objective's Spearman agreement with the zero-shot target minus the paper's objective's,
+    bootstrapped over the same resamples of models (the two rankings are scored on the same models,
+    so their difference is much tighter than either interval)."""
+    from scipy.stats import spearmanr
+
+    tvalue, tlower = TARGETS["zero-shot (6 tasks)"]
+    names = list(pruned)
+    target = [tvalue(pruned[k]) for k in names]
+
+    def rho(name: str, ix) -> float:
+        _, value, lower = OBJECTIVES[name]
+        sign = 1 if lower == tlower else -1
+        return sign * spearmanr([value(pruned[names[i]]) for i in ix], [target[i] for i in ix]).statistic
+
+    rng = random.Random(0)
+    draws = [[rng.randrange(len(names)) for _ in names] for _ in range(BOOTSTRAP)]
+    lines = ["Each objective's agreement with the 6-task zero-shot mean against the paper's objective's, on the same "
+             "bootstrap resamples of the models (Spearman difference, 95 % interval):", "",
+             "| objective | minus validation perplexity's |", "|---|---|"]
+    for name, (label, _, _) in OBJECTIVES.items():
+        if name == "ppl":
+            continue
+        diffs = sorted(d for d in (rho(name, ix) - rho("ppl", ix) for ix in draws) if d == d)
+        diff = {"value": rho(name, range(len(names))) - rho("ppl", range(len(names))),
+                "low": diffs[int(0.025 * len(diffs))], "high": diffs[int(0.975 * len(diffs))]}
+        table.setdefault(name, {})["spearman_minus_ppl"] = diff
+        lines.append(f"| {label} | {diff['value']:+.2f} [{diff['low']:+.2f}, {diff['high']:+.2f}] |")
+    return lines
 
 
 def proxy_subset(path: Path, n: int) -> float:
