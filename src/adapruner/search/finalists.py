@@ -91,18 +91,17 @@ RESCORED = 3
 RESCORE_ATTR = "rescored"
 
 
-def rescore_as_loaded(study: optuna.Study, objective, k: int = RESCORED, also: tuple[int, ...] = (),
-                      log=print) -> dict[int, float]:
-    """The objective of the ``k`` best trials (distinct configurations), and of the trials numbered
-    in ``also``, with the validation forward in the model's own precision, by trial number. Filed
-    in the study (``study.user_attrs["rescored"]``), so finishing a study again scores nothing twice."""
+def rescore_as_loaded(study: optuna.Study, objective, k: int = RESCORED,
+                      extra: tuple[FrozenTrial, ...] = (), log=print) -> list[tuple[FrozenTrial, float]]:
+    """The ``k`` best trials (distinct configurations), and the ``extra`` trials, each with its
+    objective when the validation forward runs in the model's own precision. Filed in the study
+    (``study.user_attrs["rescored"]``), so finishing a study again scores nothing twice."""
     filed = dict(study.user_attrs.get(RESCORE_ATTR, {}))
     chosen = top_trials(study, k)
-    numbers = {t.number for t in chosen}
-    chosen += [t for t in study.get_trials(deepcopy=False) if t.number in set(also) - numbers]
+    chosen += [t for t in extra if t.number not in {c.number for c in chosen}]
     for t in chosen:
         if str(t.number) not in filed:
             log(f"re-scoring trial {t.number} (objective {t.value:.4g} in bfloat16) as loaded")
             filed[str(t.number)] = objective(PruneConfig.from_json(t.user_attrs["config"]), precision="model").value
             study.set_user_attr(RESCORE_ATTR, filed)
-    return {t.number: filed[str(t.number)] for t in chosen}
+    return [(t, filed[str(t.number)]) for t in chosen]

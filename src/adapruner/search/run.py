@@ -344,28 +344,28 @@ def finalize(study, storage, loaded, request: SearchRequest, pool, objective, da
     from adapruner.core.io import write_json
     from adapruner.core.versions import versions
     from adapruner.pruning.save import checkpoint_flavour
-    from adapruner.search.results import best_config, study_summary, write_trials_csv
+    from adapruner.search.results import best_trial, study_summary, write_trials_csv
 
     out = Path(request.out)
     out.mkdir(parents=True, exist_ok=True)
-    best = best_config(study)[1]
-    finalists, rescored = None, None
+    best = best_trial(study)
+    finalists, rescored = None, None  # rescored: [(trial, its objective as loaded)] after a bfloat16 screen
     if request.trial_precision != "model":
         from adapruner.search.finalists import RESCORED, rescore_as_loaded
 
         with phase(f"re-scoring the {RESCORED} best trials as loaded (screened in {request.trial_precision})", True):
             rescored = rescore_as_loaded(study, objective)
-        best = study.get_trials(deepcopy=False)[min(rescored, key=rescored.get)]
+        best = min(rescored, key=lambda r: r[1])[0]
     if request.finalists > 1:  # the zero-shot proxy chooses among the best by the (screened) objective
         from adapruner.search.finalists import score_finalists
 
         with phase(f"re-scoring the {request.finalists} best trials on the zero-shot proxy", True):
             best, finalists = score_finalists(study, objective, loaded.tokenizer, data_dir, request.finalists,
                                               request.finalist_examples)
-        if rescored is not None and best.number not in rescored:
-            rescored = rescore_as_loaded(study, objective, also=(best.number,))
+        if rescored is not None:
+            rescored = rescore_as_loaded(study, objective, extra=(best,))
     config = PruneConfig.from_json(best.user_attrs["config"])
-    expected = rescored[best.number] if rescored is not None else best.value
+    expected = next(v for t, v in rescored if t.number == best.number) if rescored is not None else best.value
     streamed = getattr(loaded, "streamed", False)
     with phase(f"pruning with best trial {best.number} and checking it", True):
         deliver = _deliver_streamed if streamed else _deliver_in_memory
@@ -391,8 +391,7 @@ def finalize(study, storage, loaded, request: SearchRequest, pool, objective, da
         "reproduction": reproduction,
         **({"finalists": finalists} if finalists else {}),
         **({"rescored": {"trial_precision": request.trial_precision, "trials": [
-            {"trial": n, "screened": study.get_trials(deepcopy=False)[n].value, "as_loaded": v}
-            for n, v in rescored.items()]}}
+            {"trial": t.number, "screened": t.value, "as_loaded": v} for t, v in rescored]}}
            if rescored is not None else {}),
         "parameters": {"dense": done.dense_params, "pruned": done.pruned_params,
                        "removed_fraction": 1 - done.pruned_params / done.dense_params},
