@@ -422,6 +422,38 @@ def test_refinement_trials_keep_the_best_trial_s_categorical_choices():
     assert results.trial_rows(study)[4]["refines"] is not None
 
 
+def test_neighbour_trials_swap_one_or_two_of_the_best_trial_s_windows():
+    """With ``neighbour_every`` K every K-th trial from the end of the start-up repeats the best
+    finished trial with one or two of its ``sample_i`` redrawn (and says whose neighbour it is);
+    the swaps are a function of the seed and the trial number, so a second study proposes the same."""
+    def run():
+        sampler = samplers.make_sampler("tpe", 0, startup=4, neighbour_every=2)
+        study = optuna.create_study(sampler=sampler)
+        proposals = []
+        for _ in range(14):
+            trial = study.ask()
+            done = [t for t in study.get_trials() if t.state == TrialState.COMPLETE]
+            metric = trial.suggest_categorical("metric", ["a", "b"])
+            x = trial.suggest_float("x", -3, 3)
+            windows = [trial.suggest_int(f"sample_{i}", 0, 999) for i in range(5)]
+            frozen = study._storage.get_trial(trial._trial_id)
+            if sampler.moves(trial.number):
+                best = min(done, key=lambda t: t.value)
+                assert frozen.system_attrs["neighbour_of"] == best.number
+                assert (metric, x) == (best.params["metric"], best.params["x"])
+                swapped = [i for i in range(5) if windows[i] != best.params[f"sample_{i}"]]
+                assert 1 <= len(swapped) <= 2
+            else:
+                assert "neighbour_of" not in frozen.system_attrs
+            proposals.append(trial.params)
+            study.tell(trial, {"a": 0.0, "b": 1.0}[metric] + (x - 1) ** 2 + sum(windows) / 5000)
+        assert [n for n in range(14) if sampler.moves(n)] == [4, 6, 8, 10, 12]
+        assert results.trial_rows(study)[4]["neighbour_of"] is not None
+        return proposals
+
+    assert run() == run()
+
+
 def test_halving_stops_a_trial_below_the_median_halfway_through_its_evaluation(tmp_path):
     """``halving`` decides once every dataset has given a batch (step 1 of two datasets' batches):
     a trial worse than the finished trials' median there stops, and its later batches never run."""

@@ -24,6 +24,13 @@ draws holds on data the search did not select on, into
 
     python benchmarks/search/calibration_noise.py --data-dir ../shared/data --draws 8 --heldout 128 --configs recorded
 
+``--mutate 1,2,4`` instead scores, for each count k, ``--draws`` neighbours of the set the search
+found, each with k of its windows replaced by random pool windows: whether sets near a good set are
+good (a local move in the data dimension can then improve on a found set) or as good as random
+ones, into ``benchmarks/results/calibration_noise_mutants.json``:
+
+    python benchmarks/search/calibration_noise.py --data-dir ../shared/data --draws 8 --mutate 1,2,4 --configs recorded
+
 Results: ``benchmarks/results/calibration_noise.json``.
 """
 
@@ -65,6 +72,8 @@ def main() -> int:
     p.add_argument("--configs", default=",".join(SEARCHES), help=f"which searches' best configurations ({', '.join(SEARCHES)})")
     p.add_argument("--heldout", type=int, default=None,
                    help="also score on this many held-out validation windows per dataset")
+    p.add_argument("--mutate", default=None,
+                   help="comma-separated counts of the found set's windows to replace (neighbours of the found set)")
     p.add_argument("--out", default=None)
     args = p.parse_args()
     wanted = [c.strip() for c in args.configs.split(",") if c.strip()]
@@ -72,9 +81,10 @@ def main() -> int:
     if unknown:
         p.error(f"unknown --configs {sorted(unknown)}; choose from {', '.join(SEARCHES)}")
     sizes = [int(n) for n in args.windows.split(",")] if args.windows else None
-    if sizes and args.heldout:
-        p.error("--heldout goes with the draws of each search's own set size, not with --windows")
-    suffix = "_windows" if sizes else "_heldout" if args.heldout else ""
+    mutations = [int(n) for n in args.mutate.split(",")] if args.mutate else None
+    if sum(map(bool, (sizes, args.heldout, mutations))) > 1:
+        p.error("--windows, --heldout and --mutate are separate studies: choose one")
+    suffix = "_windows" if sizes else "_heldout" if args.heldout else "_mutants" if mutations else ""
     out = Path(args.out or RESULTS / f"calibration_noise{suffix}.json")
 
     configs = {}
@@ -99,6 +109,8 @@ def main() -> int:
     t0 = time.perf_counter()
     if sizes:
         result = window_counts(objective, configs, len(pool), sizes, args.draws)
+    elif mutations:
+        result = neighbours(objective, configs, len(pool), mutations, args.draws)
     else:
         result = draw_spread(objective, configs, len(pool), args.draws, heldout)
     if args.heldout:
@@ -107,6 +119,7 @@ def main() -> int:
                    "command": f"python benchmarks/search/calibration_noise.py --data-dir DATA --draws {args.draws}"
                               + (f" --windows {args.windows}" if sizes else "")
                               + (f" --heldout {args.heldout}" if args.heldout else "")
+                              + (f" --mutate {args.mutate}" if mutations else "")
                               + (f" --configs {args.configs}" if args.configs != ",".join(SEARCHES) else ""),
                    "seconds": round(time.perf_counter() - t0, 1), "threads": torch.get_num_threads(),
                    "versions": versions("optuna")})
@@ -203,5 +216,30 @@ def window_counts(objective, configs: dict, pool_size: int, sizes: list[int], co
     return {"window_counts": sizes, "configurations": rows}
 
 
+def neighbours(objective, configs: dict, pool_size: int, counts: list[int], draws: int) -> dict:
+    """Each configuration with ``draws`` neighbours of its found set for every k in ``counts``: k of
+    its windows (chosen at random) replaced by random pool windows outside the set."""
+    rows: dict = {}
+    for name, (config, found) in configs.items():
+        own = list(config.calibration.indices)
+        rows[name] = {"found_objective": found, "rescored_with_its_set": objective(config).value}
+        rng = random.Random(0)
+        for k in counts:
+            values = []
+            for _ in range(draws):
+                kept = rng.sample(own, len(own) - k)
+                added = rng.sample(sorted(set(range(pool_size)) - set(own)), k)
+                values.append(_score(objective, config, sorted(kept + added))[0])
+                print(f"{name}: {k} replaced, neighbour {len(values)}: {values[-1]:.2f}", flush=True)
+            rows[name][str(k)] = _stats(values)
+            r = rows[name][str(k)]
+            print(f"{name}: {k} replaced: mean {r['mean']:.2f} sd {r['sd']:.2f} [{r['min']:.2f}, {r['max']:.2f}]",
+                  flush=True)
+        config.calibration.indices = own
+    return {"calibration_windows": len(next(iter(configs.values()))[0].calibration.indices),
+            "configurations": rows}
+
+
 if __name__ == "__main__":
     sys.exit(main())
+

@@ -423,7 +423,7 @@ def search(model, ratio: float | None = None, *, trials: int, out: str | Path, s
            stream: bool | None = None, max_memory: str | None = None, micro_batch: int | None = None,
            objective: str = "ppl", objective_options: dict | None = None, finalists: int = 0,
            finalist_examples: int = 200, startup_trials: int = 10, refine_every: int = 0,
-           trial_precision: str = "model"):
+           neighbour_every: int = 0, trial_precision: str = "model"):
     """Run (or continue) the Optuna study that searches ``space`` (``"full"``, ``"paper"``, a space
     file or a :class:`~adapruner.search.space.SearchSpace`) for the best pruning of ``model`` by
     ``ratio``, then prune with the best trial and write ``out`` (``model/``, ``best_config.json``,
@@ -436,7 +436,9 @@ def search(model, ratio: float | None = None, *, trials: int, out: str | Path, s
     proxy (``finalist_examples`` per development task, :mod:`adapruner.search.finalists`) and
     delivers the most accurate. ``startup_trials``: finished trials before TPE models the study
     (Optuna's 10); ``refine_every`` K > 0 makes every K-th trial after them a refinement of the best
-    (its categorical choices kept, :class:`~adapruner.search.samplers.RefineBest`).
+    (its categorical choices kept, :class:`~adapruner.search.samplers.RefineBest`), and
+    ``neighbour_every`` K > 0 every K-th a neighbour of the best (one or two of its calibration
+    windows swapped, :class:`~adapruner.search.samplers.NeighbourOfBest`).
     ``trial_precision="bfloat16"`` runs each trial's validation forward of a float32 model in bfloat16
     and re-scores the best trials as loaded before delivering one. Returns the
     :class:`~adapruner.search.run.SearchResult` (with the pruned ``model``, None when streamed)."""
@@ -464,7 +466,8 @@ def search(model, ratio: float | None = None, *, trials: int, out: str | Path, s
                              micro_batch=micro_batch, objective=objective,
                              objective_options=dict(objective_options or {}), finalists=finalists,
                              finalist_examples=finalist_examples, startup_trials=startup_trials,
-                             refine_every=refine_every, trial_precision=trial_precision)
+                             refine_every=refine_every, neighbour_every=neighbour_every,
+                             trial_precision=trial_precision)
 
     if paper_ratio:
         request = request_for(ratio)

@@ -62,6 +62,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="make every K-th trial after the start-up a refinement of the best trial so far: its "
                         "categorical choices (metric, update, allocation) kept, its numeric parameters "
                         "(calibration windows, knots, coefficients) proposed anew (default 0: off)")
+    p.add_argument("--neighbour-every", type=int, default=0, metavar="K",
+                   help="make every K-th trial after the start-up a neighbour of the best trial so far: all of it "
+                        "kept but one or two calibration windows, swapped for random ones (default 0: off)")
     p.add_argument("--eval-windows", type=int, default=16,
                    help="validation windows per dataset (WikiText-2, PTB) of the objective (default 16)")
     p.add_argument("--eval-batch-size", type=int, default=8, help="windows per forward in the objective")
@@ -118,7 +121,8 @@ def run(args: argparse.Namespace) -> int:
                     max_memory=args.max_memory, micro_batch=args.micro_batch, objective=args.objective,
                     objective_options=dict(args.objective_options), finalists=args.finalists,
                     finalist_examples=args.finalist_examples, startup_trials=args.startup_trials,
-                    refine_every=args.refine_every, trial_precision=args.trial_precision)
+                    refine_every=args.refine_every, neighbour_every=args.neighbour_every,
+                    trial_precision=args.trial_precision)
     ppl = ", ".join(f"{k} {v:.2f}" for k, v in result.validation_ppl.items())
     print(f"best trial {result.best_trial}: objective {result.objective:.3f} ({ppl}); "
           f"wrote {result.out}/{', '.join(result.files)}")

@@ -38,7 +38,7 @@ def trial_rows(study: optuna.Study) -> list[dict]:
         cal = t.user_attrs.get("config", {}).get("calibration", {})
         row = {"number": t.number, "state": t.state.name, "value": t.value,
                "seconds": _seconds(t), "phase": t.user_attrs.get("phase"), "recipe": t.user_attrs.get("recipe"),
-               "refines": t.system_attrs.get("refines"),
+               "refines": t.system_attrs.get("refines"), "neighbour_of": t.system_attrs.get("neighbour_of"),
                **{f"ppl_{k}": v for k, v in ppl.items()},
                **{f"param_{k}": v for k, v in t.params.items()},
                "indices": " ".join(map(str, cal.get("indices") or [])),

@@ -78,6 +78,7 @@ class SearchRequest:
     finalist_examples: int = 200  # examples per development task of that proxy
     startup_trials: int = TPE_STARTUP  # finished trials before TPE models the study (Optuna's 10)
     refine_every: int = 0  # every K-th trial after the start-up refines the best one (samplers.RefineBest); 0: off
+    neighbour_every: int = 0  # every K-th trial after the start-up swaps windows of the best (samplers.NeighbourOfBest)
     trial_precision: str = "model"  # a trial's validation forward (objective.trial_autocast); bfloat16: re-scored at the end
 
     @property
@@ -161,6 +162,8 @@ def check_request(request: SearchRequest, model: str) -> StudyIdentity:
         raise AdaprunerError(f"--startup-trials must be >= 0, got {request.startup_trials}")
     if request.refine_every < 0:
         raise AdaprunerError(f"--refine-every must be >= 0 (0: off), got {request.refine_every}")
+    if request.neighbour_every < 0:
+        raise AdaprunerError(f"--neighbour-every must be >= 0 (0: off), got {request.neighbour_every}")
     if request.trial_precision not in TRIAL_PRECISIONS:
         raise AdaprunerError(f"unknown --trial-precision '{request.trial_precision}'; choose one of "
                              f"{', '.join(TRIAL_PRECISIONS)}")
@@ -231,7 +234,8 @@ def run_search(loaded, request: SearchRequest, data_dir: str | Path, progress: b
     points = starting_points(space, len(pool), request.seed, request.trials) if request.starting_points else {}
     early_stop = request.early_stop or early_stop_for(len(points))
     study = open_study(storage, request.study_name, identity,
-                       make_sampler(request.sampler, seed, request.startup_trials, request.refine_every),
+                       make_sampler(request.sampler, seed, request.startup_trials, request.refine_every,
+                                    request.neighbour_every),
                        make_early_stop(early_stop, datasets=len(windows)))
     if points:
         starts = enqueue_starting_points(study, points)
@@ -264,7 +268,8 @@ def run_search(loaded, request: SearchRequest, data_dir: str | Path, progress: b
               "delivering the best so far (the same command continues the study)", flush=True)
     return finalize(study, storage, loaded, request, pool, objective, data_dir,
                     {"sampler_seed": seed, "sampler_startup_trials": request.startup_trials,
-                     "sampler_refine_every": request.refine_every, "early_stop": early_stop,
+                     "sampler_refine_every": request.refine_every,
+                     "sampler_neighbour_every": request.neighbour_every, "early_stop": early_stop,
                      "storage": redact(url),
                      "this_worker_search_s": round(search_s, 1),
                      "max_minutes": request.max_minutes, "stopped_on_time_budget": worker.out_of_time,

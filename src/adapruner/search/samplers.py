@@ -15,11 +15,21 @@ full-space search, 45 of the 54 trials after the best went to a metric that neve
 trial: its categorical choices (metric, update, allocation, factor choices) are kept and only its
 numeric parameters (calibration windows, knots, coefficients) are proposed by the sampler. The
 other trials search the whole space as before, so a better combination can still take the lead.
+
+Neighbours (``--neighbour-every K``). A calibration set's value is a property of the set as a
+whole: ten random windows move a good configuration's objective by a standard deviation of 4-6
+points, while replacing one window of a good set moves it by about half that
+(``benchmarks/search/calibration_noise.py --mutate``). TPE models each window index on its own, and
+the pool is shuffled, so its proposals near a good set's indices are other windows: it keeps no
+set. :class:`NeighbourOfBest` makes every K-th trial after the start-up a neighbour of the best
+finished trial: all its parameters kept, one or two of its calibration windows swapped for random
+pool windows, a local move in the data dimension that the sampler cannot make.
 """
 
 from __future__ import annotations
 
 import hashlib
+import random
 from collections.abc import Callable
 
 import optuna
@@ -107,6 +117,53 @@ class RefineBest(BaseSampler):
         self._inner.after_trial(study, trial, state, values)
 
 
+class NeighbourOfBest(BaseSampler):
+    """Wraps a sampler so that every ``every``-th trial from trial ``start`` on repeats the best
+    finished trial with one or two of its calibration windows (``sample_i``) redrawn at random
+    (module docstring). The swap is drawn from ``(seed, trial number)``, so resumes agree."""
+
+    def __init__(self, inner: BaseSampler, every: int, start: int, seed: int):
+        self._inner, self._every, self._start, self._seed = inner, every, start, seed
+        self._fixed: dict = {}
+
+    def moves(self, number: int) -> bool:
+        """Whether trial ``number`` is a neighbour of the best (a rule of the number alone)."""
+        return self._every > 0 and number >= self._start and (number - self._start) % self._every == 0
+
+    def reseed_rng(self) -> None:
+        self._inner.reseed_rng()
+
+    def before_trial(self, study, trial) -> None:
+        self._fixed = {}
+        best = best_trial(study, required=False) if self.moves(trial.number) else None
+        windows = sorted(name for name in (best.params if best else {}) if name.startswith("sample_"))
+        if windows:
+            rng = random.Random(trial_seed(self._seed, trial.number))
+            self._fixed = dict(best.params)
+            for name in rng.sample(windows, min(len(windows), rng.choice((1, 2)))):
+                d = best.distributions[name]
+                while self._fixed[name] == best.params[name] and d.high > d.low:
+                    self._fixed[name] = rng.randint(d.low, d.high)
+            study._storage.set_trial_system_attr(trial._trial_id, "neighbour_of", best.number)
+        self._inner.before_trial(study, trial)
+
+    def infer_relative_search_space(self, study, trial):
+        space = self._inner.infer_relative_search_space(study, trial)
+        return {name: d for name, d in space.items() if name not in self._fixed}
+
+    def sample_relative(self, study, trial, search_space):
+        return self._inner.sample_relative(study, trial, search_space)
+
+    def sample_independent(self, study, trial, param_name, param_distribution):
+        if param_name in self._fixed and param_distribution._contains(
+                param_distribution.to_internal_repr(self._fixed[param_name])):
+            return self._fixed[param_name]
+        return self._inner.sample_independent(study, trial, param_name, param_distribution)
+
+    def after_trial(self, study, trial, state, values) -> None:
+        self._inner.after_trial(study, trial, state, values)
+
+
 # Optuna's TPE draws its first 10 finished trials at random (a study's recipes count among them).
 # Fewer (the recipes and 2 random draws) finished more trials in the time-to-quality benchmark but
 # explored less and found worse models there, so 10 stays the default; --startup-trials changes it.
@@ -122,20 +179,26 @@ def _tpe_multivariate(seed: int, startup: int = TPE_STARTUP) -> optuna.samplers.
 
 
 def make_sampler(name: str, seed: int, startup: int = TPE_STARTUP,
-                 refine_every: int = 0) -> optuna.samplers.BaseSampler:
+                 refine_every: int = 0, neighbour_every: int = 0) -> optuna.samplers.BaseSampler:
     """TPE (the paper's BO-TPE), TPE over the joint distribution of each group of parameters that
     trials share (``tpe-mv``: Optuna's ``multivariate=True, group=True``, made for conditional
     spaces such as the full one, where a schedule's knots exist only when it is chosen), or uniform
     random sampling (Fig. 4's baseline); seeded per trial. ``startup``: the finished trials TPE
     waits for before it models the study (Optuna's 10 by default). ``refine_every`` K > 0: every
-    K-th trial from the end of the start-up on refines the best trial (:class:`RefineBest`)."""
+    K-th trial from the end of the start-up on refines the best trial (:class:`RefineBest`);
+    ``neighbour_every`` K > 0: every K-th trial from then on swaps one or two of the best trial's
+    calibration windows and keeps the rest of it (:class:`NeighbourOfBest`)."""
     factories = {"tpe": lambda s: optuna.samplers.TPESampler(seed=s, constant_liar=True, n_startup_trials=startup),
                  "tpe-mv": lambda s: _tpe_multivariate(s, startup),
                  "random": lambda s: optuna.samplers.RandomSampler(seed=s)}
     if name not in factories:
         raise AdaprunerError(f"unknown sampler '{name}'; choose one of {', '.join(SAMPLERS)}")
     sampler = PerTrialSeed(factories[name], seed)
-    return RefineBest(sampler, refine_every, startup) if refine_every > 0 else sampler
+    if refine_every > 0:
+        sampler = RefineBest(sampler, refine_every, startup)
+    if neighbour_every > 0:
+        sampler = NeighbourOfBest(sampler, neighbour_every, startup, seed)
+    return sampler
 
 
 def early_stop_for(starting_points: int) -> str:
