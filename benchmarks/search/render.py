@@ -345,6 +345,34 @@ def features_block(r: dict | None) -> str:
                   ["model of the log objective", "held-out RMSE", "r with the residual"], rows)
 
 
+def neighbours_block(r: dict | None, noise: dict | None) -> str:
+    """How good the neighbours of a found calibration set are (k of its windows replaced), against
+    the found set and random sets."""
+    if r is None:
+        return ("Measured by `python benchmarks/search/calibration_noise.py --data-dir DATA --draws 8 "
+                "--mutate 1,2,4 --configs recorded` (pending).")
+    rows = []
+    for name, c in r["configurations"].items():
+        own = c["rescored_with_its_set"]
+        rows.append(f"| {name} | its set | {own:.2f} | - | - | - |")
+        for k in sorted((key for key in c if key.isdigit()), key=int):
+            m = c[k]
+            better = sum(v < own for v in m["draws"])
+            rows.append(f"| {name} | {k} of {r['calibration_windows']} replaced | {m['mean']:.2f} | {m['sd']:.2f} | "
+                        f"{m['min']:.2f} - {m['max']:.2f} | {better} of {len(m['draws'])} |")
+        random_sets = (noise or {}).get("configurations", {}).get(name)
+        if random_sets:
+            better = sum(v < own for v in random_sets["draws"])
+            rows.append(f"| {name} | random sets (above) | {random_sets['mean']:.2f} | {random_sets['sd']:.2f} | "
+                        f"{random_sets['min']:.2f} - {random_sets['max']:.2f} | {better} of "
+                        f"{len(random_sets['draws'])} |")
+    return _table(f"The best configuration with its search's calibration set, and with {r['draws']} neighbours of "
+                  f"that set for each count of windows replaced by random pool windows (everything else kept), "
+                  f"{r['model']} at {r['ratio']:.0%}, {r['threads']} threads (`{r['command']}`, "
+                  f"{r['seconds'] / 60:.0f} min):",
+                  ["search", "calibration set", "mean", "sd", "range", "better than its set"], rows)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--check", action="store_true")
@@ -365,6 +393,9 @@ def main() -> int:
                                 windows_block(_load(RESULTS / "calibration_noise_windows.json")))
     page = rendering.with_block(page, "calibration-heldout", SCRIPT,
                                 heldout_block(_load(RESULTS / "calibration_noise_heldout.json")))
+    page = rendering.with_block(page, "calibration-neighbours", SCRIPT,
+                                neighbours_block(_load(RESULTS / "calibration_noise_mutants.json"),
+                                                 _load(RESULTS / "calibration_noise.json")))
     page = rendering.with_block(page, "calibration-matching", SCRIPT,
                                 matching_block(_load(RESULTS / "calibration_matching.json"),
                                                _load(RESULTS / "calibration_noise_heldout.json")))
