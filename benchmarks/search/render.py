@@ -178,7 +178,8 @@ def _first_reaching(rows: list[dict], limit: float) -> str:
 
 
 # The variants of the 100-trial search (full_space.sh's VARIANT and FLAGS), in the table's order.
-HUNDRED_VARIANTS = {"refine2": "--refine-every 2", "bf16": "--trial-precision bfloat16"}
+HUNDRED_VARIANTS = {"refine2": "--refine-every 2", "bf16": "--trial-precision bfloat16",
+                    "neighbour2": "--neighbour-every 2"}
 
 
 def _as_loaded(directory: Path) -> tuple[int, float] | None:
@@ -401,7 +402,7 @@ def main() -> int:
                                                _load(RESULTS / "calibration_noise_heldout.json")))
     page = rendering.with_block(page, "calibration-features", SCRIPT,
                                 features_block(_load(RESULTS / "calibration_features.json")))
-    for part in ("samplers", "workers", "precision"):
+    for part in ("samplers", "workers", "precision", "neighbour"):
         page = rendering.with_block(page, f"time-to-quality-{part}", SCRIPT,
                                     quality_block(_load(RESULTS / "time_to_quality" / part / "summary.json"),
                                                   f"benchmarks/results/time_to_quality/{part}/time_to_quality.png"))

@@ -75,29 +75,31 @@ class PerTrialSeed(BaseSampler):
         self._inner.after_trial(study, trial, state, values)
 
 
-class RefineBest(BaseSampler):
-    """Wraps a sampler so that every ``every``-th trial from trial ``start`` on keeps the best
-    finished trial's categorical choices and samples only the rest (module docstring)."""
+def _admits(distribution, value) -> bool:
+    """Whether ``value`` is a valid value of ``distribution`` (a categorical's unknown choice is not)."""
+    try:
+        return distribution._contains(distribution.to_internal_repr(value))
+    except (ValueError, TypeError):
+        return False
 
-    def __init__(self, inner: BaseSampler, every: int, start: int):
-        self._inner, self._every, self._start = inner, every, start
+
+class FixedParams(BaseSampler):
+    """Wraps a sampler so that some trials take some of their parameters from a rule, :meth:`fix`,
+    and the rest from the wrapped sampler."""
+
+    def __init__(self, inner: BaseSampler):
+        self._inner = inner
         self._fixed: dict = {}
 
-    def refines(self, number: int) -> bool:
-        """Whether trial ``number`` is a refinement (a rule of the number alone, so resumes agree)."""
-        return self._every > 0 and number >= self._start and (number - self._start) % self._every == 0
+    def fix(self, study, trial) -> dict:
+        """The parameters ``trial`` takes as they are (none by default)."""
+        return {}
 
     def reseed_rng(self) -> None:
         self._inner.reseed_rng()
 
     def before_trial(self, study, trial) -> None:
-        self._fixed = {}
-        best = best_trial(study, required=False) if self.refines(trial.number) else None
-        if best is not None:
-            self._fixed = {name: value for name, value in best.params.items()
-                           if isinstance(best.distributions[name], CategoricalDistribution)}
-            # recorded as Optuna's own samplers record their state (a system attribute of the trial)
-            study._storage.set_trial_system_attr(trial._trial_id, "refines", best.number)
+        self._fixed = self.fix(study, trial)
         self._inner.before_trial(study, trial)
 
     def infer_relative_search_space(self, study, trial):
@@ -108,8 +110,7 @@ class RefineBest(BaseSampler):
         return self._inner.sample_relative(study, trial, search_space)
 
     def sample_independent(self, study, trial, param_name, param_distribution):
-        if param_name in self._fixed and isinstance(param_distribution, CategoricalDistribution) \
-                and self._fixed[param_name] in param_distribution.choices:
+        if param_name in self._fixed and _admits(param_distribution, self._fixed[param_name]):
             return self._fixed[param_name]
         return self._inner.sample_independent(study, trial, param_name, param_distribution)
 
@@ -117,51 +118,60 @@ class RefineBest(BaseSampler):
         self._inner.after_trial(study, trial, state, values)
 
 
-class NeighbourOfBest(BaseSampler):
+def _every(every: int, start: int, number: int) -> bool:
+    """Whether trial ``number`` is one of every ``every``-th from ``start`` on (a rule of the number
+    alone, so resumed studies and parallel workers agree)."""
+    return every > 0 and number >= start and (number - start) % every == 0
+
+
+class RefineBest(FixedParams):
+    """Wraps a sampler so that every ``every``-th trial from trial ``start`` on keeps the best
+    finished trial's categorical choices and samples only the rest (module docstring)."""
+
+    def __init__(self, inner: BaseSampler, every: int, start: int):
+        super().__init__(inner)
+        self._every, self._start = every, start
+
+    def refines(self, number: int) -> bool:
+        """Whether trial ``number`` is a refinement."""
+        return _every(self._every, self._start, number)
+
+    def fix(self, study, trial) -> dict:
+        best = best_trial(study, required=False) if self.refines(trial.number) else None
+        if best is None:
+            return {}
+        # recorded as Optuna's own samplers record their state (a system attribute of the trial)
+        study._storage.set_trial_system_attr(trial._trial_id, "refines", best.number)
+        return {name: value for name, value in best.params.items()
+                if isinstance(best.distributions[name], CategoricalDistribution)}
+
+
+class NeighbourOfBest(FixedParams):
     """Wraps a sampler so that every ``every``-th trial from trial ``start`` on repeats the best
     finished trial with one or two of its calibration windows (``sample_i``) redrawn at random
     (module docstring). The swap is drawn from ``(seed, trial number)``, so resumes agree."""
 
     def __init__(self, inner: BaseSampler, every: int, start: int, seed: int):
-        self._inner, self._every, self._start, self._seed = inner, every, start, seed
-        self._fixed: dict = {}
+        super().__init__(inner)
+        self._every, self._start, self._seed = every, start, seed
 
     def moves(self, number: int) -> bool:
-        """Whether trial ``number`` is a neighbour of the best (a rule of the number alone)."""
-        return self._every > 0 and number >= self._start and (number - self._start) % self._every == 0
+        """Whether trial ``number`` is a neighbour of the best."""
+        return _every(self._every, self._start, number)
 
-    def reseed_rng(self) -> None:
-        self._inner.reseed_rng()
-
-    def before_trial(self, study, trial) -> None:
-        self._fixed = {}
+    def fix(self, study, trial) -> dict:
         best = best_trial(study, required=False) if self.moves(trial.number) else None
         windows = sorted(name for name in (best.params if best else {}) if name.startswith("sample_"))
-        if windows:
-            rng = random.Random(trial_seed(self._seed, trial.number))
-            self._fixed = dict(best.params)
-            for name in rng.sample(windows, min(len(windows), rng.choice((1, 2)))):
-                d = best.distributions[name]
-                while self._fixed[name] == best.params[name] and d.high > d.low:
-                    self._fixed[name] = rng.randint(d.low, d.high)
-            study._storage.set_trial_system_attr(trial._trial_id, "neighbour_of", best.number)
-        self._inner.before_trial(study, trial)
-
-    def infer_relative_search_space(self, study, trial):
-        space = self._inner.infer_relative_search_space(study, trial)
-        return {name: d for name, d in space.items() if name not in self._fixed}
-
-    def sample_relative(self, study, trial, search_space):
-        return self._inner.sample_relative(study, trial, search_space)
-
-    def sample_independent(self, study, trial, param_name, param_distribution):
-        if param_name in self._fixed and param_distribution._contains(
-                param_distribution.to_internal_repr(self._fixed[param_name])):
-            return self._fixed[param_name]
-        return self._inner.sample_independent(study, trial, param_name, param_distribution)
-
-    def after_trial(self, study, trial, state, values) -> None:
-        self._inner.after_trial(study, trial, state, values)
+        if not windows:
+            return {}
+        rng = random.Random(trial_seed(self._seed, trial.number))
+        fixed = dict(best.params)
+        for name in rng.sample(windows, min(len(windows), rng.choice((1, 2)))):
+            d = best.distributions[name]
+            while fixed[name] == best.params[name] and d.high > d.low:
+                fixed[name] = rng.randint(d.low, d.high)
+        study._storage.set_trial_system_attr(trial._trial_id, "neighbour_of", best.number)
+        return fixed
 
 
 # Optuna's TPE draws its first 10 finished trials at random (a study's recipes count among them).
