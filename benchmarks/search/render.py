@@ -374,6 +374,22 @@ def neighbours_block(r: dict | None, noise: dict | None) -> str:
                   ["search", "calibration set", "mean", "sd", "range", "better than its set"], rows)
 
 
+def fidelity_block(r: dict | None) -> str:
+    """A configuration's objective and cost at each count of reconstruction windows."""
+    if r is None:
+        return "Measured by `python benchmarks/search/reconstruction_fidelity.py --data-dir DATA` (pending)."
+    full = max(r["counts"])
+    rows = [f"| {count} | {x['mean']:.2f} | {x['mean_shift']:+.2f} | {x['spearman_with_full']:.2f} | "
+            f"{x['gram_seconds']:.0f} s | {x['trial_seconds']:.1f} s |"
+            for count in r["counts"] for x in [r["rows"][str(count)]]]
+    return _table(f"The recorded best configuration ({r['configuration']['metric']} + {r['configuration']['update']}) "
+                  f"on {r['sets']} calibration sets (its own and {r['sets'] - 1} random ones), its reconstruction "
+                  f"fitted on Grams of each count of windows, {r['model']} at {r['ratio']:.0%}, {r['threads']} "
+                  f"threads (`{r['command']}`, {r['seconds'] / 60:.0f} min):",
+                  ["reconstruction windows", "mean objective", f"against {full}, paired", f"Spearman with {full}",
+                   "Gram pass", "trial"], rows)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--check", action="store_true")
@@ -394,6 +410,8 @@ def main() -> int:
                                 windows_block(_load(RESULTS / "calibration_noise_windows.json")))
     page = rendering.with_block(page, "calibration-heldout", SCRIPT,
                                 heldout_block(_load(RESULTS / "calibration_noise_heldout.json")))
+    page = rendering.with_block(page, "reconstruction-fidelity", SCRIPT,
+                                fidelity_block(_load(RESULTS / "reconstruction_fidelity.json")))
     page = rendering.with_block(page, "calibration-neighbours", SCRIPT,
                                 neighbours_block(_load(RESULTS / "calibration_noise_mutants.json"),
                                                  _load(RESULTS / "calibration_noise.json")))
