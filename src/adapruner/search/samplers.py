@@ -23,7 +23,9 @@ points, while replacing one window of a good set moves it by about half that
 the pool is shuffled, so its proposals near a good set's indices are other windows: it keeps no
 set. :class:`NeighbourOfBest` makes every K-th trial after the start-up a neighbour of the best
 finished trial: all its parameters kept, one or two of its calibration windows swapped for random
-pool windows, a local move in the data dimension that the sampler cannot make.
+pool windows, a local move in the data dimension that the sampler cannot make. It is off by
+default: in 8-minute searches it did worse than plain TPE (docs/search.md, "Neighbours"), since
+the neighbours of an early best are rarely better than it.
 """
 
 from __future__ import annotations
