@@ -224,11 +224,12 @@ def neighbours(objective, configs: dict, pool_size: int, counts: list[int], draw
         own = list(config.calibration.indices)
         rows[name] = {"found_objective": found, "rescored_with_its_set": objective(config).value}
         rng = random.Random(0)
+        outside = sorted(set(range(pool_size)) - set(own))
         for k in counts:
             values = []
             for _ in range(draws):
                 kept = rng.sample(own, len(own) - k)
-                added = rng.sample(sorted(set(range(pool_size)) - set(own)), k)
+                added = rng.sample(outside, k)
                 values.append(_score(objective, config, sorted(kept + added))[0])
                 print(f"{name}: {k} replaced, neighbour {len(values)}: {values[-1]:.2f}", flush=True)
             rows[name][str(k)] = _stats(values)

@@ -27,16 +27,9 @@ REPO = Path(__file__).resolve().parents[2]
 RESULTS = REPO / "benchmarks" / "results"
 
 
-def spearman(a: list[float], b: list[float]) -> float:
-    """Spearman's rank correlation of two lists without ties."""
-    ra = {i: r for r, i in enumerate(sorted(range(len(a)), key=a.__getitem__))}
-    rb = {i: r for r, i in enumerate(sorted(range(len(b)), key=b.__getitem__))}
-    n = len(a)
-    return 1 - 6 * sum((ra[i] - rb[i]) ** 2 for i in range(n)) / (n * (n * n - 1))
-
-
 def main() -> int:
     import torch
+    from scipy.stats import spearmanr
 
     from adapruner.config import PruneConfig
     from adapruner.core.io import write_json
@@ -82,7 +75,7 @@ def main() -> int:
     full = rows[str(max(counts))]["values"]
     for count in counts:
         r = rows[str(count)]
-        r["spearman_with_full"] = spearman(r["values"], full)
+        r["spearman_with_full"] = float(spearmanr(r["values"], full).statistic)
         r["mean_shift"] = statistics.mean(v - f for v, f in zip(r["values"], full))
     write_json(Path(args.out), {
         "model": "smollm2-135m", "ratio": 0.2, "sets": len(sets), "counts": counts, "rows": rows,
