@@ -15,8 +15,8 @@ from adapruner.core.adapters import adapter_for
 from adapruner.allocation import (allocate, count_parameters, default_layer_range, max_reachable_ratio,
                                           removed_parameters)
 from adapruner.pruning.masks import apply_masks
-from adapruner.core.structure import LayerPlan, PruningPlan
-from adapruner.pruning.surgery import prune_model
+from adapruner.core.structure import LayerPlan, LinearUpdate, PruningPlan
+from adapruner.pruning.surgery import prune_model, swap_pruned
 from tiny import CONFIGS, tiny_batch, tiny_model
 
 ALL_LAYERS = [0, 4]
@@ -50,6 +50,34 @@ def test_masks_equal_surgery_and_ratio_is_met(family, attention):
         after = count_parameters(pruned)
         assert abs((before - after) / before - ratio) < 0.01
         assert before - after == removed_parameters(model, plan)
+
+
+@pytest.mark.parametrize("family", sorted(CONFIGS))
+def test_swapped_pruned_modules_compute_what_masks_compute_and_leave_the_model_as_it_was(family):
+    """A search trial's forward runs on swapped-in pruned modules: the same function as masks (with
+    replacement weights and added biases, also on a layer the plan keeps whole), and removing the
+    handle restores the model's own modules and weights bit for bit."""
+    model, x = tiny_model(family), tiny_batch()
+    adapter, layers = adapter_for(model), adapter_for(model).decoder_layers(model)
+    plan = allocate(model, random_scores(model), 0.3, AllocationConfig(layers=[0, 3]))
+    g = torch.Generator().manual_seed(1)
+    for idx in (0, 2, 3):  # layer 3 keeps its width and only gets updates
+        for m in adapter.members(adapter.layer_shape(model, idx)):
+            if m.axis == 1:
+                w = layers[idx].get_submodule(m.path).weight
+                plan.updates.setdefault(idx, {})[m.path] = LinearUpdate(
+                    weight=w + 0.02 * torch.randn(w.shape, generator=g), bias=0.1 * torch.randn(w.shape[0], generator=g))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    dense = logits(model, x)
+    with apply_masks(model, plan):
+        masked = logits(model, x)
+    with swap_pruned(model, plan):
+        swapped = logits(model, x)
+    assert (swapped - masked).abs().max().item() < 1e-4
+    assert (swapped - dense).abs().max().item() > 1e-3
+    assert torch.equal(logits(model, x), dense)
+    after = model.state_dict()
+    assert after.keys() == before.keys() and all(torch.equal(after[k], v) for k, v in before.items())
 
 
 @pytest.mark.parametrize("family", ["llama", "phi3", "gemma3"])

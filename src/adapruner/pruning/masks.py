@@ -46,7 +46,7 @@ def _input_mask_hook(mask: torch.Tensor):
     return hook
 
 
-def _update_hooks(update: LinearUpdate, module: nn.Linear) -> list:
+def update_hooks(update: LinearUpdate, module: nn.Linear) -> list:
     """Hooks that make ``module`` compute with ``update``: its replacement weight on the (already
     masked) input, then its added bias. Without autograd the replacement weight is swapped in for
     the duration of the call (a pre-hook swaps, an always-called forward hook swaps back), so the
@@ -96,7 +96,7 @@ def apply_masks(model: nn.Module, plan: PruningPlan) -> MaskHandle:
                 handle.hooks.append(linear.register_forward_pre_hook(_input_mask_hook(mask)))
         for idx, updates in sorted(plan.updates.items()):
             for path, update in updates.items():
-                handle.hooks += _update_hooks(update, layers[idx].get_submodule(path))
+                handle.hooks += update_hooks(update, layers[idx].get_submodule(path))
     except Exception:
         handle.remove()
         raise

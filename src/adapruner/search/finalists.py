@@ -5,8 +5,8 @@ A search objective measured on 32 validation windows ranks candidates that diffe
 among the near-optimal trials at its top its differences are small and may not be the ones that
 zero-shot accuracy rewards (KL divergence is reported to lose ranking power among near-dense
 candidates; perplexity rewards what the two validation corpora reward). With ``finalists = K``
-the K best trials (distinct configurations) are each applied to the model as masks (the delivered
-model's logits) and scored on a **zero-shot proxy**: the first ``examples`` examples of each of
+the K best trials (distinct configurations) each have their pruned modules swapped into the model
+(the delivered model's logits) and scored on a **zero-shot proxy**: the first ``examples`` examples of each of
 the development splits of ARC-Easy, ARC-Challenge and OpenBookQA, through lm-evaluation-harness
 like the reported protocol, which never uses these splits. The finalist with the highest mean
 accuracy is delivered (ties: the better objective). Each finalist's proxy is kept in the study
@@ -55,7 +55,7 @@ def score_finalists(study: optuna.Study, objective, tokenizer, data_dir: str | P
     """The finalist to deliver and the report's record of the choice (every finalist's trial,
     objective, proxy mean and SE)."""
     from adapruner.eval.zeroshot import run_zeroshot
-    from adapruner.pruning.masks import apply_masks
+    from adapruner.pruning.surgery import swap_pruned
 
     if examples < 1:
         raise AdaprunerError(f"--finalist-examples must be at least 1 (got {examples})")
@@ -68,7 +68,7 @@ def score_finalists(study: optuna.Study, objective, tokenizer, data_dir: str | P
         if str(t.number) not in filed:
             log(f"finalist {rank}/{len(finalists)}: trial {t.number} (objective {t.value:.4g}) on the zero-shot proxy")
             plan = objective.plan(PruneConfig.from_json(t.user_attrs["config"]))
-            handle = apply_masks(objective.model, plan)
+            handle = swap_pruned(objective.model, plan)
             try:
                 zs = run_zeroshot(objective.model, tokenizer, list(PROXY_TASKS), Path(data_dir), examples, 8,
                                   log=lambda line: None)

@@ -1,9 +1,10 @@
 """The search objective h(f(theta, D, I, lambda), D_E) of paper Eq. (6).
 
 One trial: calibration windows D -> importance statistics (one batched forward/backward) ->
-scores for metric I -> allocation at the target ratio -> masks on the live model (no copy) ->
-perplexity on small fixed subsets of the WikiText-2 and PTB *validation* splits -> masks removed.
-The objective is the mean of the two perplexities.
+scores for metric I -> allocation at the target ratio -> the pruned layers' smaller modules swapped
+into the live model (:func:`~adapruner.pruning.surgery.swap_pruned`: the masks' function, at the
+pruned model's cost) -> perplexity on small fixed subsets of the WikiText-2 and PTB *validation*
+splits -> the model's own modules back. The objective is the mean of the two perplexities.
 
 What does not change between trials is computed once:
 
@@ -11,7 +12,7 @@ What does not change between trials is computed once:
   the first pruned decoder layer together with the keyword arguments that every later layer
   receives (causal mask, rotary position embeddings ...), captured with forward pre-hooks during
   one dense forward. A trial then only runs the pruned range of layers, the final norm and the
-  LM head. Layers before the pruned range are untouched by masks, so the result is identical to
+  LM head. Layers before the pruned range are untouched by the plan, so the result is identical to
   a full forward (tested).
 * the last calibration set's statistics (a trial that re-uses the same windows, e.g. every trial
   of ``--no-data-search`` or the metric phase of ``--sequential``, needs no new pass).
@@ -154,7 +155,7 @@ class _Batch:
 
 
 class CachedEvaluator:
-    """The objective ``measure`` (perplexity by default) of a (masked) model on fixed windows,
+    """The objective ``measure`` (perplexity by default) of a (pruned) model on fixed windows,
     re-running only layers ``>= start``."""
 
     def __init__(self, model: nn.Module, windows: dict[str, torch.Tensor], start: int, batch_size: int = 8,
@@ -202,7 +203,7 @@ class CachedEvaluator:
 
     @torch.no_grad()
     def logits(self, batch: _Batch) -> torch.Tensor:
-        """Logits of one cached batch through layers ``start..`` of the current (masked) model."""
+        """Logits of one cached batch through layers ``start..`` of the current (pruned) model."""
         h = batch.hidden
         for layer, args, kwargs in zip(self.layers[self.start:], batch.layer_args, batch.layer_kwargs):
             out = layer(h, *args, **kwargs)
@@ -312,16 +313,18 @@ class Objective:
 
     def __call__(self, config: PruneConfig, report: Callable[[int, float], None] | None = None,
                  precision: str | None = None) -> TrialResult:
-        """Mean validation perplexity of the model pruned (masked) with ``config``, the forward in
-        ``precision`` (default: the objective's)."""
-        from adapruner.pruning.masks import apply_masks
+        """Mean validation perplexity of the model pruned with ``config``, the forward in
+        ``precision`` (default: the objective's), on physically pruned modules swapped in for the
+        trial (:func:`~adapruner.pruning.surgery.swap_pruned`: the masks' function at the pruned
+        model's cost)."""
+        from adapruner.pruning.surgery import swap_pruned
 
         t0 = time.perf_counter()
         plan = self.plan(config)
         t1 = time.perf_counter()
         evaluator = self.evaluator_for(plan)
         t2 = time.perf_counter()
-        handle = apply_masks(self.model, plan)
+        handle = swap_pruned(self.model, plan)
         try:
             parts, ppl = evaluator.evaluate(report, precision or self.precision)
         finally:

@@ -1,6 +1,6 @@
 """The search objective of a model that does not fit in memory: a trial, one decoder layer at a time.
 
-The same value as :class:`adapruner.search.objective.Objective` (the mean perplexity of the masked
+The same value as :class:`adapruner.search.objective.Objective` (the mean perplexity of the pruned
 model on the validation windows), computed in two streamed passes over the checkpoint:
 
 1. **Scores.** The configuration's statistics on its calibration windows, streamed, each layer
@@ -9,8 +9,9 @@ model on the validation windows), computed in two streamed passes over the check
    allocation over all layers: the plan.
 2. **Evaluation.** Layer by layer (:func:`~adapruner.streaming.prune.layer_pass`): the weight
    update's step on the carried calibration inputs, then the validation windows' hidden states
-   pushed through the layer with the plan's masks and updates on. The skeleton is never cut
-   (masks, not surgery), so the next trial starts from the dense model again. After the last
+   pushed through the layer with its pruned modules swapped in (the plan's units and updates;
+   :func:`~adapruner.pruning.surgery.swap_pruned`). The skeleton keeps its own modules, so the
+   next trial starts from the dense model again. After the last
    layer the final norm and the head score every window.
 
 The validation windows' layer calls are recorded once, and the dense perplexity is measured
@@ -80,10 +81,10 @@ class StreamedObjective:
         return plan_from_scores(self.sm, config, self.ratio, raw), means
 
     def __call__(self, config: PruneConfig, report: Callable[[int, float], None] | None = None) -> TrialResult:
-        """Mean validation perplexity of the model pruned (masked) with ``config``; ``report`` is
+        """Mean validation perplexity of the model pruned with ``config`` (each layer's pruned modules swapped in for its pass); ``report`` is
         not called (see the module docstring)."""
         from adapruner.planning import pool_windows
-        from adapruner.pruning.masks import apply_masks
+        from adapruner.pruning.surgery import swap_pruned
         from adapruner.streaming.prune import layer_pass
 
         t0 = time.perf_counter()
@@ -98,7 +99,7 @@ class StreamedObjective:
                 for name, batches in calls.items():
                     dense[name] = [run_layer(layer, h, b.calls[i]) for h, b in zip(dense[name], batches)]
             masked = PruningPlan({i: plan.layers[i]}, {i: dict(updates)}) if i in plan.layers else PruningPlan({})
-            with apply_masks(self.sm.model, masked):
+            with swap_pruned(self.sm.model, masked):
                 for name, batches in calls.items():
                     hidden[name] = [run_layer(layer, h, b.calls[i]) for h, b in zip(hidden[name], batches)]
 
