@@ -1,5 +1,5 @@
 """Render the search's speed figures into ``docs/search.md`` from their results files:
-``benchmarks/results/gradient_free_trial.json``, ``gram_pass.json``, ``benchmarks/results/time_to_quality/`` (its
+``benchmarks/results/gradient_free_trial.json``, ``trial_forward.json``, ``gram_pass.json``, ``benchmarks/results/time_to_quality/`` (its
 ``samplers/`` and ``workers/`` hold the comparisons of samplers and of workers on one machine) and the 100-trial
 searches of ``benchmarks/search/full_space.sh`` (``full_space_default/`` as a user runs it, against the recorded
 ``full_space/``).
@@ -58,7 +58,7 @@ def speed_block(r: dict | None) -> str:
         "",
         "| | seconds |",
         "|---|---|",
-        f"| our trial, median (statistics + scores + allocation {ours['plan_s']:.1f} / masked evaluation "
+        f"| our trial, median (statistics + scores + allocation {ours['plan_s']:.1f} / evaluation "
         f"{ours['eval_s']:.1f}) | {r['ours_trial_s_median']:.2f} |",
         f"| our first trial (also builds the hidden-state cache) | {r['ours_first_trial_s']:.2f} |",
         f"| LLM-Pruner-style trial, median (deepcopy + {r['calibration_samples']} separate backward passes "
@@ -390,6 +390,20 @@ def fidelity_block(r: dict | None) -> str:
                    "Gram pass", "trial"], rows)
 
 
+def forward_block(r: dict | None) -> str:
+    """A trial's validation forward under masks against on swapped-in pruned modules."""
+    if r is None:
+        return "Measured by `python benchmarks/search/trial_forward.py --data-dir DATA` (pending)."
+    rows = [f"| {x['ratio']:.0%} | {x['configuration']} | {x['masks_s']:.2f} s | {x['swap_s']:.2f} s | "
+            f"**{x['speedup']:.2f}x** | {x['objective_masks']:.3f} / {x['objective_swap']:.3f} | "
+            f"{x['relative_difference']:.0e} |" for x in r["rows"]]
+    return _table(f"One plan per row evaluated {r['repeats']} times each way, alternating, on {r['model']} with the "
+                  f"search's 32 validation windows, {r['threads']} threads (`{r['command']}`, "
+                  f"{r['seconds'] / 60:.0f} min); medians, the swap's building and removal included:",
+                  ["ratio", "configuration", "masks", "swapped-in pruned modules", "faster",
+                   "objective (masks / swap)", "relative difference"], rows)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--check", action="store_true")
@@ -397,6 +411,7 @@ def main() -> int:
     page = PAGE.read_text()
     page = rendering.with_block(page, "trial-cost", SCRIPT, trial_block(_load(RESULTS / "gradient_free_trial.json")))
     page = rendering.with_block(page, "trial-speed", SCRIPT, speed_block(_load(RESULTS / "trial_speed.json")))
+    page = rendering.with_block(page, "trial-forward", SCRIPT, forward_block(_load(RESULTS / "trial_forward.json")))
     page = rendering.with_block(page, "time-to-quality", SCRIPT,
                                 quality_block(_load(RESULTS / "time_to_quality" / "summary.json")))
     page = rendering.with_block(page, "gram-pass", SCRIPT, gram_block(_load(RESULTS / "gram_pass.json")))

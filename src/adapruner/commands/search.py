@@ -1,6 +1,6 @@
 """``adapruner search``: find calibration data and metric coefficients with Bayesian optimisation.
 
-Runs (or continues) an Optuna study whose trials prune the model with masks and score it on small
+Runs (or continues) an Optuna study whose trials prune the model (reversibly) and score it on small
 validation subsets (:mod:`adapruner.search.objective`); when the budget of ``--trials`` finished
 trials is spent, prunes the model physically with the best configuration and writes into
 ``--out``: ``model/``, ``best_config.json`` (for ``adapruner prune --config``), ``trials.csv``,
