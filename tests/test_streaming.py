@@ -186,6 +186,24 @@ def test_the_path_is_chosen_by_the_predicted_peak(family_dirs, tmp_path, capsys)
     assert "--max-memory must be a size" in capsys.readouterr().err
 
 
+def test_a_search_trial_s_prediction_holds_the_pruned_copy_its_forward_swaps_in():
+    """A gradient-free trial of an 8B shape in float32: its forward holds the kept weights of every
+    narrowed layer beside the model, more than its statistics pass; a streamed trial one layer's."""
+    from adapruner.config import MetricConfig, PruneConfig
+    from adapruner.streaming.memory import Shape, predict
+
+    shape = Shape(layers=32, hidden=4096, intermediate=14336, heads=32, kv_heads=8, head_dim=128, vocab=128256,
+                  tied=False, parameters=0)
+    shape.parameters = 2 * shape.vocab * shape.hidden + shape.layers * shape.layer_parameters + shape.hidden
+    config = PruneConfig(metric=MetricConfig(name="wanda-sp"))
+    prune, trial = predict(shape, config, 4), predict(shape, config, 4, trial_ratio=0.2)
+    copy = trial["in_memory"].parts["pruned layers of a trial"]
+    assert copy == shape.layers * int(0.8 * shape.layer_parameters * 4)
+    assert trial["in_memory"].peak_bytes > prune["in_memory"].peak_bytes >= shape.parameters * 4
+    assert trial["in_memory"].peak_bytes >= shape.parameters * 4 + copy
+    assert 0 < trial["streamed"].peak_bytes - prune["streamed"].peak_bytes <= int(0.8 * shape.layer_parameters * 4)
+
+
 def test_a_full_disk_is_one_line_and_the_next_run_resumes(family_dirs, data_dir, tmp_path, monkeypatch, capsys):
     import errno
 

@@ -475,9 +475,12 @@ def search(model, ratio: float | None = None, *, trials: int, out: str | Path, s
     data = resolve_data_dir(data_dir)
     if micro_batch is not None and micro_batch < 1:
         raise AdaprunerError(f"--micro-batch must be at least 1 (samples per forward/backward), got {micro_batch}")
-    # The path is predicted for a gradient metric's trial (the space's most memory-hungry statistics).
+    # The path is predicted for a gradient metric's trial (the space's most memory-hungry statistics),
+    # with the pruned copy its forward holds (at the kept fraction of the ratio asked; a budget in
+    # other terms is predicted as if every layer were kept whole).
     trial_like = PruneConfig(calibration=CalibrationConfig(seq_len=space.seq_len, num_samples=space.num_samples))
-    choice = choose_path(model, trial_like, stream, max_memory, device, dtype, micro_batch, trust_remote_code)
+    choice = choose_path(model, trial_like, stream, max_memory, device, dtype, micro_batch, trust_remote_code,
+                         trial_ratio=ratio if paper_ratio else 0.0)
     if progress:
         print(choice.summary(times=False))  # the predicted times are a prune's, not a search's
         streamed_prune = choice.predictions.get("streamed")

@@ -133,8 +133,11 @@ def _activations(s: Shape, tokens: int, t: int, gradients: bool, dtype_bytes: in
 
 
 def predict(s: Shape, config: PruneConfig, dtype_bytes: int = 4, micro_batch: int | None = None,
-            flops_per_s: float = 5e10, read_bytes_per_s: float = 1e9, disk_dtype_bytes: int = 2) -> dict[str, Prediction]:
-    """Predicted peak memory and time of the in-memory and the streamed prune."""
+            flops_per_s: float = 5e10, read_bytes_per_s: float = 1e9, disk_dtype_bytes: int = 2,
+            trial_ratio: float | None = None) -> dict[str, Prediction]:
+    """Predicted peak memory and time of the in-memory and the streamed prune; with ``trial_ratio``,
+    of a search trial at that ratio, whose validation forward also holds the kept weights of the
+    layers it narrows (:func:`~adapruner.pruning.surgery.swap_pruned`)."""
     w = _work(config, micro_batch)
     weights = s.parameters * dtype_bytes
     layer = s.layer_parameters * dtype_bytes
@@ -159,10 +162,16 @@ def predict(s: Shape, config: PruneConfig, dtype_bytes: int = 4, micro_batch: in
     grams = s.layers * gram_layer if (w["mode"] == "oneshot" or w["gram"]) else gram_layer
     in_parts = {"weights": weights, "activations": acts, "statistics temporaries": temporaries,
                 "logits": logits, "gram matrices": grams + solve, "windows": carry, "runtime": BASE_BYTES}
+    # A trial's pruned copy of every narrowed layer (bounded by all of them at the kept fraction)
+    # lives after its statistics pass has freed the activations: the peak holds the larger.
+    kept_layer = int((1 - (trial_ratio or 0.0)) * layer) if trial_ratio is not None else 0
+    if kept_layer and s.layers * kept_layer > acts + temporaries:
+        del in_parts["activations"], in_parts["statistics temporaries"]
+        in_parts["pruned layers of a trial"] = s.layers * kept_layer
     # Streamed: the fullest stage.
     stages = {
         "layer": layer + _activations(s, tokens, w["t"], w["gradients"], dtype_bytes) + temporaries + gram_layer
-        + solve + carry + _activations(s, window_tokens, w["t"], False, dtype_bytes),
+        + solve + carry + _activations(s, window_tokens, w["t"], False, dtype_bytes) + kept_layer,
         # The loss reads the head alone (the embedding was freed after the first layer's inputs);
         # writing the output reads embedding and head together, in the saved dtype.
         "head": embed + logits + tokens * s.hidden * dtype_bytes * 2,
@@ -252,16 +261,19 @@ def model_shape(spec: str, trust_remote_code: bool = False) -> Shape | None:
 
 
 def choose_path(spec: str, config: PruneConfig, stream: bool | None, max_memory: str | None, device: str,
-                dtype: str, micro_batch: int | None, trust_remote_code: bool = False) -> PathChoice:
+                dtype: str, micro_batch: int | None, trust_remote_code: bool = False,
+                trial_ratio: float | None = None) -> PathChoice:
     """In memory or streamed: as asked (``stream``), else streamed when the in-memory path's
-    predicted peak exceeds ``max_memory`` (default 80 % of the free memory)."""
+    predicted peak exceeds ``max_memory`` (default 80 % of the free memory); ``trial_ratio``
+    predicts a search trial's peak at that ratio instead of a prune's (:func:`predict`)."""
     budget = parse_size(max_memory) if max_memory is not None else int(0.8 * free_memory(device))
     shape = model_shape(spec, trust_remote_code)
     predictions = {}
     if shape is not None:
         size = torch.empty((), dtype={"float32": torch.float32, "bfloat16": torch.bfloat16,
                                       "float16": torch.float16}.get(dtype, torch.float32)).element_size()
-        predictions = predict(shape, config, size, micro_batch, flops_per_s=measured_flops())
+        predictions = predict(shape, config, size, micro_batch, flops_per_s=measured_flops(),
+                              trial_ratio=trial_ratio)
     if stream is not None:
         return PathChoice(stream, "--stream" if stream else "--no-stream", budget, predictions)
     if not predictions:
