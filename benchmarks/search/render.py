@@ -435,7 +435,7 @@ def main() -> int:
                                                _load(RESULTS / "calibration_noise_heldout.json")))
     page = rendering.with_block(page, "calibration-features", SCRIPT,
                                 features_block(_load(RESULTS / "calibration_features.json")))
-    for part in ("samplers", "workers", "precision", "neighbour"):
+    for part in ("samplers", "workers", "precision", "neighbour", "swap"):
         page = rendering.with_block(page, f"time-to-quality-{part}", SCRIPT,
                                     quality_block(_load(RESULTS / "time_to_quality" / part / "summary.json"),
                                                   f"benchmarks/results/time_to_quality/{part}/time_to_quality.png"))
