@@ -16,7 +16,8 @@ evaluations again. The models at each ratio:
 
 At 20 % the objective study's rows of the models it holds (dense, element1, wanda-sp, flap-bias
 and the recorded search's best) are reused: the same models on the same examples. Resumable step
-by step; one row per model in ``benchmarks/results/objective_result/rows.json``:
+by step; one row per model in ``benchmarks/results/objective_result/rows.json``, and each search's
+``best_config.json``, ``trials.csv`` and ``convergence.png`` in ``search-rNN-OBJ/`` beside it:
 
     python benchmarks/quality/objective_result.py --data-dir ../shared/data --objective kl
 """
@@ -26,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -141,6 +143,11 @@ def main() -> int:
                     continue
                 config = study_rows[reused]["config"] if reused else study.BASELINES.get(name)
                 model = build(name, ratio, work, config, args.search_flags.split(), args.trials, common)
+                if config is None and name != "dense":  # a search: keep what it chose and how it got there
+                    kept = results / f"search-r{round(ratio * 100)}-{name.removeprefix('searched-')}"
+                    kept.mkdir(parents=True, exist_ok=True)
+                    for f in ("best_config.json", "trials.csv", "convergence.png"):
+                        shutil.copyfile(work / "search" / f, kept / f)
                 if stage == "distill":
                     model = recover(model, work, data_dir)
                 for step, run in steps.items():
