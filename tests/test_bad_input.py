@@ -418,3 +418,13 @@ def test_ctrl_c_in_a_storage_call_that_hangs_still_exits():
         "storage = {'__name__': 'sqlalchemy.fake'}  # code that counts as a storage call\n"
         "exec('import time\\ndef hang():\\n    print(\\'ready\\', flush=True)\\n    time.sleep(60)\\n', storage)\n",
         "    storage['hang']()\n")
+
+
+@pytest.mark.parametrize("count,match", [("1e400", "finite count"), ("nan", "finite count"), ("0.5", "positive"),
+                                         ("lots", "count like 100M")])
+def test_a_target_parameter_count_that_is_no_count_is_one_line(count, match):
+    from adapruner.core.params import parse_count
+    from adapruner.errors import AdaprunerError
+
+    with pytest.raises(AdaprunerError, match=match):
+        parse_count(count)

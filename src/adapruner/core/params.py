@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch.nn as nn
 
 from adapruner.errors import AdaprunerError
@@ -34,6 +36,8 @@ def parse_count(text: str) -> int:
         value = float(t[:-1]) * units[t[-1]] if t and t[-1] in units else float(t)
     except ValueError:
         raise AdaprunerError(f"--target-params must be a count like 100M, 1.5B or 250000 (got '{text}')") from None
+    if not math.isfinite(value):
+        raise AdaprunerError(f"--target-params must be a finite count like 100M, 1.5B or 250000 (got '{text}')")
     if value < 1:
         raise AdaprunerError(f"--target-params must be positive (got '{text}')")
     return int(value)
