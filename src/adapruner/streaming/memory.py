@@ -164,7 +164,7 @@ def predict(s: Shape, config: PruneConfig, dtype_bytes: int = 4, micro_batch: in
                 "logits": logits, "gram matrices": grams + solve, "windows": carry, "runtime": BASE_BYTES}
     # A trial's pruned copy of every narrowed layer (bounded by all of them at the kept fraction)
     # lives after its statistics pass has freed the activations: the peak holds the larger.
-    kept_layer = int((1 - (trial_ratio or 0.0)) * layer) if trial_ratio is not None else 0
+    kept_layer = int((1 - trial_ratio) * layer) if trial_ratio is not None else 0
     if kept_layer and s.layers * kept_layer > acts + temporaries:
         del in_parts["activations"], in_parts["statistics temporaries"]
         in_parts["pruned layers of a trial"] = s.layers * kept_layer

@@ -81,8 +81,8 @@ class StreamedObjective:
         return plan_from_scores(self.sm, config, self.ratio, raw), means
 
     def __call__(self, config: PruneConfig, report: Callable[[int, float], None] | None = None) -> TrialResult:
-        """Mean validation perplexity of the model pruned with ``config`` (each layer's pruned modules swapped in for its pass); ``report`` is
-        not called (see the module docstring)."""
+        """Mean validation perplexity of the model pruned with ``config`` (each layer's pruned
+        modules swapped in for its pass); ``report`` is not called (see the module docstring)."""
         from adapruner.planning import pool_windows
         from adapruner.pruning.surgery import swap_pruned
         from adapruner.streaming.prune import layer_pass
@@ -98,8 +98,8 @@ class StreamedObjective:
             if dense is not None:
                 for name, batches in calls.items():
                     dense[name] = [run_layer(layer, h, b.calls[i]) for h, b in zip(dense[name], batches)]
-            masked = PruningPlan({i: plan.layers[i]}, {i: dict(updates)}) if i in plan.layers else PruningPlan({})
-            with swap_pruned(self.sm.model, masked):
+            this_layer = PruningPlan({i: plan.layers[i]}, {i: dict(updates)}) if i in plan.layers else PruningPlan({})
+            with swap_pruned(self.sm.model, this_layer):
                 for name, batches in calls.items():
                     hidden[name] = [run_layer(layer, h, b.calls[i]) for h, b in zip(hidden[name], batches)]
 
